@@ -1,0 +1,66 @@
+// Typed errors. Every failure the library reports is one of these, each with a string `code`
+// (better-sqlite3 / Node style) so callers switch on codes, never on message text.
+import { getSystemErrorName } from 'node:util';
+
+/** Base class: every error thrown by devmapper has a stable string `code`. */
+export class DevmapperError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/**
+ * A failed system call, shaped like Node's `SystemError`: `code` ('EBUSY'), `errno` (positive,
+ * as the kernel returned it), `syscall` ('ioctl', 'open', 'mount' ...), plus what devmapper
+ * was doing: the dm `operation` (e.g. 'DM_DEV_REMOVE') and the `device` name or path.
+ */
+export class DmSystemError extends DevmapperError {
+  readonly errno: number;
+  readonly syscall: string;
+  readonly operation: string | undefined;
+  readonly device: string | undefined;
+  /** Extra context, e.g. the thin-pool message text that the kernel refused. */
+  readonly detail: string | undefined;
+
+  constructor(args: { errno: number; syscall: string; operation?: string; device?: string; detail?: string }) {
+    const code = errnoName(args.errno);
+    const what = [args.syscall, args.operation, args.device && `'${args.device}'`].filter(Boolean).join(' ');
+    const detail = args.detail ? ` (${args.detail})` : '';
+    super(code, `${what} failed: ${code} (errno ${args.errno})${detail}`);
+    this.errno = args.errno;
+    this.syscall = args.syscall;
+    this.operation = args.operation;
+    this.device = args.device;
+    this.detail = args.detail;
+  }
+}
+
+/** Bad input, caught before anything is touched. `argument` names what was wrong. */
+export class InvalidArgumentError extends DevmapperError {
+  readonly argument: string;
+  constructor(argument: string, message: string) {
+    super('ERR_DM_INVALID_ARGUMENT', `${argument}: ${message}`);
+    this.argument = argument;
+  }
+}
+
+/** Kernel output (status line, ioctl payload) that does not match the documented grammar. */
+export class ParseError extends DevmapperError {
+  readonly input: string;
+  constructor(what: string, input: string, reason: string) {
+    super('ERR_DM_PARSE', `cannot parse ${what} ${JSON.stringify(input)}: ${reason}`);
+    this.input = input;
+  }
+}
+
+/** Symbolic name for a positive errno ('EBUSY'), from Node's own table; never from text. */
+export function errnoName(errno: number): string {
+  try {
+    return getSystemErrorName(-Math.abs(errno));
+  } catch {
+    return `ERRNO_${errno}`;
+  }
+}
