@@ -1,0 +1,172 @@
+#!/usr/bin/env node
+// `npm test`: everything from a fresh machine to the closing line.
+//   1. the system packages the tests use (apt, when root; otherwise the exact command to run)
+//   2. `npm ci` when node_modules is missing or older than package-lock.json
+//   3. `tsc`
+//   4. host tests (no kernel needed) with ava, here
+//   5. kernel tests with ava: here on a real device-mapper host, else inside the test kernel
+//   6. one closing line `N passed, N failed, N skipped` adding both up; non-zero exit on any failure
+// Options: --host-only, --kernel-only, --match <ava pattern>, FILES... (dist/test/... .js paths
+// or test/... .ts paths; kernel files run in the kernel).
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+process.chdir(root);
+
+// Debian packages the test suite needs: the test kernel, the C compiler and headers for the ABI
+// probe and the VM's init, mkfs for thin devices, and dmsetup/losetup as the independent reference.
+const APT_PACKAGES = ['user-mode-linux', 'gcc', 'libc6-dev', 'linux-libc-dev', 'e2fsprogs', 'dmsetup', 'util-linux', 'procps'];
+
+const args = process.argv.slice(2);
+let hostOnly = false;
+let kernelOnly = false;
+const avaExtra = [];
+const files = [];
+while (args.length > 0) {
+  const arg = args.shift();
+  if (arg === '--host-only') hostOnly = true;
+  else if (arg === '--kernel-only') kernelOnly = true;
+  else if (arg === '--match' || arg === '-m') avaExtra.push('--match', args.shift());
+  else files.push(arg.replace(/^test\/(.*)\.ts$/, 'dist/test/$1.js'));
+}
+
+function step(message) {
+  process.stdout.write(`\n== ${message}\n`);
+}
+
+function missingAptPackages() {
+  return APT_PACKAGES.filter((pkg) => {
+    const r = spawnSync('dpkg-query', ['-W', '-f=${Status}', pkg], { encoding: 'utf8' });
+    return r.status !== 0 || !r.stdout.includes('install ok installed');
+  });
+}
+
+function ensureAptPackages() {
+  const missing = missingAptPackages();
+  if (missing.length === 0) return;
+  const command = `apt-get update && apt-get install -y --no-install-recommends ${missing.join(' ')}`;
+  if (process.getuid?.() !== 0) {
+    process.stderr.write(`The tests need these Debian packages: ${missing.join(', ')}.\nRun as root:\n  ${command}\n`);
+    process.exit(1);
+  }
+  step(`installing ${missing.join(' ')}`);
+  execFileSync('apt-get', ['update', '-q'], { stdio: 'inherit' });
+  execFileSync('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...missing], {
+    stdio: 'inherit',
+    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+  });
+}
+
+function ensureNodeModules() {
+  const stamp = join(root, 'node_modules/.package-lock.json');
+  if (existsSync(stamp) && statSync(stamp).mtimeMs >= statSync(join(root, 'package-lock.json')).mtimeMs) return;
+  step('npm ci');
+  execFileSync('npm', ['ci', '--no-audit', '--no-fund'], { stdio: 'inherit' });
+}
+
+/** Adds up ava's TAP summary (`# pass N` ...) from a stream of output. */
+class TapCounter {
+  passed = 0; failed = 0; skipped = 0; seenSummary = false;
+  #pending = '';
+  feed(chunk) {
+    const text = this.#pending + chunk.toString();
+    const lines = text.split('\n');
+    this.#pending = lines.pop() ?? '';
+    for (const line of lines) {
+      const m = /^# (pass|fail|skip|todo) (\d+)\s*$/.exec(line.replace(/\r$/, ''));
+      if (!m) continue;
+      this.seenSummary = true;
+      const n = Number(m[2]);
+      if (m[1] === 'pass') this.passed += n;
+      else if (m[1] === 'fail') this.failed += n;
+      else this.skipped += n;
+    }
+  }
+}
+
+const avaCli = join(root, 'node_modules/ava/entrypoints/cli.mjs');
+const avaArgs = (patterns) => [avaCli, '--tap', '--config', 'ava.config.mjs', ...avaExtra, ...patterns];
+
+function runAvaHere(label, patterns, env = {}) {
+  return new Promise((resolvePromise) => {
+    step(`${label}: ava ${patterns.join(' ')}`);
+    const counter = new TapCounter();
+    const child = spawn(process.execPath, avaArgs(patterns), { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
+    child.stdout.on('data', (chunk) => { process.stdout.write(chunk); counter.feed(chunk); });
+    child.on('close', (code) => resolvePromise(settle(label, counter, code)));
+  });
+}
+
+/** An ava run that failed without reporting a failed test (a crash, a guest that died) counts as one failure. */
+function settle(label, counter, code) {
+  if (code !== 0 && counter.failed === 0) {
+    process.stdout.write(`${label}: ava ended with status ${code} without a test failure: counted as 1 failed\n`);
+    counter.failed = 1;
+  }
+  if (!counter.seenSummary && code === 0) process.stdout.write(`${label}: no TAP summary seen\n`);
+  return counter;
+}
+
+/** True when this process can talk to device-mapper itself (a real dm host, as root). */
+async function canUseDeviceMapperHere() {
+  if (!existsSync('/dev/mapper/control')) return false;
+  const probe = spawnSync(process.execPath, ['--input-type=module', '-e',
+    "const { DeviceMapper } = await import('./dist/src/index.js'); const dm = DeviceMapper.open(); console.log(dm.version().join('.')); dm.close();"],
+  { encoding: 'utf8' });
+  return probe.status === 0;
+}
+
+async function runKernelTests(patterns) {
+  if (await canUseDeviceMapperHere()) {
+    step('device-mapper is available on this host: kernel tests run directly');
+    return runAvaHere('kernel tests (this host)', patterns);
+  }
+  const { runInVm, exitStatusOf, umlRelease } = await import(join(root, 'dist/test/vm/runner.js'));
+  const backend = process.env.DEVMAPPER_VM ?? 'uml';
+  try {
+    if (backend === 'uml') umlRelease();
+  } catch (e) {
+    process.stderr.write(`${e.message}\nNo device-mapper on this host and no test kernel: the kernel tests cannot run.\n`);
+    const counter = new TapCounter();
+    counter.failed = 1;
+    return counter;
+  }
+  step(`no device-mapper on this host: kernel tests run inside the ${backend} test kernel`);
+  const counter = new TapCounter();
+  const env = {};
+  for (const key of ['DEVMAPPER_FFI', 'DEVMAPPER_LOG', 'CI']) if (process.env[key]) env[key] = process.env[key];
+  const result = await runInVm({
+    command: ['sh', '-c', 'echo "guest kernel: $(uname -r)"; exec "$@"', 'sh', process.execPath, ...avaArgs(patterns)],
+    cwd: root,
+    env,
+    backend,
+    timeoutMs: 40 * 60_000,
+    modules: ['dm-flakey', 'dm-zero'],
+    onOutput: (chunk) => { process.stdout.write(chunk); counter.feed(chunk); },
+  });
+  if (result.outcome !== 'exited') {
+    process.stdout.write(`\nthe test kernel ${result.outcome} after ${result.durationMs} ms\n${result.vmStderr.slice(-3000)}\n--- kernel log (tail)\n${result.kernelLog.slice(-4000)}\n`);
+  }
+  return settle('kernel tests (VM)', counter, exitStatusOf(result));
+}
+
+ensureAptPackages();
+ensureNodeModules();
+step('tsc');
+execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], { stdio: 'inherit' });
+
+const hostFiles = files.filter((f) => !f.includes('/kernel/'));
+const kernelFiles = files.filter((f) => f.includes('/kernel/'));
+const runHost = !kernelOnly && (files.length === 0 || hostFiles.length > 0);
+const runKernel = !hostOnly && (files.length === 0 || kernelFiles.length > 0);
+
+const totals = { passed: 0, failed: 0, skipped: 0 };
+const add = (c) => { totals.passed += c.passed; totals.failed += c.failed; totals.skipped += c.skipped; };
+if (runHost) add(await runAvaHere('host tests', hostFiles.length ? hostFiles : ['dist/test/host/**/*.test.js']));
+if (runKernel) add(await runKernelTests(kernelFiles.length ? kernelFiles : ['dist/test/kernel/**/*.test.js']));
+
+process.stdout.write(`\n${totals.passed} passed, ${totals.failed} failed, ${totals.skipped} skipped\n`);
+process.exit(totals.failed > 0 ? 1 : 0);

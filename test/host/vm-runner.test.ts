@@ -1,0 +1,56 @@
+// Self-test of the VM runner: exit statuses, streamed output, timeouts, and nothing left behind.
+import test from 'ava';
+import { readdirSync, readFileSync } from 'node:fs';
+import { exitStatusOf, resolveModules, runInVm, umlRelease } from '../vm/runner.js';
+
+/** PIDs of host processes whose command line mentions `needle` (our VM's private dirs). */
+function processesMentioning(needle: string): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(needle)) found.push(Number(entry));
+    } catch { /* exited meanwhile */ }
+  }
+  return found;
+}
+
+test('module resolution puts dependencies first', (t) => {
+  const tree = `/usr/lib/uml/modules/${umlRelease()}`;
+  const order = resolveModules(tree, ['dm-thin-pool']).map((p) => p.slice(p.lastIndexOf('/') + 1));
+  t.true(order.indexOf('dm-mod.ko') < order.indexOf('dm-thin-pool.ko'));
+  t.true(order.indexOf('dm-persistent-data.ko') < order.indexOf('dm-thin-pool.ko'));
+  t.is(order[order.length - 1], 'dm-thin-pool.ko');
+  t.throws(() => resolveModules(tree, ['no-such-module']), { message: /no-such-module/ });
+});
+
+test.serial('a failing command in the guest gives its exit status and its output', async (t) => {
+  const chunks: Buffer[] = [];
+  const result = await runInVm({
+    command: ['sh', '-c', 'echo "out $GREETING"; test -c /dev/mapper/control && echo has-dm; exit 7'],
+    env: { GREETING: "it's me" },
+    onOutput: (c) => chunks.push(c),
+    timeoutMs: 120_000,
+  });
+  t.is(result.outcome, 'exited');
+  t.is(result.exitCode, 7);
+  t.is(exitStatusOf(result), 7);
+  t.is(result.output, "out it's me\nhas-dm\n");
+  t.is(Buffer.concat(chunks).toString(), result.output, 'output is streamed as it comes');
+  t.regex(result.kernelLog, /device-mapper: ioctl/);
+});
+
+test.serial('a command that hangs is killed at the timeout and no VM process survives', async (t) => {
+  const result = await runInVm({ command: ['sleep', '600'], timeoutMs: 6_000, onOutput: () => {} });
+  t.is(result.outcome, 'timeout');
+  t.is(exitStatusOf(result), 124);
+  t.true(result.durationMs < 60_000);
+  t.deepEqual(processesMentioning('devmapper-uml-'), [], 'no UML process left on the host');
+});
+
+test.serial('a command killed by a signal is reported as such', async (t) => {
+  const result = await runInVm({ command: ['sh', '-c', 'kill -TERM $$'], timeoutMs: 120_000, onOutput: () => {} });
+  t.is(result.outcome, 'signaled');
+  t.is(result.signal, 15);
+  t.is(exitStatusOf(result), 128 + 15);
+});
