@@ -5,10 +5,18 @@
  * Contract with the host-side runner (test/vm/runner.ts), all through the share directory
  * named by VM_SHARE on the kernel command line (unknown KEY=value words become our env):
  *   <share>/modules   one .ko path per line, already in dependency order; loaded with finit_module
+ *   <share>/keep      host paths under /tmp the job needs (its cwd, the project): bound back
+ *                     on top of the private /tmp at the same paths
  *   <share>/job.sh    run as `/bin/sh <share>/job.sh`; sets cwd and env, then execs the command
  *   <share>/status    written by us: the job's exit status ("exit N" or "signal N")
  *   <share>/kernel.log written by us: the kernel log, for post-mortems
  * If PID 1 exits the kernel panics, so the job runs as a child and we power off ourselves.
+ *
+ * QEMU only: the kernel starts us as /init of a small initramfs, with VM_STAGE=initramfs on its
+ * command line. That stage loads the modules listed in the initramfs's /modules (virtio and 9p,
+ * copied in by test/vm/qemu.ts), mounts the host's `/` (9p tag VM_ROOT_TAG, default "hostroot")
+ * and makes it the root the way switch_root does (MS_MOVE onto /, chroot); then the rest is as
+ * under UML, which boots straight into the host's `/` and never sets VM_STAGE.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -27,6 +35,7 @@
 #include <unistd.h>
 
 #define GUEST_SHARE "/run/vm"
+#define HOST_TMP "/run/host-tmp"
 
 static void note(const char *fmt, const char *a, int err) {
   dprintf(2, "vm-init: ");
@@ -44,6 +53,30 @@ static void power_off(void) {
   sync();
   reboot(RB_POWER_OFF);
   for (;;) pause();
+}
+
+static void mkdir_p(const char *path) {
+  char buf[4096];
+  snprintf(buf, sizeof buf, "%s", path);
+  for (char *p = buf + 1; *p; p++) {
+    if (*p == '/') { *p = 0; mkdir(buf, 0755); *p = '/'; }
+  }
+  mkdir(buf, 0755);
+}
+
+/* Binds each listed host path under /tmp (seen through HOST_TMP) back at its own path. */
+static void keep_host_paths(const char *list) {
+  FILE *f = fopen(list, "r");
+  if (!f) return;
+  char line[4096], source[4200];
+  while (fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\r\n")] = 0;
+    if (strncmp(line, "/tmp/", 5) != 0 || strstr(line, "/../")) continue;
+    snprintf(source, sizeof source, HOST_TMP "%s", line + 4);
+    mkdir_p(line);
+    if (mount(source, line, NULL, MS_BIND | MS_REC, NULL) != 0) note("cannot keep host path %s", line, errno);
+  }
+  fclose(f);
 }
 
 static void load_modules(const char *list) {
@@ -73,7 +106,29 @@ static void save_kernel_log(void) {
   free(buf);
 }
 
+/* Initramfs stage (QEMU): make the host's `/`, exported over virtio-9p, our root. */
+static void enter_host_root(void) {
+  const char *tag = getenv("VM_ROOT_TAG");
+  if (!tag) tag = "hostroot";
+  load_modules("/modules");
+  mkdir("/newroot", 0755);
+  /* The virtio device may still be probing right after its driver loaded: retry for ~5 s. */
+  for (int tries = 0; mount(tag, "/newroot", "9p", 0, "trans=virtio,version=9p2000.L,msize=262144") != 0; tries++) {
+    if (tries == 250) { note("cannot mount the host root (9p tag %s)", tag, errno); power_off(); }
+    usleep(20000);
+  }
+  if (chdir("/newroot") != 0 || mount(".", "/", NULL, MS_MOVE, NULL) != 0 || chroot(".") != 0 || chdir("/") != 0) {
+    note("cannot switch to the host root%s", "", errno);
+    power_off();
+  }
+}
+
 int main(void) {
+  const char *stage = getenv("VM_STAGE");
+  if (stage && strcmp(stage, "initramfs") == 0) {
+    enter_host_root();
+    unsetenv("VM_STAGE");
+  }
   const char *share = getenv("VM_SHARE");
   /* The console tty turns \n into \r\n; the runner wants the job's bytes as they are. */
   struct termios t;
@@ -90,7 +145,10 @@ int main(void) {
   must_mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755");
   if (!share) { note("no VM_SHARE on the kernel command line%s", "", 0); power_off(); }
   must_mount(share, GUEST_SHARE, NULL, MS_BIND, NULL);
+  must_mount("/tmp", HOST_TMP, NULL, MS_BIND, NULL);
   must_mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+  keep_host_paths(GUEST_SHARE "/keep");
+  umount2(HOST_TMP, MNT_DETACH);
   /* Debian's /var/tmp, /var/lib/... stay the host's; jobs use /tmp. */
 
   load_modules(GUEST_SHARE "/modules");

@@ -27,6 +27,8 @@ export interface VmRunOptions {
   backend?: VmBackend;
   /** Extra kernel modules to load, e.g. 'dm-flakey'. */
   modules?: string[];
+  /** Host directories under /tmp the job needs besides its cwd and this project. */
+  keep?: string[];
   /** Guest memory, e.g. '2G'. */
   memory?: string;
   /** Receives the guest console output as it arrives. Default: this process's stdout. */
@@ -145,6 +147,9 @@ function writeJob(share: string, options: VmRunOptions): void {
   lines.push('export DEVMAPPER_IN_VM=1');
   lines.push(`exec ${options.command.map(shellQuote).join(' ')}`);
   writeFileSync(join(share, 'job.sh'), lines.join('\n') + '\n');
+  // The guest's /tmp is private; host paths under it that the job needs are bound back.
+  const keep = new Set([options.cwd ?? process.cwd(), projectRoot, ...(options.keep ?? [])]);
+  writeFileSync(join(share, 'keep'), [...keep].join('\n') + '\n');
 }
 
 function parseStatus(text: string): Pick<VmRunResult, 'outcome' | 'exitCode' | 'signal'> | undefined {
