@@ -1,0 +1,375 @@
+// Status and table grammar for thin-pool / thin targets: every form pool_status() and
+// thin_status() in drivers/md/dm-thin.c can print, the variants older kernels print, and lines
+// that must be rejected. Table params round-trip through format/parse.
+import test, { type ExecutionContext } from 'ava';
+import { InvalidArgumentError, ParseError } from '../../src/errors.js';
+import {
+  formatPoolTable,
+  formatThinTable,
+  parsePoolStatus,
+  parsePoolTable,
+  parseThinStatus,
+  parseThinTable,
+  type PoolStatusOk,
+  type PoolTable,
+  type PoolTableInput,
+  type ThinTable,
+} from '../../src/thin/status.js';
+import { dataBlocks, sectors } from '../../src/thin/units.js';
+
+/** t.is for unit values: ava's typing wants the expected literal to extend the branded type. */
+function is(t: ExecutionContext, actual: unknown, expected: unknown, message?: string): void {
+  t.is(actual, expected, message);
+}
+
+function ok(line: string, opts?: Parameters<typeof parsePoolStatus>[1]): PoolStatusOk {
+  const s = parsePoolStatus(line, opts);
+  if (s.kind !== 'ok') throw new Error(`expected kind ok, got ${s.kind} for ${JSON.stringify(line)}`);
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// pool status: field-by-field forms
+
+type PoolField = 'transactionId' | 'heldMetadataRoot' | 'mode' | 'discard' | 'noSpace' | 'needsCheck' | 'metadataLowWatermark';
+type PoolCase = [line: string, expected: Partial<Record<PoolField, bigint | string | boolean | null | undefined>>];
+
+const poolCases: PoolCase[] = [
+  // Current kernels: 9 fields and a trailing space.
+  ['0 10/4096 0/16384 - rw discard_passdown queue_if_no_space - 1024 ',
+    { transactionId: 0n, heldMetadataRoot: null, mode: 'rw', discard: 'discard_passdown', noSpace: 'queue', needsCheck: false, metadataLowWatermark: 1024n }],
+  ['5 10/4096 0/16384 - ro discard_passdown queue_if_no_space - 1024', { mode: 'ro', transactionId: 5n }],
+  ['5 10/4096 16384/16384 - out_of_data_space discard_passdown error_if_no_space - 1024', { mode: 'out_of_data_space', noSpace: 'error' }],
+  ['5 10/4096 0/16384 - rw no_discard_passdown queue_if_no_space - 1024', { discard: 'no_discard_passdown' }],
+  ['5 10/4096 0/16384 - rw ignore_discard queue_if_no_space - 1024', { discard: 'ignore_discard' }],
+  ['5 10/4096 0/16384 - rw discard_passdown error_if_no_space - 1024', { noSpace: 'error' }],
+  ['5 10/4096 0/16384 - ro discard_passdown queue_if_no_space needs_check 1024 ', { needsCheck: true, mode: 'ro' }],
+  // Held metadata root as a number (after reserve_metadata_snap).
+  ['5 20/4096 0/16384 17 rw discard_passdown queue_if_no_space - 1024', { heldMetadataRoot: 17n }],
+  // u64 transaction id above 2^53 stays exact.
+  ['18446744073709551615 10/4096 0/16384 - rw discard_passdown queue_if_no_space - 1024', { transactionId: 18446744073709551615n }],
+  // Kernels before 4.19: no metadata low watermark.
+  ['5 10/4096 0/16384 - rw discard_passdown queue_if_no_space - ', { needsCheck: false, metadataLowWatermark: undefined }],
+  ['5 10/4096 0/16384 - rw discard_passdown queue_if_no_space needs_check', { needsCheck: true, metadataLowWatermark: undefined }],
+  // Kernels before the needs_check field: the flag is not reported (undefined, not false).
+  ['5 10/4096 0/16384 - rw discard_passdown queue_if_no_space ', { needsCheck: undefined, metadataLowWatermark: undefined }],
+  // Separators other than one space are tolerated, as is a trailing newline.
+  ['5  10/4096\t0/16384 - rw discard_passdown queue_if_no_space - 1024\n', { transactionId: 5n, metadataLowWatermark: 1024n }],
+];
+
+for (const [line, expected] of poolCases) {
+  test(`pool status ${JSON.stringify(line)}`, (t) => {
+    const s = ok(line);
+    for (const [key, value] of Object.entries(expected)) {
+      is(t, s[key as PoolField], value, key);
+    }
+  });
+}
+
+test('pool status: usage figures in blocks and bytes', (t) => {
+  const s = ok('3 100/4096 250/1000 - rw discard_passdown queue_if_no_space - 1024 ', { dataBlockSize: sectors(128) });
+  is(t, s.metadata.usedBlocks, 100n);
+  is(t, s.metadata.totalBlocks, 4096n);
+  is(t, s.metadata.freeBlocks, 3996n);
+  is(t, s.metadata.usedBytes, 100n * 4096n);
+  is(t, s.metadata.totalBytes, 4096n * 4096n);
+  is(t, s.metadata.freeBytes, 3996n * 4096n);
+  is(t, s.data.usedBlocks, 250n);
+  is(t, s.data.totalBlocks, 1000n);
+  is(t, s.data.freeBlocks, 750n);
+  is(t, s.data.blockSize, 128n);
+  is(t, s.data.usedBytes, 250n * 65536n);
+  is(t, s.data.totalBytes, 1000n * 65536n);
+  is(t, s.data.freeBytes, 750n * 65536n);
+});
+
+test('pool status: data bytes are undefined without a data block size', (t) => {
+  const s = ok('3 100/4096 250/1000 - rw discard_passdown queue_if_no_space - 1024');
+  is(t, s.data.freeBlocks, 750n);
+  t.is(s.data.blockSize, undefined);
+  t.is(s.data.usedBytes, undefined);
+  t.is(s.data.totalBytes, undefined);
+  t.is(s.data.freeBytes, undefined);
+});
+
+test('pool status: block counts above 2^53 stay exact', (t) => {
+  const big = 2n ** 60n + 1n;
+  const s = ok(`1 1/2 ${big}/${big + 2n} - rw discard_passdown queue_if_no_space - 1`);
+  is(t, s.data.usedBlocks, big);
+  is(t, s.data.freeBlocks, 2n);
+});
+
+test('pool status: used equal to total means zero free', (t) => {
+  const s = ok('1 4096/4096 16384/16384 - out_of_data_space discard_passdown queue_if_no_space - 1024');
+  is(t, s.metadata.freeBlocks, 0n);
+  is(t, s.data.freeBlocks, 0n);
+});
+
+test('pool status: Fail and Error', (t) => {
+  t.deepEqual(parsePoolStatus('Fail'), { kind: 'fail' });
+  t.deepEqual(parsePoolStatus('Fail '), { kind: 'fail' });
+  t.deepEqual(parsePoolStatus('Error'), { kind: 'error' });
+  t.deepEqual(parsePoolStatus('Error\n'), { kind: 'error' });
+});
+
+test('pool status: a bad dataBlockSize option is an InvalidArgumentError', (t) => {
+  const e = t.throws(() => parsePoolStatus('1 1/2 1/2 - rw discard_passdown queue_if_no_space - 1', { dataBlockSize: sectors(100) }), {
+    instanceOf: InvalidArgumentError,
+  });
+  t.is(e?.argument, 'dataBlockSize');
+});
+
+const badPoolLines: [line: string, why: RegExp][] = [
+  ['', /expected 7 to 9 fields/],
+  ['   ', /expected 7 to 9 fields/],
+  ['fail', /expected 7 to 9 fields/],
+  ['FAIL', /expected 7 to 9 fields/],
+  ['Fail Error', /expected 7 to 9 fields/],
+  ['0 10/4096 0/16384 -', /expected 7 to 9 fields/],
+  // Pre-3.14 form without the no-space field is not supported.
+  ['0 10/4096 0/16384 - rw discard_passdown', /expected 7 to 9 fields/],
+  ['0 10/4096 0/16384 - rw discard_passdown queue_if_no_space - 1024 extra', /unexpected extra fields "extra"/],
+  ['0 10/4096 0/16384 - rw discard_passdown queue_if_no_space - 1024 7 8', /unexpected extra fields "7 8"/],
+  ['x 10/4096 0/16384 - rw discard_passdown queue_if_no_space - 1024', /transaction id "x" is not a decimal/],
+  ['-1 10/4096 0/16384 - rw discard_passdown queue_if_no_space - 1024', /transaction id "-1"/],
+  ['18446744073709551616 10/4096 0/16384 - rw discard_passdown queue_if_no_space - 1024', /does not fit in 64 bits/],
+  ['0 a/b 0/16384 - rw discard_passdown queue_if_no_space - 1024', /used metadata blocks "a"/],
+  ['0 10/b 0/16384 - rw discard_passdown queue_if_no_space - 1024', /total metadata blocks "b"/],
+  ['0 10 0/16384 - rw discard_passdown queue_if_no_space - 1024', /metadata "10" is not <used>\/<total>/],
+  ['0 10/20/30 0/16384 - rw discard_passdown queue_if_no_space - 1024', /is not <used>\/<total>/],
+  ['0 10/ 0/16384 - rw discard_passdown queue_if_no_space - 1024', /total metadata blocks ""/],
+  ['0 10/4096 0x1/16384 - rw discard_passdown queue_if_no_space - 1024', /used data blocks "0x1"/],
+  ['0 10/4096 1.5/16384 - rw discard_passdown queue_if_no_space - 1024', /used data blocks "1.5"/],
+  // used > total: only possible from a wrapped (corrupt) free count; rejected.
+  ['0 4097/4096 0/16384 - rw discard_passdown queue_if_no_space - 1024', /used metadata blocks 4097 exceed the total 4096/],
+  ['0 10/4096 16385/16384 - rw discard_passdown queue_if_no_space - 1024', /used data blocks 16385 exceed/],
+  ['0 10/4096 0/16384 none rw discard_passdown queue_if_no_space - 1024', /held metadata root "none"/],
+  ['0 10/4096 0/16384 - RW discard_passdown queue_if_no_space - 1024', /unknown mode "RW"/],
+  ['0 10/4096 0/16384 - fail discard_passdown queue_if_no_space - 1024', /unknown mode "fail"/],
+  ['0 10/4096 0/16384 - read_only discard_passdown queue_if_no_space - 1024', /unknown mode "read_only"/],
+  ['0 10/4096 0/16384 - rw discard queue_if_no_space - 1024', /unknown discard mode "discard"/],
+  ['0 10/4096 0/16384 - rw discard_passdown queue - 1024', /unknown no-space mode "queue"/],
+  ['0 10/4096 0/16384 - rw queue_if_no_space discard_passdown - 1024', /unknown discard mode "queue_if_no_space"/],
+  ['0 10/4096 0/16384 - rw discard_passdown queue_if_no_space yes 1024', /unknown needs_check field "yes"/],
+  ['0 10/4096 0/16384 - rw discard_passdown queue_if_no_space - -', /metadata low watermark "-"/],
+  ['0 10/4096 0/16384 - rw discard_passdown queue_if_no_space - low', /metadata low watermark "low"/],
+  ['0 10/4096 0/16384 - rw discard_passdown queue_if_no_space toString 1024', /unknown needs_check field "toString"/],
+];
+
+for (const [line, why] of badPoolLines) {
+  test(`pool status rejects ${JSON.stringify(line)}`, (t) => {
+    const e = t.throws(() => parsePoolStatus(line), { instanceOf: ParseError, message: why });
+    t.is(e?.input, line, 'the error quotes the whole line');
+    t.is(e?.code, 'ERR_DM_PARSE');
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// thin status
+
+test('thin status: mapped and highest sector', (t) => {
+  t.deepEqual(parseThinStatus('1048576 2097151'), { kind: 'ok', mappedSectors: 1048576n, highestMappedSector: 2097151n });
+  t.deepEqual(parseThinStatus('1048576 2097151 '), { kind: 'ok', mappedSectors: 1048576n, highestMappedSector: 2097151n });
+});
+
+test('thin status: nothing mapped', (t) => {
+  t.deepEqual(parseThinStatus('0 -'), { kind: 'ok', mappedSectors: 0n, highestMappedSector: null });
+  t.deepEqual(parseThinStatus('0 - '), { kind: 'ok', mappedSectors: 0n, highestMappedSector: null });
+});
+
+test('thin status: sector counts above 2^53 stay exact', (t) => {
+  const s = parseThinStatus('9007199254740993 18446744073709551615');
+  t.deepEqual(s, { kind: 'ok', mappedSectors: 9007199254740993n, highestMappedSector: 18446744073709551615n });
+});
+
+test('thin status: Fail, Error and a bare -', (t) => {
+  t.deepEqual(parseThinStatus('Fail'), { kind: 'fail' });
+  t.deepEqual(parseThinStatus('Fail '), { kind: 'fail' });
+  t.deepEqual(parseThinStatus('Error'), { kind: 'error' });
+  t.deepEqual(parseThinStatus('-'), { kind: 'unopened' });
+});
+
+const badThinLines: [line: string, why: RegExp][] = [
+  ['', /got 0 fields/],
+  ['128', /got 1 fields/],
+  ['fail', /got 1 fields/],
+  ['128 255 3', /got 3 fields/],
+  ['- 255', /nr mapped sectors "-"/],
+  ['x 255', /nr mapped sectors "x"/],
+  ['128 y', /highest mapped sector "y"/],
+  ['128 -5', /highest mapped sector "-5"/],
+  ['18446744073709551616 -', /does not fit in 64 bits/],
+];
+
+for (const [line, why] of badThinLines) {
+  test(`thin status rejects ${JSON.stringify(line)}`, (t) => {
+    const e = t.throws(() => parseThinStatus(line), { instanceOf: ParseError, message: why });
+    t.is(e?.input, line);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// thin-pool table
+
+const allOff = { skipBlockZeroing: false, ignoreDiscard: false, noDiscardPassdown: false, readOnly: false, errorIfNoSpace: false };
+
+const poolTables: [table: PoolTable, text: string][] = [
+  [{ metadataDev: '253:0', dataDev: '253:1', dataBlockSize: sectors(128), lowWaterMark: dataBlocks(0), features: allOff }, '253:0 253:1 128 0'],
+  [
+    { metadataDev: '/dev/loop0', dataDev: '/dev/loop1', dataBlockSize: sectors(2097152), lowWaterMark: dataBlocks(2n ** 60n), features: { ...allOff, skipBlockZeroing: true } },
+    `/dev/loop0 /dev/loop1 2097152 ${2n ** 60n} 1 skip_block_zeroing`,
+  ],
+  [
+    { metadataDev: '7:0', dataDev: '7:1', dataBlockSize: sectors(1024), lowWaterMark: dataBlocks(32), features: { ...allOff, noDiscardPassdown: true, errorIfNoSpace: true } },
+    '7:0 7:1 1024 32 2 no_discard_passdown error_if_no_space',
+  ],
+  [
+    {
+      metadataDev: '7:0',
+      dataDev: '7:1',
+      dataBlockSize: sectors(256),
+      lowWaterMark: dataBlocks(1),
+      features: { skipBlockZeroing: true, ignoreDiscard: true, noDiscardPassdown: false, readOnly: true, errorIfNoSpace: true },
+    },
+    '7:0 7:1 256 1 4 skip_block_zeroing ignore_discard read_only error_if_no_space',
+  ],
+];
+
+for (const [table, text] of poolTables) {
+  test(`pool table round trip ${JSON.stringify(text)}`, (t) => {
+    t.is(formatPoolTable(table), text);
+    t.deepEqual(parsePoolTable(text), table);
+    t.deepEqual(parsePoolTable(formatPoolTable(table)), table);
+  });
+}
+
+test('pool table: kernel echo with "0" feature count and trailing space', (t) => {
+  const p = parsePoolTable('253:0 253:1 128 0 0 ');
+  t.deepEqual(p, { metadataDev: '253:0', dataDev: '253:1', dataBlockSize: 128n, lowWaterMark: 0n, features: allOff });
+});
+
+test('pool table: features in any order, case-insensitive like parse_pool_features()', (t) => {
+  const p = parsePoolTable('253:0 253:1 128 10 3 error_if_no_space SKIP_BLOCK_ZEROING read_only ');
+  t.deepEqual(p.features, { ...allOff, errorIfNoSpace: true, skipBlockZeroing: true, readOnly: true });
+});
+
+test('pool table: the kernel may echo all five features (emit_flags has no cap)', (t) => {
+  const p = parsePoolTable('253:0 253:1 128 10 5 skip_block_zeroing ignore_discard no_discard_passdown read_only error_if_no_space ');
+  t.deepEqual(p.features, { skipBlockZeroing: true, ignoreDiscard: true, noDiscardPassdown: true, readOnly: true, errorIfNoSpace: true });
+});
+
+test('pool table: format with features omitted or partial', (t) => {
+  const base = { metadataDev: 'm', dataDev: 'd', dataBlockSize: sectors(128), lowWaterMark: dataBlocks(5) };
+  t.is(formatPoolTable(base), 'm d 128 5');
+  t.is(formatPoolTable({ ...base, features: { readOnly: true } }), 'm d 128 5 1 read_only');
+  t.is(formatPoolTable({ ...base, features: { readOnly: false } }), 'm d 128 5');
+});
+
+const badPoolTables: [line: string, why: RegExp][] = [
+  ['', /got 0 fields/],
+  ['253:0 253:1 128', /got 3 fields/],
+  ['253:0 253:1 x 0', /data block size "x"/],
+  ['253:0 253:1 64 0', /data block size 64 is not a multiple of 128/],
+  ['253:0 253:1 200 0', /data block size 200/],
+  ['253:0 253:1 2097280 0', /data block size 2097280/],
+  ['253:0 253:1 0 0', /data block size 0/],
+  ['253:0 253:1 128 -1', /low water mark "-1"/],
+  ['253:0 253:1 128 0 x', /feature count "x"/],
+  ['253:0 253:1 128 0 1', /feature count 1 does not match the 0/],
+  ['253:0 253:1 128 0 1 skip_block_zeroing read_only', /feature count 1 does not match the 2/],
+  ['253:0 253:1 128 0 2 skip_block_zeroing', /feature count 2 does not match the 1/],
+  ['253:0 253:1 128 0 1 zero_blocks', /unknown feature "zero_blocks"/],
+  ['253:0 253:1 128 0 2 read_only discard_passdown', /unknown feature "discard_passdown"/],
+];
+
+for (const [line, why] of badPoolTables) {
+  test(`pool table rejects ${JSON.stringify(line)}`, (t) => {
+    const e = t.throws(() => parsePoolTable(line), { instanceOf: ParseError, message: why });
+    t.is(e?.input, line);
+  });
+}
+
+const goodBase: PoolTableInput = { metadataDev: '253:0', dataDev: '253:1', dataBlockSize: sectors(128), lowWaterMark: dataBlocks(0) };
+
+const badPoolInputs: [name: string, input: PoolTableInput, argument: string][] = [
+  ['block size below 128', { ...goodBase, dataBlockSize: sectors(64) }, 'dataBlockSize'],
+  ['block size not a multiple of 128', { ...goodBase, dataBlockSize: sectors(192) }, 'dataBlockSize'],
+  ['block size above 2097152', { ...goodBase, dataBlockSize: sectors(2097152 + 128) }, 'dataBlockSize'],
+  ['block size 0', { ...goodBase, dataBlockSize: sectors(0) }, 'dataBlockSize'],
+  ['block size a fraction', { ...goodBase, dataBlockSize: 128.5 as unknown as PoolTableInput['dataBlockSize'] }, 'dataBlockSize'],
+  ['negative low water mark', { ...goodBase, lowWaterMark: -1n as PoolTableInput['lowWaterMark'] }, 'lowWaterMark'],
+  ['empty metadata dev', { ...goodBase, metadataDev: '' }, 'metadataDev'],
+  ['metadata dev with a space', { ...goodBase, metadataDev: '/dev/my disk' }, 'metadataDev'],
+  ['data dev with a tab', { ...goodBase, dataDev: '/dev/a\tb' }, 'dataDev'],
+  ['empty data dev', { ...goodBase, dataDev: '' }, 'dataDev'],
+  ['unknown feature key', { ...goodBase, features: { zeroBlocks: true } as Partial<PoolTable['features']> }, 'features.zeroBlocks'],
+  ['non-boolean feature', { ...goodBase, features: { readOnly: 'yes' as unknown as boolean } }, 'features.readOnly'],
+  [
+    'five features (the kernel takes at most 4)',
+    { ...goodBase, features: { skipBlockZeroing: true, ignoreDiscard: true, noDiscardPassdown: true, readOnly: true, errorIfNoSpace: true } },
+    'features',
+  ],
+];
+
+for (const [name, input, argument] of badPoolInputs) {
+  test(`formatPoolTable rejects ${name}`, (t) => {
+    const e = t.throws(() => formatPoolTable(input), { instanceOf: InvalidArgumentError });
+    t.is(e?.argument, argument);
+    t.is(e?.code, 'ERR_DM_INVALID_ARGUMENT');
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// thin table
+
+const thinTables: [table: ThinTable, text: string][] = [
+  [{ poolDev: '253:2', deviceId: 0 }, '253:2 0'],
+  [{ poolDev: '/dev/mapper/pool', deviceId: 2 ** 24 - 1 }, '/dev/mapper/pool 16777215'],
+  [{ poolDev: '253:2', deviceId: 7, externalOriginDev: '7:3' }, '253:2 7 7:3'],
+];
+
+for (const [table, text] of thinTables) {
+  test(`thin table round trip ${JSON.stringify(text)}`, (t) => {
+    t.is(formatThinTable(table), text);
+    t.deepEqual(parseThinTable(text), table);
+    t.deepEqual(parseThinTable(`${text} `), table, 'trailing space');
+  });
+}
+
+test('thin table: no externalOriginDev key when absent', (t) => {
+  t.false('externalOriginDev' in parseThinTable('253:2 1'));
+});
+
+const badThinTables: [line: string, why: RegExp][] = [
+  ['', /got 0 fields/],
+  ['253:2', /got 1 fields/],
+  ['253:2 1 7:3 extra', /got 4 fields/],
+  ['253:2 x', /device id "x"/],
+  ['253:2 -1', /device id "-1"/],
+  ['253:2 16777216', /above the 24-bit maximum/],
+];
+
+for (const [line, why] of badThinTables) {
+  test(`thin table rejects ${JSON.stringify(line)}`, (t) => {
+    const e = t.throws(() => parseThinTable(line), { instanceOf: ParseError, message: why });
+    t.is(e?.input, line);
+  });
+}
+
+const badThinInputs: [name: string, input: ThinTable, argument: string][] = [
+  ['id -1', { poolDev: 'p', deviceId: -1 }, 'deviceId'],
+  ['id 2^24', { poolDev: 'p', deviceId: 2 ** 24 }, 'deviceId'],
+  ['id 1.5', { poolDev: 'p', deviceId: 1.5 }, 'deviceId'],
+  ['id NaN', { poolDev: 'p', deviceId: Number.NaN }, 'deviceId'],
+  ['empty pool dev', { poolDev: '', deviceId: 1 }, 'poolDev'],
+  ['pool dev with a space', { poolDev: 'a b', deviceId: 1 }, 'poolDev'],
+  ['empty origin', { poolDev: 'p', deviceId: 1, externalOriginDev: '' }, 'externalOriginDev'],
+  ['origin with a space', { poolDev: 'p', deviceId: 1, externalOriginDev: 'a b' }, 'externalOriginDev'],
+];
+
+for (const [name, input, argument] of badThinInputs) {
+  test(`formatThinTable rejects ${name}`, (t) => {
+    const e = t.throws(() => formatThinTable(input), { instanceOf: InvalidArgumentError });
+    t.is(e?.argument, argument);
+  });
+}
