@@ -1,0 +1,39 @@
+// The seam between devmapper and the FFI package: the few libc calls the project makes.
+// Two small files implement it (ffi-rs.ts, koffi.ts); they are the only files that import an
+// FFI package. Everything above takes a `LibcBinding` and never knows which one it got.
+//
+// Convention: calls return the C result (>= 0) or `-errno`, never throw, so the hot path
+// allocates nothing; callers turn a negative result into a DmSystemError with context.
+
+export type FfiBackendName = 'ffi-rs' | 'koffi';
+
+export interface LibcBinding {
+  readonly backend: FfiBackendName;
+  /** open(2): a file descriptor or -errno. */
+  open(path: string, flags: number, mode?: number): number;
+  /** close(2): 0 or -errno. */
+  close(fd: number): number;
+  /** ioctl(2) whose argument points at `buffer` (the kernel reads and writes it in place). */
+  ioctl(fd: number, request: bigint, buffer: Buffer): number;
+  /** ioctl(2) with an integer argument (LOOP_SET_FD, LOOP_CTL_GET_FREE, LOOP_SET_CAPACITY ...). */
+  ioctlInt(fd: number, request: bigint, argument: number): number;
+  /** A buffer ioctlAsync() can hand to another thread (each backend has its own needs). */
+  allocateAsyncBuffer(size: number): Buffer;
+  /** ioctl(2) off the main thread, for calls that block (suspend with flush, DEV_WAIT, remove). */
+  ioctlAsync(fd: number, request: bigint, buffer: Buffer): Promise<number>;
+  /** mount(2). `data` may be null. */
+  mount(source: string, target: string, fstype: string, flags: bigint, data: string | null): number;
+  /** umount2(2). */
+  umount2(target: string, flags: number): number;
+  /** poll(2) on one fd for `events`, on a pool thread: revents, 0 on timeout, or -errno. */
+  pollAsync(fd: number, events: number, timeoutMs: number): Promise<number>;
+}
+
+/** open(2) flags used by the project (asm-generic/fcntl.h, the same on x86-64 and arm64). */
+export const O_RDONLY = 0;
+export const O_RDWR = 2;
+export const O_CLOEXEC = 0o2000000;
+export const O_EXCL = 0o200;
+export const POLLIN = 0x1;
+
+export const LIBC_PATH = 'libc.so.6';

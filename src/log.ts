@@ -1,0 +1,16 @@
+// The project's logger: tslog, silent unless DEVMAPPER_LOG names a level (trace, debug, info,
+// warn, error). Library users can attach their own transport to `logger`.
+import { Logger } from 'tslog';
+
+const LEVELS = ['silly', 'trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
+const requested = (process.env.DEVMAPPER_LOG ?? '').toLowerCase();
+const minLevel = LEVELS.indexOf(requested as (typeof LEVELS)[number]);
+
+export const logger = new Logger({
+  name: 'devmapper',
+  type: minLevel >= 0 ? 'pretty' : 'hidden',
+  minLevel: minLevel >= 0 ? minLevel : 3,
+});
+
+/** Checked before building a per-ioctl trace line, so a silent logger costs nothing. */
+export const traceEnabled = minLevel >= 0 && minLevel <= 1;
