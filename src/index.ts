@@ -9,3 +9,5 @@ export type {
 } from './ioctl/device-mapper.js';
 export type { FfiBackendName } from './ioctl/ffi/binding.js';
 export { logger } from './log.js';
+export { LoopDevices, LOOP_CONTROL_PATH } from './ioctl/loop.js';
+export type { LoopAttachOptions, LoopStatus } from './ioctl/loop.js';

@@ -5,8 +5,8 @@
 import { DM_FLAGS, DM_IOCTL_SIZE, type DmCommand } from './abi.js';
 import { readDmIoctlHeader, writeDmIoctlHeader, type DmIoctlHeader } from './codec.js';
 import type { LibcBinding } from './ffi/binding.js';
-import { DmSystemError } from '../errors.js';
-import { logger, traceEnabled } from '../log.js';
+import { traceEnabled } from '../log.js';
+import { ioctl, ioctlAsync, ioctlError, type IoctlContext } from './syscall.js';
 
 /** What one dm ioctl sends. Fields left out are zero: a stale event_nr can make the kernel fail. */
 export interface DmRequest {
@@ -62,9 +62,7 @@ export class DmIoctlEngine {
       if (this.#buffer.length < dataSize) this.#buffer = Buffer.alloc(Math.max(dataSize, this.#buffer.length * 2));
       const buffer = this.#buffer;
       this.#prepare(buffer, command, request, dataSize);
-      const rc = this.#binding.ioctl(this.#fd, command.request, buffer);
-      if (traceEnabled) trace(command, request, dataSize, rc);
-      if (rc < 0) throw ioctlError(command, request, -rc);
+      ioctl(this.#binding, this.#fd, command.request, buffer, context(command, request, dataSize));
       const reply = this.#finish(buffer, command, request, dataSize);
       if (reply) return reply;
       dataSize = grow(command, request, dataSize);
@@ -77,9 +75,7 @@ export class DmIoctlEngine {
     for (;;) {
       const buffer = this.#binding.allocateAsyncBuffer(dataSize);
       this.#prepare(buffer, command, request, dataSize);
-      const rc = await this.#binding.ioctlAsync(this.#fd, command.request, buffer);
-      if (traceEnabled) trace(command, request, dataSize, rc);
-      if (rc < 0) throw ioctlError(command, request, -rc);
+      await ioctlAsync(this.#binding, this.#fd, command.request, buffer, context(command, request, dataSize));
       const reply = this.#finish(buffer, command, request, dataSize);
       if (reply) return reply;
       dataSize = grow(command, request, dataSize);
@@ -123,7 +119,7 @@ export class DmIoctlEngine {
 
 function grow(command: DmCommand, request: DmRequest, dataSize: number): number {
   if (dataSize >= MAX_BUFFER_SIZE) {
-    throw new DmSystemError({ errno: 105 /* ENOBUFS */, syscall: 'ioctl', operation: command.name, device: deviceLabel(request), detail: `answer larger than ${MAX_BUFFER_SIZE} bytes` });
+    throw ioctlError({ operation: command.name, device: deviceLabel(request) }, 105 /* ENOBUFS */, `answer larger than ${MAX_BUFFER_SIZE} bytes`);
   }
   return Math.min(dataSize * 2, MAX_BUFFER_SIZE);
 }
@@ -132,10 +128,7 @@ function deviceLabel(request: DmRequest): string | undefined {
   return request.name || request.uuid || (request.dev ? `dev ${request.dev}` : undefined);
 }
 
-function ioctlError(command: DmCommand, request: DmRequest, errno: number): DmSystemError {
-  return new DmSystemError({ errno, syscall: 'ioctl', operation: command.name, device: deviceLabel(request) });
-}
-
-function trace(command: DmCommand, request: DmRequest, dataSize: number, rc: number): void {
-  logger.trace(`ioctl ${command.name} ${deviceLabel(request) ?? ''} data_size=${dataSize} flags=0x${(request.flags ?? 0).toString(16)} -> ${rc}`);
+/** Built per call only for what the error or the trace line needs: cheap strings, no formatting. */
+function context(command: DmCommand, request: DmRequest, dataSize: number): IoctlContext {
+  return { operation: command.name, device: deviceLabel(request), note: traceEnabled ? `data_size=${dataSize} flags=0x${(request.flags ?? 0).toString(16)}` : undefined };
 }

@@ -1,0 +1,47 @@
+// The choke point every ioctl in the project passes through (the dm engine and the loop
+// module alike): one place that calls the FFI, traces the call, and turns -errno into a
+// DmSystemError carrying the operation and the device.
+import { DmSystemError } from '../errors.js';
+import { logger, traceEnabled } from '../log.js';
+import type { LibcBinding } from './ffi/binding.js';
+
+export interface IoctlContext {
+  /** The request's name, e.g. 'DM_DEV_CREATE' or 'LOOP_CONFIGURE'. */
+  operation: string;
+  /** The device (dm name, loop path) for the error message. */
+  device?: string;
+  /** Extra words for the trace line. */
+  note?: string;
+}
+
+/** ioctl(fd, request, buffer): returns the non-negative result or throws a DmSystemError. */
+export function ioctl(binding: LibcBinding, fd: number, request: bigint, buffer: Buffer, context: IoctlContext): number {
+  const rc = binding.ioctl(fd, request, buffer);
+  if (traceEnabled) trace(context, rc);
+  if (rc < 0) throw ioctlError(context, -rc);
+  return rc;
+}
+
+/** ioctl(fd, request, integer): for the requests that take a number, not a pointer. */
+export function ioctlInt(binding: LibcBinding, fd: number, request: bigint, argument: number, context: IoctlContext): number {
+  const rc = binding.ioctlInt(fd, request, argument);
+  if (traceEnabled) trace(context, rc);
+  if (rc < 0) throw ioctlError(context, -rc);
+  return rc;
+}
+
+/** The async form, for requests that block (run off the main thread). */
+export async function ioctlAsync(binding: LibcBinding, fd: number, request: bigint, buffer: Buffer, context: IoctlContext): Promise<number> {
+  const rc = await binding.ioctlAsync(fd, request, buffer);
+  if (traceEnabled) trace(context, rc);
+  if (rc < 0) throw ioctlError(context, -rc);
+  return rc;
+}
+
+export function ioctlError(context: IoctlContext, errno: number, detail?: string): DmSystemError {
+  return new DmSystemError({ errno, syscall: 'ioctl', operation: context.operation, device: context.device, detail });
+}
+
+function trace(context: IoctlContext, rc: number): void {
+  logger.trace(`ioctl ${context.operation} ${context.device ?? ''} ${context.note ?? ''} -> ${rc}`);
+}
