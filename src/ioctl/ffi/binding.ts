@@ -23,6 +23,8 @@ export interface LibcBinding {
   ioctlAsync(fd: number, request: bigint, buffer: Buffer): Promise<number>;
   /** mount(2). `data` may be null. */
   mount(source: string, target: string, fstype: string, flags: bigint, data: string | null): number;
+  /** mknod(2); `dev` is glibc's dev_t (makedev()). */
+  mknod(path: string, mode: number, dev: bigint): number;
   /** umount2(2). */
   umount2(target: string, flags: number): number;
   /** poll(2) on one fd for `events`, on a pool thread: revents, 0 on timeout, or -errno. */
@@ -35,5 +37,7 @@ export const O_RDWR = 2;
 export const O_CLOEXEC = 0o2000000;
 export const O_EXCL = 0o200;
 export const POLLIN = 0x1;
+/** stat.h S_IFBLK, for mknod of a block device node. */
+export const S_IFBLK = 0o060000;
 
 export const LIBC_PATH = 'libc.so.6';

@@ -48,6 +48,7 @@ export function createFfiRsBinding(): LibcBinding {
   const ioctlCall = prepared('ioctl', DataType.I32, [DataType.I32, DataType.U64, DataType.U64]);
   const ioctlIntCall = prepared('ioctl', DataType.I32, [DataType.I32, DataType.U64, DataType.I64]);
   const mountCall = prepared('mount', DataType.I32, [DataType.String, DataType.String, DataType.String, DataType.U64, DataType.U64]);
+  const mknodCall = prepared('mknod', DataType.I32, [DataType.String, DataType.U32, DataType.U64]);
   const umountCall = prepared('umount2', DataType.I32, [DataType.String, DataType.I32]);
   const pollCall = prepared('poll', DataType.I32, [DataType.U64, DataType.U64, DataType.I32]);
 
@@ -94,6 +95,10 @@ export function createFfiRsBinding(): LibcBinding {
       const rc = result(call(mountCall));
       dataBuffer?.length; // keep the data alive across the call
       return rc;
+    },
+    mknod(path, mode, dev) {
+      mknodCall.paramsValue[0] = path; mknodCall.paramsValue[1] = mode; mknodCall.paramsValue[2] = Number(dev);
+      return result(call(mknodCall));
     },
     umount2(target, flags) {
       umountCall.paramsValue[0] = target; umountCall.paramsValue[1] = flags;

@@ -20,6 +20,7 @@ interface LibcFunctions {
   ioctlInt(fd: number, request: bigint, argument: number): number;
   mount(source: string, target: string, fstype: string, flags: bigint, data: string | null): number;
   umount2(target: string, flags: number): number;
+  mknod(path: string, mode: number, dev: bigint): number;
   poll(fds: Uint8Array, nfds: number, timeout: number): number;
 }
 
@@ -34,6 +35,7 @@ function loadLibc(): LibcFunctions {
     ioctlInt: lib.func('ioctl', 'int', ['int', 'unsigned long', 'long']) as never,
     mount: lib.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)') as never,
     umount2: lib.func('int umount2(const char *target, int flags)') as never,
+    mknod: lib.func('int mknod(const char *path, uint32_t mode, uint64_t dev)') as never,
     poll: lib.func('int poll(void *fds, unsigned long nfds, int timeout)') as never,
   };
 }
@@ -113,6 +115,7 @@ export function createKoffiBinding(): LibcBinding {
     },
     mount: (source, target, fstype, flags, data) => withErrno(libc.mount(source, target, fstype, flags, data)),
     umount2: (target, flags) => withErrno(libc.umount2(target, flags)),
+    mknod: (path, mode, dev) => withErrno(libc.mknod(path, mode, dev)),
     pollAsync: (fd, events, timeoutMs) => pool.run({ op: 'poll', fd, events, timeoutMs }),
   };
 }

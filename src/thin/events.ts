@@ -1,0 +1,107 @@
+// Pool events without blocking the event loop. The watcher owns a control fd of its own,
+// armed with DM_DEV_ARM_POLL; poll(2) runs off the main thread with a short timeout so stop()
+// takes effect promptly. On each wake-up the pool's event counter is compared and, when it
+// moved, its status is read and what changed is reported (thin-provisioning.rst "Status").
+import { EventEmitter, on } from 'node:events';
+import { DeviceMapper } from '../ioctl/device-mapper.js';
+import type { FfiBackendName } from '../ioctl/ffi/binding.js';
+import type { ThinPool } from './pool.js';
+import { parsePoolStatus, type PoolStatus } from './status.js';
+import type { Sectors } from './units.js';
+
+export type PoolEventKind =
+  | 'low-water-mark' // free data blocks fell to the low-water mark
+  | 'out-of-data-space' // mode became out_of_data_space
+  | 'read-only' // mode became ro
+  | 'failed' // the pool reports Fail or Error
+  | 'needs-check' // needs_check was set
+  | 'resumed-rw' // mode went back to rw
+  | 'changed'; // an event with none of the above (a resize, a table swap)
+
+export interface PoolEvent {
+  kinds: PoolEventKind[];
+  eventNr: number;
+  status: PoolStatus;
+  previous: PoolStatus;
+}
+
+/** Emits 'event' (PoolEvent) and 'error'; stop() ends it. Also async-iterable. */
+export class PoolWatcher extends EventEmitter {
+  readonly #dm: DeviceMapper;
+  readonly #poolName: string;
+  readonly #lowWaterMark: bigint;
+  readonly #dataBlockSize: Sectors;
+  #stopped = false;
+  readonly #done: Promise<void>;
+
+  constructor(pool: ThinPool, options: { ffi?: FfiBackendName; pollIntervalMs?: number } = {}) {
+    super();
+    this.#dm = DeviceMapper.open({ ffi: options.ffi ?? pool.dm.ffi });
+    this.#poolName = pool.name;
+    this.#lowWaterMark = pool.table.lowWaterMark;
+    this.#dataBlockSize = pool.table.dataBlockSize;
+    this.#done = this.#loop(options.pollIntervalMs ?? 200);
+  }
+
+  /** Stops watching and closes the watcher's control fd. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    await this.#done;
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<PoolEvent> {
+    const ac = new AbortController();
+    void this.#done.then(() => ac.abort());
+    try {
+      for await (const [event] of on(this, 'event', { signal: ac.signal })) yield event as PoolEvent;
+    } catch (error) {
+      if ((error as Error).name !== 'AbortError') throw error;
+    }
+  }
+
+  #status(): PoolStatus {
+    const [target] = this.#dm.status(this.#poolName, { noFlush: true });
+    return parsePoolStatus(target?.params ?? 'Error', { dataBlockSize: this.#dataBlockSize });
+  }
+
+  async #loop(intervalMs: number): Promise<void> {
+    try {
+      this.#dm.armPoll();
+      let eventNr = this.#dm.info(this.#poolName).eventNr;
+      let previous = this.#status();
+      while (!this.#stopped) {
+        const woke = await this.#dm.pollEvent(intervalMs);
+        if (this.#stopped) break;
+        if (!woke) continue;
+        this.#dm.armPoll();
+        const now = this.#dm.info(this.#poolName).eventNr;
+        if (now === eventNr) continue; // another device's event
+        eventNr = now;
+        const status = this.#status();
+        this.emit('event', { kinds: classify(previous, status, this.#lowWaterMark), eventNr, status, previous } satisfies PoolEvent);
+        previous = status;
+      }
+    } catch (error) {
+      if (!this.#stopped) this.emit('error', error);
+    } finally {
+      this.#dm.close();
+      this.#stopped = true;
+    }
+  }
+}
+
+function classify(previous: PoolStatus, status: PoolStatus, lowWaterMark: bigint): PoolEventKind[] {
+  if (status.kind !== 'ok') return ['failed'];
+  const kinds: PoolEventKind[] = [];
+  const before = previous.kind === 'ok' ? previous : undefined;
+  // The kernel raises this event once, as free space crosses the mark.
+  if (lowWaterMark > 0n && status.data.freeBlocks <= lowWaterMark) kinds.push('low-water-mark');
+  if (status.mode !== before?.mode) {
+    if (status.mode === 'out_of_data_space') kinds.push('out-of-data-space');
+    else if (status.mode === 'ro') kinds.push('read-only');
+    else if (before) kinds.push('resumed-rw');
+  }
+  if (status.needsCheck && !before?.needsCheck) kinds.push('needs-check');
+  if (kinds.length === 0) kinds.push('changed');
+  return kinds;
+}

@@ -1,0 +1,250 @@
+// ThinPool: one dm-thin pool (Documentation/admin-guide/device-mapper/thin-provisioning.rst).
+// `create` builds a new pool on a metadata and a data block device; `adopt` takes over one that
+// is already active and checks its table. Pool messages, status and growth live here too.
+import { DeviceMapper, type DeviceRef } from '../ioctl/device-mapper.js';
+import { DevmapperError, DmSystemError, InvalidArgumentError } from '../errors.js';
+import { blockDevice, blockDeviceById, zeroStart, type BlockDevice } from './block-device.js';
+import {
+  assertThinId, createSnapMessage, createThinMessage, deleteMessage, releaseMetadataSnapMessage,
+  reserveMetadataSnapMessage, setTransactionIdMessage,
+} from './messages.js';
+import { formatPoolTable, parsePoolStatus, parsePoolTable, type PoolStatus, type PoolTable, type PoolTableFeatures } from './status.js';
+import { assertDataBlockSize, dataBlocks, sectors, type DataBlocks, type Sectors } from './units.js';
+
+export interface ThinPoolOptions {
+  /** Data block size in sectors: a multiple of 128 from 128 to 2097152. Default 128 (64 KiB). */
+  dataBlockSize?: Sectors | number;
+  /** When free data blocks fall to this many, the pool raises a dm event. Default 0 (never). */
+  lowWaterMark?: DataBlocks | number;
+  features?: Partial<PoolTableFeatures>;
+}
+
+export interface CreatePoolOptions extends ThinPoolOptions {
+  /** The metadata block device (its first 4 KiB are zeroed: this makes a brand-new pool). */
+  metadataDevice: string;
+  /** The data block device. */
+  dataDevice: string;
+  /** dm uuid for the pool device. */
+  uuid?: string;
+}
+
+export const DEFAULT_DATA_BLOCK_SIZE = 128;
+
+interface ResolvedOptions {
+  dataBlockSize: Sectors;
+  lowWaterMark: DataBlocks;
+  features: PoolTableFeatures;
+}
+
+export class ThinPool {
+  readonly dm: DeviceMapper;
+  readonly name: string;
+  #table: PoolTable;
+  #length: Sectors;
+
+  private constructor(dm: DeviceMapper, name: string, table: PoolTable, length: Sectors) {
+    this.dm = dm;
+    this.name = name;
+    this.#table = table;
+    this.#length = length;
+  }
+
+  /**
+   * Creates a brand-new pool: zeroes the metadata device's first 4 KiB, creates the dm device,
+   * loads the thin-pool table and resumes it. Any failure after the dm device exists removes it.
+   */
+  static create(dm: DeviceMapper, name: string, options: CreatePoolOptions): ThinPool {
+    return ThinPool.#activate(dm, name, options, true);
+  }
+
+  /**
+   * Activates a pool over devices that already hold pool metadata (after a reboot or a
+   * deactivation): like create(), but the metadata is kept.
+   */
+  static reopen(dm: DeviceMapper, name: string, options: CreatePoolOptions): ThinPool {
+    return ThinPool.#activate(dm, name, options, false);
+  }
+
+  static #activate(dm: DeviceMapper, name: string, options: CreatePoolOptions, fresh: boolean): ThinPool {
+    const resolved = resolveOptions(options);
+    if (fresh && resolved.features.readOnly) throw new InvalidArgumentError('features.readOnly', 'a new pool cannot be created read-only');
+    const metadata = blockDevice(options.metadataDevice);
+    const data = blockDevice(options.dataDevice);
+    const table: PoolTable = { metadataDev: metadata.id, dataDev: data.id, ...resolved };
+    const params = formatPoolTable(table); // validates before anything is touched
+    const length = poolLength(data, resolved.dataBlockSize);
+    if (fresh) zeroStart(metadata.path, 4096);
+    dm.create(name, { uuid: options.uuid });
+    try {
+      dm.load(name, [{ start: 0n, length, type: 'thin-pool', params }]);
+      dm.resume(name);
+    } catch (error) {
+      removeQuietly(dm, name);
+      throw error;
+    }
+    return new ThinPool(dm, name, table, sectors(length));
+  }
+
+  /** Takes over an active pool: checks that its live table is a single thin-pool target. */
+  static adopt(dm: DeviceMapper, name: string, expect: ThinPoolOptions = {}): ThinPool {
+    const targets = dm.table(name);
+    const target = targets[0];
+    if (targets.length !== 1 || !target || target.type !== 'thin-pool') {
+      throw new DevmapperError('ERR_DM_NOT_A_POOL', `${name} is not a thin pool (its table: ${targets.map((t) => t.type).join(', ') || 'empty'})`);
+    }
+    const table = parsePoolTable(target.params);
+    if (expect.dataBlockSize !== undefined && BigInt(expect.dataBlockSize) !== table.dataBlockSize) {
+      throw new DevmapperError('ERR_DM_POOL_MISMATCH', `${name} has data block size ${table.dataBlockSize} sectors, expected ${expect.dataBlockSize}`);
+    }
+    return new ThinPool(dm, name, table, sectors(target.length));
+  }
+
+  get table(): Readonly<PoolTable> {
+    return this.#table;
+  }
+
+  get dataBlockSize(): Sectors {
+    return this.#table.dataBlockSize;
+  }
+
+  /** The pool's length in sectors (its data device's usable size). */
+  get length(): Sectors {
+    return this.#length;
+  }
+
+  /** The pool device's number, `major:minor`, as thin tables name it. */
+  get deviceId(): string {
+    const { dev } = this.dm.info(this.name);
+    return `${dev.major}:${dev.minor}`;
+  }
+
+  /**
+   * Pool status. By default read with DM_NOFLUSH_FLAG: otherwise the kernel commits the pool's
+   * metadata before answering (hundreds of µs instead of ~10). `committed: true` asks for that.
+   */
+  status(options: { committed?: boolean } = {}): PoolStatus {
+    const [target] = this.dm.status(this.name, { noFlush: !options.committed });
+    if (!target) throw new DevmapperError('ERR_DM_NOT_A_POOL', `${this.name} has no live table`);
+    return parsePoolStatus(target.params, { dataBlockSize: this.#table.dataBlockSize });
+  }
+
+  /** Sends a pool message; the kernel's refusal comes back as a DmSystemError naming the message. */
+  message(text: string): string | undefined {
+    return this.dm.message(this.name, 0, text);
+  }
+
+  createThin(id: number): void {
+    assertThinId(id);
+    this.message(createThinMessage(id));
+  }
+
+  /**
+   * Snapshot `originId` as `id`. When the origin is active (pass its dm device), it is
+   * suspended around the message, as the kernel requires, and resumed whatever happens.
+   */
+  createSnapshot(id: number, originId: number, activeOrigin?: DeviceRef): void {
+    assertThinId(id);
+    assertThinId(originId, 'originId');
+    if (activeOrigin === undefined) {
+      this.message(createSnapMessage(id, originId));
+      return;
+    }
+    this.dm.suspend(activeOrigin);
+    try {
+      this.message(createSnapMessage(id, originId));
+    } finally {
+      this.dm.resume(activeOrigin);
+    }
+  }
+
+  deleteThin(id: number): void {
+    assertThinId(id);
+    this.message(deleteMessage(id));
+  }
+
+  /** Compare-and-swap of the pool's transaction id: refused (EINVAL) when `current` is stale. */
+  setTransactionId(current: bigint | number, next: bigint | number): void {
+    this.message(setTransactionIdMessage(current, next));
+  }
+
+  reserveMetadataSnap(): void {
+    this.message(reserveMetadataSnapMessage());
+  }
+
+  releaseMetadataSnap(): void {
+    this.message(releaseMetadataSnapMessage());
+  }
+
+  /**
+   * Picks up a grown data device: reloads the table with the device's new length, then
+   * suspends and resumes the pool (the kernel resizes at resume).
+   */
+  grow(): Sectors {
+    const length = poolLength(blockDeviceById(this.#table.dataDev), this.#table.dataBlockSize);
+    if (length < this.#length) throw new InvalidArgumentError('dataDevice', `shrinking a pool is not supported (${length} < ${this.#length} sectors)`);
+    this.dm.load(this.name, [{ start: 0n, length, type: 'thin-pool', params: formatPoolTable(this.#table) }]);
+    try {
+      this.dm.suspend(this.name, { noFlush: true });
+    } catch (error) {
+      this.dm.clear(this.name);
+      throw error;
+    }
+    this.dm.resume(this.name);
+    this.#length = sectors(length);
+    return this.#length;
+  }
+
+  /** Removes the pool's dm device (thin devices on it must be gone first). Data stays on disk. */
+  deactivate(options: { retries?: number } = {}): void {
+    removeWithRetry(this.dm, this.name, options.retries ?? 5);
+  }
+}
+
+function resolveOptions(options: ThinPoolOptions): ResolvedOptions {
+  const dataBlockSize = assertDataBlockSize(options.dataBlockSize ?? DEFAULT_DATA_BLOCK_SIZE);
+  const lowWaterMark = dataBlocks(options.lowWaterMark ?? 0, 'lowWaterMark');
+  const features: PoolTableFeatures = {
+    skipBlockZeroing: false, ignoreDiscard: false, noDiscardPassdown: false, readOnly: false, errorIfNoSpace: false,
+  };
+  for (const [key, value] of Object.entries(options.features ?? {})) {
+    if (!(key in features)) throw new InvalidArgumentError(`features.${key}`, 'unknown thin-pool feature');
+    if (typeof value !== 'boolean') throw new InvalidArgumentError(`features.${key}`, 'must be true or false');
+    features[key as keyof PoolTableFeatures] = value;
+  }
+  return { dataBlockSize, lowWaterMark, features };
+}
+
+/** The pool covers whole data blocks of its data device. */
+function poolLength(data: Pick<BlockDevice, 'path' | 'size'>, blockSize: Sectors): bigint {
+  const length = (data.size / blockSize) * blockSize;
+  if (length === 0n) throw new InvalidArgumentError('dataDevice', `${data.path} is smaller than one data block (${blockSize} sectors)`);
+  return length;
+}
+
+
+/** dm remove, retrying EBUSY a bounded number of times (a just-closed opener may linger briefly). */
+export function removeWithRetry(dm: DeviceMapper, name: string, retries: number): void {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      dm.remove(name);
+      return;
+    } catch (error) {
+      if (!(error instanceof DmSystemError) || error.code !== 'EBUSY' || attempt >= retries) throw error;
+      sleepSync(20 * (attempt + 1));
+    }
+  }
+}
+
+/** Best-effort removal during rollback: the original error is the one worth reporting. */
+export function removeQuietly(dm: DeviceMapper, name: string): void {
+  try {
+    dm.remove(name);
+  } catch {
+    /* reported by the caller's own error */
+  }
+}
+
+const sleepCell = new Int32Array(new SharedArrayBuffer(4));
+function sleepSync(ms: number): void {
+  Atomics.wait(sleepCell, 0, 0, ms);
+}
