@@ -19,3 +19,7 @@ export { LoopbackStorage } from './thin/loopback.js';
 export type { LoopbackOptions, LoopbackFile } from './thin/loopback.js';
 export { PoolWatcher } from './thin/events.js';
 export type { PoolEvent, PoolEventKind } from './thin/events.js';
+export { Driver } from './driver/driver.js';
+export type { DriverStatus, SpaceUsage } from './driver/driver.js';
+export type { DriverOptions, Filesystem } from './driver/options.js';
+export type { LayerMetadata } from './driver/device-set.js';

@@ -408,3 +408,17 @@ export function decodeDev(dev: bigint): { major: number; minor: number } {
   const minor = (d & 0xffn) | ((d >> 12n) & 0xffffff00n);
   return { major: Number(major), minor: Number(minor) };
 }
+
+// ---------------------------------------------------------------------------------------------
+// Block device ioctls (include/uapi/linux/fs.h)
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * fs.h block requests the project uses: BLKGETSIZE64 = _IOR(0x12, 114, size_t) reads the size
+ * in bytes; BLKDISCARD = _IO(0x12, 119) takes a pointer to `uint64_t range[2]` (start, length
+ * in bytes) and discards it, which gives a thin device's blocks back to its pool.
+ */
+export const BLOCK_REQUESTS = Object.freeze({
+  BLKGETSIZE64: 0x80081272n,
+  BLKDISCARD: 0x1277n,
+});

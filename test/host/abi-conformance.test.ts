@@ -10,6 +10,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  BLOCK_REQUESTS,
   DM_COMMANDS,
   DM_CONTROL_NODE,
   DM_DIR,
@@ -61,6 +62,7 @@ function expectedConstants(): Map<string, bigint> {
   for (const [name, value] of Object.entries(DM_FLAGS)) m.set(name, BigInt(value));
   for (const [name, value] of Object.entries(LOOP_REQUESTS)) m.set(name, value);
   for (const [name, value] of Object.entries(LO_FLAGS)) m.set(name, BigInt(value));
+  for (const [name, value] of Object.entries(BLOCK_REQUESTS)) m.set(name, value);
   const plain: Record<string, number> = {
     DM_IOCTL,
     DM_NAME_LEN,
@@ -133,6 +135,7 @@ function probeSource(): string {
 #include <linux/ioctl.h> /* _IOWR, which dm-ioctl.h uses without including */
 #include <linux/dm-ioctl.h>
 #include <linux/loop.h>
+#include <linux/fs.h>
 
 static int first = 1;
 #define U(key, expr) do { printf("%s\\n  \\"%s\\": \\"%llu\\"", first ? "" : ",", key, (unsigned long long)(expr)); first = 0; } while (0)

@@ -1,0 +1,591 @@
+// DeviceSet: the pool, the layers' thin devices, their metadata and their mounts (the role of
+// moby's devmapper DeviceSet). Every pool change follows the crash protocol: write the intent,
+// change the pool, commit with set_transaction_id, write the metadata, close the intent.
+import { existsSync, mkdirSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { DeviceMapper } from '../ioctl/device-mapper.js';
+import { discardBlockDevice } from '../ioctl/block.js';
+import { mountFilesystem, unmountFilesystem, MNT_DETACH } from '../ioctl/mount.js';
+import { DevmapperError, DmSystemError } from '../errors.js';
+import { logger } from '../log.js';
+import { LoopbackStorage } from '../thin/loopback.js';
+import { ThinPool } from '../thin/pool.js';
+import { ThinDevice } from '../thin/thin-device.js';
+import type { PoolStatusOk } from '../thin/status.js';
+import { bytesToSectors, bytes, type Bytes } from '../thin/units.js';
+import { filesystemUuid, growFilesystem, makeFilesystem } from './filesystem.js';
+import { HomeLock } from './home-lock.js';
+import { KeyedMutex } from './keyed-mutex.js';
+import { BASE_LAYER, MetadataStore, type DeviceSetState, type LayerRecord, type OpenTransaction } from './metadata-store.js';
+import { resolveOptions, type DriverOptions, type ResolvedOptions } from './options.js';
+import { crashPoint } from './crash-points.js';
+
+interface Mounted {
+  count: number;
+  mountPoint: string;
+  device: ThinDevice;
+}
+
+export interface LayerMetadata {
+  id: string;
+  parent: string | null;
+  /** The thin id in the pool. */
+  deviceId: number;
+  /** Virtual size in bytes. */
+  size: bigint;
+  /** The dm device name it gets when active. */
+  deviceName: string;
+  mounted: boolean;
+}
+
+const POOL_LOCK = '\0pool';
+
+export class DeviceSet {
+  readonly options: ResolvedOptions;
+  readonly dm: DeviceMapper;
+  readonly pool: ThinPool;
+  readonly store: MetadataStore;
+  /** Loop files, when the driver made its own pool on them. */
+  readonly storage: LoopbackStorage | undefined;
+  /** dm name prefix for this home's devices: devmapper-<major>:<minor>-<inode>. */
+  readonly prefix: string;
+  readonly #ownsPool: boolean;
+  readonly #lock: HomeLock;
+  #state: DeviceSetState;
+  readonly #layers = new Map<string, LayerRecord>();
+  readonly #mounts = new Map<string, Mounted>();
+  readonly #locks = new KeyedMutex();
+  #timer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  private constructor(args: {
+    options: ResolvedOptions; dm: DeviceMapper; pool: ThinPool; store: MetadataStore; storage: LoopbackStorage | undefined;
+    prefix: string; ownsPool: boolean; lock: HomeLock; state: DeviceSetState;
+  }) {
+    this.options = args.options;
+    this.dm = args.dm;
+    this.pool = args.pool;
+    this.store = args.store;
+    this.storage = args.storage;
+    this.prefix = args.prefix;
+    this.#ownsPool = args.ownsPool;
+    this.#lock = args.lock;
+    this.#state = args.state;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Start-up
+
+  static async init(input: DriverOptions): Promise<DeviceSet> {
+    const options = resolveOptions(input);
+    mkdirSync(options.home, { recursive: true, mode: 0o700 });
+    mkdirSync(join(options.home, 'mnt'), { recursive: true, mode: 0o700 });
+    const lock = HomeLock.acquire(options.home);
+    let dm: DeviceMapper | undefined;
+    try {
+      const st = statSync(options.home, { bigint: true });
+      const prefix = `devmapper-${Number(st.dev >> 8n) & 0xfff}:${Number(st.dev & 0xffn)}-${st.ino}`;
+      dm = DeviceMapper.open({ ffi: options.ffi });
+      const store = new MetadataStore(join(options.home, 'metadata'));
+      store.removeStaleTempFiles();
+      const savedState = store.readState();
+      const { pool, storage, ownsPool } = openPool(dm, options, prefix, savedState === undefined);
+      const state: DeviceSetState = savedState ?? { formatVersion: 1, nextDeviceId: 1, transactionId: String(poolStatus(pool).transactionId) };
+      if (!savedState) store.writeState(state);
+      const set = new DeviceSet({ options, dm, pool, store, storage, prefix, ownsPool, lock, state });
+      set.#recoverTransaction();
+      set.#checkTransactionId();
+      for (const record of store.readAllLayers()) set.#layers.set(record.id, record);
+      set.#removeLeftovers();
+      await set.#ensureBaseDevice();
+      await set.#retryDeferredDeletions();
+      if (options.deferredDeletion && options.deferredDeletionIntervalMs > 0) {
+        set.#timer = setInterval(() => void set.#retryDeferredDeletions().catch((e) => logger.warn(`deferred deletion: ${e}`)), options.deferredDeletionIntervalMs);
+        set.#timer.unref();
+      }
+      return set;
+    } catch (error) {
+      dm?.close();
+      lock.release();
+      throw error;
+    }
+  }
+
+  /** Completes a committed transaction, or rolls back one the pool never committed. */
+  #recoverTransaction(): void {
+    const open = this.store.readTransaction();
+    if (!open) return;
+    const poolTid = poolStatus(this.pool).transactionId;
+    const committed = poolTid === BigInt(open.transactionId);
+    if (!committed && poolTid !== BigInt(open.transactionId) - 1n) {
+      throw new DevmapperError('ERR_DM_TRANSACTION_MISMATCH', `open transaction ${open.transactionId} (${open.op} ${open.layerId}) fits neither pool transaction id ${poolTid} nor the one before it`);
+    }
+    logger.info(`recovering ${committed ? 'committed' : 'uncommitted'} ${open.op} of ${open.layerId} (thin id ${open.deviceId})`);
+    if (open.op === 'create') {
+      if (committed) {
+        if (open.record) this.store.writeLayer(open.record);
+        this.#commitState(open, open.deviceId + 1);
+      } else {
+        // Never delete a thin id that a known layer owns (ids wrap at 2^24).
+        if (!this.store.readAllLayers().some((r) => r.deviceId === open.deviceId && r.id !== open.layerId)) this.#deleteThinIfPresent(open.deviceId);
+        this.store.removeLayer(open.layerId);
+        this.store.closeTransaction();
+      }
+    } else {
+      // A delete the user asked for is finished either way; its thin id may already be gone.
+      this.#deactivateIfActive(open.layerId);
+      if (!committed) {
+        this.#deleteThinIfPresent(open.deviceId);
+        this.pool.setTransactionId(poolTid, BigInt(open.transactionId));
+      }
+      this.store.removeLayer(open.layerId);
+      this.#commitState(open, this.#state.nextDeviceId);
+    }
+  }
+
+  #checkTransactionId(): void {
+    const poolTid = poolStatus(this.pool).transactionId;
+    if (poolTid !== BigInt(this.#state.transactionId)) {
+      throw new DevmapperError('ERR_DM_TRANSACTION_MISMATCH', `pool ${this.pool.name} has transaction id ${poolTid} but ${this.store.dir} says ${this.#state.transactionId}: the pool was changed by someone else; not overwriting it`);
+    }
+  }
+
+  /** After a crash: unmount our stale mounts and remove our inactive leftovers (not the pool). */
+  #removeLeftovers(): void {
+    const mntRoot = join(this.options.home, 'mnt') + '/';
+    for (const mountPoint of mountPointsUnder(mntRoot).reverse()) {
+      logger.warn(`unmounting stale mount ${mountPoint}`);
+      try { unmountFilesystem(mountPoint, { ffi: this.options.ffi }); } catch { unmountFilesystem(mountPoint, { flags: MNT_DETACH, ffi: this.options.ffi }); }
+    }
+    for (const device of this.dm.list()) {
+      if (!device.name.startsWith(`${this.prefix}-`) || device.name === this.pool.name) continue;
+      logger.warn(`removing stale device ${device.name}`);
+      try {
+        this.dm.remove(device.name);
+      } catch (error) {
+        if (error instanceof DmSystemError && error.code === 'EBUSY') this.dm.remove(device.name, { deferred: true });
+        else throw error;
+      }
+    }
+  }
+
+  async #ensureBaseDevice(): Promise<void> {
+    let base = this.#layers.get(BASE_LAYER);
+    if (!base) {
+      base = await this.#locks.run(POOL_LOCK, () => this.#createThinLayer(BASE_LAYER, null, undefined, this.options.baseSize));
+      this.#layers.set(BASE_LAYER, base);
+    }
+    const fs = this.options.filesystem;
+    if (!this.#state.base) {
+      // New (or its mkfs never finished): format it and record the filesystem.
+      const device = this.#activate(base);
+      try {
+        await makeFilesystem(device.path, fs, this.options.mkfsArgs);
+        this.#state = { ...this.#state, base: { deviceId: base.deviceId, size: base.size, filesystem: fs, filesystemUuid: filesystemUuid(device.path, fs) } };
+        this.store.writeState(this.#state);
+      } finally {
+        this.#deactivate(device);
+      }
+      return;
+    }
+    if (this.#state.base.filesystem !== fs) {
+      throw new DevmapperError('ERR_DM_BASE_MISMATCH', `the base device holds ${this.#state.base.filesystem}, not ${fs}: the filesystem cannot change after the first start`);
+    }
+    const device = this.#activate(base);
+    try {
+      const uuid = filesystemUuid(device.path, fs);
+      if (uuid !== this.#state.base.filesystemUuid) {
+        throw new DevmapperError('ERR_DM_BASE_MISMATCH', `base device filesystem UUID ${uuid} is not the recorded ${this.#state.base.filesystemUuid}`);
+      }
+    } finally {
+      this.#deactivate(device);
+    }
+    if (this.options.baseSize > BigInt(base.size)) await this.#growBase(base, this.options.baseSize);
+  }
+
+  /** A larger dm.basesize on a later start: the base device and its filesystem grow. */
+  async #growBase(base: LayerRecord, size: Bytes): Promise<void> {
+    const grown: LayerRecord = { ...base, size: String(size) };
+    await this.#withMounted(grown, (device, mountPoint) => growFilesystem(device.path, mountPoint, this.options.filesystem));
+    this.store.writeLayer(grown);
+    this.#layers.set(BASE_LAYER, grown);
+    this.#state = { ...this.#state, base: { ...this.#state.base!, size: String(size) } };
+    this.store.writeState(this.#state);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Layers
+
+  thinName(layerId: string): string {
+    return `${this.prefix}-${layerId}`;
+  }
+
+  hasDevice(id: string): boolean {
+    const record = this.#layers.get(id);
+    return record !== undefined && id !== BASE_LAYER && !record.deferredDelete;
+  }
+
+  layer(id: string): LayerMetadata | undefined {
+    const record = this.#layers.get(id);
+    if (!record || !this.hasDevice(id)) return undefined;
+    return { id, parent: record.parent, deviceId: record.deviceId, size: BigInt(record.size), deviceName: this.thinName(id), mounted: this.#mounts.has(id) };
+  }
+
+  layers(): LayerMetadata[] {
+    return [...this.#layers.keys()].map((id) => this.layer(id)).filter((l): l is LayerMetadata => l !== undefined);
+  }
+
+  mountCount(id: string): number {
+    return this.#mounts.get(id)?.count ?? 0;
+  }
+
+  /** A new thin device that snapshots `parent` (the base device when null). */
+  addDevice(id: string, parent: string | null, size: Bytes | undefined): Promise<void> {
+    return this.#locks.run(id, async () => {
+      this.#assertOpen();
+      if (this.#layers.has(id)) throw new DevmapperError('ERR_DM_LAYER_EXISTS', `layer ${id} already exists`);
+      const origin = parent === null ? this.#layers.get(BASE_LAYER)! : this.#layers.get(parent);
+      if (!origin || (parent !== null && !this.hasDevice(parent))) throw new DevmapperError('ERR_DM_UNKNOWN_PARENT', `parent layer ${parent} does not exist`);
+      const originSize = BigInt(origin.size);
+      if (size !== undefined && size < originSize) {
+        throw new DevmapperError('ERR_DM_INVALID_ARGUMENT', `size: ${size} bytes is smaller than the parent's ${originSize}`);
+      }
+      this.#assertFreeSpace();
+      const record = await this.#locks.run(POOL_LOCK, () => this.#createThinLayer(id, parent, origin, originSize));
+      this.#layers.set(id, record);
+      if (size !== undefined && size > originSize) {
+        const grown: LayerRecord = { ...record, size: String(size) };
+        try {
+          await this.#withMounted(grown, (device, mountPoint) => growFilesystem(device.path, mountPoint, this.options.filesystem));
+        } catch (error) {
+          await this.#deleteLayer(record).catch(() => undefined);
+          throw error;
+        }
+        this.store.writeLayer(grown);
+        this.#layers.set(id, grown);
+      }
+    });
+  }
+
+  /**
+   * The crash-protocol core of a create: intent, pool change (create_thin or create_snap),
+   * commit (set_transaction_id), metadata. Thin ids the pool already uses are skipped.
+   */
+  #createThinLayer(id: string, parent: string | null, origin: LayerRecord | undefined, size: bigint): LayerRecord {
+    const current = BigInt(this.#state.transactionId);
+    const transactionId = current + 1n;
+    const owned = new Set([...this.#layers.values()].map((r) => r.deviceId));
+    let deviceId = this.#state.nextDeviceId;
+    for (let attempts = 0; ; attempts++, deviceId = nextThinId(deviceId)) {
+      if (attempts > 1000) throw new DevmapperError('ERR_DM_NO_THIN_ID', 'no free thin id found after 1000 tries');
+      if (owned.has(deviceId)) continue;
+      const record: LayerRecord = { id, parent, deviceId, size: String(size), transactionId: String(transactionId) };
+      this.store.openTransaction({ transactionId: String(transactionId), op: 'create', layerId: id, deviceId, record });
+      crashPoint('create:intent');
+      try {
+        if (origin) this.pool.createSnapshot(deviceId, origin.deviceId, this.#activeDeviceOf(origin.id));
+        else this.pool.createThin(deviceId);
+      } catch (error) {
+        if (error instanceof DmSystemError && error.code === 'EEXIST') continue; // used by someone: skip it
+        this.store.closeTransaction();
+        throw error;
+      }
+      crashPoint('create:snapshot');
+      this.pool.setTransactionId(current, transactionId);
+      crashPoint('create:commit');
+      this.store.writeLayer(record);
+      this.#commitState({ transactionId: String(transactionId), op: 'create', layerId: id, deviceId }, nextThinId(deviceId));
+      crashPoint('create:done');
+      return record;
+    }
+  }
+
+  #commitState(transaction: OpenTransaction, nextDeviceId: number): void {
+    this.#state = { ...this.#state, transactionId: transaction.transactionId, nextDeviceId };
+    this.store.writeState(this.#state);
+    this.store.closeTransaction();
+  }
+
+  /** The active dm device of a layer, for suspending it around a snapshot. */
+  #activeDeviceOf(layerId: string): string | undefined {
+    const name = this.thinName(layerId);
+    return this.dm.exists(name) ? name : undefined;
+  }
+
+  /** remove: a no-op for an unknown id. A busy device is an EBUSY error, or deferred when enabled. */
+  deleteDevice(id: string): Promise<void> {
+    return this.#locks.run(id, async () => {
+      this.#assertOpen();
+      const record = this.#layers.get(id);
+      if (!record || id === BASE_LAYER || record.deferredDelete) return;
+      if (this.#mounts.has(id)) {
+        if (this.options.deferredDeletion) return this.#markDeferred(record);
+        throw new DmSystemError({ errno: 16, syscall: 'ioctl', operation: 'remove', device: this.thinName(id), detail: `layer ${id} is mounted (${this.#mounts.get(id)!.count} users): put() it first` });
+      }
+      try {
+        await this.#deleteLayer(record);
+      } catch (error) {
+        if (this.options.deferredDeletion && error instanceof DmSystemError && error.code === 'EBUSY') return this.#markDeferred(record);
+        throw error;
+      }
+      rmSync(join(this.options.home, 'mnt', id), { recursive: true, force: true });
+    });
+  }
+
+  #markDeferred(record: LayerRecord): void {
+    const marked = { ...record, deferredDelete: true };
+    this.store.writeLayer(marked);
+    this.#layers.set(record.id, marked);
+    logger.info(`layer ${record.id} is busy: deletion deferred`);
+  }
+
+  /** Deactivate (discarding first if asked), then the delete under the crash protocol. */
+  async #deleteLayer(record: LayerRecord): Promise<void> {
+    if (this.options.discardOnDelete) {
+      const device = this.#activate(record);
+      try { discardBlockDevice(device.path, undefined, this.options.ffi); } finally { this.#deactivate(device); }
+    } else {
+      this.#deactivateIfActive(record.id);
+    }
+    await this.#locks.run(POOL_LOCK, () => {
+      const current = BigInt(this.#state.transactionId);
+      const transaction: OpenTransaction = { transactionId: String(current + 1n), op: 'delete', layerId: record.id, deviceId: record.deviceId };
+      this.store.openTransaction(transaction);
+      crashPoint('remove:intent');
+      this.#deleteThinIfPresent(record.deviceId);
+      crashPoint('remove:delete');
+      this.pool.setTransactionId(current, current + 1n);
+      crashPoint('remove:commit');
+      this.store.removeLayer(record.id);
+      this.#commitState(transaction, this.#state.nextDeviceId);
+      this.#layers.delete(record.id);
+    });
+  }
+
+  async #retryDeferredDeletions(): Promise<void> {
+    for (const record of [...this.#layers.values()].filter((r) => r.deferredDelete)) {
+      await this.#locks.run(record.id, async () => {
+        if (this.#mounts.has(record.id)) return;
+        try {
+          await this.#deleteLayer(record);
+          rmSync(join(this.options.home, 'mnt', record.id), { recursive: true, force: true });
+          logger.info(`deferred deletion of ${record.id} done`);
+        } catch (error) {
+          if (!(error instanceof DmSystemError && error.code === 'EBUSY')) throw error;
+        }
+      });
+    }
+  }
+
+  get deferredDeletedCount(): number {
+    return [...this.#layers.values()].filter((r) => r.deferredDelete).length;
+  }
+
+  #deleteThinIfPresent(deviceId: number): void {
+    try {
+      this.pool.deleteThin(deviceId);
+    } catch (error) {
+      // The kernel answers ENODATA for an id it does not have: already deleted.
+      if (!(error instanceof DmSystemError && error.code === 'ENODATA')) throw error;
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Mounts
+
+  /** get: activate, mount, and set up rootfs and the id file; undone on any failure. */
+  mountDevice(id: string, mountLabel: string | undefined): Promise<string> {
+    return this.#locks.run(id, async () => {
+      this.#assertOpen();
+      const mounted = this.#mounts.get(id);
+      const mountPoint = join(this.options.home, 'mnt', id);
+      if (mounted) {
+        mounted.count++;
+        return join(mountPoint, 'rootfs');
+      }
+      const record = this.#layers.get(id);
+      if (!record || !this.hasDevice(id)) throw new DevmapperError('ERR_DM_UNKNOWN_LAYER', `layer ${id} does not exist`);
+      this.#assertWritable();
+      const createdDir = !existsSync(mountPoint);
+      mkdirSync(mountPoint, { recursive: true, mode: 0o755 });
+      let device: ThinDevice | undefined;
+      let mountedHere = false;
+      try {
+        device = this.#activate(record);
+        mountFilesystem(device.path, mountPoint, this.options.filesystem, { data: this.#mountData(mountLabel), ffi: this.options.ffi });
+        mountedHere = true;
+        const rootfs = join(mountPoint, 'rootfs');
+        mkdirSync(rootfs, { recursive: true, mode: 0o755 });
+        const idFile = join(mountPoint, 'id');
+        if (!existsSync(idFile)) writeFileSync(idFile, id, { mode: 0o600 });
+        this.#mounts.set(id, { count: 1, mountPoint, device });
+        return rootfs;
+      } catch (error) {
+        if (mountedHere) unmountFilesystem(mountPoint, { flags: MNT_DETACH, ffi: this.options.ffi });
+        if (device) this.#deactivate(device);
+        if (createdDir) rmSync(mountPoint, { recursive: true, force: true });
+        throw error;
+      }
+    });
+  }
+
+  #mountData(mountLabel: string | undefined): string | null {
+    const words = [...this.options.mountOptions];
+    if (this.options.filesystem === 'xfs') words.push('nouuid'); // snapshots share the base's UUID
+    if (mountLabel) words.push(`context="${mountLabel}"`);
+    return words.length > 0 ? words.join(',') : null;
+  }
+
+  /** put: the last user unmounts and deactivates. Not mounted: a warning, as in Docker. */
+  unmountDevice(id: string): Promise<void> {
+    return this.#locks.run(id, async () => {
+      const mounted = this.#mounts.get(id);
+      if (!mounted) {
+        logger.warn(`put(${id}): not mounted`);
+        return;
+      }
+      if (mounted.count > 1) {
+        mounted.count--;
+        return;
+      }
+      unmountFilesystem(mounted.mountPoint, { ffi: this.options.ffi }); // on EBUSY the layer stays mounted, count intact
+      this.#mounts.delete(id);
+      this.#deactivate(mounted.device);
+    });
+  }
+
+  async #withMounted<T>(record: LayerRecord, body: (device: ThinDevice, mountPoint: string) => Promise<T>): Promise<T> {
+    const device = this.#activate(record);
+    const mountPoint = join(this.options.home, 'mnt', `.resize-${record.deviceId}`);
+    mkdirSync(mountPoint, { recursive: true, mode: 0o700 });
+    try {
+      mountFilesystem(device.path, mountPoint, this.options.filesystem, { data: this.#mountData(undefined), ffi: this.options.ffi });
+      try {
+        return await body(device, mountPoint);
+      } finally {
+        unmountFilesystem(mountPoint, { ffi: this.options.ffi });
+      }
+    } finally {
+      rmSync(mountPoint, { recursive: true, force: true });
+      this.#deactivate(device);
+    }
+  }
+
+  #activate(record: LayerRecord): ThinDevice {
+    const name = this.thinName(record.id);
+    if (this.dm.exists(name)) return ThinDevice.adopt(this.dm, name);
+    return ThinDevice.activate(this.pool, { name, id: record.deviceId, size: bytesToSectors(bytes(BigInt(record.size))) });
+  }
+
+  #deactivate(device: ThinDevice): void {
+    device.deactivate({ deferred: this.options.deferredRemoval });
+  }
+
+  #deactivateIfActive(layerId: string): void {
+    const name = this.thinName(layerId);
+    if (this.dm.exists(name)) this.#deactivate(ThinDevice.adopt(this.dm, name));
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Space, status, shutdown
+
+  poolStatus(): PoolStatusOk {
+    return poolStatus(this.pool);
+  }
+
+  #assertWritable(): void {
+    const status = this.poolStatus();
+    if (status.mode !== 'rw' || status.needsCheck) {
+      throw new DevmapperError('ERR_DM_POOL_MODE', `pool ${this.pool.name} is ${status.mode}${status.needsCheck ? ' and needs_check' : ''}: no writes`);
+    }
+  }
+
+  #assertFreeSpace(): void {
+    this.#assertWritable();
+    const status = this.poolStatus();
+    const min = BigInt(this.options.minFreeSpacePercent);
+    const check = (what: string, free: bigint, total: bigint): void => {
+      if (total > 0n && free * 100n < total * min) {
+        throw new DevmapperError('ERR_DM_NO_SPACE', `pool ${this.pool.name}: only ${free} of ${total} ${what} blocks free, below the ${min}% minimum`);
+      }
+    };
+    check('data', status.data.freeBlocks, status.data.totalBlocks);
+    check('metadata', status.metadata.freeBlocks, status.metadata.totalBlocks);
+  }
+
+  /** Free bytes of the filesystem holding the loop files (caps what the pool can really use). */
+  backingFreeBytes(): bigint | undefined {
+    if (!this.storage) return undefined;
+    const fs = statfsSync(dirname(this.storage.data.file), { bigint: true });
+    return fs.bavail * fs.bsize;
+  }
+
+  /** cleanup: unmount everything, deactivate every device and (if ours) the pool; data stays. */
+  async shutdown(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#timer) clearInterval(this.#timer);
+    try {
+      for (const [id, mounted] of this.#mounts) {
+        await this.#locks.run(id, () => {
+          unmountFilesystem(mounted.mountPoint, { ffi: this.options.ffi });
+          this.#deactivate(mounted.device);
+        });
+      }
+      this.#mounts.clear();
+      for (const device of this.dm.list()) {
+        if (device.name.startsWith(`${this.prefix}-`) && device.name !== this.pool.name) this.#deactivate(ThinDevice.adopt(this.dm, device.name));
+      }
+      if (this.#ownsPool) this.pool.deactivate(); // autoclear then detaches the loop devices
+    } finally {
+      this.dm.close();
+      this.#lock.release();
+    }
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new DevmapperError('ERR_DM_CLOSED', 'the driver was cleaned up');
+  }
+}
+
+function openPool(dm: DeviceMapper, options: ResolvedOptions, prefix: string, fresh: boolean): { pool: ThinPool; storage: LoopbackStorage | undefined; ownsPool: boolean } {
+  if (options.thinPoolDevice) return { pool: ThinPool.adopt(dm, options.thinPoolDevice), storage: undefined, ownsPool: false };
+  const name = `${prefix}-pool`;
+  const poolOptions = { dataBlockSize: options.blockSize, features: { skipBlockZeroing: true } };
+  if (options.dataDevice && options.metadataDevice) {
+    if (dm.exists(name)) return { pool: ThinPool.adopt(dm, name, poolOptions), storage: undefined, ownsPool: true };
+    const devices = { metadataDevice: options.metadataDevice, dataDevice: options.dataDevice, ...poolOptions };
+    return { pool: fresh ? ThinPool.create(dm, name, devices) : ThinPool.reopen(dm, name, devices), storage: undefined, ownsPool: true };
+  }
+  const storage = LoopbackStorage.open({
+    dir: join(options.home, 'devicemapper'), dataSize: options.loopDataSize, metadataSize: options.loopMetadataSize, ffi: options.ffi,
+  });
+  try {
+    if (dm.exists(name)) return { pool: ThinPool.adopt(dm, name, poolOptions), storage, ownsPool: true };
+    const devices = { metadataDevice: storage.metadata.loop.path, dataDevice: storage.data.loop.path, ...poolOptions };
+    const brandNew = fresh || storage.metadata.created;
+    return { pool: brandNew ? ThinPool.create(dm, name, devices) : ThinPool.reopen(dm, name, devices), storage, ownsPool: true };
+  } finally {
+    storage.release(); // the pool holds the loops now; autoclear detaches them when it goes
+  }
+}
+
+function poolStatus(pool: ThinPool): PoolStatusOk {
+  const status = pool.status();
+  if (status.kind !== 'ok') throw new DevmapperError('ERR_DM_POOL_MODE', `pool ${pool.name} reports ${status.kind === 'fail' ? 'Fail' : 'Error'}`);
+  return status;
+}
+
+/** Thin ids are 24-bit; wrap past the top (id 0 stays unused, as Docker does). */
+function nextThinId(id: number): number {
+  return id >= 0xffffff ? 1 : id + 1;
+}
+
+/** Mount points under `prefix`, from /proc/self/mountinfo (octal escapes decoded), shallowest first. */
+function mountPointsUnder(prefix: string): string[] {
+  const text = readFileSync('/proc/self/mountinfo', 'utf8');
+  return text.split('\n').map((line) => line.split(' ')[4]).filter((p): p is string => p !== undefined)
+    .map((p) => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
+    .filter((p) => p.startsWith(prefix))
+    .sort((a, b) => a.length - b.length);
+}

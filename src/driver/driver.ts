@@ -1,0 +1,142 @@
+// Driver: Docker's devicemapper graph driver operations over a DeviceSet (see the seed in
+// docs/architecture.md): create, remove, get, put, exists, status, metadata, cleanup.
+import { DeviceSet, type LayerMetadata } from './device-set.js';
+import { assertLayerId, assertMountLabel, type DriverOptions, type Filesystem } from './options.js';
+import { parseSize } from '../thin/units.js';
+import { DevmapperError } from '../errors.js';
+
+export interface SpaceUsage {
+  used: bigint;
+  total: bigint;
+  /** total - used, capped by what the filesystem holding the loop files can still give. */
+  available: bigint;
+}
+
+/** What `docker info` showed for devicemapper, plus the pool's mode. Sizes in bytes. */
+export interface DriverStatus {
+  poolName: string;
+  poolBlockSize: bigint;
+  baseDeviceSize: bigint;
+  backingFilesystem: Filesystem;
+  dataFile: string | undefined;
+  metadataFile: string | undefined;
+  dataLoopDevice: string | undefined;
+  metadataLoopDevice: string | undefined;
+  dataSpace: SpaceUsage;
+  metadataSpace: SpaceUsage;
+  minFreeSpacePercent: number;
+  deferredRemovalEnabled: boolean;
+  deferredDeletionEnabled: boolean;
+  deferredDeletedDeviceCount: number;
+  /** The kernel's device-mapper interface version, e.g. '4.47.0'. */
+  driverVersion: string;
+  poolMode: string;
+  needsCheck: boolean;
+  transactionId: bigint;
+  layerCount: number;
+}
+
+export class Driver {
+  readonly #set: DeviceSet;
+
+  private constructor(set: DeviceSet) {
+    this.#set = set;
+  }
+
+  /** Creates or reopens <home>: pool, base device, metadata; recovers from a crash. */
+  static async init(options: DriverOptions): Promise<Driver> {
+    return new Driver(await DeviceSet.init(options));
+  }
+
+  get home(): string {
+    return this.#set.options.home;
+  }
+
+  /** A new layer: a snapshot of `parent`, or of the base device when there is none. */
+  async create(id: string, parent?: string | null, options: { size?: string | number | bigint } = {}): Promise<void> {
+    assertLayerId(id);
+    if (parent !== undefined && parent !== null && parent !== '') assertLayerId(parent, 'parent');
+    const size = options.size === undefined ? undefined : parseSize(options.size, 'size');
+    await this.#set.addDevice(id, parent || null, size);
+  }
+
+  /** Deletes a layer. An id that does not exist is a no-op. */
+  async remove(id: string): Promise<void> {
+    assertLayerId(id);
+    await this.#set.deleteDevice(id);
+  }
+
+  /** Mounts the layer (reference-counted) and returns <home>/mnt/<id>/rootfs. */
+  async get(id: string, mountLabel?: string): Promise<string> {
+    assertLayerId(id);
+    if (mountLabel !== undefined && mountLabel !== '') assertMountLabel(mountLabel);
+    return this.#set.mountDevice(id, mountLabel || undefined);
+  }
+
+  /** Releases one get(); the last one unmounts. Not mounted: a logged warning. */
+  async put(id: string): Promise<void> {
+    assertLayerId(id);
+    await this.#set.unmountDevice(id);
+  }
+
+  async exists(id: string): Promise<boolean> {
+    assertLayerId(id);
+    return this.#set.hasDevice(id);
+  }
+
+  /** Thin id, size and dm device name of a layer. */
+  async metadata(id: string): Promise<LayerMetadata> {
+    assertLayerId(id);
+    const layer = this.#set.layer(id);
+    if (!layer) throw new DevmapperError('ERR_DM_UNKNOWN_LAYER', `layer ${id} does not exist`);
+    return layer;
+  }
+
+  /** Every layer with its metadata. */
+  async list(): Promise<LayerMetadata[]> {
+    return this.#set.layers();
+  }
+
+  /** How many get()s a layer has outstanding. */
+  mountCount(id: string): number {
+    return this.#set.mountCount(id);
+  }
+
+  async status(): Promise<DriverStatus> {
+    const set = this.#set;
+    const pool = set.poolStatus();
+    const blockBytes = set.pool.dataBlockSize * 512n;
+    const backingFree = set.backingFreeBytes();
+    const usage = (used: bigint, total: bigint): SpaceUsage => {
+      const free = total - used;
+      return { used, total, available: backingFree === undefined || backingFree > free ? free : backingFree };
+    };
+    const [major, minor, patch] = set.dm.version();
+    return {
+      poolName: set.pool.name,
+      poolBlockSize: blockBytes,
+      baseDeviceSize: BigInt(set.options.baseSize),
+      backingFilesystem: set.options.filesystem,
+      dataFile: set.storage?.data.file,
+      metadataFile: set.storage?.metadata.file,
+      dataLoopDevice: set.storage?.data.loop.path,
+      metadataLoopDevice: set.storage?.metadata.loop.path,
+      dataSpace: usage(pool.data.usedBlocks * blockBytes, pool.data.totalBlocks * blockBytes),
+      metadataSpace: usage(pool.metadata.usedBytes, pool.metadata.totalBytes),
+      minFreeSpacePercent: set.options.minFreeSpacePercent,
+      deferredRemovalEnabled: set.options.deferredRemoval,
+      deferredDeletionEnabled: set.options.deferredDeletion,
+      deferredDeletedDeviceCount: set.deferredDeletedCount,
+      driverVersion: `${major}.${minor}.${patch}`,
+      poolMode: pool.mode,
+      needsCheck: pool.needsCheck === true,
+      transactionId: pool.transactionId,
+      layerCount: set.layers().length,
+    };
+  }
+
+  /** Unmounts and deactivates everything and releases <home>; the data stays for the next init. */
+  async cleanup(): Promise<void> {
+    await this.#set.shutdown();
+  }
+}

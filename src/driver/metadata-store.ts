@@ -1,0 +1,144 @@
+// The driver's persistent state under <home>/metadata: one JSON file per layer, the set's own
+// state (deviceset.json), and the open transaction (transaction.json) of the crash protocol.
+// Every write is atomic: temp file, fsync, rename, fsync of the directory. Files 0600, dirs 0700.
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { DevmapperError } from '../errors.js';
+
+/** One layer's device. */
+export interface LayerRecord {
+  id: string;
+  parent: string | null;
+  /** The thin id in the pool. */
+  deviceId: number;
+  /** Virtual size in bytes (decimal string: JSON has no bigint). */
+  size: string;
+  /** The pool transaction id that created it. */
+  transactionId: string;
+  /** Removal was asked while the device was busy; the deletion is retried later. */
+  deferredDelete?: boolean;
+}
+
+/** The set's own state. */
+export interface DeviceSetState {
+  formatVersion: 1;
+  /** The next thin id to try. */
+  nextDeviceId: number;
+  /** The pool's transaction id as of the last committed change. */
+  transactionId: string;
+  base?: { deviceId: number; size: string; filesystem: string; filesystemUuid: string };
+}
+
+/** The intent written before the pool is changed (moby's "open transaction"). */
+export interface OpenTransaction {
+  /** The pool transaction id this change commits with set_transaction_id. */
+  transactionId: string;
+  op: 'create' | 'delete';
+  layerId: string;
+  deviceId: number;
+  /** For create: the layer record to write once committed. */
+  record?: LayerRecord;
+}
+
+export const BASE_LAYER = '.base';
+const STATE = 'deviceset.json';
+const TRANSACTION = 'transaction.json';
+const LAYER_SUFFIX = '.layer.json';
+
+export class MetadataStore {
+  readonly dir: string;
+
+  constructor(dir: string) {
+    this.dir = dir;
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  }
+
+  readState(): DeviceSetState | undefined {
+    return this.#read<DeviceSetState>(STATE);
+  }
+
+  writeState(state: DeviceSetState): void {
+    this.#write(STATE, state);
+  }
+
+  readTransaction(): OpenTransaction | undefined {
+    return this.#read<OpenTransaction>(TRANSACTION);
+  }
+
+  openTransaction(transaction: OpenTransaction): void {
+    this.#write(TRANSACTION, transaction);
+  }
+
+  closeTransaction(): void {
+    this.#remove(TRANSACTION);
+  }
+
+  readLayer(id: string): LayerRecord | undefined {
+    return this.#read<LayerRecord>(id + LAYER_SUFFIX);
+  }
+
+  writeLayer(record: LayerRecord): void {
+    this.#write(record.id + LAYER_SUFFIX, record);
+  }
+
+  removeLayer(id: string): void {
+    this.#remove(id + LAYER_SUFFIX);
+  }
+
+  /** Every layer record. A file that cannot be read or parsed is an error naming it. */
+  readAllLayers(): LayerRecord[] {
+    return readdirSync(this.dir)
+      .filter((name) => name.endsWith(LAYER_SUFFIX))
+      .map((name) => this.#read<LayerRecord>(name)!)
+      .filter((record) => record !== undefined);
+  }
+
+  /** Removes temp files a crash left mid-write (the renamed file is either old or new, never half). */
+  removeStaleTempFiles(): void {
+    for (const name of readdirSync(this.dir)) if (name.endsWith('.tmp')) rmSync(join(this.dir, name), { force: true });
+  }
+
+  #read<T>(name: string): T | undefined {
+    const path = join(this.dir, name);
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw new DevmapperError('ERR_DM_METADATA', `cannot read metadata file ${path}: ${(error as Error).message}`, { cause: error });
+    }
+    try {
+      return JSON.parse(text) as T;
+    } catch (error) {
+      throw new DevmapperError('ERR_DM_METADATA', `corrupt metadata file ${path}: ${(error as Error).message}`, { cause: error });
+    }
+  }
+
+  #write(name: string, value: unknown): void {
+    const path = join(this.dir, name);
+    const temp = `${path}.${process.pid}.tmp`;
+    const fd = openSync(temp, 'w', 0o600);
+    try {
+      writeSync(fd, JSON.stringify(value, null, 2) + '\n');
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(temp, path);
+    this.#syncDir();
+  }
+
+  #remove(name: string): void {
+    rmSync(join(this.dir, name), { force: true });
+    this.#syncDir();
+  }
+
+  #syncDir(): void {
+    const fd = openSync(this.dir, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
+}

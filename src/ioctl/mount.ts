@@ -1,0 +1,21 @@
+// mount(2) and umount2(2) through the libc binding: no mount binary, no shell.
+import type { FfiBackendName } from './ffi/binding.js';
+import { libcBinding } from './ffi/select.js';
+import { DmSystemError, InvalidArgumentError } from '../errors.js';
+
+/** sys/mount.h flags the project uses. */
+export const MS_RDONLY = 1n;
+export const MNT_DETACH = 2;
+
+export function mountFilesystem(source: string, target: string, fstype: string, options: { flags?: bigint; data?: string | null; ffi?: FfiBackendName } = {}): void {
+  for (const [argument, value] of [['source', source], ['target', target], ['fstype', fstype], ['data', options.data ?? '']] as const) {
+    if (value.includes('\0')) throw new InvalidArgumentError(argument, 'must not contain NUL');
+  }
+  const rc = libcBinding(options.ffi).mount(source, target, fstype, options.flags ?? 0n, options.data ?? null);
+  if (rc < 0) throw new DmSystemError({ errno: -rc, syscall: 'mount', device: source, detail: `on ${target}` });
+}
+
+export function unmountFilesystem(target: string, options: { flags?: number; ffi?: FfiBackendName } = {}): void {
+  const rc = libcBinding(options.ffi).umount2(target, options.flags ?? 0);
+  if (rc < 0) throw new DmSystemError({ errno: -rc, syscall: 'umount2', device: target });
+}
