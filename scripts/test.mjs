@@ -8,17 +8,11 @@
 //   6. one closing line `N passed, N failed, N skipped` adding both up; non-zero exit on any failure
 // Options: --host-only, --kernel-only, --match <ava pattern>, FILES... (dist/test/... .js paths
 // or test/... .ts paths; kernel files run in the kernel).
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { build, canUseDeviceMapperHere, ensureAptPackages, ensureNodeModules, root, step } from './bootstrap.mjs';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 process.chdir(root);
-
-// Debian packages the test suite needs: the test kernel, the C compiler and headers for the ABI
-// probe and the VM's init, mkfs for thin devices, and dmsetup/losetup as the independent reference.
-const APT_PACKAGES = ['user-mode-linux', 'gcc', 'libc6-dev', 'linux-libc-dev', 'e2fsprogs', 'dmsetup', 'util-linux', 'procps'];
 
 const args = process.argv.slice(2);
 let hostOnly = false;
@@ -31,40 +25,6 @@ while (args.length > 0) {
   else if (arg === '--kernel-only') kernelOnly = true;
   else if (arg === '--match' || arg === '-m') avaExtra.push('--match', args.shift());
   else files.push(arg.replace(/^test\/(.*)\.ts$/, 'dist/test/$1.js'));
-}
-
-function step(message) {
-  process.stdout.write(`\n== ${message}\n`);
-}
-
-function missingAptPackages() {
-  return APT_PACKAGES.filter((pkg) => {
-    const r = spawnSync('dpkg-query', ['-W', '-f=${Status}', pkg], { encoding: 'utf8' });
-    return r.status !== 0 || !r.stdout.includes('install ok installed');
-  });
-}
-
-function ensureAptPackages() {
-  const missing = missingAptPackages();
-  if (missing.length === 0) return;
-  const command = `apt-get update && apt-get install -y --no-install-recommends ${missing.join(' ')}`;
-  if (process.getuid?.() !== 0) {
-    process.stderr.write(`The tests need these Debian packages: ${missing.join(', ')}.\nRun as root:\n  ${command}\n`);
-    process.exit(1);
-  }
-  step(`installing ${missing.join(' ')}`);
-  execFileSync('apt-get', ['update', '-q'], { stdio: 'inherit' });
-  execFileSync('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...missing], {
-    stdio: 'inherit',
-    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
-  });
-}
-
-function ensureNodeModules() {
-  const stamp = join(root, 'node_modules/.package-lock.json');
-  if (existsSync(stamp) && statSync(stamp).mtimeMs >= statSync(join(root, 'package-lock.json')).mtimeMs) return;
-  step('npm ci');
-  execFileSync('npm', ['ci', '--no-audit', '--no-fund'], { stdio: 'inherit' });
 }
 
 /** Adds up ava's TAP summary (`# pass N` ...) from a stream of output. */
@@ -110,17 +70,8 @@ function settle(label, counter, code) {
   return counter;
 }
 
-/** True when this process can talk to device-mapper itself (a real dm host, as root). */
-async function canUseDeviceMapperHere() {
-  if (!existsSync('/dev/mapper/control')) return false;
-  const probe = spawnSync(process.execPath, ['--input-type=module', '-e',
-    "const { DeviceMapper } = await import('./dist/src/index.js'); const dm = DeviceMapper.open(); console.log(dm.version().join('.')); dm.close();"],
-  { encoding: 'utf8' });
-  return probe.status === 0;
-}
-
 async function runKernelTests(patterns) {
-  if (await canUseDeviceMapperHere()) {
+  if (canUseDeviceMapperHere()) {
     step('device-mapper is available on this host: kernel tests run directly');
     return runAvaHere('kernel tests (this host)', patterns);
   }
@@ -155,8 +106,7 @@ async function runKernelTests(patterns) {
 
 ensureAptPackages();
 ensureNodeModules();
-step('tsc');
-execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], { stdio: 'inherit' });
+build();
 
 const hostFiles = files.filter((f) => !f.includes('/kernel/'));
 const kernelFiles = files.filter((f) => f.includes('/kernel/'));

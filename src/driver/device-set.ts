@@ -82,21 +82,24 @@ export class DeviceSet {
     mkdirSync(join(options.home, 'mnt'), { recursive: true, mode: 0o700 });
     const lock = HomeLock.acquire(options.home);
     let dm: DeviceMapper | undefined;
+    let activatedPool: ThinPool | undefined;
+    let prefix: string | undefined;
     try {
       const st = statSync(options.home, { bigint: true });
-      const prefix = `devmapper-${Number(st.dev >> 8n) & 0xfff}:${Number(st.dev & 0xffn)}-${st.ino}`;
+      prefix = `devmapper-${Number(st.dev >> 8n) & 0xfff}:${Number(st.dev & 0xffn)}-${st.ino}`;
       dm = DeviceMapper.open({ ffi: options.ffi });
       const store = new MetadataStore(join(options.home, 'metadata'));
       store.removeStaleTempFiles();
       const savedState = store.readState();
-      const { pool, storage, ownsPool } = openPool(dm, options, prefix, savedState === undefined);
+      const { pool, storage, ownsPool, activated } = openPool(dm, options, prefix, savedState === undefined);
+      if (activated) activatedPool = pool;
       const state: DeviceSetState = savedState ?? { formatVersion: 1, nextDeviceId: 1, transactionId: String(poolStatus(pool).transactionId) };
       if (!savedState) store.writeState(state);
       const set = new DeviceSet({ options, dm, pool, store, storage, prefix, ownsPool, lock, state });
       set.#recoverTransaction();
       set.#checkTransactionId();
       for (const record of store.readAllLayers()) set.#layers.set(record.id, record);
-      set.#removeLeftovers();
+      set.#adoptOrRemoveLeftovers();
       await set.#ensureBaseDevice();
       await set.#retryDeferredDeletions();
       if (options.deferredDeletion && options.deferredDeletionIntervalMs > 0) {
@@ -105,6 +108,9 @@ export class DeviceSet {
       }
       return set;
     } catch (error) {
+      // A pool this init activated goes again (its loops detach with it), so a failed init
+      // leaves nothing active; a pool that was already active is left as it was.
+      if (dm && activatedPool && prefix) releaseQuietly(dm, prefix, activatedPool);
       dm?.close();
       lock.release();
       throw error;
@@ -150,15 +156,26 @@ export class DeviceSet {
     }
   }
 
-  /** After a crash: unmount our stale mounts and remove our inactive leftovers (not the pool). */
-  #removeLeftovers(): void {
+  /**
+   * Mounts a previous process left under <home>/mnt/<id> (a CLI command, or a crash) are
+   * adopted with one reference, so put() unmounts them; anything else there is unmounted, and
+   * this home's dm devices that no adopted mount uses are removed (not the pool).
+   */
+  #adoptOrRemoveLeftovers(): void {
     const mntRoot = join(this.options.home, 'mnt') + '/';
     for (const mountPoint of mountPointsUnder(mntRoot).reverse()) {
+      const id = mountPoint.slice(mntRoot.length);
+      const name = this.thinName(id);
+      if (!id.includes('/') && this.hasDevice(id) && this.dm.exists(name)) {
+        this.#mounts.set(id, { count: 1, mountPoint, device: ThinDevice.adopt(this.dm, name) });
+        continue;
+      }
       logger.warn(`unmounting stale mount ${mountPoint}`);
       try { unmountFilesystem(mountPoint, { ffi: this.options.ffi }); } catch { unmountFilesystem(mountPoint, { flags: MNT_DETACH, ffi: this.options.ffi }); }
     }
     for (const device of this.dm.list()) {
       if (!device.name.startsWith(`${this.prefix}-`) || device.name === this.pool.name) continue;
+      if (this.#mounts.has(device.name.slice(this.prefix.length + 1))) continue;
       logger.warn(`removing stale device ${device.name}`);
       try {
         this.dm.remove(device.name);
@@ -543,30 +560,53 @@ export class DeviceSet {
     }
   }
 
+  /**
+   * Lets go of the home without tearing anything down: mounts and active devices stay, and the
+   * next init adopts them (what a CLI command does between invocations).
+   */
+  release(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#timer) clearInterval(this.#timer);
+    this.dm.close();
+    this.#lock.release();
+  }
+
   #assertOpen(): void {
     if (this.#closed) throw new DevmapperError('ERR_DM_CLOSED', 'the driver was cleaned up');
   }
 }
 
-function openPool(dm: DeviceMapper, options: ResolvedOptions, prefix: string, fresh: boolean): { pool: ThinPool; storage: LoopbackStorage | undefined; ownsPool: boolean } {
-  if (options.thinPoolDevice) return { pool: ThinPool.adopt(dm, options.thinPoolDevice), storage: undefined, ownsPool: false };
+/** The pool, and whether this call activated it (false: adopted, already active). */
+function openPool(dm: DeviceMapper, options: ResolvedOptions, prefix: string, fresh: boolean): { pool: ThinPool; storage: LoopbackStorage | undefined; ownsPool: boolean; activated: boolean } {
+  if (options.thinPoolDevice) return { pool: ThinPool.adopt(dm, options.thinPoolDevice), storage: undefined, ownsPool: false, activated: false };
   const name = `${prefix}-pool`;
   const poolOptions = { dataBlockSize: options.blockSize, features: { skipBlockZeroing: true } };
   if (options.dataDevice && options.metadataDevice) {
-    if (dm.exists(name)) return { pool: ThinPool.adopt(dm, name, poolOptions), storage: undefined, ownsPool: true };
+    if (dm.exists(name)) return { pool: ThinPool.adopt(dm, name, poolOptions), storage: undefined, ownsPool: true, activated: false };
     const devices = { metadataDevice: options.metadataDevice, dataDevice: options.dataDevice, ...poolOptions };
-    return { pool: fresh ? ThinPool.create(dm, name, devices) : ThinPool.reopen(dm, name, devices), storage: undefined, ownsPool: true };
+    return { pool: fresh ? ThinPool.create(dm, name, devices) : ThinPool.reopen(dm, name, devices), storage: undefined, ownsPool: true, activated: true };
   }
   const storage = LoopbackStorage.open({
     dir: join(options.home, 'devicemapper'), dataSize: options.loopDataSize, metadataSize: options.loopMetadataSize, ffi: options.ffi,
   });
   try {
-    if (dm.exists(name)) return { pool: ThinPool.adopt(dm, name, poolOptions), storage, ownsPool: true };
+    if (dm.exists(name)) return { pool: ThinPool.adopt(dm, name, poolOptions), storage, ownsPool: true, activated: false };
     const devices = { metadataDevice: storage.metadata.loop.path, dataDevice: storage.data.loop.path, ...poolOptions };
     const brandNew = fresh || storage.metadata.created;
-    return { pool: brandNew ? ThinPool.create(dm, name, devices) : ThinPool.reopen(dm, name, devices), storage, ownsPool: true };
+    return { pool: brandNew ? ThinPool.create(dm, name, devices) : ThinPool.reopen(dm, name, devices), storage, ownsPool: true, activated: true };
   } finally {
     storage.release(); // the pool holds the loops now; autoclear detaches them when it goes
+  }
+}
+
+/** Undoes a failed init's activation: our thin devices on the pool, then the pool. Errors are dropped (the init's own is reported). */
+function releaseQuietly(dm: DeviceMapper, prefix: string, pool: ThinPool): void {
+  try {
+    for (const device of dm.list()) if (device.name.startsWith(`${prefix}-`) && device.name !== pool.name) dm.remove(device.name);
+    pool.deactivate();
+  } catch (error) {
+    logger.warn(`failed init: cannot deactivate ${pool.name}: ${error}`);
   }
 }
 

@@ -135,6 +135,14 @@ export class Driver {
     };
   }
 
+  /**
+   * Releases <home> and the control fd but leaves mounts and devices as they are; the next
+   * init adopts the mounts (each with one reference). For short-lived processes such as the CLI.
+   */
+  async close(): Promise<void> {
+    this.#set.release();
+  }
+
   /** Unmounts and deactivates everything and releases <home>; the data stays for the next init. */
   async cleanup(): Promise<void> {
     await this.#set.shutdown();

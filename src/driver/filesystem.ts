@@ -18,9 +18,14 @@ async function runTool(program: string, args: string[]): Promise<void> {
   }
 }
 
-/** Fast mkfs: no discard (a fresh thin device is already empty) and lazy initialisation. */
+/**
+ * mkfs without discard (a fresh thin device is already empty) and with inode tables and journal
+ * written now, on the base device, as Docker does: with lazy init the kernel's ext4lazyinit
+ * thread would zero the inode tables later in every snapshot that gets mounted, giving each
+ * layer its own copy of them (about 6% of the layer's size) in the pool.
+ */
 export async function makeFilesystem(device: string, filesystem: Filesystem, extraArgs: readonly string[]): Promise<void> {
-  if (filesystem === 'ext4') await runTool('mkfs.ext4', ['-q', '-F', '-E', 'nodiscard,lazy_itable_init=1,lazy_journal_init=1', ...extraArgs, device]);
+  if (filesystem === 'ext4') await runTool('mkfs.ext4', ['-q', '-F', '-E', 'nodiscard,lazy_itable_init=0,lazy_journal_init=0', ...extraArgs, device]);
   else await runTool('mkfs.xfs', ['-q', '-f', '-K', ...extraArgs, device]);
 }
 

@@ -1,0 +1,61 @@
+// Shared set-up for `npm test` and `npm run demo` on a fresh machine: the Debian packages
+// (installed when root, else the exact command is printed), `npm ci` when node_modules is
+// missing or stale, and the tsc build.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+// The test kernel, the C compiler and headers for the ABI probe and the VM's init, mkfs for
+// thin devices, and dmsetup/losetup as the independent reference in tests.
+export const APT_PACKAGES = ['user-mode-linux', 'gcc', 'libc6-dev', 'linux-libc-dev', 'e2fsprogs', 'dmsetup', 'util-linux', 'procps'];
+
+export function step(message) {
+  process.stdout.write(`\n== ${message}\n`);
+}
+
+function missingAptPackages(packages) {
+  return packages.filter((pkg) => {
+    const r = spawnSync('dpkg-query', ['-W', '-f=${Status}', pkg], { encoding: 'utf8' });
+    return r.status !== 0 || !r.stdout.includes('install ok installed');
+  });
+}
+
+export function ensureAptPackages(packages = APT_PACKAGES) {
+  const missing = missingAptPackages(packages);
+  if (missing.length === 0) return;
+  const command = `apt-get update && apt-get install -y --no-install-recommends ${missing.join(' ')}`;
+  if (process.getuid?.() !== 0) {
+    process.stderr.write(`These Debian packages are needed: ${missing.join(', ')}.\nRun as root:\n  ${command}\n`);
+    process.exit(1);
+  }
+  step(`installing ${missing.join(' ')}`);
+  execFileSync('apt-get', ['update', '-q'], { stdio: 'inherit' });
+  execFileSync('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...missing], {
+    stdio: 'inherit',
+    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+  });
+}
+
+export function ensureNodeModules() {
+  const stamp = join(root, 'node_modules/.package-lock.json');
+  if (existsSync(stamp) && statSync(stamp).mtimeMs >= statSync(join(root, 'package-lock.json')).mtimeMs) return;
+  step('npm ci');
+  execFileSync('npm', ['ci', '--no-audit', '--no-fund'], { stdio: 'inherit', cwd: root });
+}
+
+export function build() {
+  step('tsc');
+  execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], { stdio: 'inherit', cwd: root });
+}
+
+/** True when this process can talk to device-mapper itself (a real dm host, as root). */
+export function canUseDeviceMapperHere() {
+  if (!existsSync('/dev/mapper/control')) return false;
+  const probe = spawnSync(process.execPath, ['--input-type=module', '-e',
+    "const { DeviceMapper } = await import('./dist/src/index.js'); const dm = DeviceMapper.open(); dm.version(); dm.close();"],
+  { encoding: 'utf8', cwd: root });
+  return probe.status === 0;
+}

@@ -1,0 +1,173 @@
+// Pool and layer commands over a home directory. The options given to `init` are kept in
+// <home>/cli-options.json so later commands open the home the same way.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Driver } from '../driver/driver.js';
+import type { DriverOptions } from '../driver/options.js';
+import { DeviceMapper } from '../ioctl/device-mapper.js';
+import { parseThinStatus } from '../thin/status.js';
+import { DevmapperError } from '../errors.js';
+import { expectPositionals, parseArgs, UsageError, type Parsed } from './args.js';
+import { humanBytes, keyValues, progress, table, toJson } from './output.js';
+
+export const DEFAULT_HOME = '/var/lib/devmapper';
+
+export interface Io {
+  out: (text: string) => void;
+  json: boolean;
+  home: string;
+}
+
+const INIT_OPTIONS = {
+  values: ['base-size', 'loop-data-size', 'loop-metadata-size', 'fs', 'mount-opt', 'data-dev', 'metadata-dev', 'thin-pool-dev', 'block-size', 'min-free-space', 'ffi'],
+  flags: ['blkdiscard', 'deferred-removal', 'deferred-deletion'],
+  repeated: ['mkfs-arg'],
+} as const;
+
+function optionsFile(home: string): string {
+  return join(home, 'cli-options.json');
+}
+
+export function driverOptionsFrom(parsed: Parsed, home: string): DriverOptions {
+  const v = (name: string): string | undefined => parsed.values.get(name);
+  const options: DriverOptions = { home };
+  if (v('base-size')) options.baseSize = v('base-size');
+  if (v('loop-data-size')) options.loopDataSize = v('loop-data-size');
+  if (v('loop-metadata-size')) options.loopMetadataSize = v('loop-metadata-size');
+  if (v('fs')) options.filesystem = v('fs') as DriverOptions['filesystem'];
+  if (v('mount-opt')) options.mountOptions = v('mount-opt');
+  if (v('data-dev')) options.dataDevice = v('data-dev');
+  if (v('metadata-dev')) options.metadataDevice = v('metadata-dev');
+  if (v('thin-pool-dev')) options.thinPoolDevice = v('thin-pool-dev');
+  if (v('block-size')) options.blockSize = v('block-size');
+  if (v('min-free-space')) {
+    const n = Number(v('min-free-space'));
+    if (!Number.isInteger(n)) throw new UsageError('--min-free-space takes a whole percentage');
+    options.minFreeSpacePercent = n;
+  }
+  if (v('ffi')) options.ffi = v('ffi') as DriverOptions['ffi'];
+  if (parsed.repeated.get('mkfs-arg')) options.mkfsArgs = parsed.repeated.get('mkfs-arg');
+  if (parsed.flags.has('blkdiscard')) options.discardOnDelete = true;
+  if (parsed.flags.has('deferred-removal')) options.deferredRemoval = true;
+  if (parsed.flags.has('deferred-deletion')) options.deferredDeletion = true;
+  return options;
+}
+
+/** Opens the home with the options `init` recorded. */
+export async function openDriver(home: string): Promise<Driver> {
+  const file = optionsFile(home);
+  if (!existsSync(file)) throw new DevmapperError('ERR_DM_NOT_INITIALISED', `${home} is not initialised: run \`devmapper init --home ${home}\` first`);
+  const options = JSON.parse(readFileSync(file, 'utf8')) as DriverOptions;
+  return Driver.init({ ...options, home });
+}
+
+async function withDriver<T>(io: Io, body: (driver: Driver) => Promise<T>): Promise<T> {
+  const driver = await openDriver(io.home);
+  try {
+    return await body(driver);
+  } finally {
+    await driver.close(); // keeps mounts and devices: the next command adopts them
+  }
+}
+
+export async function initCommand(argv: string[], io: Io): Promise<void> {
+  const parsed = parseArgs(argv, INIT_OPTIONS);
+  expectPositionals(parsed, 0, 0, 'devmapper init [options]');
+  const options = driverOptionsFrom(parsed, io.home);
+  progress(`initialising ${io.home} (formatting the base device may take a while)`);
+  const driver = await Driver.init(options);
+  try {
+    const { home: _home, ...rest } = options;
+    writeFileSync(optionsFile(io.home), toJson(rest) + '\n', { mode: 0o600 });
+    const status = await driver.status();
+    io.out(io.json ? toJson(status) + '\n' : `initialised ${io.home}: pool ${status.poolName}, base ${humanBytes(status.baseDeviceSize)} ${status.backingFilesystem}\n`);
+  } finally {
+    await driver.close();
+  }
+}
+
+export async function createCommand(argv: string[], io: Io): Promise<void> {
+  const parsed = parseArgs(argv, { values: ['parent', 'size'] });
+  const [id] = expectPositionals(parsed, 1, 1, 'devmapper create <id> [--parent <id>] [--size <size>]');
+  await withDriver(io, async (driver) => {
+    await driver.create(id!, parsed.values.get('parent'), { size: parsed.values.get('size') });
+    const layer = await driver.metadata(id!);
+    io.out(io.json ? toJson(layer) + '\n' : `created ${id} (thin id ${layer.deviceId}, ${humanBytes(layer.size)})\n`);
+  });
+}
+
+export async function mountCommand(argv: string[], io: Io): Promise<void> {
+  const parsed = parseArgs(argv, { values: ['label'] });
+  const [id] = expectPositionals(parsed, 1, 1, 'devmapper mount <id> [--label <selinux context>]');
+  await withDriver(io, async (driver) => {
+    const rootfs = await driver.get(id!, parsed.values.get('label'));
+    io.out(io.json ? toJson({ id, rootfs }) + '\n' : `${rootfs}\n`);
+  });
+}
+
+export async function umountCommand(argv: string[], io: Io): Promise<void> {
+  const [id] = expectPositionals(parseArgs(argv, {}), 1, 1, 'devmapper umount <id>');
+  await withDriver(io, async (driver) => {
+    await driver.put(id!);
+    io.out(io.json ? toJson({ id, mounted: driver.mountCount(id!) > 0 }) + '\n' : '');
+  });
+}
+
+export async function rmCommand(argv: string[], io: Io): Promise<void> {
+  const [id] = expectPositionals(parseArgs(argv, {}), 1, 1, 'devmapper rm <id>');
+  await withDriver(io, async (driver) => {
+    await driver.remove(id!);
+    io.out(io.json ? toJson({ id, removed: !(await driver.exists(id!)) }) + '\n' : '');
+  });
+}
+
+export async function lsCommand(argv: string[], io: Io): Promise<void> {
+  expectPositionals(parseArgs(argv, {}), 0, 0, 'devmapper ls');
+  await withDriver(io, async (driver) => {
+    const dm = DeviceMapper.open();
+    try {
+      const rows = (await driver.list()).map((layer) => {
+        let mappedBytes: bigint | null = null;
+        if (dm.exists(layer.deviceName)) {
+          const status = parseThinStatus(dm.status(layer.deviceName, { noFlush: true })[0]?.params ?? 'Fail');
+          if (status.kind === 'ok') mappedBytes = status.mappedSectors * 512n;
+        }
+        return { ...layer, mappedBytes };
+      });
+      if (io.json) io.out(toJson(rows) + '\n');
+      else io.out(table(['ID', 'PARENT', 'THIN ID', 'SIZE', 'MAPPED', 'MOUNTED'],
+        rows.map((r) => [r.id, r.parent, r.deviceId, humanBytes(r.size), r.mappedBytes === null ? null : humanBytes(r.mappedBytes), r.mounted ? 'yes' : 'no'])));
+    } finally {
+      dm.close();
+    }
+  });
+}
+
+export async function statusCommand(argv: string[], io: Io): Promise<void> {
+  expectPositionals(parseArgs(argv, {}), 0, 0, 'devmapper status');
+  await withDriver(io, async (driver) => {
+    io.out(formatStatus(await driver.status(), io.json));
+  });
+}
+
+export function formatStatus(s: Awaited<ReturnType<Driver['status']>>, json: boolean): string {
+  if (json) return toJson(s) + '\n';
+  const space = (u: { used: bigint; total: bigint; available: bigint }): string => `${humanBytes(u.used)} used, ${humanBytes(u.total)} total, ${humanBytes(u.available)} available`;
+  return keyValues([
+    ['Pool Name', s.poolName], ['Pool Blocksize', humanBytes(s.poolBlockSize)], ['Base Device Size', humanBytes(s.baseDeviceSize)],
+    ['Backing Filesystem', s.backingFilesystem], ['Data file', s.dataFile], ['Metadata file', s.metadataFile],
+    ['Data loop device', s.dataLoopDevice], ['Metadata loop device', s.metadataLoopDevice],
+    ['Data Space', space(s.dataSpace)], ['Metadata Space', space(s.metadataSpace)],
+    ['Min Free Space', `${s.minFreeSpacePercent}%`], ['Deferred Removal Enabled', s.deferredRemovalEnabled],
+    ['Deferred Deletion Enabled', s.deferredDeletionEnabled], ['Deferred Deleted Device Count', s.deferredDeletedDeviceCount],
+    ['Library Version', `kernel dm ${s.driverVersion}`], ['Pool Mode', s.poolMode], ['Needs Check', s.needsCheck],
+    ['Transaction Id', s.transactionId], ['Layers', s.layerCount],
+  ]);
+}
+
+export async function cleanupCommand(argv: string[], io: Io): Promise<void> {
+  expectPositionals(parseArgs(argv, {}), 0, 0, 'devmapper cleanup');
+  const driver = await openDriver(io.home);
+  await driver.cleanup();
+  io.out(io.json ? toJson({ home: io.home, cleanedUp: true }) + '\n' : `unmounted and deactivated everything under ${io.home}\n`);
+}
