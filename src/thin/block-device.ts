@@ -1,6 +1,6 @@
 // What the thin layer needs to know about a block device it is given: its device number (the
 // form dm tables take, `major:minor`, which needs no device node) and its size.
-import { closeSync, fsyncSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
+import { closeSync, constants, fsyncSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { decodeDev } from '../ioctl/abi.js';
 import { DmSystemError, InvalidArgumentError } from '../errors.js';
 import { sectors, type Sectors } from './units.js';
@@ -42,9 +42,19 @@ export function blockDeviceSize(major: number, minor: number): Sectors {
   return sectors(BigInt(text));
 }
 
-/** Writes `length` zero bytes at the start of a device and syncs them (a new pool's metadata needs 4 KiB). */
+/**
+ * Writes `length` zero bytes at the start of a device and syncs them (a new pool's metadata needs
+ * 4 KiB). The device is opened O_EXCL: a block device that a dm table holds (a live pool's
+ * metadata) or that is mounted is refused with EBUSY instead of having its start wiped.
+ */
 export function zeroStart(path: string, length: number): void {
-  const fd = openSync(path, 'r+');
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDWR | constants.O_EXCL);
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException;
+    throw new DmSystemError({ errno: e.errno ? Math.abs(e.errno) : 5, syscall: 'open', device: path });
+  }
   try {
     writeSync(fd, Buffer.alloc(length), 0, length, 0);
     fsyncSync(fd);

@@ -73,9 +73,9 @@ export class ThinPool {
     const table: PoolTable = { metadataDev: metadata.id, dataDev: data.id, ...resolved };
     const params = formatPoolTable(table); // validates before anything is touched
     const length = poolLength(data, resolved.dataBlockSize);
-    if (fresh) zeroStart(metadata.path, 4096);
-    dm.create(name, { uuid: options.uuid });
+    dm.create(name, { uuid: options.uuid }); // first: a taken name must not cost the metadata
     try {
+      if (fresh) zeroStart(metadata.path, 4096);
       dm.load(name, [{ start: 0n, length, type: 'thin-pool', params }]);
       dm.resume(name);
     } catch (error) {
@@ -93,8 +93,14 @@ export class ThinPool {
       throw new DevmapperError('ERR_DM_NOT_A_POOL', `${name} is not a thin pool (its table: ${targets.map((t) => t.type).join(', ') || 'empty'})`);
     }
     const table = parsePoolTable(target.params);
-    if (expect.dataBlockSize !== undefined && BigInt(expect.dataBlockSize) !== table.dataBlockSize) {
-      throw new DevmapperError('ERR_DM_POOL_MISMATCH', `${name} has data block size ${table.dataBlockSize} sectors, expected ${expect.dataBlockSize}`);
+    const mismatch = (what: string, have: unknown, want: unknown): never => {
+      throw new DevmapperError('ERR_DM_POOL_MISMATCH', `${name} has ${what} ${String(have)}, expected ${String(want)}`);
+    };
+    if (expect.dataBlockSize !== undefined && BigInt(expect.dataBlockSize) !== table.dataBlockSize) mismatch('data block size', table.dataBlockSize, expect.dataBlockSize);
+    if (expect.lowWaterMark !== undefined && BigInt(expect.lowWaterMark) !== table.lowWaterMark) mismatch('low water mark', table.lowWaterMark, expect.lowWaterMark);
+    for (const [feature, want] of Object.entries(expect.features ?? {})) {
+      const have = table.features[feature as keyof PoolTableFeatures];
+      if (have !== want) mismatch(`feature ${feature} =`, have, want);
     }
     return new ThinPool(dm, name, table, sectors(target.length));
   }

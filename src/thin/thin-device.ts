@@ -101,19 +101,19 @@ export class ThinDevice {
    * with `deferred` the kernel is asked to remove it at last close, else the error is thrown.
    */
   deactivate(options: DeactivateOptions = {}): 'removed' | 'deferred' {
+    try {
+      removeWithRetry(this.dm, this.name, options.retries ?? 5);
+    } catch (error) {
+      if (options.deferred && error instanceof DmSystemError && error.code === 'EBUSY') {
+        this.dm.remove(this.name, { deferred: true });
+        return 'deferred'; // a node of ours stays until then: the opener still uses it
+      }
+      throw error;
+    }
     if (this.#node) {
       removeDeviceNode(this.#node);
       this.#node = undefined;
     }
-    try {
-      removeWithRetry(this.dm, this.name, options.retries ?? 5);
-      return 'removed';
-    } catch (error) {
-      if (options.deferred && error instanceof DmSystemError && error.code === 'EBUSY') {
-        this.dm.remove(this.name, { deferred: true });
-        return 'deferred';
-      }
-      throw error;
-    }
+    return 'removed';
   }
 }

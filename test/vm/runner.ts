@@ -52,6 +52,8 @@ export interface VmRunResult {
   /** What the VM process itself printed on stderr (boot chatter, crash reports). */
   vmStderr: string;
   durationMs: number;
+  /** The VM's private scratch directory name: it appears in the command line of its processes. */
+  vmId: string;
 }
 
 /** Exit status a CLI should use for a result: the command's own, or 124 (timeout) / 125 (guest died). */
@@ -184,6 +186,7 @@ export async function runInVm(options: VmRunOptions): Promise<VmRunResult> {
       vmStderr: ended.stderr,
       kernelLog: existsSync(kernelLogFile) ? readFileSync(kernelLogFile, 'utf8') : '',
       durationMs: Date.now() - started,
+      vmId: boot.scratch[0] ? boot.scratch[0].slice(boot.scratch[0].lastIndexOf('/') + 1) : '',
     };
   } finally {
     rmSync(share, { recursive: true, force: true });
