@@ -157,13 +157,23 @@ function checkArea(buf: Buffer, dataStart: number, dataEnd: number, what: string
   }
 }
 
-/** The NUL-terminated string at `start`, whose NUL must come before `end`. */
-function readCString(buf: Buffer, start: number, end: number, what: string): string {
+/**
+ * The NUL-terminated string at `start`, whose NUL must come before `end`, and its length in
+ * bytes as stored (NUL not counted). Offsets past the string must use `bytes`, never the
+ * decoded string's UTF-8 length: kernel strings are bytes, and invalid UTF-8 decodes to
+ * U+FFFD, which re-encodes longer than the bytes it replaced.
+ */
+function readCStringBytes(buf: Buffer, start: number, end: number, what: string): { value: string; bytes: number } {
   const limit = Math.min(end, buf.length);
   if (start >= limit) throw new ParseError(what, hex(buf, start, end), `string at offset ${start} lies outside its record`);
   const nul = buf.subarray(start, limit).indexOf(0);
   if (nul < 0) throw new ParseError(what, hex(buf, start, limit), `string at offset ${start} has no NUL before offset ${limit}`);
-  return buf.toString('utf8', start, start + nul);
+  return { value: buf.toString('utf8', start, start + nul), bytes: nul };
+}
+
+/** The NUL-terminated string at `start`, whose NUL must come before `end`. */
+function readCString(buf: Buffer, start: number, end: number, what: string): string {
+  return readCStringBytes(buf, start, end, what).value;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -411,7 +421,7 @@ export function decodeTargetSpecs(buf: Buffer, dataStart: number, dataEnd: numbe
       throw new ParseError(what, hex(buf, dataStart + off, dataEnd), `spec ${i} at offset ${off} runs past the ${len}-byte payload`);
     }
     const at = dataStart + off;
-    const params = readCString(buf, at + SPEC_SIZE, dataEnd, what);
+    const { value: params, bytes: paramBytes } = readCStringBytes(buf, at + SPEC_SIZE, dataEnd, what);
     out.push({
       start: buf.readBigUInt64LE(at + SPEC.sector_start.offset),
       length: buf.readBigUInt64LE(at + SPEC.length.offset),
@@ -421,7 +431,7 @@ export function decodeTargetSpecs(buf: Buffer, dataStart: number, dataEnd: numbe
     });
     if (i === count - 1) break;
     const next = buf.readUInt32LE(at + SPEC.next.offset);
-    const paramsEnd = off + SPEC_SIZE + Buffer.byteLength(params, 'utf8') + 1;
+    const paramsEnd = off + SPEC_SIZE + paramBytes + 1;
     if (next < paramsEnd) {
       throw new ParseError(what, hex(buf, at, at + SPEC_SIZE), `spec ${i}: next ${next} points back into the spec at ${off}..${paramsEnd}`);
     }
@@ -498,10 +508,10 @@ export function decodeNameList(
       throw new ParseError(what, hex(buf, at, at + 16), `record at offset ${off}: next ${next} is not a forward, 8-aligned offset inside the payload`);
     }
     const recordLen = next === 0 ? len - off : next;
-    const name = readCString(buf, at + NL.name.offset, at + recordLen, what);
+    const { value: name, bytes: nameBytes } = readCStringBytes(buf, at + NL.name.offset, at + recordLen, what);
     const entry: NameListEntry = { name, dev: buf.readBigUInt64LE(at + NL.dev.offset) };
 
-    const tail = align8(NL.name.offset + Buffer.byteLength(name, 'utf8') + 1);
+    const tail = align8(NL.name.offset + nameBytes + 1);
     const roomForTail = recordLen >= tail + 8;
     if (tailKnown && hasTail && !roomForTail) {
       throw new ParseError(what, hex(buf, at, at + recordLen), `record at offset ${off} has no room for event_nr and flags`);
@@ -556,9 +566,9 @@ export function decodeTargetVersions(buf: Buffer, dataStart: number, dataEnd: nu
       throw new ParseError(what, hex(buf, at, at + 24), `record at offset ${off}: next ${next} is not an 8-aligned offset inside the payload`);
     }
     const recordLen = next === 0 ? len - off : next;
-    const name = readCString(buf, at + VERS.name.offset, at + recordLen, what);
+    const { value: name, bytes: nameBytes } = readCStringBytes(buf, at + VERS.name.offset, at + recordLen, what);
     // A record that does not reach past its own name would make `next` go backwards or stall.
-    if (next !== 0 && next < VERS.name.offset + Buffer.byteLength(name, 'utf8') + 1) {
+    if (next !== 0 && next < VERS.name.offset + nameBytes + 1) {
       throw new ParseError(what, hex(buf, at, at + 24), `record at offset ${off}: next ${next} points into its own name`);
     }
     out.push({

@@ -56,7 +56,16 @@ export interface OpenOptions {
   controlPath?: string;
 }
 
-export interface CreateOptions { uuid?: string; readOnly?: boolean; /** Ask for this minor (DM_PERSISTENT_DEV_FLAG). */ minor?: number }
+export interface CreateOptions {
+  uuid?: string;
+  /**
+   * Sent as DM_READONLY_FLAG, which DM_DEV_CREATE ignores (the kernel keeps no read-only state
+   * for a device without a table): what makes a device read-only is load(..., { readOnly: true }).
+   */
+  readOnly?: boolean;
+  /** Ask for this minor (DM_PERSISTENT_DEV_FLAG). A taken minor fails with ENXIO. */
+  minor?: number;
+}
 export interface RemoveOptions { /** Remove when the last opener closes (DM_DEFERRED_REMOVE). */ deferred?: boolean }
 export interface SuspendOptions { /** Do not flush queued I/O (DM_NOFLUSH_FLAG). */ noFlush?: boolean; /** Do not freeze filesystems (DM_SKIP_LOCKFS_FLAG). */ skipLockfs?: boolean }
 export interface StatusOptions { /** Ask the inactive table (DM_QUERY_INACTIVE_TABLE_FLAG). */ inactive?: boolean; /** DM_NOFLUSH_FLAG: a thin-pool then skips committing metadata first. */ noFlush?: boolean }
@@ -214,8 +223,11 @@ export class DeviceMapper {
    * current value, i.e. the next event), with the device's info then. Runs off the main thread.
    */
   async wait(device: DeviceRef, eventNr?: number): Promise<DeviceInfo> {
-    const current = eventNr ?? this.info(device).eventNr;
-    return toInfo(await this.#runAsync(DM_COMMANDS.DM_DEV_WAIT, { ...ref(device), eventNr: current, expectsOutput: true }));
+    // Looked up by device number: a name or uuid could change (or be reused) before the
+    // blocking call starts on its thread.
+    const info = this.info(device);
+    const dev = encodeDev(info.dev.major, info.dev.minor);
+    return toInfo(await this.#runAsync(DM_COMMANDS.DM_DEV_WAIT, { dev, eventNr: eventNr ?? info.eventNr, expectsOutput: true }));
   }
 
   /** dmsetup load: fills the device's inactive table slot. resume() makes it live. */
@@ -239,6 +251,7 @@ export class DeviceMapper {
   /** dmsetup deps: the devices the live table uses. */
   deps(device: DeviceRef, options: { inactive?: boolean } = {}): DeviceNumber[] {
     const reply = this.#run(DM_COMMANDS.DM_TABLE_DEPS, { ...ref(device), expectsOutput: true, flags: options.inactive ? DM_FLAGS.DM_QUERY_INACTIVE_TABLE_FLAG : 0 });
+    if (reply.dataEnd <= reply.dataStart) return []; // no table: the kernel writes no dm_target_deps
     return decodeTargetDeps(reply.buffer, reply.dataStart, reply.dataEnd).map(decodeDev);
   }
 

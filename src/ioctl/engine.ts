@@ -113,7 +113,9 @@ export class DmIoctlEngine {
     // On success data_size is what the kernel used; keep a little headroom for next time.
     const used = Math.min(header.dataSize, dataSize);
     if (request.expectsOutput) this.#sizeHint.set(command.nr, Math.max(DATA_START + 256, used + (used >> 2)));
-    return { header, buffer, dataStart: header.dataStart, dataEnd: used };
+    // A command that wrote no payload (table/status/deps of a device with no table) leaves
+    // data_size at offsetof(struct dm_ioctl, data) = 305, short of data_start: an empty payload.
+    return { header, buffer, dataStart: header.dataStart, dataEnd: Math.max(used, header.dataStart) };
   }
 }
 

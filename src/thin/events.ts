@@ -16,7 +16,7 @@ export type PoolEventKind =
   | 'failed' // the pool reports Fail or Error
   | 'needs-check' // needs_check was set
   | 'resumed-rw' // mode went back to rw
-  | 'changed'; // an event with none of the above (a resize, a table swap)
+  | 'changed'; // an event none of the above explains
 
 export interface PoolEvent {
   kinds: PoolEventKind[];
