@@ -64,6 +64,12 @@ export interface ResolvedOptions {
 }
 
 const GiB = 1024n ** 3n;
+
+/** A value for an error message: strings quoted, anything else by type (JSON.stringify throws on a bigint). */
+function shown(value: unknown): string {
+  return typeof value === 'string' ? JSON.stringify(value) : typeof value;
+}
+
 const MOUNT_OPTION = /^[A-Za-z0-9_.+\-/:=@]+$/;
 const KNOWN = new Set(['home', 'baseSize', 'loopDataSize', 'loopMetadataSize', 'filesystem', 'mkfsArgs', 'mountOptions', 'dataDevice',
   'metadataDevice', 'thinPoolDevice', 'blockSize', 'discardOnDelete', 'deferredRemoval', 'deferredDeletion', 'minFreeSpacePercent', 'ffi',
@@ -83,10 +89,13 @@ export function resolveOptions(options: DriverOptions): ResolvedOptions {
     return b;
   };
   const filesystem = options.filesystem ?? 'ext4';
-  if (filesystem !== 'ext4' && filesystem !== 'xfs') throw new InvalidArgumentError('filesystem', `${JSON.stringify(filesystem)} is not ext4 or xfs`);
+  if (filesystem !== 'ext4' && filesystem !== 'xfs') throw new InvalidArgumentError('filesystem', `${shown(filesystem)} is not ext4 or xfs`);
   const mkfsArgs = options.mkfsArgs ?? [];
   if (!Array.isArray(mkfsArgs) || mkfsArgs.some((a) => typeof a !== 'string' || a.includes('\0'))) {
     throw new InvalidArgumentError('mkfsArgs', 'must be an array of strings');
+  }
+  if (options.mountOptions !== undefined && options.mountOptions !== null && typeof options.mountOptions !== 'string') {
+    throw new InvalidArgumentError('mountOptions', 'must be a string of comma-separated options');
   }
   const mountOptions = (options.mountOptions ?? '').split(',').filter((o) => o !== '');
   for (const option of mountOptions) {
@@ -146,13 +155,13 @@ const LAYER_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$/;
 
 export function assertLayerId(id: unknown, argument = 'id'): asserts id is string {
   if (typeof id !== 'string' || !LAYER_ID.test(id) || id === '.' || id === '..' || id.includes('..')) {
-    throw new InvalidArgumentError(argument, `${JSON.stringify(id)} is not a valid layer id (1-80 of A-Z a-z 0-9 _ . -, not starting with a separator, no '..')`);
+    throw new InvalidArgumentError(argument, `${shown(id)} is not a valid layer id (1-80 of A-Z a-z 0-9 _ . -, not starting with a separator, no '..')`);
   }
 }
 
 /** An SELinux context for context="..."; quotes, commas inside are allowed by the quoting, but not '"' or newlines. */
 export function assertMountLabel(label: unknown): asserts label is string {
   if (typeof label !== 'string' || !/^[A-Za-z0-9_.:,\-]+$/.test(label)) {
-    throw new InvalidArgumentError('mountLabel', `${JSON.stringify(label)} is not a valid SELinux context`);
+    throw new InvalidArgumentError('mountLabel', `${shown(label)} is not a valid SELinux context`);
   }
 }

@@ -194,6 +194,10 @@ export function parsePoolStatus(line: string, opts: ParsePoolStatusOptions = {})
   let blockSize: Sectors | undefined;
   if (opts.dataBlockSize !== undefined) {
     blockSize = assertDataBlockSize(opts.dataBlockSize, 'dataBlockSize');
+    // Sector counts are u64 in the kernel: a larger data device is a corrupt line, not a size.
+    if (totalData * blockSize > U64_MAX) {
+      throw new ParseError(POOL_STATUS, line, `${totalData} data blocks of ${blockSize} sectors exceed 2^64 sectors`);
+    }
   }
   const usedD = usedData as DataBlocks;
   const totalD = totalData as DataBlocks;
@@ -322,7 +326,8 @@ export const MAX_POOL_FEATURE_ARGS = 4;
 
 function assertDev(value: unknown, argument: string): string {
   if (typeof value !== 'string' || value === '' || /\s/.test(value)) {
-    throw new InvalidArgumentError(argument, `must be a non-empty device path or major:minor without whitespace, got ${JSON.stringify(value)}`);
+    const shown = typeof value === 'string' ? JSON.stringify(value) : typeof value; // JSON.stringify throws on a bigint
+    throw new InvalidArgumentError(argument, `must be a non-empty device path or major:minor without whitespace, got ${shown}`);
   }
   return value;
 }
