@@ -4,6 +4,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { DeviceMapper } from '../ioctl/device-mapper.js';
+import { decodeDev } from '../ioctl/abi.js';
 import { discardBlockDevice } from '../ioctl/block.js';
 import { mountFilesystem, unmountFilesystem, MNT_DETACH } from '../ioctl/mount.js';
 import { DevmapperError, DmSystemError } from '../errors.js';
@@ -86,7 +87,9 @@ export class DeviceSet {
     let prefix: string | undefined;
     try {
       const st = statSync(options.home, { bigint: true });
-      prefix = `devmapper-${Number(st.dev >> 8n) & 0xfff}:${Number(st.dev & 0xffn)}-${st.ino}`;
+      // Docker's naming; decodeDev keeps minors above 255 (0:300 must not read as 0:44).
+      const home = decodeDev(st.dev);
+      prefix = `devmapper-${home.major}:${home.minor}-${st.ino}`;
       dm = DeviceMapper.open({ ffi: options.ffi });
       const store = new MetadataStore(join(options.home, 'metadata'));
       store.removeStaleTempFiles();

@@ -1,0 +1,122 @@
+// Shared pieces of the Driver's kernel tests (driver.test.ts, driver-crash.test.ts): driver
+// homes under the guest's private /tmp, and the reference views that check the Driver from
+// outside: dmsetup ls, losetup -l, /proc/self/mounts, the metadata files as written on disk,
+// and a probe of which thin ids the pool really holds.
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { dmsetup, run } from './reference-tools.js';
+
+/** Small sizes keep mkfs and the loop files cheap in the test kernel. */
+export const SMALL = { baseSize: '64M', loopDataSize: '512M', loopMetadataSize: '16M' } as const;
+
+const homes: string[] = [];
+
+/** A fresh, empty directory for one driver's home (remembered for the final leak check). */
+export function newHome(tag: string): string {
+  const home = mkdtempSync(join(tmpdir(), `drv-${tag}-`));
+  homes.push(home);
+  return home;
+}
+
+/** Every home handed out so far. */
+export function allHomes(): readonly string[] {
+  return homes;
+}
+
+export function removeHomes(): void {
+  for (const home of homes) rmSync(home, { recursive: true, force: true });
+}
+
+/** Names of all active dm devices, as `dmsetup ls` shows them, sorted. */
+export function dmNames(): string[] {
+  const out = dmsetup('ls');
+  if (/No devices found/.test(out)) return [];
+  return out.split('\n').map((line) => line.trim().split(/\s+/)[0] ?? '').filter((name) => name !== '').sort();
+}
+
+/** The dm devices a Driver makes (its names start with 'devmapper-'). */
+export function driverDmNames(): string[] {
+  return dmNames().filter((name) => name.startsWith('devmapper-'));
+}
+
+/** Attached loop devices as `<device> <backing file>` lines, sorted. */
+export function loopLines(): string[] {
+  return run('losetup', ['--list', '--noheadings', '--output', 'NAME,BACK-FILE'])
+    .split('\n').map((line) => line.trim().replace(/\s+/g, ' ')).filter((line) => line !== '').sort();
+}
+
+/** Mount points at or under `dir`, from /proc/self/mounts (octal escapes decoded). */
+export function mountsUnder(dir: string): string[] {
+  return readFileSync('/proc/self/mounts', 'utf8').split('\n')
+    .map((line) => (line.split(' ')[1] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
+    .filter((point) => point === dir || point.startsWith(`${dir}/`))
+    .sort();
+}
+
+/** Every file under <home>/metadata with its content: a before/after picture of the driver's state. */
+export function metadataSnapshot(home: string): Record<string, string> {
+  const dir = join(home, 'metadata');
+  const picture: Record<string, string> = {};
+  for (const name of readdirSync(dir).sort()) picture[name] = readFileSync(join(dir, name), 'utf8');
+  return picture;
+}
+
+export interface SavedState {
+  nextDeviceId: number;
+  transactionId: string;
+}
+
+/** <home>/metadata/deviceset.json as the driver wrote it. */
+export function savedState(home: string): SavedState {
+  return JSON.parse(readFileSync(join(home, 'metadata', 'deviceset.json'), 'utf8')) as SavedState;
+}
+
+export function openTransactionExists(home: string): boolean {
+  return existsSync(join(home, 'metadata', 'transaction.json'));
+}
+
+/** layer id -> thin id, from every <home>/metadata/*.layer.json (the base device's '.base' included). */
+export function savedThinIds(home: string): Map<string, number> {
+  const dir = join(home, 'metadata');
+  const ids = new Map<string, number>();
+  for (const name of readdirSync(dir).filter((n) => n.endsWith('.layer.json'))) {
+    const record = JSON.parse(readFileSync(join(dir, name), 'utf8')) as { id: string; deviceId: number };
+    ids.set(record.id, record.deviceId);
+  }
+  return ids;
+}
+
+/**
+ * Which of the thin ids 1..maxId exist in the pool: each is probed with a temporary dm device
+ * whose table is `0 8 thin <pool> <id>` (the kernel refuses the table for an id it does not
+ * have), removed again right after.
+ */
+export function poolThinIds(poolName: string, maxId: number): number[] {
+  const dev = dmsetup('info', '-c', '--noheadings', '-o', 'major,minor', poolName).trim();
+  const found: number[] = [];
+  const probeName = (id: number): string => `thinprobe${process.pid}-${id}`;
+  for (let id = 1; id <= maxId; id++) {
+    try {
+      dmsetup('create', probeName(id), '--table', `0 8 thin ${dev} ${id}`);
+    } catch {
+      continue; // no such thin id (dmsetup removes the half-made device itself)
+    }
+    found.push(id);
+    dmsetup('remove', probeName(id));
+  }
+  for (const name of dmNames().filter((n) => n.startsWith(`thinprobe${process.pid}-`))) dmsetup('remove', name);
+  return found;
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls an async condition until it holds (true) or `timeoutMs` passes (false). */
+export async function eventually(condition: () => Promise<boolean> | boolean, timeoutMs = 5000, stepMs = 50): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await condition()) return true;
+    if (Date.now() >= deadline) return false;
+    await sleep(stepMs);
+  }
+}
