@@ -23,3 +23,4 @@ export { Driver } from './driver/driver.js';
 export type { DriverStatus, SpaceUsage } from './driver/driver.js';
 export type { DriverOptions, Filesystem } from './driver/options.js';
 export type { LayerMetadata } from './driver/device-set.js';
+export type { CheckReport } from './driver/check.js';

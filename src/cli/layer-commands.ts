@@ -53,12 +53,15 @@ export function driverOptionsFrom(parsed: Parsed, home: string): DriverOptions {
   return options;
 }
 
-/** Opens the home with the options `init` recorded. */
-export async function openDriver(home: string): Promise<Driver> {
+function recordedOptions(home: string): DriverOptions {
   const file = optionsFile(home);
   if (!existsSync(file)) throw new DevmapperError('ERR_DM_NOT_INITIALISED', `${home} is not initialised: run \`devmapper init --home ${home}\` first`);
-  const options = JSON.parse(readFileSync(file, 'utf8')) as DriverOptions;
-  return Driver.init({ ...options, home });
+  return { ...(JSON.parse(readFileSync(file, 'utf8')) as DriverOptions), home };
+}
+
+/** Opens the home with the options `init` recorded. */
+export async function openDriver(home: string): Promise<Driver> {
+  return Driver.init(recordedOptions(home));
 }
 
 async function withDriver<T>(io: Io, body: (driver: Driver) => Promise<T>): Promise<T> {
@@ -170,4 +173,29 @@ export async function cleanupCommand(argv: string[], io: Io): Promise<void> {
   const driver = await openDriver(io.home);
   await driver.cleanup();
   io.out(io.json ? toJson({ home: io.home, cleanedUp: true }) + '\n' : `unmounted and deactivated everything under ${io.home}\n`);
+}
+
+/** Exit status 1 when problems remain. */
+export async function checkCommand(argv: string[], io: Io): Promise<number> {
+  const parsed = parseArgs(argv, { flags: ['repair'] });
+  expectPositionals(parsed, 0, 0, 'devmapper check [--repair]');
+  progress('probing the pool for every thin id ever allocated');
+  const report = await Driver.check(recordedOptions(io.home), { repair: parsed.flags.has('repair') });
+  if (io.json) {
+    io.out(toJson(report) + '\n');
+  } else {
+    const list = (items: unknown[]): string => (items.length === 0 ? 'none' : items.map((i) => (typeof i === 'object' ? JSON.stringify(i) : String(i))).join(', '));
+    io.out(keyValues([
+      ['Leaked thin ids', list(report.leakedThinIds)],
+      ['Layers with missing thin ids', list(report.missingThinIds)],
+      ['Stray dm devices', list(report.strayDevices)],
+      ['Unheld mounts', list(report.unheldMounts)],
+      ['Pending deferred deletions', list(report.pendingDeferredDeletions)],
+      ['Transaction id (pool / metadata)', `${report.transactionId.pool} / ${report.transactionId.metadata}${report.transactionId.consistent ? '' : '  MISMATCH'}`],
+    ]));
+    for (const line of report.repairs) io.out(`repaired: ${line}\n`);
+    for (const line of report.skipped) io.out(`left alone: ${line}\n`);
+    io.out(report.clean ? 'clean\n' : 'problems found (run with --repair to fix them)\n');
+  }
+  return report.clean ? 0 : 1;
 }

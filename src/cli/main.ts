@@ -6,7 +6,7 @@ import { UsageError } from './args.js';
 import { demoCommand } from './demo.js';
 import { dmCommand, DM_USAGE } from './dm-commands.js';
 import {
-  cleanupCommand, createCommand, DEFAULT_HOME, initCommand, lsCommand, mountCommand, rmCommand, statusCommand, umountCommand, type Io,
+  checkCommand, cleanupCommand, createCommand, DEFAULT_HOME, initCommand, lsCommand, mountCommand, rmCommand, statusCommand, umountCommand, type Io,
 } from './layer-commands.js';
 
 const USAGE = `usage: devmapper [--home DIR] [--json] <command> [args]
@@ -23,6 +23,7 @@ Layers (over --home, default ${DEFAULT_HOME}):
   ls                               id, parent, thin id, size, mapped bytes, mounted
   status
   cleanup                          unmount and deactivate everything (data kept)
+  check [--repair]                 compare metadata, pool and kernel; fix with --repair
   demo                             a whole image + container round trip in a temporary home
 
 Raw device-mapper:
@@ -30,9 +31,9 @@ ${DM_USAGE.split('\n').slice(1).map((l) => `  dm ${l.trim()}`).join('\n')}
 
 Options: --json (machine output), --help`;
 
-const commands: Record<string, (argv: string[], io: Io) => Promise<void>> = {
+const commands: Record<string, (argv: string[], io: Io) => Promise<void | number>> = {
   init: initCommand, create: createCommand, mount: mountCommand, umount: umountCommand, rm: rmCommand,
-  ls: lsCommand, status: statusCommand, cleanup: cleanupCommand, demo: demoCommand, dm: dmCommand,
+  ls: lsCommand, status: statusCommand, cleanup: cleanupCommand, check: checkCommand, demo: demoCommand, dm: dmCommand,
 };
 
 export async function main(argv: string[], out: (text: string) => void = (t) => process.stdout.write(t)): Promise<number> {
@@ -55,8 +56,7 @@ export async function main(argv: string[], out: (text: string) => void = (t) => 
     if (!existsSync('/dev/mapper/control')) {
       throw new DevmapperError('ERR_DM_UNAVAILABLE', 'this kernel has no device-mapper (/dev/mapper/control is missing): load dm-mod and dm-thin-pool (modprobe dm_thin_pool), or run this through the test kernel: npm run vm -- node dist/src/cli/main.js ...');
     }
-    await command(args, { out, json, home });
-    return 0;
+    return (await command(args, { out, json, home })) ?? 0;
   } catch (error) {
     const usage = error instanceof UsageError;
     const code = (error as { code?: string }).code ?? 'ERR_UNKNOWN';

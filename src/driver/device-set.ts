@@ -20,6 +20,7 @@ import { KeyedMutex } from './keyed-mutex.js';
 import { BASE_LAYER, MetadataStore, type DeviceSetState, type LayerRecord, type OpenTransaction } from './metadata-store.js';
 import { resolveOptions, type DriverOptions, type ResolvedOptions } from './options.js';
 import { crashPoint } from './crash-points.js';
+import { runCheck, type CheckReport } from './check.js';
 
 interface Mounted {
   count: number;
@@ -77,7 +78,8 @@ export class DeviceSet {
   // ------------------------------------------------------------------------------------------
   // Start-up
 
-  static async init(input: DriverOptions): Promise<DeviceSet> {
+  /** `tolerateTransactionMismatch`: open anyway so check() can report (and repair) it. */
+  static async init(input: DriverOptions, mode: { tolerateTransactionMismatch?: boolean } = {}): Promise<DeviceSet> {
     const options = resolveOptions(input);
     mkdirSync(options.home, { recursive: true, mode: 0o700 });
     mkdirSync(join(options.home, 'mnt'), { recursive: true, mode: 0o700 });
@@ -100,7 +102,7 @@ export class DeviceSet {
       if (!savedState) store.writeState(state);
       const set = new DeviceSet({ options, dm, pool, store, storage, prefix, ownsPool, lock, state });
       set.#recoverTransaction();
-      set.#checkTransactionId();
+      if (!mode.tolerateTransactionMismatch) set.#checkTransactionId();
       for (const record of store.readAllLayers()) set.#layers.set(record.id, record);
       set.#adoptOrRemoveLeftovers();
       await set.#ensureBaseDevice();
@@ -338,6 +340,7 @@ export class DeviceSet {
       this.#assertOpen();
       const record = this.#layers.get(id);
       if (!record || id === BASE_LAYER || record.deferredDelete) return;
+      this.#assertWritable();
       if (this.#mounts.has(id)) {
         if (this.options.deferredDeletion) return this.#markDeferred(record);
         throw new DmSystemError({ errno: 16, syscall: 'ioctl', operation: 'remove', device: this.thinName(id), detail: `layer ${id} is mounted (${this.#mounts.get(id)!.count} users): put() it first` });
@@ -561,6 +564,39 @@ export class DeviceSet {
       this.dm.close();
       this.#lock.release();
     }
+  }
+
+  /** Compares metadata, pool and kernel; with `repair`, fixes what it safely can (see check.ts). */
+  async check(repair: boolean): Promise<CheckReport> {
+    this.#assertOpen();
+    const mntRoot = join(this.options.home, 'mnt') + '/';
+    const records = [...this.#layers.values()];
+    const next = this.#state.nextDeviceId;
+    const highest = Math.max(next - 1, ...records.map((r) => r.deviceId));
+    return runCheck({
+      dm: this.dm,
+      pool: this.pool,
+      prefix: this.prefix,
+      records,
+      highestAllocatedId: highest,
+      metadataTransactionId: BigInt(this.#state.transactionId),
+      mountedLayers: new Set(this.#mounts.keys()),
+      mounts: mountPointsUnder(mntRoot).map((mountPoint) => {
+        const rest = mountPoint.slice(mntRoot.length);
+        return { mountPoint, layer: rest.includes('/') ? undefined : rest };
+      }),
+      deleteThin: (deviceId) => this.#deleteThinIfPresent(deviceId),
+      removeRecord: (layer) => {
+        this.store.removeLayer(layer);
+        this.#layers.delete(layer);
+      },
+      unmount: (mountPoint) => unmountFilesystem(mountPoint, { flags: MNT_DETACH, ffi: this.options.ffi }),
+      setMetadataTransactionId: (id) => {
+        this.#state = { ...this.#state, transactionId: String(id) };
+        this.store.writeState(this.#state);
+      },
+      retryDeferred: () => this.#retryDeferredDeletions(),
+    }, repair);
   }
 
   /**

@@ -4,6 +4,8 @@ import { DeviceSet, type LayerMetadata } from './device-set.js';
 import { assertLayerId, assertMountLabel, type DriverOptions, type Filesystem } from './options.js';
 import { parseSize } from '../thin/units.js';
 import { DevmapperError } from '../errors.js';
+import { PoolWatcher } from '../thin/events.js';
+import type { CheckReport } from './check.js';
 
 export interface SpaceUsage {
   used: bigint;
@@ -133,6 +135,33 @@ export class Driver {
       transactionId: pool.transactionId,
       layerCount: set.layers().length,
     };
+  }
+
+  /**
+   * Compares the metadata, the pool and the kernel (leaked or missing thin ids, stray devices,
+   * unheld mounts, pending deferred deletions, transaction ids). With `repair`, fixes them;
+   * it never deletes a device that metadata says is in use.
+   */
+  async check(options: { repair?: boolean } = {}): Promise<CheckReport> {
+    return this.#set.check(options.repair === true);
+  }
+
+  /**
+   * check() on a home without a running driver, opening it even when its transaction ids
+   * disagree (which init refuses). Mounts and devices are left as they are afterwards.
+   */
+  static async check(options: DriverOptions, check: { repair?: boolean } = {}): Promise<CheckReport> {
+    const set = await DeviceSet.init(options, { tolerateTransactionMismatch: true });
+    try {
+      return await set.check(check.repair === true);
+    } finally {
+      set.release();
+    }
+  }
+
+  /** Watches the pool's dm events (low water, out of space, read-only, fail); stop() it when done. */
+  watch(): PoolWatcher {
+    return new PoolWatcher(this.#set.pool, { ffi: this.#set.options.ffi });
   }
 
   /**
