@@ -94,8 +94,9 @@ function classify(previous: PoolStatus, status: PoolStatus, lowWaterMark: bigint
   if (status.kind !== 'ok') return ['failed'];
   const kinds: PoolEventKind[] = [];
   const before = previous.kind === 'ok' ? previous : undefined;
-  // The kernel raises this event once, as free space crosses the mark.
-  if (lowWaterMark > 0n && status.data.freeBlocks <= lowWaterMark) kinds.push('low-water-mark');
+  // Reported once per crossing, as the kernel raises it: free space was above the mark before.
+  const wasAbove = !before || before.data.freeBlocks > lowWaterMark;
+  if (lowWaterMark > 0n && status.data.freeBlocks <= lowWaterMark && wasAbove) kinds.push('low-water-mark');
   if (status.mode !== before?.mode) {
     if (status.mode === 'out_of_data_space') kinds.push('out-of-data-space');
     else if (status.mode === 'ro') kinds.push('read-only');
