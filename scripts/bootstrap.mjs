@@ -8,9 +8,9 @@ import { fileURLToPath } from 'node:url';
 
 export const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
-// The test kernel, the C compiler and headers for the ABI probe and the VM's init, mkfs for
+// The test kernels (UML, and QEMU for the latency benchmarks), the C compiler and headers for the ABI probe and the VM's init, mkfs for
 // thin devices, and dmsetup/losetup as the independent reference in tests.
-export const APT_PACKAGES = ['user-mode-linux', 'gcc', 'libc6-dev', 'linux-libc-dev', 'e2fsprogs', 'dmsetup', 'util-linux', 'procps'];
+export const APT_PACKAGES = ['user-mode-linux', 'qemu-system-x86', 'gcc', 'libc6-dev', 'linux-libc-dev', 'e2fsprogs', 'dmsetup', 'util-linux', 'procps'];
 
 export function step(message) {
   process.stdout.write(`\n== ${message}\n`);

@@ -55,3 +55,23 @@ test.serial('a command killed by a signal is reported as such', async (t) => {
   t.is(result.signal, 15);
   t.is(exitStatusOf(result), 128 + 15);
 });
+
+test.serial('the QEMU backend boots the Debian kernel with device-mapper and keeps exit status and output', async (t) => {
+  const result = await runInVm({
+    backend: 'qemu',
+    command: ['sh', '-c', 'echo "kernel $(uname -r)"; test -c /dev/mapper/control && echo has-dm; grep -c "^dm_thin_pool " /proc/modules; exit 9'],
+    timeoutMs: 300_000,
+    onOutput: () => {},
+  });
+  t.is(result.outcome, 'exited', result.vmStderr.slice(-2000));
+  t.is(result.exitCode, 9);
+  t.regex(result.output, /^kernel \d+\.\d+\.\d+-\d+-amd64\nhas-dm\n1\n$/);
+  t.deepEqual(processesMentioning(result.vmId), [], 'no process of this VM left on the host');
+});
+
+test.serial('a QEMU guest that hangs is killed at the timeout', async (t) => {
+  const result = await runInVm({ backend: 'qemu', command: ['sleep', '600'], timeoutMs: 20_000, onOutput: () => {} });
+  t.is(result.outcome, 'timeout');
+  t.is(exitStatusOf(result), 124);
+  t.deepEqual(processesMentioning(result.vmId), [], 'no process of this VM left on the host');
+});

@@ -14,8 +14,8 @@
  *
  * QEMU only: the kernel starts us as /init of a small initramfs, with VM_STAGE=initramfs on its
  * command line. That stage loads the modules listed in the initramfs's /modules (virtio and 9p,
- * copied in by test/vm/qemu.ts), mounts the host's `/` (9p tag VM_ROOT_TAG, default "hostroot")
- * and makes it the root the way switch_root does (MS_MOVE onto /, chroot); then the rest is as
+ * copied in by test/vm/qemu.ts), mounts the host's `/` (9p tag VM_ROOT_TAG, default "hostroot",
+ * mount options VM_ROOT_OPTIONS) and makes it the root the way switch_root does (MS_MOVE onto /, chroot); then the rest is as
  * under UML, which boots straight into the host's `/` and never sets VM_STAGE.
  */
 #define _GNU_SOURCE
@@ -109,11 +109,13 @@ static void save_kernel_log(void) {
 /* Initramfs stage (QEMU): make the host's `/`, exported over virtio-9p, our root. */
 static void enter_host_root(void) {
   const char *tag = getenv("VM_ROOT_TAG");
+  const char *options = getenv("VM_ROOT_OPTIONS");
   if (!tag) tag = "hostroot";
+  if (!options) options = "trans=virtio,version=9p2000.L,msize=262144";
   load_modules("/modules");
   mkdir("/newroot", 0755);
   /* The virtio device may still be probing right after its driver loaded: retry for ~5 s. */
-  for (int tries = 0; mount(tag, "/newroot", "9p", 0, "trans=virtio,version=9p2000.L,msize=262144") != 0; tries++) {
+  for (int tries = 0; mount(tag, "/newroot", "9p", 0, options) != 0; tries++) {
     if (tries == 250) { note("cannot mount the host root (9p tag %s)", tag, errno); power_off(); }
     usleep(20000);
   }

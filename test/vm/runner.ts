@@ -6,7 +6,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bootQemu } from './qemu.js';
 
@@ -186,7 +186,8 @@ export async function runInVm(options: VmRunOptions): Promise<VmRunResult> {
       vmStderr: ended.stderr,
       kernelLog: existsSync(kernelLogFile) ? readFileSync(kernelLogFile, 'utf8') : '',
       durationMs: Date.now() - started,
-      vmId: boot.scratch[0] ? boot.scratch[0].slice(boot.scratch[0].lastIndexOf('/') + 1) : '',
+      // A name unique to this VM that appears in its host process's command line.
+      vmId: basename(boot.scratch[0] ?? share),
     };
   } finally {
     rmSync(share, { recursive: true, force: true });
