@@ -44,7 +44,8 @@ export interface CheckTarget {
   removeRecord(layer: string): void;
   unmount(mountPoint: string): void;
   setMetadataTransactionId(id: bigint): void;
-  retryDeferred(): Promise<void>;
+  /** Retries pending deferred deletions; resolves with the layers still pending. */
+  retryDeferred(): Promise<string[]>;
 }
 
 export async function runCheck(target: CheckTarget, repair: boolean): Promise<CheckReport> {
@@ -82,8 +83,14 @@ export async function runCheck(target: CheckTarget, repair: boolean): Promise<Ch
       }
     }
     for (const id of report.leakedThinIds) {
-      target.deleteThin(id);
-      report.repairs.push(`deleted leaked thin id ${id}`);
+      try {
+        target.deleteThin(id);
+        report.repairs.push(`deleted leaked thin id ${id}`);
+      } catch (error) {
+        // An active device (a stray that stayed open, or one someone else uses) maps it.
+        if (!(error instanceof DmSystemError && error.code === 'EBUSY')) throw error;
+        report.skipped.push(`leaked thin id ${id} is open (${error.code}): left in place`);
+      }
     }
     for (const { layer, deviceId } of report.missingThinIds) {
       if (target.mountedLayers.has(layer)) {
@@ -94,8 +101,16 @@ export async function runCheck(target: CheckTarget, repair: boolean): Promise<Ch
       report.repairs.push(`removed metadata of layer ${layer}, whose thin id ${deviceId} is gone`);
     }
     if (report.pendingDeferredDeletions.length > 0) {
-      await target.retryDeferred();
-      report.repairs.push(`retried deferred deletions of ${report.pendingDeferredDeletions.join(', ')}`);
+      // A layer still mounted waits for its last put (retryDeferred leaves it alone).
+      const waiting = report.pendingDeferredDeletions.filter((layer) => target.mountedLayers.has(layer));
+      const ready = report.pendingDeferredDeletions.filter((layer) => !target.mountedLayers.has(layer));
+      for (const layer of waiting) report.skipped.push(`deferred deletion of layer ${layer} waits for its last put: it is mounted`);
+      if (ready.length > 0) {
+        const stillPending = new Set(await target.retryDeferred());
+        const done = ready.filter((layer) => !stillPending.has(layer));
+        if (done.length > 0) report.repairs.push(`completed deferred deletions of ${done.join(', ')}`);
+        for (const layer of ready.filter((l) => stillPending.has(l))) report.skipped.push(`deferred deletion of layer ${layer}: its device is still busy`);
+      }
     }
     if (!report.transactionId.consistent && report.transactionId.pool >= 0n) {
       // The layers now match the pool, so the pool's id is the true one.

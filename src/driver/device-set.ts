@@ -7,7 +7,7 @@ import { DeviceMapper } from '../ioctl/device-mapper.js';
 import { decodeDev } from '../ioctl/abi.js';
 import { discardBlockDevice } from '../ioctl/block.js';
 import { mountFilesystem, unmountFilesystem, MNT_DETACH } from '../ioctl/mount.js';
-import { DevmapperError, DmSystemError } from '../errors.js';
+import { DevmapperError, DmSystemError, InvalidArgumentError } from '../errors.js';
 import { logger } from '../log.js';
 import { LoopbackStorage } from '../thin/loopback.js';
 import { ThinPool } from '../thin/pool.js';
@@ -78,8 +78,12 @@ export class DeviceSet {
   // ------------------------------------------------------------------------------------------
   // Start-up
 
-  /** `tolerateTransactionMismatch`: open anyway so check() can report (and repair) it. */
-  static async init(input: DriverOptions, mode: { tolerateTransactionMismatch?: boolean } = {}): Promise<DeviceSet> {
+  /**
+   * `inspect` (for Driver.check): open even when the transaction ids disagree, and leave stray
+   * devices, stale mounts and pending deferred deletions in place so check() can report them
+   * (mounts of known layers are still adopted, so they count as held).
+   */
+  static async init(input: DriverOptions, mode: { inspect?: boolean } = {}): Promise<DeviceSet> {
     const options = resolveOptions(input);
     mkdirSync(options.home, { recursive: true, mode: 0o700 });
     mkdirSync(join(options.home, 'mnt'), { recursive: true, mode: 0o700 });
@@ -101,12 +105,13 @@ export class DeviceSet {
       const state: DeviceSetState = savedState ?? { formatVersion: 1, nextDeviceId: 1, transactionId: String(poolStatus(pool).transactionId) };
       if (!savedState) store.writeState(state);
       const set = new DeviceSet({ options, dm, pool, store, storage, prefix, ownsPool, lock, state });
+      set.#resumeSuspended();
       set.#recoverTransaction();
-      if (!mode.tolerateTransactionMismatch) set.#checkTransactionId();
+      if (!mode.inspect) set.#checkTransactionId();
       for (const record of store.readAllLayers()) set.#layers.set(record.id, record);
-      set.#adoptOrRemoveLeftovers();
+      set.#adoptOrRemoveLeftovers(!mode.inspect);
       await set.#ensureBaseDevice();
-      await set.#retryDeferredDeletions();
+      if (!mode.inspect) await set.#retryDeferredDeletions();
       if (options.deferredDeletion && options.deferredDeletionIntervalMs > 0) {
         set.#timer = setInterval(() => void set.#retryDeferredDeletions().catch((e) => logger.warn(`deferred deletion: ${e}`)), options.deferredDeletionIntervalMs);
         set.#timer.unref();
@@ -154,6 +159,22 @@ export class DeviceSet {
     }
   }
 
+  /**
+   * A process killed between suspend and resume (a snapshot of an active layer, a pool grown)
+   * leaves the device suspended, and every I/O to it, the mount on it included, would hang:
+   * the pool (when it is ours) and this home's thin devices are resumed first.
+   */
+  #resumeSuspended(): void {
+    const ours = this.dm.list().map((d) => d.name)
+      .filter((name) => (name === this.pool.name && this.#ownsPool) || (name.startsWith(`${this.prefix}-`) && name !== this.pool.name))
+      .sort((a, b) => Number(b === this.pool.name) - Number(a === this.pool.name));
+    for (const name of ours) {
+      if (!this.dm.info(name).suspended) continue;
+      logger.warn(`resuming ${name}, left suspended by a crash`);
+      this.dm.resume(name);
+    }
+  }
+
   #checkTransactionId(): void {
     const poolTid = poolStatus(this.pool).transactionId;
     if (poolTid !== BigInt(this.#state.transactionId)) {
@@ -164,9 +185,10 @@ export class DeviceSet {
   /**
    * Mounts a previous process left under <home>/mnt/<id> (a CLI command, or a crash) are
    * adopted with one reference, so put() unmounts them; anything else there is unmounted, and
-   * this home's dm devices that no adopted mount uses are removed (not the pool).
+   * this home's dm devices that no adopted mount uses are removed (not the pool). With
+   * `remove` false, only the adoption happens.
    */
-  #adoptOrRemoveLeftovers(): void {
+  #adoptOrRemoveLeftovers(remove: boolean): void {
     const mntRoot = join(this.options.home, 'mnt') + '/';
     for (const mountPoint of mountPointsUnder(mntRoot).reverse()) {
       const id = mountPoint.slice(mntRoot.length);
@@ -175,9 +197,11 @@ export class DeviceSet {
         this.#mounts.set(id, { count: 1, mountPoint, device: ThinDevice.adopt(this.dm, name) });
         continue;
       }
+      if (!remove) continue;
       logger.warn(`unmounting stale mount ${mountPoint}`);
       try { unmountFilesystem(mountPoint, { ffi: this.options.ffi }); } catch { unmountFilesystem(mountPoint, { flags: MNT_DETACH, ffi: this.options.ffi }); }
     }
+    if (!remove) return;
     for (const device of this.dm.list()) {
       if (!device.name.startsWith(`${this.prefix}-`) || device.name === this.pool.name) continue;
       if (this.#mounts.has(device.name.slice(this.prefix.length + 1))) continue;
@@ -340,7 +364,9 @@ export class DeviceSet {
       this.#assertOpen();
       const record = this.#layers.get(id);
       if (!record || id === BASE_LAYER || record.deferredDelete) return;
-      this.#assertWritable();
+      // Deleting frees data blocks: on a full pool it is the way out (the kernel takes the
+      // delete in out_of_data_space and goes back to rw once blocks are free).
+      this.#assertWritable({ outOfDataSpaceOk: true });
       if (this.#mounts.has(id)) {
         if (this.options.deferredDeletion) return this.#markDeferred(record);
         throw new DmSystemError({ errno: 16, syscall: 'ioctl', operation: 'remove', device: this.thinName(id), detail: `layer ${id} is mounted (${this.#mounts.get(id)!.count} users): put() it first` });
@@ -516,9 +542,10 @@ export class DeviceSet {
     return poolStatus(this.pool);
   }
 
-  #assertWritable(): void {
+  #assertWritable(options: { outOfDataSpaceOk?: boolean } = {}): void {
     const status = this.poolStatus();
-    if (status.mode !== 'rw' || status.needsCheck) {
+    const modeOk = status.mode === 'rw' || (options.outOfDataSpaceOk === true && status.mode === 'out_of_data_space');
+    if (!modeOk || status.needsCheck) {
       throw new DevmapperError('ERR_DM_POOL_MODE', `pool ${this.pool.name} is ${status.mode}${status.needsCheck ? ' and needs_check' : ''}: no writes`);
     }
   }
@@ -534,6 +561,24 @@ export class DeviceSet {
     };
     check('data', status.data.freeBlocks, status.data.totalBlocks);
     check('metadata', status.metadata.freeBlocks, status.metadata.totalBlocks);
+  }
+
+  /**
+   * Grows the pool's data device: the loop data file to `size` (only when the driver made its
+   * own loop files), then the pool's table to the device's new size. Without `size`, picks up a
+   * data device the caller grew. A pool out of data space goes back to rw. Returns the new
+   * data size in bytes.
+   */
+  growPool(size: Bytes | undefined): Promise<bigint> {
+    return this.#locks.run(POOL_LOCK, () => {
+      this.#assertOpen();
+      if (!this.#ownsPool) throw new InvalidArgumentError('thinPoolDevice', 'an adopted pool is grown by whoever manages it');
+      if (size !== undefined) {
+        if (!this.storage) throw new InvalidArgumentError('dataSize', 'only the driver\'s own loop data file can be grown by size: grow dataDevice yourself, then call growPool() without a size');
+        this.storage.growData(size);
+      }
+      return this.pool.grow() * 512n;
+    });
   }
 
   /** Free bytes of the filesystem holding the loop files (caps what the pool can really use). */
@@ -595,7 +640,10 @@ export class DeviceSet {
         this.#state = { ...this.#state, transactionId: String(id) };
         this.store.writeState(this.#state);
       },
-      retryDeferred: () => this.#retryDeferredDeletions(),
+      retryDeferred: async () => {
+        await this.#retryDeferredDeletions();
+        return [...this.#layers.values()].filter((r) => r.deferredDelete).map((r) => r.id);
+      },
     }, repair);
   }
 

@@ -148,15 +148,28 @@ export class Driver {
 
   /**
    * check() on a home without a running driver, opening it even when its transaction ids
-   * disagree (which init refuses). Mounts and devices are left as they are afterwards.
+   * disagree (which init refuses). Without `repair` nothing is changed: unlike init, stray
+   * devices, stale mounts and pending deferred deletions are reported, not cleaned up (an
+   * open transaction a crash left is still completed or rolled back first). Mounts and
+   * devices are left as they are afterwards.
    */
   static async check(options: DriverOptions, check: { repair?: boolean } = {}): Promise<CheckReport> {
-    const set = await DeviceSet.init(options, { tolerateTransactionMismatch: true });
+    const set = await DeviceSet.init(options, { inspect: true });
     try {
       return await set.check(check.repair === true);
     } finally {
       set.release();
     }
+  }
+
+  /**
+   * Grows the pool: the loop data file to `dataSize` and the pool with it; with dataDevice,
+   * grow the device yourself and call this without a size. A pool out of data space goes back
+   * to rw. Returns the pool's new data size in bytes.
+   */
+  async growPool(dataSize?: string | number | bigint): Promise<bigint> {
+    const size = dataSize === undefined ? undefined : parseSize(dataSize, 'dataSize');
+    return this.#set.growPool(size);
   }
 
   /** Watches the pool's dm events (low water, out of space, read-only, fail); stop() it when done. */

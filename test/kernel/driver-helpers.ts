@@ -5,6 +5,7 @@
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { ExecutionContext } from 'ava';
 import { dmsetup, run } from './reference-tools.js';
 
 /** Small sizes keep mkfs and the loop files cheap in the test kernel. */
@@ -119,4 +120,12 @@ export async function eventually(condition: () => Promise<boolean> | boolean, ti
     if (Date.now() >= deadline) return false;
     await sleep(stepMs);
   }
+}
+
+/** The end-of-file check of every driver test file: no dm device, loop device or mount is left. */
+export function assertNothingLeaked(t: ExecutionContext): void {
+  t.deepEqual(driverDmNames(), []);
+  t.deepEqual(dmNames().filter((name) => name.startsWith('thinprobe')), [], 'no thin-id probe device either');
+  t.deepEqual(loopLines(), []);
+  for (const home of allHomes()) t.deepEqual(mountsUnder(home), [], home);
 }
