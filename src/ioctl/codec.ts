@@ -84,9 +84,13 @@ function checkRoom(buf: Buffer, offset: number, size: number, argument = 'offset
  * would silently cut it there) and at most `maxBytes` UTF-8 bytes, the NUL not counted.
  * Returns the UTF-8 byte length.
  */
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+
 function checkCString(value: unknown, argument: string, maxBytes: number): number {
   if (typeof value !== 'string') throw new InvalidArgumentError(argument, 'must be a string');
   if (value.includes('\0')) throw new InvalidArgumentError(argument, 'must not contain a NUL character');
+  // A lone surrogate has no UTF-8 form: Buffer would send U+FFFD, a name the caller never gave.
+  if (LONE_SURROGATE.test(value)) throw new InvalidArgumentError(argument, 'must be well-formed Unicode (it has a lone surrogate)');
   const bytes = Buffer.byteLength(value, 'utf8');
   if (bytes > maxBytes) {
     throw new InvalidArgumentError(argument, `is ${bytes} bytes in UTF-8; at most ${maxBytes} fit (plus the terminating NUL)`);

@@ -214,6 +214,8 @@ test('device name limits are counted in UTF-8 bytes', (t) => {
   invalid(t, () => validateDeviceName('a\0b'), 'name');
   invalid(t, () => validateDeviceName('.'), 'name');
   invalid(t, () => validateDeviceName('..'), 'name');
+  invalid(t, () => validateDeviceName('a\uD800b'), 'name');
+  t.is(validateDeviceName('a\uD83D\uDE00'), 5, 'a surrogate pair is one 4-byte character');
   invalid(t, () => validateDeviceName('control'), 'name');
   invalid(t, () => validateDeviceName('x'.repeat(200), 'newName'), 'newName');
   t.is(validateDeviceName('...'), 3);

@@ -1337,8 +1337,11 @@ const deviceNameArb = fc.oneof(
 function nameAcceptable(name: unknown): boolean {
   if (typeof name !== 'string') return false;
   const bytes = Buffer.byteLength(name, 'utf8');
-  return bytes >= 1 && bytes < 128 && !name.includes('/') && !name.includes('\0') && !['.', '..', 'control'].includes(name);
+  return bytes >= 1 && bytes < 128 && !name.includes('/') && !name.includes('\0') && !['.', '..', 'control'].includes(name) && wellFormed(name);
 }
+
+/** String.prototype.isWellFormed (Node 20; not in the ES2022 lib typings): no lone surrogate. */
+const wellFormed = (s: string): boolean => (s as unknown as { isWellFormed(): boolean }).isWellFormed();
 
 test('validateDeviceName and writeDmIoctlHeader accept exactly the names dm can hold', (t) => {
   check(t, fc.tuple(fc.oneof({ weight: 8, arbitrary: deviceNameArb as fc.Arbitrary<unknown> }, { weight: 1, arbitrary: anyValue }), fc.integer({ min: 0, max: 64 })), runs(4000), ([name, extra]) => {
