@@ -400,7 +400,9 @@ export function parsePoolTable(line: string): PoolTable {
       throw new ParseError(POOL_TABLE, line, `feature count ${count} does not match the ${rest.length} feature(s) that follow`);
     }
     for (const name of rest) {
-      const entry = FEATURE_NAMES.find(([, n]) => n === name.toLowerCase());
+      // The kernel compares with strcasecmp: ASCII case only (toLowerCase would also fold e.g. the Kelvin sign to 'k').
+      const folded = name.replace(/[A-Z]/g, (c) => c.toLowerCase());
+      const entry = FEATURE_NAMES.find(([, n]) => n === folded);
       if (!entry) throw new ParseError(POOL_TABLE, line, `unknown feature ${JSON.stringify(name)}`);
       features[entry[0]] = true;
     }

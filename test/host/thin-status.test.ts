@@ -280,6 +280,7 @@ const badPoolTables: [line: string, why: RegExp][] = [
   ['253:0 253:1 128 0 2 skip_block_zeroing', /feature count 2 does not match the 1/],
   ['253:0 253:1 128 0 1 zero_blocks', /unknown feature "zero_blocks"/],
   ['253:0 253:1 128 0 2 read_only discard_passdown', /unknown feature "discard_passdown"/],
+  ['253:0 253:1 128 0 1 s\u212Aip_block_zeroing', /unknown feature/], // Kelvin sign: strcasecmp folds ASCII only
 ];
 
 for (const [line, why] of badPoolTables) {
