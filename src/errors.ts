@@ -38,6 +38,25 @@ export class DmSystemError extends DevmapperError {
   }
 }
 
+/**
+ * The thin pool is in a mode that refuses the operation: `out_of_data_space`, `ro` (read-only,
+ * also after a metadata error), `fail` (the kernel gave up on its metadata), `error` (its status
+ * could not be read), or `needsCheck` set (read-only until the metadata is repaired offline).
+ * `code` is 'ERR_DM_POOL_MODE'; `mode` and `needsCheck` say which.
+ */
+export class PoolModeError extends DevmapperError {
+  readonly pool: string;
+  readonly mode: string;
+  readonly needsCheck: boolean;
+  constructor(args: { pool: string; mode: string; needsCheck: boolean; operation: string; cause?: unknown }) {
+    const state = `${args.mode}${args.needsCheck ? ' and needs_check' : ''}`;
+    super('ERR_DM_POOL_MODE', `${args.operation}: pool ${args.pool} is ${state}`, args.cause === undefined ? undefined : { cause: args.cause });
+    this.pool = args.pool;
+    this.mode = args.mode;
+    this.needsCheck = args.needsCheck;
+  }
+}
+
 /** Bad input, caught before anything is touched. `argument` names what was wrong. */
 export class InvalidArgumentError extends DevmapperError {
   readonly argument: string;

@@ -22,6 +22,13 @@ export interface CheckReport {
   /** Layers whose deletion is deferred (busy when removed). */
   pendingDeferredDeletions: string[];
   transactionId: { pool: bigint; metadata: bigint; consistent: boolean };
+  /** The pool's mode ('rw', 'ro', 'out_of_data_space') and needs_check flag. */
+  poolMode: string;
+  /**
+   * The kernel found the pool's metadata damaged: it stays read-only until thin_check /
+   * thin_repair (thin-provisioning-tools) clear it offline. Counts as a problem; repair cannot fix it.
+   */
+  needsCheck: boolean;
   /** With repair: what was done, one line each. */
   repairs: string[];
   /** With repair: what was found but deliberately left alone, and why. */
@@ -52,10 +59,12 @@ export async function runCheck(target: CheckTarget, repair: boolean): Promise<Ch
   const { dm, pool, prefix } = target;
   const report: CheckReport = {
     clean: true, leakedThinIds: [], missingThinIds: [], strayDevices: [], unheldMounts: [], pendingDeferredDeletions: [],
-    transactionId: { pool: 0n, metadata: target.metadataTransactionId, consistent: true }, repairs: [], skipped: [],
+    transactionId: { pool: 0n, metadata: target.metadataTransactionId, consistent: true }, poolMode: 'rw', needsCheck: false,
+    repairs: [], skipped: [],
   };
   const byDeviceId = new Map(target.records.map((r) => [r.deviceId, r]));
-  const alive = probeThinIds(dm, pool, `${prefix}-check-probe`, target.highestAllocatedId);
+  // The probe's name has a dot after the prefix, which no layer id can start with.
+  const alive = probeThinIds(dm, pool, `${prefix}-.check-probe`, target.highestAllocatedId);
   for (const id of alive) if (!byDeviceId.has(id)) report.leakedThinIds.push(id);
   for (const record of target.records) if (!alive.has(record.deviceId)) report.missingThinIds.push({ layer: record.id, deviceId: record.deviceId });
   const known = new Set(target.records.map((r) => `${prefix}-${r.id}`));
@@ -67,6 +76,10 @@ export async function runCheck(target: CheckTarget, repair: boolean): Promise<Ch
   const poolStatus = pool.status();
   report.transactionId.pool = poolStatus.kind === 'ok' ? poolStatus.transactionId : -1n;
   report.transactionId.consistent = report.transactionId.pool === target.metadataTransactionId;
+  report.poolMode = poolStatus.kind === 'ok' ? poolStatus.mode : poolStatus.kind;
+  report.needsCheck = poolStatus.kind === 'ok' && poolStatus.needsCheck === true;
+  // A read-only (or needs_check) pool takes no messages: nothing in it can be deleted.
+  const takesMessages = (report.poolMode === 'rw' || report.poolMode === 'out_of_data_space') && !report.needsCheck;
 
   if (repair) {
     for (const mountPoint of report.unheldMounts) {
@@ -82,7 +95,14 @@ export async function runCheck(target: CheckTarget, repair: boolean): Promise<Ch
         report.skipped.push(`stray device ${name} is open (${error.code}): left in place`);
       }
     }
+    if (report.needsCheck) {
+      report.skipped.push(`pool ${pool.name} needs_check: deactivate it (Driver.cleanup), run thin_check --clear-needs-check-flag (or thin_repair) on its metadata device, then init again`);
+    }
     for (const id of report.leakedThinIds) {
+      if (!takesMessages) {
+        report.skipped.push(`leaked thin id ${id}: pool is ${report.poolMode}${report.needsCheck ? ' and needs_check' : ''}, left in place`);
+        continue;
+      }
       try {
         target.deleteThin(id);
         report.repairs.push(`deleted leaked thin id ${id}`);
@@ -105,7 +125,9 @@ export async function runCheck(target: CheckTarget, repair: boolean): Promise<Ch
       const waiting = report.pendingDeferredDeletions.filter((layer) => target.mountedLayers.has(layer));
       const ready = report.pendingDeferredDeletions.filter((layer) => !target.mountedLayers.has(layer));
       for (const layer of waiting) report.skipped.push(`deferred deletion of layer ${layer} waits for its last put: it is mounted`);
-      if (ready.length > 0) {
+      if (ready.length > 0 && !takesMessages) {
+        for (const layer of ready) report.skipped.push(`deferred deletion of layer ${layer}: pool is ${report.poolMode}, left pending`);
+      } else if (ready.length > 0) {
         const stillPending = new Set(await target.retryDeferred());
         const done = ready.filter((layer) => !stillPending.has(layer));
         if (done.length > 0) report.repairs.push(`completed deferred deletions of ${done.join(', ')}`);
@@ -119,7 +141,7 @@ export async function runCheck(target: CheckTarget, repair: boolean): Promise<Ch
     }
   }
   const problems = report.leakedThinIds.length + report.missingThinIds.length + report.strayDevices.length + report.unheldMounts.length
-    + report.pendingDeferredDeletions.length + (report.transactionId.consistent ? 0 : 1);
+    + report.pendingDeferredDeletions.length + (report.transactionId.consistent ? 0 : 1) + (report.needsCheck ? 1 : 0);
   report.clean = problems === 0 || (repair && report.skipped.length === 0);
   return report;
 }

@@ -7,12 +7,12 @@ import { DeviceMapper } from '../ioctl/device-mapper.js';
 import { decodeDev } from '../ioctl/abi.js';
 import { discardBlockDevice } from '../ioctl/block.js';
 import { mountFilesystem, unmountFilesystem, MNT_DETACH } from '../ioctl/mount.js';
-import { DevmapperError, DmSystemError, InvalidArgumentError } from '../errors.js';
+import { DevmapperError, DmSystemError, InvalidArgumentError, PoolModeError } from '../errors.js';
 import { logger } from '../log.js';
 import { LoopbackStorage } from '../thin/loopback.js';
 import { ThinPool } from '../thin/pool.js';
 import { ThinDevice } from '../thin/thin-device.js';
-import type { PoolStatusOk } from '../thin/status.js';
+import type { PoolStatus, PoolStatusOk } from '../thin/status.js';
 import { bytesToSectors, bytes, type Bytes } from '../thin/units.js';
 import { filesystemUuid, growFilesystem, makeFilesystem } from './filesystem.js';
 import { HomeLock } from './home-lock.js';
@@ -106,7 +106,7 @@ export class DeviceSet {
       if (!savedState) store.writeState(state);
       const set = new DeviceSet({ options, dm, pool, store, storage, prefix, ownsPool, lock, state });
       set.#resumeSuspended();
-      set.#recoverTransaction();
+      set.#recoverTransaction(mode.inspect === true);
       if (!mode.inspect) set.#checkTransactionId();
       for (const record of store.readAllLayers()) set.#layers.set(record.id, record);
       set.#adoptOrRemoveLeftovers(!mode.inspect);
@@ -127,10 +127,22 @@ export class DeviceSet {
     }
   }
 
-  /** Completes a committed transaction, or rolls back one the pool never committed. */
-  #recoverTransaction(): void {
+  /**
+   * Completes a committed transaction, or rolls back one the pool never committed. A pool that
+   * takes no messages (read-only, needs_check) cannot do either: init refuses, and `inspect`
+   * leaves the transaction open for a later init.
+   */
+  #recoverTransaction(inspect: boolean): void {
     const open = this.store.readTransaction();
     if (!open) return;
+    const state = modeOf(this.pool.status());
+    if ((state.mode !== 'rw' && state.mode !== 'out_of_data_space') || state.needsCheck) {
+      if (inspect) {
+        logger.warn(`open transaction ${open.transactionId} (${open.op} ${open.layerId}) left open: pool is ${state.mode}`);
+        return;
+      }
+      throw new PoolModeError({ pool: this.pool.name, ...state, operation: `init: completing the interrupted ${open.op} of layer ${open.layerId}` });
+    }
     const poolTid = poolStatus(this.pool).transactionId;
     const committed = poolTid === BigInt(open.transactionId);
     if (!committed && poolTid !== BigInt(open.transactionId) - 1n) {
@@ -334,11 +346,16 @@ export class DeviceSet {
       } catch (error) {
         if (error instanceof DmSystemError && error.code === 'EEXIST') continue; // used by someone: skip it
         this.store.closeTransaction();
-        throw error;
+        throw this.#explain('create', error);
       }
       crashPoint('create:snapshot');
-      this.pool.setTransactionId(current, transactionId);
+      try {
+        this.pool.setTransactionId(current, transactionId);
+      } catch (error) {
+        throw this.#explain('create', error);
+      }
       crashPoint('create:commit');
+      this.#commitPool('create', transactionId);
       this.store.writeLayer(record);
       this.#commitState({ transactionId: String(transactionId), op: 'create', layerId: id, deviceId }, nextThinId(deviceId));
       crashPoint('create:done');
@@ -366,7 +383,7 @@ export class DeviceSet {
       if (!record || id === BASE_LAYER || record.deferredDelete) return;
       // Deleting frees data blocks: on a full pool it is the way out (the kernel takes the
       // delete in out_of_data_space and goes back to rw once blocks are free).
-      this.#assertWritable({ outOfDataSpaceOk: true });
+      this.#assertWritable('remove', { outOfDataSpaceOk: true });
       if (this.#mounts.has(id)) {
         if (this.options.deferredDeletion) return this.#markDeferred(record);
         throw new DmSystemError({ errno: 16, syscall: 'ioctl', operation: 'remove', device: this.thinName(id), detail: `layer ${id} is mounted (${this.#mounts.get(id)!.count} users): put() it first` });
@@ -401,10 +418,15 @@ export class DeviceSet {
       const transaction: OpenTransaction = { transactionId: String(current + 1n), op: 'delete', layerId: record.id, deviceId: record.deviceId };
       this.store.openTransaction(transaction);
       crashPoint('remove:intent');
-      this.#deleteThinIfPresent(record.deviceId);
-      crashPoint('remove:delete');
-      this.pool.setTransactionId(current, current + 1n);
+      try {
+        this.#deleteThinIfPresent(record.deviceId);
+        crashPoint('remove:delete');
+        this.pool.setTransactionId(current, current + 1n);
+      } catch (error) {
+        throw this.#explain('remove', error);
+      }
       crashPoint('remove:commit');
+      this.#commitPool('remove', current + 1n);
       this.store.removeLayer(record.id);
       this.#commitState(transaction, this.#state.nextDeviceId);
       this.#layers.delete(record.id);
@@ -412,6 +434,7 @@ export class DeviceSet {
   }
 
   async #retryDeferredDeletions(): Promise<void> {
+    if (!this.#takesMessages()) return; // a read-only or failed pool: retried once it is rw again
     for (const record of [...this.#layers.values()].filter((r) => r.deferredDelete)) {
       await this.#locks.run(record.id, async () => {
         if (this.#mounts.has(record.id)) return;
@@ -454,7 +477,7 @@ export class DeviceSet {
       }
       const record = this.#layers.get(id);
       if (!record || !this.hasDevice(id)) throw new DevmapperError('ERR_DM_UNKNOWN_LAYER', `layer ${id} does not exist`);
-      this.#assertWritable();
+      this.#assertWritable('get');
       const createdDir = !existsSync(mountPoint);
       mkdirSync(mountPoint, { recursive: true, mode: 0o755 });
       let device: ThinDevice | undefined;
@@ -473,7 +496,7 @@ export class DeviceSet {
         if (mountedHere) unmountFilesystem(mountPoint, { flags: MNT_DETACH, ffi: this.options.ffi });
         if (device) this.#deactivate(device);
         if (createdDir) rmSync(mountPoint, { recursive: true, force: true });
-        throw error;
+        throw this.#explain('get', error);
       }
     });
   }
@@ -542,17 +565,66 @@ export class DeviceSet {
     return poolStatus(this.pool);
   }
 
-  #assertWritable(options: { outOfDataSpaceOk?: boolean } = {}): void {
-    const status = this.poolStatus();
-    const modeOk = status.mode === 'rw' || (options.outOfDataSpaceOk === true && status.mode === 'out_of_data_space');
-    if (!modeOk || status.needsCheck) {
-      throw new DevmapperError('ERR_DM_POOL_MODE', `pool ${this.pool.name} is ${status.mode}${status.needsCheck ? ' and needs_check' : ''}: no writes`);
+  /** The pool's status, Fail and Error included (poolStatus() throws on those), and its mode. */
+  poolState(): { status: PoolStatus; mode: string; needsCheck: boolean } {
+    const status = this.pool.status();
+    return { status, ...modeOf(status) };
+  }
+
+  /** Whether the pool takes messages (create, delete, set_transaction_id): rw or out of data space. */
+  #takesMessages(): boolean {
+    const { mode, needsCheck } = modeOf(this.pool.status());
+    return (mode === 'rw' || mode === 'out_of_data_space') && !needsCheck;
+  }
+
+  /** A PoolModeError naming the mode unless the pool is rw (or out of data space, when that is fine). */
+  #assertWritable(operation: string, options: { outOfDataSpaceOk?: boolean } = {}): PoolStatusOk {
+    const status = this.pool.status();
+    const { mode, needsCheck } = modeOf(status);
+    const modeOk = mode === 'rw' || (options.outOfDataSpaceOk === true && mode === 'out_of_data_space');
+    if (status.kind !== 'ok' || !modeOk || needsCheck) throw new PoolModeError({ pool: this.pool.name, mode, needsCheck, operation });
+    return status;
+  }
+
+  /**
+   * A pool call or a mount failed: if the pool has meanwhile left rw (a metadata error turned
+   * it read-only or failed, it ran out of space), the mode is the real reason, so the error
+   * becomes a PoolModeError (the original as its cause); otherwise it is returned as it was.
+   */
+  #explain(operation: string, error: unknown): unknown {
+    if (error instanceof PoolModeError) return error;
+    let state: { mode: string; needsCheck: boolean };
+    try {
+      state = modeOf(this.pool.status());
+    } catch {
+      return error;
+    }
+    if (state.mode === 'rw' && !state.needsCheck) return error;
+    return new PoolModeError({ pool: this.pool.name, ...state, operation, cause: error });
+  }
+
+  /**
+   * Makes the pool commit its metadata now (a status read without DM_NOFLUSH_FLAG commits
+   * first) and checks the commit held: the pool would otherwise commit within a second, and a
+   * metadata or data-device error then would abort the change after the driver had recorded
+   * it. On failure the transaction stays open, so the next init settles it.
+   */
+  #commitPool(operation: string, transactionId: bigint): void {
+    const status = this.pool.status({ committed: true });
+    const { mode, needsCheck } = modeOf(status);
+    if (status.kind !== 'ok' || (mode !== 'rw' && mode !== 'out_of_data_space') || needsCheck) {
+      throw new PoolModeError({ pool: this.pool.name, mode, needsCheck, operation: `${operation}: committing the pool's metadata` });
+    }
+    if (status.transactionId !== transactionId) {
+      throw new DevmapperError('ERR_DM_TRANSACTION_MISMATCH', `${operation}: pool ${this.pool.name} committed transaction id ${status.transactionId}, not ${transactionId}`);
     }
   }
 
   #assertFreeSpace(): void {
-    this.#assertWritable();
-    const status = this.poolStatus();
+    const status = this.#assertWritable('create', { outOfDataSpaceOk: true });
+    if (status.mode === 'out_of_data_space') {
+      throw new DevmapperError('ERR_DM_NO_SPACE', `create: pool ${this.pool.name} is out_of_data_space: remove layers or growPool() first`);
+    }
     const min = BigInt(this.options.minFreeSpacePercent);
     const check = (what: string, free: bigint, total: bigint): void => {
       if (total > 0n && free * 100n < total * min) {
@@ -573,6 +645,8 @@ export class DeviceSet {
     return this.#locks.run(POOL_LOCK, () => {
       this.#assertOpen();
       if (!this.#ownsPool) throw new InvalidArgumentError('thinPoolDevice', 'an adopted pool is grown by whoever manages it');
+      // The kernel refuses to resize a read-only or failed pool (at resume, after the suspend).
+      this.#assertWritable('growPool', { outOfDataSpaceOk: true });
       if (size !== undefined) {
         if (!this.storage) throw new InvalidArgumentError('dataSize', 'only the driver\'s own loop data file can be grown by size: grow dataDevice yourself, then call growPool() without a size');
         this.storage.growData(size);
@@ -614,6 +688,7 @@ export class DeviceSet {
   /** Compares metadata, pool and kernel; with `repair`, fixes what it safely can (see check.ts). */
   async check(repair: boolean): Promise<CheckReport> {
     this.#assertOpen();
+    poolStatus(this.pool); // a failed pool cannot be looked into: a PoolModeError naming it
     const mntRoot = join(this.options.home, 'mnt') + '/';
     const records = [...this.#layers.values()];
     const next = this.#state.nextDeviceId;
@@ -668,10 +743,12 @@ export class DeviceSet {
 function openPool(dm: DeviceMapper, options: ResolvedOptions, prefix: string, fresh: boolean): { pool: ThinPool; storage: LoopbackStorage | undefined; ownsPool: boolean; activated: boolean } {
   if (options.thinPoolDevice) return { pool: ThinPool.adopt(dm, options.thinPoolDevice), storage: undefined, ownsPool: false, activated: false };
   const name = `${prefix}-pool`;
+  // An active pool is adopted whatever its no-space mode (one made before errorIfNoSpace existed).
   const poolOptions = { dataBlockSize: options.blockSize, features: { skipBlockZeroing: true } };
+  const tableOptions = { dataBlockSize: options.blockSize, features: { skipBlockZeroing: true, errorIfNoSpace: options.errorIfNoSpace } };
   if (options.dataDevice && options.metadataDevice) {
     if (dm.exists(name)) return { pool: ThinPool.adopt(dm, name, poolOptions), storage: undefined, ownsPool: true, activated: false };
-    const devices = { metadataDevice: options.metadataDevice, dataDevice: options.dataDevice, ...poolOptions };
+    const devices = { metadataDevice: options.metadataDevice, dataDevice: options.dataDevice, ...tableOptions };
     return { pool: fresh ? ThinPool.create(dm, name, devices) : ThinPool.reopen(dm, name, devices), storage: undefined, ownsPool: true, activated: true };
   }
   const storage = LoopbackStorage.open({
@@ -679,7 +756,7 @@ function openPool(dm: DeviceMapper, options: ResolvedOptions, prefix: string, fr
   });
   try {
     if (dm.exists(name)) return { pool: ThinPool.adopt(dm, name, poolOptions), storage, ownsPool: true, activated: false };
-    const devices = { metadataDevice: storage.metadata.loop.path, dataDevice: storage.data.loop.path, ...poolOptions };
+    const devices = { metadataDevice: storage.metadata.loop.path, dataDevice: storage.data.loop.path, ...tableOptions };
     const brandNew = fresh || storage.metadata.created;
     return { pool: brandNew ? ThinPool.create(dm, name, devices) : ThinPool.reopen(dm, name, devices), storage, ownsPool: true, activated: true };
   } finally {
@@ -699,8 +776,14 @@ function releaseQuietly(dm: DeviceMapper, prefix: string, pool: ThinPool): void 
 
 function poolStatus(pool: ThinPool): PoolStatusOk {
   const status = pool.status();
-  if (status.kind !== 'ok') throw new DevmapperError('ERR_DM_POOL_MODE', `pool ${pool.name} reports ${status.kind === 'fail' ? 'Fail' : 'Error'}`);
+  if (status.kind !== 'ok') throw new PoolModeError({ pool: pool.name, ...modeOf(status), operation: 'reading the pool status' });
   return status;
+}
+
+/** 'rw', 'ro', 'out_of_data_space', or 'fail' / 'error' for a pool that prints Fail / Error. */
+function modeOf(status: PoolStatus): { mode: string; needsCheck: boolean } {
+  if (status.kind !== 'ok') return { mode: status.kind, needsCheck: false };
+  return { mode: status.mode, needsCheck: status.needsCheck === true };
 }
 
 /** Thin ids are 24-bit; wrap past the top (id 0 stays unused, as Docker does). */

@@ -32,8 +32,10 @@ export interface DriverStatus {
   deferredDeletedDeviceCount: number;
   /** The kernel's device-mapper interface version, e.g. '4.47.0'. */
   driverVersion: string;
+  /** 'rw', 'ro', 'out_of_data_space', or 'fail' / 'error' when the pool reports Fail / Error (usage then reads 0). */
   poolMode: string;
   needsCheck: boolean;
+  /** -1 when the pool reports Fail / Error. */
   transactionId: bigint;
   layerCount: number;
 }
@@ -106,7 +108,11 @@ export class Driver {
 
   async status(): Promise<DriverStatus> {
     const set = this.#set;
-    const pool = set.poolStatus();
+    // A failed pool (Fail / Error) reports no usage: zeros, and poolMode says why.
+    const { status: pool, mode, needsCheck } = set.poolState();
+    const none = { usedBlocks: 0n, totalBlocks: 0n, usedBytes: 0n, totalBytes: 0n };
+    const data = pool.kind === 'ok' ? pool.data : none;
+    const metadata = pool.kind === 'ok' ? pool.metadata : none;
     const blockBytes = set.pool.dataBlockSize * 512n;
     const backingFree = set.backingFreeBytes();
     const usage = (used: bigint, total: bigint): SpaceUsage => {
@@ -123,16 +129,16 @@ export class Driver {
       metadataFile: set.storage?.metadata.file,
       dataLoopDevice: set.storage?.data.loop.path,
       metadataLoopDevice: set.storage?.metadata.loop.path,
-      dataSpace: usage(pool.data.usedBlocks * blockBytes, pool.data.totalBlocks * blockBytes),
-      metadataSpace: usage(pool.metadata.usedBytes, pool.metadata.totalBytes),
+      dataSpace: usage(data.usedBlocks * blockBytes, data.totalBlocks * blockBytes),
+      metadataSpace: usage(metadata.usedBytes, metadata.totalBytes),
       minFreeSpacePercent: set.options.minFreeSpacePercent,
       deferredRemovalEnabled: set.options.deferredRemoval,
       deferredDeletionEnabled: set.options.deferredDeletion,
       deferredDeletedDeviceCount: set.deferredDeletedCount,
       driverVersion: `${major}.${minor}.${patch}`,
-      poolMode: pool.mode,
-      needsCheck: pool.needsCheck === true,
-      transactionId: pool.transactionId,
+      poolMode: mode,
+      needsCheck,
+      transactionId: pool.kind === 'ok' ? pool.transactionId : -1n,
       layerCount: set.layers().length,
     };
   }

@@ -37,6 +37,12 @@ export interface DriverOptions {
   deferredDeletion?: boolean;
   /** dm.min_free_space: create refuses when less than this percent of data or metadata is free. Default 10. */
   minFreeSpacePercent?: number;
+  /**
+   * A full pool fails writes at once (ENOSPC) instead of queueing them for the kernel's
+   * no_space_timeout (60 s by default), during which writers, suspends and unmounts hang. Default
+   * true. Applies when the driver activates the pool (an already active pool keeps its table).
+   */
+  errorIfNoSpace?: boolean;
   /** FFI backend for every ioctl. */
   ffi?: FfiBackendName;
   /** How often pending deferred deletions are retried, in ms. Default 10 s; 0 disables the timer. */
@@ -59,6 +65,7 @@ export interface ResolvedOptions {
   deferredRemoval: boolean;
   deferredDeletion: boolean;
   minFreeSpacePercent: number;
+  errorIfNoSpace: boolean;
   ffi: FfiBackendName | undefined;
   deferredDeletionIntervalMs: number;
 }
@@ -73,7 +80,7 @@ function shown(value: unknown): string {
 const MOUNT_OPTION = /^[A-Za-z0-9_.+\-/:=@]+$/;
 const KNOWN = new Set(['home', 'baseSize', 'loopDataSize', 'loopMetadataSize', 'filesystem', 'mkfsArgs', 'mountOptions', 'dataDevice',
   'metadataDevice', 'thinPoolDevice', 'blockSize', 'discardOnDelete', 'deferredRemoval', 'deferredDeletion', 'minFreeSpacePercent', 'ffi',
-  'deferredDeletionIntervalMs']);
+  'deferredDeletionIntervalMs', 'errorIfNoSpace']);
 
 export function resolveOptions(options: DriverOptions): ResolvedOptions {
   if (!options || typeof options !== 'object') throw new InvalidArgumentError('options', 'must be an object');
@@ -125,7 +132,7 @@ export function resolveOptions(options: DriverOptions): ResolvedOptions {
   if (typeof interval !== 'number' || !Number.isInteger(interval) || interval < 0) {
     throw new InvalidArgumentError('deferredDeletionIntervalMs', 'must be a non-negative integer');
   }
-  for (const key of ['discardOnDelete', 'deferredRemoval', 'deferredDeletion'] as const) {
+  for (const key of ['discardOnDelete', 'deferredRemoval', 'deferredDeletion', 'errorIfNoSpace'] as const) {
     if (options[key] !== undefined && typeof options[key] !== 'boolean') throw new InvalidArgumentError(key, 'must be true or false');
   }
   if (options.ffi !== undefined && options.ffi !== 'ffi-rs' && options.ffi !== 'koffi') throw new InvalidArgumentError('ffi', "must be 'ffi-rs' or 'koffi'");
@@ -145,6 +152,7 @@ export function resolveOptions(options: DriverOptions): ResolvedOptions {
     deferredRemoval: options.deferredRemoval ?? false,
     deferredDeletion: options.deferredDeletion ?? false,
     minFreeSpacePercent: minFree,
+    errorIfNoSpace: options.errorIfNoSpace ?? true,
     ffi: options.ffi,
     deferredDeletionIntervalMs: interval,
   };

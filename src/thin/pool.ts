@@ -195,7 +195,16 @@ export class ThinPool {
       this.dm.clear(this.name);
       throw error;
     }
-    this.dm.resume(this.name);
+    try {
+      this.dm.resume(this.name);
+    } catch (error) {
+      // The kernel resizes in preresume and refuses a read-only or failed pool there, which
+      // would leave the pool suspended and every I/O through it hanging: back to the old
+      // length (the resize is skipped then), resumed, and the refusal reported.
+      this.dm.load(this.name, [{ start: 0n, length: this.#length, type: 'thin-pool', params: formatPoolTable(this.#table) }]);
+      this.dm.resume(this.name);
+      throw error;
+    }
     this.#length = sectors(length);
     return this.#length;
   }
