@@ -9,8 +9,9 @@ import { fileURLToPath } from 'node:url';
 export const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 // The test kernels (UML, and QEMU for the latency benchmarks), the C compiler and headers for the ABI probe and the VM's init, mkfs for
-// thin devices, and dmsetup/losetup as the independent reference in tests.
-export const APT_PACKAGES = ['user-mode-linux', 'qemu-system-x86', 'gcc', 'libc6-dev', 'linux-libc-dev', 'e2fsprogs', 'dmsetup', 'util-linux', 'procps'];
+// thin devices, dmsetup/losetup as the independent reference in tests, and libdevmapper's
+// headers for the benchmark's libdevmapper program (bench/c/dm-libdm.c, run by the bench test).
+export const APT_PACKAGES = ['user-mode-linux', 'qemu-system-x86', 'gcc', 'libc6-dev', 'linux-libc-dev', 'e2fsprogs', 'dmsetup', 'util-linux', 'procps', 'libdevmapper-dev'];
 
 export function step(message) {
   process.stdout.write(`\n== ${message}\n`);

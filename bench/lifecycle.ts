@@ -1,0 +1,146 @@
+// Layer lifecycle inside the test kernel: create -> get -> put -> remove of a container layer on
+// an (active, mounted) image layer, through the Driver on each FFI backend, against the same
+// steps in C with raw ioctls + mount(2) (the floor), the same through libdevmapper, and the way a
+// dmsetup-based snapshotter does them (one dmsetup process per step). All share one pool and
+// one image layer; rounds alternate between implementations.
+//
+// The C routes commit with set_transaction_id like the Driver (create: t -> t+1, remove: back to
+// t), so the pool's transaction id is where the Driver left it and the Driver's own bookkeeping
+// stays valid between its rounds.
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { Driver } from '../src/driver/driver.js';
+import type { DriverOptions } from '../src/driver/options.js';
+import { DeviceMapper } from '../src/ioctl/device-mapper.js';
+import type { FfiBackendName } from '../src/ioctl/ffi/binding.js';
+import type { CPrograms } from './c-build.js';
+import { Coprocess, MiB, phase, progress, rotate, since, summarize, type Stats } from './common.js';
+import { prefillDriverMetadata, transactionId, warmPool } from './pools.js';
+
+export const LIFECYCLE_PHASES = ['create', 'get', 'put', 'remove'] as const;
+export const LIFECYCLE_IMPLS = ['driver ffi-rs', 'driver koffi', 'c', 'libdm', 'dmsetup'] as const;
+export type LifecycleImpl = (typeof LIFECYCLE_IMPLS)[number];
+
+export interface LifecycleImplResult {
+  total: Stats;
+  phases: Record<string, Stats>;
+}
+
+export interface LifecycleResult {
+  rounds: number;
+  baseSize: string;
+  filesystem: string;
+  impls: Record<string, LifecycleImplResult>;
+}
+
+export interface LifecycleOptions {
+  quick: boolean;
+  tmp: string;
+  programs: CPrograms;
+  prefix: string;
+}
+
+type Samples = Record<(typeof LIFECYCLE_PHASES)[number], number[]>;
+
+const THIN_IDS: Record<string, number> = { c: 0x7f0001, libdm: 0x7f0002, dmsetup: 0x7f0003 };
+
+export async function measureLifecycle(options: LifecycleOptions): Promise<LifecycleResult> {
+  const { quick, prefix } = options;
+  const rounds = quick ? 1 : 5;
+  const perRound = quick ? 1 : 6;
+  const dmsetupPerRound = quick ? 1 : 2;
+  const home = join(options.tmp, 'lifecycle-home');
+  const baseSize = quick ? '64M' : '512M';
+  const driverOptions: DriverOptions = { home, baseSize, loopDataSize: '8G', loopMetadataSize: quick ? '16M' : '64M' };
+  const samples = new Map<LifecycleImpl, Samples>(LIFECYCLE_IMPLS.map((impl) => [impl, { create: [], get: [], put: [], remove: [] }]));
+  const floor = new Coprocess(options.programs.dmFloor, 'dm-floor');
+  const libdm = new Coprocess(options.programs.dmLibdm, 'dm-libdm');
+  const dm = DeviceMapper.open();
+  let serial = 0;
+
+  prefillDriverMetadata(home, quick ? 16 * MiB : 64 * MiB);
+  const setup = await phase('lifecycle: driver home, image layer', async () => {
+    const driver = await Driver.init(driverOptions);
+    const status = await driver.status();
+    warmPool(dm, status.poolName, quick ? 50 : 500);
+    await driver.create('img');
+    await driver.get('img'); // the image layer stays active and mounted throughout
+    const img = await driver.metadata('img');
+    const { dev } = dm.info(status.poolName);
+    await driver.close();
+    return { pool: status.poolName, poolDev: `${dev.major}:${dev.minor}`, img };
+  });
+  const sectors = setup.img.size / 512n;
+
+  const runDriver = async (ffi: FfiBackendName, count: number, out: Samples | undefined): Promise<void> => {
+    const driver = await Driver.init({ ...driverOptions, ffi });
+    try {
+      for (let i = 0; i < count; i++) {
+        const id = `ctr-${ffi}-${++serial}`;
+        let t = process.hrtime.bigint();
+        await driver.create(id, 'img');
+        const create = since(t);
+        t = process.hrtime.bigint();
+        await driver.get(id);
+        const get = since(t);
+        t = process.hrtime.bigint();
+        await driver.put(id);
+        const put = since(t);
+        t = process.hrtime.bigint();
+        await driver.remove(id);
+        const remove = since(t);
+        if (out) { out.create.push(create); out.get.push(get); out.put.push(put); out.remove.push(remove); }
+      }
+    } finally {
+      await driver.close();
+    }
+  };
+  const runC = async (impl: 'c' | 'libdm' | 'dmsetup', count: number, out: Samples | undefined): Promise<void> => {
+    const program = impl === 'libdm' ? libdm : floor;
+    const command = impl === 'dmsetup' ? 'dmlifecycle' : 'lifecycle';
+    const reply = await program.call(
+      command, setup.pool, setup.poolDev, setup.img.deviceName, setup.img.deviceId, `${prefix}-lc-${impl}`, THIN_IDS[impl]!, sectors,
+      transactionId(dm, setup.pool), count, join(options.tmp, `lc-mnt-${impl}`),
+    );
+    if (!out) return;
+    for (const key of LIFECYCLE_PHASES) out[key].push(...reply.phases![key]!);
+  };
+  const runImpl = (impl: LifecycleImpl, count: number, out: Samples | undefined): Promise<void> => {
+    switch (impl) {
+      case 'driver ffi-rs': return runDriver('ffi-rs', count, out);
+      case 'driver koffi': return runDriver('koffi', count, out);
+      default: return runC(impl, count, out);
+    }
+  };
+
+  try {
+    await phase('lifecycle: warm-up', async () => {
+      for (const impl of LIFECYCLE_IMPLS) await runImpl(impl, 1, undefined);
+    });
+    for (let round = 0; round < rounds; round++) {
+      await phase(`lifecycle: round ${round + 1}/${rounds}`, async () => {
+        for (const impl of rotate(LIFECYCLE_IMPLS, round)) await runImpl(impl, impl === 'dmsetup' ? dmsetupPerRound : perRound, samples.get(impl));
+      });
+    }
+  } finally {
+    await phase('lifecycle: clean-up', async () => {
+      await floor.close();
+      await libdm.close();
+      const driver = await Driver.init(driverOptions);
+      await driver.put('img');
+      await driver.remove('img');
+      await driver.cleanup();
+      dm.close();
+      rmSync(home, { recursive: true, force: true });
+    });
+  }
+
+  const impls: Record<string, LifecycleImplResult> = {};
+  for (const impl of LIFECYCLE_IMPLS) {
+    const s = samples.get(impl)!;
+    const totals = s.create.map((_, i) => s.create[i]! + s.get[i]! + s.put[i]! + s.remove[i]!);
+    impls[impl] = { total: summarize(totals), phases: Object.fromEntries(LIFECYCLE_PHASES.map((p) => [p, summarize(s[p])])) };
+  }
+  progress(`  lifecycle medians (ms): ${LIFECYCLE_IMPLS.map((impl) => `${impl} ${(impls[impl]!.total.median / 1000).toFixed(1)}`).join(', ')}`);
+  return { rounds, baseSize, filesystem: 'ext4', impls };
+}

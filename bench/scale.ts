@@ -1,0 +1,271 @@
+// Scale inside the test kernel: one pool filled with N1 and then N2 thin devices (1,000 and
+// 10,000; 50 and 200 in quick mode), each a layer of a Driver home. The fill is a scripted fast
+// path (a create_thin message and a MetadataStore record per layer, one set_transaction_id at
+// the end) timed per item; at each size: Driver.create/remove, Driver.list, Driver.init (its
+// metadata load), MetadataStore.readAllLayers, and on an activated tenth of the devices:
+// activation, DM_LIST_DEVICES, thin status, deactivation; and the pool's status.
+// Each curve is reported per item; it is "linear" when the per-item time at N2 is at most 1.5x
+// the one at N1 (for a per-call figure such as the pool's status: at most 1.5 x N2/N1).
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { Driver } from '../src/driver/driver.js';
+import { BASE_LAYER, MetadataStore, type LayerRecord } from '../src/driver/metadata-store.js';
+import type { DriverOptions } from '../src/driver/options.js';
+import { DeviceMapper } from '../src/ioctl/device-mapper.js';
+import { ThinPool } from '../src/thin/pool.js';
+import { ThinDevice } from '../src/thin/thin-device.js';
+import { MiB, median, phase, progress, since, summarize, timeSync, type Stats } from './common.js';
+import { prefillDriverMetadata, transactionId, warmPool } from './pools.js';
+
+export interface ScalePoint {
+  /** Layers in the home (each with its thin id in the pool), the base device not counted. */
+  n: number;
+  fill: { from: number; to: number; message: Stats; storeWrite: Stats };
+  driverCreate: Stats;
+  driverRemove: Stats;
+  /** Whole calls. */
+  driverList: Stats;
+  readAllLayers: Stats;
+  init: Stats;
+  /** Devices activated at this size (a tenth), and per-device timings on them. */
+  active: number;
+  activate: Stats;
+  thinStatus: Stats;
+  deactivate: Stats;
+  /** Whole DM_LIST_DEVICES calls with `listed` devices. */
+  listed: number;
+  dmList: Stats;
+  poolStatus: Stats;
+  poolStatusFlush: Stats;
+}
+
+export interface ScaleCurve {
+  id: string;
+  label: string;
+  /** 'per item' (a per-item time) or 'per call' (a single call's time at that size). */
+  unit: 'per item' | 'per call';
+  points: Array<{ n: number; us: number }>;
+  /** value at the largest size / value at the smallest. */
+  growth: number;
+  linear: boolean;
+}
+
+export interface ScaleResult {
+  sizes: number[];
+  initEmpty: Stats;
+  points: ScalePoint[];
+  /** Median create_thin message time per bucket of the whole fill: x = devices in the pool. */
+  fillCurve: Array<{ n: number; us: number }>;
+  /** Driver.init minus Driver.init of the same home with no layers, ms (medians). */
+  metadataWork: Array<{ n: number; ms: number }>;
+  curves: ScaleCurve[];
+}
+
+export interface ScaleOptions {
+  quick: boolean;
+  tmp: string;
+  prefix: string;
+  sizes?: number[];
+}
+
+export async function measureScale(options: ScaleOptions): Promise<ScaleResult> {
+  const { quick, prefix } = options;
+  const sizes = options.sizes ?? (quick ? [50, 200] : [1000, 10000]);
+  const home = join(options.tmp, 'scale-home');
+  const driverOptions: DriverOptions = { home, baseSize: '64M', loopDataSize: '8G', loopMetadataSize: quick ? '16M' : '128M' };
+  const reps = quick ? 2 : 3;
+  const probes = quick ? 5 : 40;
+  const dm = DeviceMapper.open();
+  const messageNs: number[] = [];
+  const points: ScalePoint[] = [];
+  prefillDriverMetadata(home, quick ? 16 * MiB : 128 * MiB);
+
+  try {
+    const { poolName, initEmpty } = await phase('scale: driver home', async () => {
+      const driver = await Driver.init(driverOptions);
+      const name = (await driver.status()).poolName;
+      await driver.close();
+      warmPool(dm, name, quick ? 50 : 1500);
+      return { poolName: name, initEmpty: await timeInit(driverOptions, reps) };
+    });
+    const pool = ThinPool.adopt(dm, poolName);
+    const store = new MetadataStore(join(home, 'metadata'));
+    let layers = 0;
+
+    for (const n of sizes) {
+      // the fill, from `layers` to n
+      const from = layers;
+      const writeNs: number[] = [];
+      await phase(`scale: fill to ${n} layers`, () => {
+        const state = store.readState()!;
+        const base = store.readLayer(BASE_LAYER)!;
+        const tid = transactionId(dm, poolName);
+        if (String(tid) !== state.transactionId) throw new Error(`pool transaction id ${tid} is not the home's ${state.transactionId}`);
+        let next = state.nextDeviceId;
+        for (; layers < n; layers++) {
+          const record: LayerRecord = { id: `L${String(layers).padStart(6, '0')}`, parent: null, deviceId: next++, size: base.size, transactionId: String(tid + 1n) };
+          let t = process.hrtime.bigint();
+          dm.message(poolName, 0, `create_thin ${record.deviceId}`);
+          messageNs.push(since(t));
+          t = process.hrtime.bigint();
+          store.writeLayer(record);
+          writeNs.push(since(t));
+          if ((layers + 1) % 2000 === 0) progress(`  ${layers + 1} layers`);
+        }
+        pool.setTransactionId(tid, tid + 1n);
+        store.writeState({ ...state, nextDeviceId: next, transactionId: String(tid + 1n) });
+      });
+
+      const point = await phase(`scale: measurements at ${n} layers`, async () => {
+        // Driver.create / remove / list at this size
+        const driver = await Driver.init(driverOptions);
+        const createNs: number[] = [];
+        const removeNs: number[] = [];
+        let listNs: number[];
+        try {
+          for (let j = 0; j < probes; j++) {
+            const t = process.hrtime.bigint();
+            await driver.create(`probe-${n}-${j}`);
+            createNs.push(since(t));
+          }
+          for (let j = 0; j < probes; j++) {
+            const t = process.hrtime.bigint();
+            await driver.remove(`probe-${n}-${j}`);
+            removeNs.push(since(t));
+          }
+          listNs = [];
+          for (let r = 0; r < reps * 3; r++) {
+            const t = process.hrtime.bigint();
+            const listed = await driver.list();
+            listNs.push(since(t));
+            if (listed.length !== n) throw new Error(`Driver.list() gave ${listed.length} layers, expected ${n}`);
+          }
+        } finally {
+          await driver.close();
+        }
+        const init = await timeInit(driverOptions, reps);
+        const readAll = timeSync(reps * 2, () => {
+          const records = new MetadataStore(join(home, 'metadata')).readAllLayers();
+          if (records.length !== n + 1) throw new Error(`readAllLayers gave ${records.length} records, expected ${n + 1}`);
+        });
+
+        // a tenth of the devices active
+        const active = Math.max(5, Math.round(n / 10));
+        const devices: ThinDevice[] = [];
+        const activateNs: number[] = [];
+        const statusNs: number[] = [];
+        const deactivateNs: number[] = [];
+        let dmListNs: number[] = [];
+        let listedCount = 0;
+        try {
+          const records = store.readAllLayers().filter((r) => r.id !== BASE_LAYER).slice(0, active);
+          for (const record of records) {
+            const t = process.hrtime.bigint();
+            devices.push(ThinDevice.activate(pool, { name: `${prefix}-sa-${record.deviceId}`, id: record.deviceId, size: BigInt(record.size) / 512n }));
+            activateNs.push(since(t));
+          }
+          dmListNs = timeSync(reps * 5, () => { listedCount = dm.list().length; });
+          for (const device of devices) {
+            const t = process.hrtime.bigint();
+            dm.status(device.name, { noFlush: true });
+            statusNs.push(since(t));
+          }
+        } finally {
+          for (const device of devices.splice(0)) {
+            const t = process.hrtime.bigint();
+            device.deactivate();
+            deactivateNs.push(since(t));
+          }
+        }
+        const poolStatus = timeSync(reps * 20, () => dm.status(poolName, { noFlush: true }));
+        const poolStatusFlush = timeSync(reps * 10, () => dm.status(poolName));
+        const p: ScalePoint = {
+          n,
+          fill: { from, to: n, message: summarize(messageNs.slice(from, n)), storeWrite: summarize(writeNs) },
+          driverCreate: summarize(createNs),
+          driverRemove: summarize(removeNs),
+          driverList: summarize(listNs),
+          readAllLayers: summarize(readAll),
+          init: summarize(init),
+          active,
+          activate: summarize(activateNs),
+          thinStatus: summarize(statusNs),
+          deactivate: summarize(deactivateNs),
+          listed: listedCount,
+          dmList: summarize(dmListNs),
+          poolStatus: summarize(poolStatus),
+          poolStatusFlush: summarize(poolStatusFlush),
+        };
+        return p;
+      });
+      progress(`  at ${n}: create_thin ${point.fill.message.median} µs, Driver.create ${point.driverCreate.median} µs, Driver.init ${(point.init.median / 1000).toFixed(1)} ms, readAllLayers ${(point.readAllLayers.median / 1000).toFixed(1)} ms`);
+      points.push(point);
+    }
+
+    const initEmptyStats = summarize(initEmpty);
+    return {
+      sizes,
+      initEmpty: initEmptyStats,
+      points,
+      fillCurve: buckets(messageNs, Math.max(1, Math.round(sizes[sizes.length - 1]! / 20))),
+      metadataWork: points.map((p) => ({ n: p.n, ms: Math.round((p.init.median - initEmptyStats.median)) / 1000 })),
+      curves: curves(points, initEmptyStats),
+    };
+  } finally {
+    await phase('scale: clean-up', async () => {
+      const driver = await Driver.init(driverOptions);
+      await driver.cleanup();
+      dm.close();
+      rmSync(home, { recursive: true, force: true });
+    });
+  }
+}
+
+/** Times `reps` Driver.init (each followed by close, which leaves the pool active), ns. */
+async function timeInit(options: DriverOptions, reps: number): Promise<number[]> {
+  const out: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    const t = process.hrtime.bigint();
+    const driver = await Driver.init(options);
+    out.push(since(t));
+    await driver.close();
+  }
+  return out;
+}
+
+function buckets(ns: number[], size: number): Array<{ n: number; us: number }> {
+  const out: Array<{ n: number; us: number }> = [];
+  for (let i = 0; i < ns.length; i += size) {
+    const slice = ns.slice(i, i + size);
+    out.push({ n: i + slice.length, us: Math.round(median(slice)) / 1000 });
+  }
+  return out;
+}
+
+function curves(points: ScalePoint[], initEmpty: Stats): ScaleCurve[] {
+  const defs: Array<{ id: string; label: string; unit: ScaleCurve['unit']; value: (p: ScalePoint) => number }> = [
+    { id: 'create_thin', label: 'create_thin message (fill)', unit: 'per item', value: (p) => p.fill.message.median },
+    { id: 'store_write', label: 'MetadataStore.writeLayer (fill)', unit: 'per item', value: (p) => p.fill.storeWrite.median },
+    { id: 'driver_create', label: 'Driver.create', unit: 'per item', value: (p) => p.driverCreate.median },
+    { id: 'driver_remove', label: 'Driver.remove', unit: 'per item', value: (p) => p.driverRemove.median },
+    { id: 'driver_list', label: 'Driver.list / layer', unit: 'per item', value: (p) => p.driverList.median / p.n },
+    { id: 'init_metadata', label: 'Driver.init metadata work / layer', unit: 'per item', value: (p) => Math.max(0, p.init.median - initEmpty.median) / p.n },
+    { id: 'read_all', label: 'MetadataStore.readAllLayers / layer', unit: 'per item', value: (p) => p.readAllLayers.median / p.n },
+    { id: 'activate', label: 'thin device activation', unit: 'per item', value: (p) => p.activate.median },
+    { id: 'dm_list', label: 'DM_LIST_DEVICES / device listed', unit: 'per item', value: (p) => p.dmList.median / p.listed },
+    { id: 'thin_status', label: 'thin device status', unit: 'per item', value: (p) => p.thinStatus.median },
+    { id: 'deactivate', label: 'thin device deactivation', unit: 'per item', value: (p) => p.deactivate.median },
+    { id: 'pool_status', label: 'pool status (no-flush)', unit: 'per call', value: (p) => p.poolStatus.median },
+    { id: 'pool_status_flush', label: 'pool status (flush)', unit: 'per call', value: (p) => p.poolStatusFlush.median },
+  ];
+  const first = points[0]!;
+  const last = points[points.length - 1]!;
+  return defs.map((d) => {
+    const pts = points.map((p) => ({ n: p.n, us: Math.round(d.value(p) * 1000) / 1000 }));
+    const a = d.value(first);
+    const b = d.value(last);
+    const growth = a > 0 ? Math.round((b / a) * 100) / 100 : 1;
+    const allowed = d.unit === 'per item' ? 1.5 : 1.5 * (last.n / first.n);
+    return { id: d.id, label: d.label, unit: d.unit, points: pts, growth, linear: growth <= allowed };
+  });
+}
