@@ -88,7 +88,7 @@ async function runKernelTests(patterns) {
   step(`no device-mapper on this host: kernel tests run inside the ${backend} test kernel`);
   const counter = new TapCounter();
   const env = {};
-  for (const key of ['DEVMAPPER_FFI', 'DEVMAPPER_LOG', 'CI']) if (process.env[key]) env[key] = process.env[key];
+  for (const key of ['DEVMAPPER_FFI', 'DEVMAPPER_LOG', 'CI', 'DEVMAPPER_SOAK_SEED', 'DEVMAPPER_SOAK_OPS']) if (process.env[key]) env[key] = process.env[key];
   const result = await runInVm({
     command: ['sh', '-c', 'echo "guest kernel: $(uname -r)"; exec "$@"', 'sh', process.execPath, ...avaArgs(patterns)],
     cwd: root,

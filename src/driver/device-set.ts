@@ -1,7 +1,7 @@
 // DeviceSet: the pool, the layers' thin devices, their metadata and their mounts (the role of
 // moby's devmapper DeviceSet). Every pool change follows the crash protocol: write the intent,
 // change the pool, commit with set_transaction_id, write the metadata, close the intent.
-import { existsSync, mkdirSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { DeviceMapper } from '../ioctl/device-mapper.js';
 import { decodeDev } from '../ioctl/abi.js';
@@ -486,10 +486,13 @@ export class DeviceSet {
         device = this.#activate(record);
         mountFilesystem(device.path, mountPoint, this.options.filesystem, { data: this.#mountData(mountLabel), ffi: this.options.ffi });
         mountedHere = true;
+        // rootfs and id live in the layer's own filesystem: a symlink found there is never
+        // followed (it could point out of <home>), and the id file is only ever created.
         const rootfs = join(mountPoint, 'rootfs');
         mkdirSync(rootfs, { recursive: true, mode: 0o755 });
+        if (!lstatSync(rootfs).isDirectory()) throw new DevmapperError('ERR_DM_UNSAFE_PATH', `${rootfs} in layer ${id} is not a directory (a symlink?): not using it`);
         const idFile = join(mountPoint, 'id');
-        if (!existsSync(idFile)) writeFileSync(idFile, id, { mode: 0o600 });
+        if (!lexists(idFile)) writeFileSync(idFile, id, { mode: 0o600, flag: 'wx' });
         this.#mounts.set(id, { count: 1, mountPoint, device });
         return rootfs;
       } catch (error) {
@@ -784,6 +787,17 @@ function poolStatus(pool: ThinPool): PoolStatusOk {
 function modeOf(status: PoolStatus): { mode: string; needsCheck: boolean } {
   if (status.kind !== 'ok') return { mode: status.kind, needsCheck: false };
   return { mode: status.mode, needsCheck: status.needsCheck === true };
+}
+
+/** Whether anything, a dangling symlink included, is at `path`. */
+function lexists(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw error;
+  }
 }
 
 /** Thin ids are 24-bit; wrap past the top (id 0 stays unused, as Docker does). */

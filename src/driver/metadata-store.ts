@@ -1,7 +1,7 @@
 // The driver's persistent state under <home>/metadata: one JSON file per layer, the set's own
 // state (deviceset.json), and the open transaction (transaction.json) of the crash protocol.
 // Every write is atomic: temp file, fsync, rename, fsync of the directory. Files 0600, dirs 0700.
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { DevmapperError } from '../errors.js';
 
@@ -51,6 +51,7 @@ export class MetadataStore {
   constructor(dir: string) {
     this.dir = dir;
     mkdirSync(dir, { recursive: true, mode: 0o700 });
+    chmodSync(dir, 0o700); // one made earlier with a looser mode (or umask) is tightened
   }
 
   readState(): DeviceSetState | undefined {

@@ -160,16 +160,27 @@ export function resolveOptions(options: DriverOptions): ResolvedOptions {
 
 /** Layer ids: a safe character set and length, so no id can name a path outside <home>. */
 const LAYER_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$/;
+/** Ids whose dm name `<prefix>-<id>` is taken by the driver itself (the pool is `<prefix>-pool`). */
+const RESERVED_LAYER_IDS = new Set(['pool']);
 
 export function assertLayerId(id: unknown, argument = 'id'): asserts id is string {
   if (typeof id !== 'string' || !LAYER_ID.test(id) || id === '.' || id === '..' || id.includes('..')) {
     throw new InvalidArgumentError(argument, `${shown(id)} is not a valid layer id (1-80 of A-Z a-z 0-9 _ . -, not starting with a separator, no '..')`);
   }
+  if (RESERVED_LAYER_IDS.has(id)) throw new InvalidArgumentError(argument, `${shown(id)} is reserved (the pool's dm name ends in -pool)`);
 }
 
-/** An SELinux context for context="..."; quotes, commas inside are allowed by the quoting, but not '"' or newlines. */
+/**
+ * An SELinux context for context="...": user:role:type:level, where the only commas allowed are
+ * those of an MLS category list (`s0:c1,c2`), each followed by a category (`c<digits>`). The
+ * kernel splits mount data at every comma unless an LSM that honours the quotes is active, so
+ * anything else after a comma ("x,dev,suid") could become a mount option of its own; no mount
+ * option starts with c<digit>. Quotes and newlines are refused too.
+ */
+const MOUNT_LABEL = /^[A-Za-z0-9_.:\-]+(,c[0-9][A-Za-z0-9_.:\-]*)*$/;
+
 export function assertMountLabel(label: unknown): asserts label is string {
-  if (typeof label !== 'string' || !/^[A-Za-z0-9_.:,\-]+$/.test(label)) {
-    throw new InvalidArgumentError('mountLabel', `${shown(label)} is not a valid SELinux context`);
+  if (typeof label !== 'string' || label.length > 4096 || !MOUNT_LABEL.test(label)) {
+    throw new InvalidArgumentError('mountLabel', `${shown(label)} is not a valid SELinux context (no quotes, newlines, or commas other than between MLS categories)`);
   }
 }

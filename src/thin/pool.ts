@@ -3,6 +3,7 @@
 // is already active and checks its table. Pool messages, status and growth live here too.
 import { DeviceMapper, type DeviceRef } from '../ioctl/device-mapper.js';
 import { DevmapperError, DmSystemError, InvalidArgumentError } from '../errors.js';
+import { crashPoint } from '../driver/crash-points.js'; // test-only hook (a no-op unless DEVMAPPER_TEST_CRASH_AT is set)
 import { blockDevice, blockDeviceById, zeroStart, type BlockDevice } from './block-device.js';
 import {
   assertThinId, createSnapMessage, createThinMessage, deleteMessage, releaseMetadataSnapMessage,
@@ -157,6 +158,7 @@ export class ThinPool {
     }
     this.dm.suspend(activeOrigin);
     try {
+      crashPoint('create:suspended'); // a crash here leaves the origin suspended: init resumes it
       this.message(createSnapMessage(id, originId));
     } finally {
       this.dm.resume(activeOrigin);
