@@ -20,9 +20,9 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { APT_PACKAGES, build, canUseDeviceMapperHere, ensureAptPackages, ensureNodeModules, root, step } from './bootstrap.mjs';
 
-function usage(message) {
-  process.stderr.write(`${message}\nusage: npm run bench -- [--quick] [--uml|--qemu] [--out DIR] [--only latency,lifecycle,scale] [--sizes N1,N2] [--no-host] [--no-guest]\n`);
-  process.exit(2);
+function usage(message, status = 2) {
+  (status === 0 ? process.stdout : process.stderr).write(`${message}\nusage: npm run bench -- [--quick] [--uml|--qemu] [--out DIR] [--only latency,lifecycle,scale] [--sizes N1,N2] [--no-host] [--no-guest]\n`);
+  process.exit(status);
 }
 
 const args = process.argv.slice(2);
@@ -43,7 +43,7 @@ while (args.length > 0) {
   else if (arg === '--sizes') sizes = args.shift() ?? usage('--sizes needs a list of sizes');
   else if (arg === '--no-host') runHostPart = false;
   else if (arg === '--no-guest') runGuestPart = false;
-  else if (arg === '--help' || arg === '-h') usage('npm run bench: ioctl latency, layer lifecycle and scale against C, libdevmapper and dmsetup');
+  else if (arg === '--help' || arg === '-h') usage('npm run bench: ioctl latency, layer lifecycle and scale against C, libdevmapper and dmsetup', 0);
   else usage(`unknown option ${arg}`);
 }
 outDir = resolve(outDir ?? (quick ? join(tmpdir(), 'devmapper-bench-quick') : join(root, 'bench/results')));
