@@ -10,6 +10,7 @@ import { mountFilesystem, unmountFilesystem, MNT_DETACH } from '../ioctl/mount.j
 import { DevmapperError, DmSystemError, InvalidArgumentError, PoolModeError } from '../errors.js';
 import { logger } from '../log.js';
 import { LoopbackStorage } from '../thin/loopback.js';
+import { LayerTable } from './layer-table.js';
 import { ThinPool } from '../thin/pool.js';
 import { ThinDevice } from '../thin/thin-device.js';
 import type { PoolStatus, PoolStatusOk } from '../thin/status.js';
@@ -54,7 +55,7 @@ export class DeviceSet {
   readonly #ownsPool: boolean;
   readonly #lock: HomeLock;
   #state: DeviceSetState;
-  readonly #layers = new Map<string, LayerRecord>();
+  readonly #layers = new LayerTable();
   readonly #mounts = new Map<string, Mounted>();
   readonly #locks = new KeyedMutex();
   #timer: NodeJS.Timeout | undefined;
@@ -332,11 +333,10 @@ export class DeviceSet {
   #createThinLayer(id: string, parent: string | null, origin: LayerRecord | undefined, size: bigint): LayerRecord {
     const current = BigInt(this.#state.transactionId);
     const transactionId = current + 1n;
-    const owned = new Set([...this.#layers.values()].map((r) => r.deviceId));
     let deviceId = this.#state.nextDeviceId;
     for (let attempts = 0; ; attempts++, deviceId = nextThinId(deviceId)) {
       if (attempts > 1000) throw new DevmapperError('ERR_DM_NO_THIN_ID', 'no free thin id found after 1000 tries');
-      if (owned.has(deviceId)) continue;
+      if (this.#layers.ownsThinId(deviceId)) continue;
       const record: LayerRecord = { id, parent, deviceId, size: String(size), transactionId: String(transactionId) };
       this.store.openTransaction({ transactionId: String(transactionId), op: 'create', layerId: id, deviceId, record });
       crashPoint('create:intent');
