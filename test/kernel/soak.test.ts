@@ -187,6 +187,9 @@ test.serial(`soak: ${OPS} random Driver operations against a model (seed ${SEED}
 
   /** The driver against the model: layers, parents, reference counts, mounts, files, devices. */
   const verify = async (deep: boolean, useDmsetup = false): Promise<void> => {
+    // First, so that a device left suspended fails here instead of hanging the file reads below.
+    const prefix = poolName.slice(0, -'pool'.length);
+    for (const { name } of dm.list()) if (name.startsWith(prefix) && dm.info(name).suspended) fail(`${name} was left suspended`);
     const listed = (await driver.list()).map((l) => ({ id: l.id, parent: l.parent, mounted: l.mounted })).sort((x, y) => (x.id < y.id ? -1 : 1));
     const expected = [...layers].map(([id, l]) => ({ id, parent: l.parent, mounted: mounts.has(id) })).sort((x, y) => (x.id < y.id ? -1 : 1));
     expectSame(listed, expected, 'driver.list()');
@@ -194,12 +197,10 @@ test.serial(`soak: ${OPS} random Driver operations against a model (seed ${SEED}
     expectSame(mountsUnder(home), [...mounts.keys()].map((id) => join(home, 'mnt', id)).sort(), 'mounts under the home');
     for (const id of mounts.keys()) expectSame(filesOn(id), modelFiles(id), `files of mounted layer ${id}`);
     if (!deep) return;
-    const prefix = poolName.slice(0, -'pool'.length);
     const expectedDevices = [poolName, ...[...mounts.keys()].map((id) => prefix + id)].sort();
     // The test's own control fd (a dmsetup process per step would dominate the run time).
     const active = (useDmsetup ? driverDmNames() : dm.list().map((d) => d.name)).filter((n) => n.startsWith(prefix)).sort();
     expectSame(active, expectedDevices, `active dm devices (${useDmsetup ? 'dmsetup ls' : 'DM_LIST_DEVICES'})`);
-    for (const name of active) if (dm.info(name).suspended) fail(`${name} was left suspended`);
     if (openTransactionExists(home)) fail('an open transaction was left behind');
     expectSame((await driver.status()).transactionId, BigInt(savedState(home).transactionId), 'pool transaction id vs deviceset.json');
   };
@@ -209,16 +210,17 @@ test.serial(`soak: ${OPS} random Driver operations against a model (seed ${SEED}
     layers.set(id, { parent, files });
   };
 
-  const crash = async (): Promise<void> => {
+  /** `forced`: a create SIGKILLed at create:suspended (the origin, mounted, left suspended). */
+  const crash = async (forced = false): Promise<void> => {
     const removable = [...layers.keys()].filter((id) => !mounts.has(id));
-    const op: 'create' | 'remove' = removable.length === 0 || layers.size < MAX_LAYERS / 2 && chance(0.6) ? 'create' : 'remove';
+    const op: 'create' | 'remove' = forced || removable.length === 0 || (layers.size < MAX_LAYERS && chance(0.5)) ? 'create' : 'remove';
     const id = op === 'create' ? `l${nextLayer++}` : pick(removable);
-    const byPoint = chance(0.5);
-    const point = byPoint ? pick(CRASH_POINTS[op]) : undefined;
+    const byPoint = forced || chance(0.5);
+    const point = forced ? 'create:suspended' : byPoint ? pick(CRASH_POINTS[op]) : undefined;
     // create:suspended is reached only with an active parent: take a mounted one when there is one.
     const mounted = [...mounts.keys()];
     const parents = point === 'create:suspended' && mounted.length > 0 ? mounted : [...layers.keys()];
-    const parent = op === 'create' && layers.size > 0 && chance(0.8) ? pick(parents) : null;
+    const parent = op === 'create' && layers.size > 0 && (forced || chance(0.8)) ? pick(parents) : null;
     const delay = byPoint ? undefined : Math.floor(rand() * childMs * 1.2);
     history.push(`crash: child ${op} ${id}${op === 'create' ? ` parent ${parent}` : ''} ${point ? `SIGKILL at ${point}` : `SIGKILL after ${delay} ms`}`);
     await driver.close();
@@ -256,6 +258,7 @@ test.serial(`soak: ${OPS} random Driver operations against a model (seed ${SEED}
     await body();
     spent[label] = (spent[label] ?? 0) + Date.now() - started;
   };
+  let suspendedCrashDone = false;
   for (step = 1; step <= OPS; step++) {
     const started = Date.now();
     const r = rand();
@@ -263,7 +266,12 @@ test.serial(`soak: ${OPS} random Driver operations against a model (seed ${SEED}
     const mounted = [...mounts.keys()];
     let deep = true;
     let kind: string;
-    if (r < 0.2 || ids.length === 0) {
+    if (!suspendedCrashDone && step >= OPS / 2 && mounted.length > 0 && ids.length < MAX_LAYERS) {
+      // Once per run, whatever the dice say: the crash that leaves a mounted origin suspended.
+      suspendedCrashDone = true;
+      kind = 'crash (create:suspended)';
+      await crash(true);
+    } else if (r < 0.2 || ids.length === 0) {
       kind = 'create';
       if (ids.length > 0 && chance(0.05)) {
         const existing = pick(ids);
@@ -357,7 +365,7 @@ test.serial(`soak: ${OPS} random Driver operations against a model (seed ${SEED}
     spent[kind] = (spent[kind] ?? 0) + Date.now() - started;
     try {
       // dmsetup cross-checks the device list after each restart and crash.
-      const useDmsetup = kind.startsWith('restart') || kind === 'crash';
+      const useDmsetup = kind.startsWith('restart') || kind.startsWith('crash');
       await timed(deep ? 'verify (deep)' : 'verify', () => verify(deep, useDmsetup));
     } catch (error) {
       if ((error as Error).message.includes('\nat step')) throw error;
