@@ -1,6 +1,6 @@
 // A small argument parser: `--flag`, `--key value`, `--key=value`, positionals. Unknown
 // options are usage errors (exit status 2), never ignored.
-import { DevmapperError } from '../errors.js';
+import { DevmapperError, InvalidArgumentError } from '../errors.js';
 
 export class UsageError extends DevmapperError {
   /** Print the whole command list after the message (an unknown or missing command). */
@@ -62,4 +62,14 @@ export function parseArgs(argv: readonly string[], spec: OptionSpec): Parsed {
 export function expectPositionals(parsed: Parsed, min: number, max: number, usage: string): string[] {
   if (parsed.positionals.length < min || parsed.positionals.length > max) throw new UsageError(`usage: ${usage}`);
   return parsed.positionals;
+}
+
+/** Runs one of the library's argument checks: what it rejects is a usage error here. */
+export function checkArgument<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (error) {
+    if (error instanceof InvalidArgumentError) throw new UsageError(error.message);
+    throw error;
+  }
 }

@@ -5,11 +5,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Driver } from '../driver/driver.js';
 import { expectPositionals, parseArgs } from './args.js';
+import { requireDeviceMapper } from './host.js';
 import { formatStatus, type Io } from './layer-commands.js';
 import { progress, table, humanBytes, toJson } from './output.js';
 
 export async function demoCommand(argv: string[], io: Io): Promise<void> {
   expectPositionals(parseArgs(argv, {}), 0, 0, 'devmapper demo');
+  requireDeviceMapper();
   const home = mkdtempSync(join(tmpdir(), 'devmapper-demo-'));
   const say = (line: string): void => { if (!io.json) io.out(`${line}\n`); };
   const report: Record<string, unknown> = { home };

@@ -1,39 +1,38 @@
 // `devmapper dm ...`: raw device-mapper inspection without dmsetup.
 import { DeviceMapper } from '../ioctl/device-mapper.js';
 import { expectPositionals, parseArgs, UsageError } from './args.js';
+import { requireDeviceMapper } from './host.js';
 import { keyValues, table, toJson } from './output.js';
 import type { Io } from './layer-commands.js';
+import { DM_USAGE } from './usage.js';
 
-export const DM_USAGE = `devmapper dm <command>
-  version                      the kernel's device-mapper interface version
-  ls                           every dm device (name, major:minor, event nr, uuid)
-  info <name>                  one device's state
-  table <name> [--inactive]    its table
-  status <name> [--inactive] [--flush]   its status (no-flush unless --flush)
-  targets                      loaded target types and versions
-  message <name> <sector> <text...>      send a target message`;
 
 export async function dmCommand(argv: string[], io: Io): Promise<void> {
   const [sub, ...rest] = argv;
-  const dm = DeviceMapper.open();
+  // Opened once the arguments are known good, so a usage error stays one without device-mapper.
+  let handle: DeviceMapper | undefined;
+  const dm = (): DeviceMapper => {
+    requireDeviceMapper();
+    return (handle ??= DeviceMapper.open());
+  };
   try {
     switch (sub) {
       case 'version': {
         expectPositionals(parseArgs(rest, {}), 0, 0, 'devmapper dm version');
-        const v = dm.version();
+        const v = dm().version();
         io.out(io.json ? toJson({ driverVersion: v.join('.') }) + '\n' : `Driver version: ${v.join('.')}\n`);
         return;
       }
       case 'ls': {
         expectPositionals(parseArgs(rest, {}), 0, 0, 'devmapper dm ls');
-        const devices = dm.list();
+        const devices = dm().list();
         if (io.json) io.out(toJson(devices) + '\n');
         else io.out(devices.length === 0 ? 'No devices found\n' : table(['NAME', 'DEV', 'EVENT', 'UUID'], devices.map((d) => [d.name, `${d.dev.major}:${d.dev.minor}`, d.eventNr, d.uuid || null])));
         return;
       }
       case 'info': {
         const [name] = expectPositionals(parseArgs(rest, {}), 1, 1, 'devmapper dm info <name>');
-        const info = dm.info(name!);
+        const info = dm().info(name!);
         io.out(io.json ? toJson(info) + '\n' : keyValues([
           ['Name', info.name], ['UUID', info.uuid || null], ['Major, minor', `${info.dev.major}, ${info.dev.minor}`],
           ['State', info.suspended ? 'SUSPENDED' : 'ACTIVE'], ['Read ahead', null], ['Tables present', [info.active && 'LIVE', info.inactiveTable && 'INACTIVE'].filter(Boolean).join(' & ') || 'None'],
@@ -47,20 +46,20 @@ export async function dmCommand(argv: string[], io: Io): Promise<void> {
         const parsed = parseArgs(rest, { flags: sub === 'status' ? ['inactive', 'flush'] : ['inactive'] });
         const [name] = expectPositionals(parsed, 1, 1, `devmapper dm ${sub} <name>`);
         const inactive = parsed.flags.has('inactive');
-        const targets = sub === 'table' ? dm.table(name!, { inactive }) : dm.status(name!, { inactive, noFlush: !parsed.flags.has('flush') });
+        const targets = sub === 'table' ? dm().table(name!, { inactive }) : dm().status(name!, { inactive, noFlush: !parsed.flags.has('flush') });
         io.out(io.json ? toJson(targets) + '\n' : targets.map((t) => `${t.start} ${t.length} ${t.type}${t.params ? ` ${t.params}` : ''}\n`).join(''));
         return;
       }
       case 'targets': {
         expectPositionals(parseArgs(rest, {}), 0, 0, 'devmapper dm targets');
-        const targets = dm.targets();
+        const targets = dm().targets();
         io.out(io.json ? toJson(targets) + '\n' : table(['TARGET', 'VERSION'], targets.map((t) => [t.name, `v${t.version.join('.')}`])));
         return;
       }
       case 'message': {
         const [name, sector, ...words] = expectPositionals(parseArgs(rest, {}), 3, Infinity, 'devmapper dm message <name> <sector> <text...>');
         if (!/^\d+$/.test(sector!)) throw new UsageError(`sector must be a whole number, not ${JSON.stringify(sector)}`);
-        const reply = dm.message(name!, BigInt(sector!), words.join(' '));
+        const reply = dm().message(name!, BigInt(sector!), words.join(' '));
         io.out(io.json ? toJson({ reply: reply ?? null }) + '\n' : reply ? `${reply}\n` : '');
         return;
       }
@@ -68,6 +67,6 @@ export async function dmCommand(argv: string[], io: Io): Promise<void> {
         throw new UsageError(sub ? `unknown dm command ${JSON.stringify(sub)}\n${DM_USAGE}` : DM_USAGE);
     }
   } finally {
-    dm.close();
+    handle?.close();
   }
 }

@@ -3,14 +3,14 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Driver } from '../driver/driver.js';
-import type { DriverOptions } from '../driver/options.js';
+import { assertLayerId, assertMountLabel, resolveOptions, type DriverOptions } from '../driver/options.js';
 import { DeviceMapper } from '../ioctl/device-mapper.js';
 import { parseThinStatus } from '../thin/status.js';
+import { parseSize } from '../thin/units.js';
 import { DevmapperError } from '../errors.js';
-import { expectPositionals, parseArgs, UsageError, type Parsed } from './args.js';
+import { checkArgument, expectPositionals, parseArgs, UsageError, type Parsed } from './args.js';
+import { requireDeviceMapper } from './host.js';
 import { humanBytes, keyValues, progress, table, toJson } from './output.js';
-
-export const DEFAULT_HOME = '/var/lib/devmapper';
 
 export interface Io {
   out: (text: string) => void;
@@ -61,6 +61,7 @@ function recordedOptions(home: string): DriverOptions {
 
 /** Opens the home with the options `init` recorded. */
 export async function openDriver(home: string): Promise<Driver> {
+  requireDeviceMapper();
   return Driver.init(recordedOptions(home));
 }
 
@@ -77,6 +78,8 @@ export async function initCommand(argv: string[], io: Io): Promise<void> {
   const parsed = parseArgs(argv, INIT_OPTIONS);
   expectPositionals(parsed, 0, 0, 'devmapper init [options]');
   const options = driverOptionsFrom(parsed, io.home);
+  checkArgument(() => resolveOptions(options));
+  requireDeviceMapper();
   progress(`initialising ${io.home} (formatting the base device may take a while)`);
   const driver = await Driver.init(options);
   try {
@@ -92,8 +95,15 @@ export async function initCommand(argv: string[], io: Io): Promise<void> {
 export async function createCommand(argv: string[], io: Io): Promise<void> {
   const parsed = parseArgs(argv, { values: ['parent', 'size'] });
   const [id] = expectPositionals(parsed, 1, 1, 'devmapper create <id> [--parent <id>] [--size <size>]');
+  const parent = parsed.values.get('parent');
+  const size = parsed.values.get('size');
+  checkArgument(() => {
+    assertLayerId(id);
+    if (parent !== undefined) assertLayerId(parent, 'parent');
+    if (size !== undefined) parseSize(size, 'size');
+  });
   await withDriver(io, async (driver) => {
-    await driver.create(id!, parsed.values.get('parent'), { size: parsed.values.get('size') });
+    await driver.create(id!, parent, { size });
     const layer = await driver.metadata(id!);
     io.out(io.json ? toJson(layer) + '\n' : `created ${id} (thin id ${layer.deviceId}, ${humanBytes(layer.size)})\n`);
   });
@@ -102,14 +112,20 @@ export async function createCommand(argv: string[], io: Io): Promise<void> {
 export async function mountCommand(argv: string[], io: Io): Promise<void> {
   const parsed = parseArgs(argv, { values: ['label'] });
   const [id] = expectPositionals(parsed, 1, 1, 'devmapper mount <id> [--label <selinux context>]');
+  const label = parsed.values.get('label');
+  checkArgument(() => {
+    assertLayerId(id);
+    if (label !== undefined) assertMountLabel(label);
+  });
   await withDriver(io, async (driver) => {
-    const rootfs = await driver.get(id!, parsed.values.get('label'));
+    const rootfs = await driver.get(id!, label);
     io.out(io.json ? toJson({ id, rootfs }) + '\n' : `${rootfs}\n`);
   });
 }
 
 export async function umountCommand(argv: string[], io: Io): Promise<void> {
   const [id] = expectPositionals(parseArgs(argv, {}), 1, 1, 'devmapper umount <id>');
+  checkArgument(() => assertLayerId(id));
   await withDriver(io, async (driver) => {
     await driver.put(id!);
     io.out(io.json ? toJson({ id, mounted: driver.mountCount(id!) > 0 }) + '\n' : '');
@@ -118,6 +134,7 @@ export async function umountCommand(argv: string[], io: Io): Promise<void> {
 
 export async function rmCommand(argv: string[], io: Io): Promise<void> {
   const [id] = expectPositionals(parseArgs(argv, {}), 1, 1, 'devmapper rm <id>');
+  checkArgument(() => assertLayerId(id));
   await withDriver(io, async (driver) => {
     await driver.remove(id!);
     io.out(io.json ? toJson({ id, removed: !(await driver.exists(id!)) }) + '\n' : '');
@@ -179,8 +196,10 @@ export async function cleanupCommand(argv: string[], io: Io): Promise<void> {
 export async function checkCommand(argv: string[], io: Io): Promise<number> {
   const parsed = parseArgs(argv, { flags: ['repair'] });
   expectPositionals(parsed, 0, 0, 'devmapper check [--repair]');
+  requireDeviceMapper();
+  const options = recordedOptions(io.home);
   progress('probing the pool for every thin id ever allocated');
-  const report = await Driver.check(recordedOptions(io.home), { repair: parsed.flags.has('repair') });
+  const report = await Driver.check(options, { repair: parsed.flags.has('repair') });
   if (io.json) {
     io.out(toJson(report) + '\n');
   } else {

@@ -1,13 +1,9 @@
 // The devmapper command. Exit status: 0 done, 1 the operation failed (the error and its code
-// on stderr), 2 usage error.
-import { existsSync } from 'node:fs';
-import { DevmapperError } from '../errors.js';
+// on stderr), 2 usage error. Each command checks its arguments first, then that the host has
+// device-mapper (host.ts), then does its work.
 import { UsageError } from './args.js';
-import { demoCommand } from './demo.js';
-import { dmCommand, DM_USAGE } from './dm-commands.js';
-import {
-  checkCommand, cleanupCommand, createCommand, DEFAULT_HOME, initCommand, lsCommand, mountCommand, rmCommand, statusCommand, umountCommand, type Io,
-} from './layer-commands.js';
+import type { Io } from './layer-commands.js';
+import { DEFAULT_HOME, DM_USAGE } from './usage.js';
 
 const USAGE = `usage: devmapper [--home DIR] [--json] <command> [args]
 
@@ -31,9 +27,17 @@ ${DM_USAGE.split('\n').slice(1).map((l) => `  dm ${l.trim()}`).join('\n')}
 
 Options: --json (machine output), --help`;
 
-const commands: Record<string, (argv: string[], io: Io) => Promise<void | number>> = {
-  init: initCommand, create: createCommand, mount: mountCommand, umount: umountCommand, rm: rmCommand,
-  ls: lsCommand, status: statusCommand, cleanup: cleanupCommand, check: checkCommand, demo: demoCommand, dm: dmCommand,
+type Command = (argv: string[], io: Io) => Promise<void | number>;
+
+// Loaded on use: --help and usage errors need neither the library nor the FFI bindings.
+const layer = async (name: 'initCommand' | 'createCommand' | 'mountCommand' | 'umountCommand' | 'rmCommand' | 'lsCommand' | 'statusCommand' | 'cleanupCommand' | 'checkCommand'): Promise<Command> =>
+  (await import('./layer-commands.js'))[name];
+const commands: Record<string, () => Promise<Command>> = {
+  init: () => layer('initCommand'), create: () => layer('createCommand'), mount: () => layer('mountCommand'),
+  umount: () => layer('umountCommand'), rm: () => layer('rmCommand'), ls: () => layer('lsCommand'), status: () => layer('statusCommand'),
+  cleanup: () => layer('cleanupCommand'), check: () => layer('checkCommand'),
+  demo: async () => (await import('./demo.js')).demoCommand,
+  dm: async () => (await import('./dm-commands.js')).dmCommand,
 };
 
 export async function main(argv: string[], out: (text: string) => void = (t) => process.stdout.write(t)): Promise<number> {
@@ -51,12 +55,9 @@ export async function main(argv: string[], out: (text: string) => void = (t) => 
   const [name, ...args] = rest;
   try {
     if (!home.startsWith('/')) throw new UsageError('--home must be an absolute path');
-    const command = name ? commands[name] : undefined;
-    if (!command) throw new UsageError(name ? `unknown command ${JSON.stringify(name)}` : 'no command given', true);
-    if (!existsSync('/dev/mapper/control')) {
-      throw new DevmapperError('ERR_DM_UNAVAILABLE', 'this kernel has no device-mapper (/dev/mapper/control is missing): load dm-mod and dm-thin-pool (modprobe dm_thin_pool), or run this through the test kernel: npm run vm -- node dist/src/cli/main.js ...');
-    }
-    return (await command(args, { out, json, home })) ?? 0;
+    const load = name && Object.hasOwn(commands, name) ? commands[name] : undefined;
+    if (!load) throw new UsageError(name ? `unknown command ${JSON.stringify(name)}` : 'no command given', true);
+    return (await (await load())(args, { out, json, home })) ?? 0;
   } catch (error) {
     const usage = error instanceof UsageError;
     const code = (error as { code?: string }).code ?? 'ERR_UNKNOWN';
