@@ -20,7 +20,7 @@ export interface Io {
 
 const INIT_OPTIONS = {
   values: ['base-size', 'loop-data-size', 'loop-metadata-size', 'fs', 'mount-opt', 'data-dev', 'metadata-dev', 'thin-pool-dev', 'block-size', 'min-free-space', 'ffi'],
-  flags: ['blkdiscard', 'deferred-removal', 'deferred-deletion'],
+  flags: ['blkdiscard', 'deferred-removal', 'deferred-deletion', 'queue-if-no-space'],
   repeated: ['mkfs-arg'],
 } as const;
 
@@ -50,6 +50,7 @@ export function driverOptionsFrom(parsed: Parsed, home: string): DriverOptions {
   if (parsed.flags.has('blkdiscard')) options.discardOnDelete = true;
   if (parsed.flags.has('deferred-removal')) options.deferredRemoval = true;
   if (parsed.flags.has('deferred-deletion')) options.deferredDeletion = true;
+  if (parsed.flags.has('queue-if-no-space')) options.errorIfNoSpace = false;
   return options;
 }
 
@@ -205,6 +206,7 @@ export async function checkCommand(argv: string[], io: Io): Promise<number> {
   } else {
     const list = (items: unknown[]): string => (items.length === 0 ? 'none' : items.map((i) => (typeof i === 'object' ? JSON.stringify(i) : String(i))).join(', '));
     io.out(keyValues([
+      ['Pool mode', `${report.poolMode}${report.needsCheck ? ', needs_check' : ''}`],
       ['Leaked thin ids', list(report.leakedThinIds)],
       ['Layers with missing thin ids', list(report.missingThinIds)],
       ['Stray dm devices', list(report.strayDevices)],

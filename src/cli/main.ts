@@ -10,7 +10,7 @@ const USAGE = `usage: devmapper [--home DIR] [--json] <command> [args]
 Layers (over --home, default ${DEFAULT_HOME}):
   init [--base-size S] [--loop-data-size S] [--loop-metadata-size S] [--fs ext4|xfs]
        [--mkfs-arg A]... [--mount-opt O] [--data-dev D --metadata-dev D] [--thin-pool-dev NAME]
-       [--block-size S] [--blkdiscard] [--deferred-removal] [--deferred-deletion]
+       [--block-size S] [--blkdiscard] [--deferred-removal] [--deferred-deletion] [--queue-if-no-space]
        [--min-free-space PCT] [--ffi ffi-rs|koffi]
   create <id> [--parent <id>] [--size S]
   mount <id> [--label CONTEXT]     prints the rootfs path
