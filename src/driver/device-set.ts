@@ -20,7 +20,7 @@ import { HomeLock } from './home-lock.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import { BASE_LAYER, MetadataStore, type DeviceSetState, type LayerRecord, type OpenTransaction } from './metadata-store.js';
 import { resolveOptions, type DriverOptions, type ResolvedOptions } from './options.js';
-import { crashPoint } from './crash-points.js';
+import { crashPoint } from '../crash-points.js';
 import { runCheck, type CheckReport } from './check.js';
 
 interface Mounted {

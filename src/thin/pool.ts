@@ -3,7 +3,7 @@
 // is already active and checks its table. Pool messages, status and growth live here too.
 import { DeviceMapper, type DeviceRef } from '../ioctl/device-mapper.js';
 import { DevmapperError, DmSystemError, InvalidArgumentError } from '../errors.js';
-import { crashPoint } from '../driver/crash-points.js'; // test-only hook (a no-op unless DEVMAPPER_TEST_CRASH_AT is set)
+import { crashPoint } from '../crash-points.js'; // test-only hook (a no-op unless DEVMAPPER_TEST_CRASH_AT is set)
 import { blockDevice, blockDeviceById, zeroStart, type BlockDevice } from './block-device.js';
 import {
   assertThinId, createSnapMessage, createThinMessage, deleteMessage, releaseMetadataSnapMessage,
