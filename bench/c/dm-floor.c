@@ -30,8 +30,12 @@ extern char **environ;
 static int control_fd = -1;
 static char *buffer;
 static size_t buffer_size;
-/** data_size asked for answering commands: grown on DM_BUFFER_FULL_FLAG and kept (as the library does). */
-static size_t answer_size = 16384;
+/**
+ * data_size asked for per answering command (by ioctl nr), as tight as the library's engine:
+ * 16 KiB the first time, doubled on DM_BUFFER_FULL_FLAG, then what the kernel used plus a
+ * quarter (the kernel copies all of data_size in, so a loose buffer costs every call).
+ */
+static size_t answer_sizes[256];
 
 #define HEADER_SIZE sizeof(struct dm_ioctl)
 
@@ -61,11 +65,16 @@ static int dm_call(unsigned long request, const char *what, const char *name)
 /** An answering command: repeated with a doubled buffer while the kernel says BUFFER_FULL. */
 static int dm_answer(unsigned long request, const char *what, const char *name, uint32_t flags)
 {
+	size_t *size = &answer_sizes[_IOC_NR(request)];
+	if (*size == 0) *size = 16384;
 	for (;;) {
-		struct dm_ioctl *dmi = header(answer_size, name, flags);
+		struct dm_ioctl *dmi = header(*size, name, flags);
 		if (dm_call(request, what, name) < 0) return -1;
-		if (!(dmi->flags & DM_BUFFER_FULL_FLAG)) return 0;
-		answer_size *= 2;
+		if (dmi->flags & DM_BUFFER_FULL_FLAG) { *size *= 2; continue; }
+		size_t used = dmi->data_size < *size ? dmi->data_size : *size;
+		size_t next = used + used / 4;
+		*size = next > HEADER_SIZE + 256 ? next : HEADER_SIZE + 256;
+		return 0;
 	}
 }
 
