@@ -132,4 +132,25 @@ static __attribute__((unused)) long long num(const char *s)
 	return strtoll(s, NULL, 0);
 }
 
+/** One operation of a timed loop; negative on failure (with fail() called). */
+typedef int (*op_fn)(char **args);
+
+/** Runs fn n times, timing each call, and replies with the samples (or the first error). */
+static __attribute__((unused)) int timed(long long n, op_fn fn, char **args)
+{
+	samples_t s;
+	samples_init(&s, (size_t)n);
+	for (long long i = 0; i < n; i++) {
+		uint64_t t0 = now_ns();
+		if (fn(args) < 0) {
+			samples_free(&s);
+			return -1;
+		}
+		samples_push(&s, now_ns() - t0);
+	}
+	reply_samples(&s);
+	samples_free(&s);
+	return 0;
+}
+
 #endif

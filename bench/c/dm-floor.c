@@ -128,25 +128,6 @@ static int load_thin(const char *name, const char *pool_dev, const char *id, uin
 	return dm_call(DM_TABLE_LOAD, "DM_TABLE_LOAD", name);
 }
 
-typedef int (*op_fn)(char **args);
-
-static int timed(long long n, op_fn fn, char **args)
-{
-	samples_t s;
-	samples_init(&s, (size_t)n);
-	for (long long i = 0; i < n; i++) {
-		uint64_t t0 = now_ns();
-		if (fn(args) < 0) {
-			samples_free(&s);
-			return -1;
-		}
-		samples_push(&s, now_ns() - t0);
-	}
-	reply_samples(&s);
-	samples_free(&s);
-	return 0;
-}
-
 static int op_version(char **a) { (void)a; return dm_simple(DM_VERSION, "DM_VERSION", NULL, 0); }
 static int op_list(char **a) { (void)a; if (dm_answer(DM_LIST_DEVICES, "DM_LIST_DEVICES", NULL, DM_UUID_FLAG) < 0) return -1; count_names(); return 0; }
 static int op_info(char **a) { return dm_simple(DM_DEV_STATUS, "DM_DEV_STATUS", a[0], 0); }

@@ -62,25 +62,6 @@ static int message(const char *pool, const char *text)
 	return 0;
 }
 
-typedef int (*op_fn)(char **args);
-
-static int timed(long long n, op_fn fn, char **args)
-{
-	samples_t s;
-	samples_init(&s, (size_t)n);
-	for (long long i = 0; i < n; i++) {
-		uint64_t t0 = now_ns();
-		if (fn(args) < 0) {
-			samples_free(&s);
-			return -1;
-		}
-		samples_push(&s, now_ns() - t0);
-	}
-	reply_samples(&s);
-	samples_free(&s);
-	return 0;
-}
-
 static int op_version(char **a)
 {
 	(void)a;

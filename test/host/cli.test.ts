@@ -3,32 +3,18 @@
 // still usage errors (exit status 2) and --help still works. The CLI runs as its own process
 // (the built bin.js through execFile, never a shell).
 import test from 'ava';
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { runCli, type CliRun } from '../cli-process.js';
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
-const BIN = join(ROOT, 'dist/src/cli/bin.js');
 const HAS_DM = existsSync('/dev/mapper/control');
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Run = CliRun;
 
-function cli(...args: string[]): Promise<Run> {
-  const env = { ...process.env };
-  delete env.DEVMAPPER_HOME;
-  delete env.DEVMAPPER_LOG;
-  return new Promise((done) => {
-    execFile(process.execPath, [BIN, ...args], { encoding: 'utf8', env, timeout: 60_000 }, (error, stdout, stderr) => {
-      done({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, stdout, stderr });
-    });
-  });
-}
+const cli = (...args: string[]): Promise<Run> => runCli(args, 60_000);
 
 const home = mkdtempSync(join(tmpdir(), 'devmapper-cli-host-'));
 test.after.always(() => rmSync(home, { recursive: true, force: true }));

@@ -4,12 +4,11 @@
 // (one driver per home at a time). Also: exit status 1 with the error's code, exit status 2
 // for usage errors, --help, readable output, and a demo that leaves nothing behind.
 import test, { type ExecutionContext } from 'ava';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { closeSync, existsSync, fsyncSync, mkdtempSync, openSync, readFileSync, readdirSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Driver } from '../../src/driver/driver.js';
 import type { DriverOptions } from '../../src/driver/options.js';
 import { DeviceMapper } from '../../src/ioctl/device-mapper.js';
@@ -17,27 +16,13 @@ import { parseThinStatus } from '../../src/thin/status.js';
 import { assertKernelTestBed } from './reference-tools.js';
 import { SMALL, allHomes, dmNames, loopLines, mountsUnder, newHome, removeHomes } from './driver-helpers.js';
 import { Cleanup, uniqueName } from './helpers.js';
+import { runCli, type CliRun } from '../cli-process.js';
 
-const BIN = fileURLToPath(new URL('../../src/cli/bin.js', import.meta.url));
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Run = CliRun;
 
 /** Runs the CLI (node bin.js ...), never through a shell; resolves with whatever it exited with. */
-function cli(...args: string[]): Promise<Run> {
-  const env = { ...process.env };
-  delete env.DEVMAPPER_HOME;
-  delete env.DEVMAPPER_LOG;
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { encoding: 'utf8', env, timeout: 90_000, maxBuffer: 16 << 20 }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === 'number' ? error.code : null) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const cli = (...args: string[]): Promise<Run> => runCli(args);
 
 /** Exit status 0, and its stdout parsed as JSON. */
 function json(t: ExecutionContext, run: Run, what: string): any {
