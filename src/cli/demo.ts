@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { Driver } from '../driver/driver.js';
 import { expectPositionals, parseArgs } from './args.js';
 import { requireDeviceMapper } from './host.js';
-import { formatStatus, type Io } from './layer-commands.js';
-import { progress, table, humanBytes, toJson } from './output.js';
+import { formatLayerRows, formatStatus, layerRows, type Io } from './layer-commands.js';
+import { progress, toJson } from './output.js';
 
 export async function demoCommand(argv: string[], io: Io): Promise<void> {
   expectPositionals(parseArgs(argv, {}), 0, 0, 'devmapper demo');
@@ -32,12 +32,12 @@ export async function demoCommand(argv: string[], io: Io): Promise<void> {
     say(`  sees the image's file: ${inherited.trim()}`);
     say(`  wrote hello.txt`);
     const status = await driver.status();
-    const layers = await driver.list();
+    const layers = await layerRows(driver);
     report.status = status;
     report.layers = layers;
     if (!io.json) {
       io.out('\n' + formatStatus(status, false) + '\n');
-      io.out(table(['ID', 'PARENT', 'THIN ID', 'SIZE', 'MOUNTED'], layers.map((l) => [l.id, l.parent, l.deviceId, humanBytes(l.size), l.mounted ? 'yes' : 'no'])));
+      io.out(formatLayerRows(layers));
     }
     await driver.put('container');
     await driver.remove('container');

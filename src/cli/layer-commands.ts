@@ -3,6 +3,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Driver } from '../driver/driver.js';
+import type { LayerMetadata } from '../driver/device-set.js';
 import { assertLayerId, assertMountLabel, resolveOptions, type DriverOptions } from '../driver/options.js';
 import { DeviceMapper } from '../ioctl/device-mapper.js';
 import { parseThinStatus } from '../thin/status.js';
@@ -142,25 +143,33 @@ export async function rmCommand(argv: string[], io: Io): Promise<void> {
   });
 }
 
+/** What `ls` shows per layer: the library's view plus the bytes mapped (null when inactive). */
+export async function layerRows(driver: Driver): Promise<Array<LayerMetadata & { mappedBytes: bigint | null }>> {
+  const dm = DeviceMapper.open();
+  try {
+    return (await driver.list()).map((layer) => {
+      let mappedBytes: bigint | null = null;
+      if (dm.exists(layer.deviceName)) {
+        const status = parseThinStatus(dm.status(layer.deviceName, { noFlush: true })[0]?.params ?? 'Fail');
+        if (status.kind === 'ok') mappedBytes = status.mappedSectors * 512n;
+      }
+      return { ...layer, mappedBytes };
+    });
+  } finally {
+    dm.close();
+  }
+}
+
+export function formatLayerRows(rows: Awaited<ReturnType<typeof layerRows>>): string {
+  return table(['ID', 'PARENT', 'THIN ID', 'SIZE', 'MAPPED', 'MOUNTED'],
+    rows.map((r) => [r.id, r.parent, r.deviceId, humanBytes(r.size), r.mappedBytes === null ? null : humanBytes(r.mappedBytes), r.mounted ? 'yes' : 'no']));
+}
+
 export async function lsCommand(argv: string[], io: Io): Promise<void> {
   expectPositionals(parseArgs(argv, {}), 0, 0, 'devmapper ls');
   await withDriver(io, async (driver) => {
-    const dm = DeviceMapper.open();
-    try {
-      const rows = (await driver.list()).map((layer) => {
-        let mappedBytes: bigint | null = null;
-        if (dm.exists(layer.deviceName)) {
-          const status = parseThinStatus(dm.status(layer.deviceName, { noFlush: true })[0]?.params ?? 'Fail');
-          if (status.kind === 'ok') mappedBytes = status.mappedSectors * 512n;
-        }
-        return { ...layer, mappedBytes };
-      });
-      if (io.json) io.out(toJson(rows) + '\n');
-      else io.out(table(['ID', 'PARENT', 'THIN ID', 'SIZE', 'MAPPED', 'MOUNTED'],
-        rows.map((r) => [r.id, r.parent, r.deviceId, humanBytes(r.size), r.mappedBytes === null ? null : humanBytes(r.mappedBytes), r.mounted ? 'yes' : 'no'])));
-    } finally {
-      dm.close();
-    }
+    const rows = await layerRows(driver);
+    io.out(io.json ? toJson(rows) + '\n' : formatLayerRows(rows));
   });
 }
 
