@@ -90,6 +90,7 @@ export class DeviceSet {
     mkdirSync(join(options.home, 'mnt'), { recursive: true, mode: 0o700 });
     const lock = HomeLock.acquire(options.home);
     let dm: DeviceMapper | undefined;
+    let store: MetadataStore | undefined;
     let activatedPool: ThinPool | undefined;
     let prefix: string | undefined;
     try {
@@ -98,7 +99,7 @@ export class DeviceSet {
       const home = decodeDev(st.dev);
       prefix = `devmapper-${home.major}:${home.minor}-${st.ino}`;
       dm = DeviceMapper.open({ ffi: options.ffi });
-      const store = new MetadataStore(join(options.home, 'metadata'));
+      store = new MetadataStore(join(options.home, 'metadata'));
       store.removeStaleTempFiles();
       const savedState = store.readState();
       const { pool, storage, ownsPool, activated } = openPool(dm, options, prefix, savedState === undefined);
@@ -123,6 +124,7 @@ export class DeviceSet {
       // leaves nothing active; a pool that was already active is left as it was.
       if (dm && activatedPool && prefix) releaseQuietly(dm, prefix, activatedPool);
       dm?.close();
+      store?.close();
       lock.release();
       throw error;
     }
@@ -684,6 +686,7 @@ export class DeviceSet {
       if (this.#ownsPool) this.pool.deactivate(); // autoclear then detaches the loop devices
     } finally {
       this.dm.close();
+      this.store.close();
       this.#lock.release();
     }
   }
@@ -734,6 +737,7 @@ export class DeviceSet {
     this.#closed = true;
     if (this.#timer) clearInterval(this.#timer);
     this.dm.close();
+    this.store.close();
     this.#lock.release();
   }
 

@@ -65,6 +65,7 @@ function readSmallFile(path: string): string {
 
 export class MetadataStore {
   readonly dir: string;
+  #dirFd: number | undefined;
 
   constructor(dir: string) {
     this.dir = dir;
@@ -152,12 +153,16 @@ export class MetadataStore {
     this.#syncDir();
   }
 
+  /** One fsync on a directory fd held while the store is open (not open + fsync + close each time). */
   #syncDir(): void {
-    const fd = openSync(this.dir, 'r');
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
+    this.#dirFd ??= openSync(this.dir, 'r');
+    fsyncSync(this.#dirFd);
+  }
+
+  /** Closes the directory fd; a later write opens it again. */
+  close(): void {
+    if (this.#dirFd === undefined) return;
+    closeSync(this.#dirFd);
+    this.#dirFd = undefined;
   }
 }
