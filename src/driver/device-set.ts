@@ -139,7 +139,7 @@ export class DeviceSet {
     const open = this.store.readTransaction();
     if (!open) return;
     const state = modeOf(this.pool.status());
-    if ((state.mode !== 'rw' && state.mode !== 'out_of_data_space') || state.needsCheck) {
+    if (!takesMessages(state)) {
       if (inspect) {
         logger.warn(`open transaction ${open.transactionId} (${open.op} ${open.layerId}) left open: pool is ${state.mode}`);
         return;
@@ -578,8 +578,7 @@ export class DeviceSet {
 
   /** Whether the pool takes messages (create, delete, set_transaction_id): rw or out of data space. */
   #takesMessages(): boolean {
-    const { mode, needsCheck } = modeOf(this.pool.status());
-    return (mode === 'rw' || mode === 'out_of_data_space') && !needsCheck;
+    return takesMessages(modeOf(this.pool.status()));
   }
 
   /** A PoolModeError naming the mode unless the pool is rw (or out of data space, when that is fine). */
@@ -617,7 +616,7 @@ export class DeviceSet {
   #commitPool(operation: string, transactionId: bigint): void {
     const status = this.pool.status({ committed: true });
     const { mode, needsCheck } = modeOf(status);
-    if (status.kind !== 'ok' || (mode !== 'rw' && mode !== 'out_of_data_space') || needsCheck) {
+    if (status.kind !== 'ok' || !takesMessages({ mode, needsCheck })) {
       throw new PoolModeError({ pool: this.pool.name, mode, needsCheck, operation: `${operation}: committing the pool's metadata` });
     }
     if (status.transactionId !== transactionId) {
@@ -791,6 +790,11 @@ function poolStatus(pool: ThinPool): PoolStatusOk {
 function modeOf(status: PoolStatus): { mode: string; needsCheck: boolean } {
   if (status.kind !== 'ok') return { mode: status.kind, needsCheck: false };
   return { mode: status.mode, needsCheck: status.needsCheck === true };
+}
+
+/** Whether a pool in this state takes messages (create, delete, set_transaction_id): rw, or out of data space. */
+function takesMessages(state: { mode: string; needsCheck: boolean }): boolean {
+  return (state.mode === 'rw' || state.mode === 'out_of_data_space') && !state.needsCheck;
 }
 
 /** Whether anything, a dangling symlink included, is at `path`. */
