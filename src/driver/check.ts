@@ -6,6 +6,7 @@
 import type { DeviceMapper } from '../ioctl/device-mapper.js';
 import { DmSystemError } from '../errors.js';
 import type { ThinPool } from '../thin/pool.js';
+import { poolModeOf, poolTakesMessages } from '../thin/status.js';
 import type { LayerRecord } from './metadata-store.js';
 
 export interface CheckReport {
@@ -76,10 +77,11 @@ export async function runCheck(target: CheckTarget, repair: boolean): Promise<Ch
   const poolStatus = pool.status();
   report.transactionId.pool = poolStatus.kind === 'ok' ? poolStatus.transactionId : -1n;
   report.transactionId.consistent = report.transactionId.pool === target.metadataTransactionId;
-  report.poolMode = poolStatus.kind === 'ok' ? poolStatus.mode : poolStatus.kind;
-  report.needsCheck = poolStatus.kind === 'ok' && poolStatus.needsCheck === true;
+  const state = poolModeOf(poolStatus);
+  report.poolMode = state.mode;
+  report.needsCheck = state.needsCheck;
   // A read-only (or needs_check) pool takes no messages: nothing in it can be deleted.
-  const takesMessages = (report.poolMode === 'rw' || report.poolMode === 'out_of_data_space') && !report.needsCheck;
+  const takesMessages = poolTakesMessages(state);
 
   if (repair) {
     for (const mountPoint of report.unheldMounts) {

@@ -13,7 +13,7 @@ import { LoopbackStorage } from '../thin/loopback.js';
 import { LayerTable } from './layer-table.js';
 import { ThinPool } from '../thin/pool.js';
 import { ThinDevice } from '../thin/thin-device.js';
-import type { PoolStatus, PoolStatusOk } from '../thin/status.js';
+import { poolModeOf, poolTakesMessages, type PoolStatus, type PoolStatusOk } from '../thin/status.js';
 import { bytesToSectors, bytes, type Bytes } from '../thin/units.js';
 import { filesystemUuid, growFilesystem, makeFilesystem } from './filesystem.js';
 import { HomeLock } from './home-lock.js';
@@ -138,8 +138,8 @@ export class DeviceSet {
   #recoverTransaction(inspect: boolean): void {
     const open = this.store.readTransaction();
     if (!open) return;
-    const state = modeOf(this.pool.status());
-    if (!takesMessages(state)) {
+    const state = poolModeOf(this.pool.status());
+    if (!poolTakesMessages(state)) {
       if (inspect) {
         logger.warn(`open transaction ${open.transactionId} (${open.op} ${open.layerId}) left open: pool is ${state.mode}`);
         return;
@@ -573,18 +573,18 @@ export class DeviceSet {
   /** The pool's status, Fail and Error included (poolStatus() throws on those), and its mode. */
   poolState(): { status: PoolStatus; mode: string; needsCheck: boolean } {
     const status = this.pool.status();
-    return { status, ...modeOf(status) };
+    return { status, ...poolModeOf(status) };
   }
 
   /** Whether the pool takes messages (create, delete, set_transaction_id): rw or out of data space. */
   #takesMessages(): boolean {
-    return takesMessages(modeOf(this.pool.status()));
+    return poolTakesMessages(poolModeOf(this.pool.status()));
   }
 
   /** A PoolModeError naming the mode unless the pool is rw (or out of data space, when that is fine). */
   #assertWritable(operation: string, options: { outOfDataSpaceOk?: boolean } = {}): PoolStatusOk {
     const status = this.pool.status();
-    const { mode, needsCheck } = modeOf(status);
+    const { mode, needsCheck } = poolModeOf(status);
     const modeOk = mode === 'rw' || (options.outOfDataSpaceOk === true && mode === 'out_of_data_space');
     if (status.kind !== 'ok' || !modeOk || needsCheck) throw new PoolModeError({ pool: this.pool.name, mode, needsCheck, operation });
     return status;
@@ -599,7 +599,7 @@ export class DeviceSet {
     if (error instanceof PoolModeError) return error;
     let state: { mode: string; needsCheck: boolean };
     try {
-      state = modeOf(this.pool.status());
+      state = poolModeOf(this.pool.status());
     } catch {
       return error;
     }
@@ -615,8 +615,8 @@ export class DeviceSet {
    */
   #commitPool(operation: string, transactionId: bigint): void {
     const status = this.pool.status({ committed: true });
-    const { mode, needsCheck } = modeOf(status);
-    if (status.kind !== 'ok' || !takesMessages({ mode, needsCheck })) {
+    const { mode, needsCheck } = poolModeOf(status);
+    if (status.kind !== 'ok' || !poolTakesMessages({ mode, needsCheck })) {
       throw new PoolModeError({ pool: this.pool.name, mode, needsCheck, operation: `${operation}: committing the pool's metadata` });
     }
     if (status.transactionId !== transactionId) {
@@ -782,19 +782,8 @@ function releaseQuietly(dm: DeviceMapper, prefix: string, pool: ThinPool): void 
 
 function poolStatus(pool: ThinPool): PoolStatusOk {
   const status = pool.status();
-  if (status.kind !== 'ok') throw new PoolModeError({ pool: pool.name, ...modeOf(status), operation: 'reading the pool status' });
+  if (status.kind !== 'ok') throw new PoolModeError({ pool: pool.name, ...poolModeOf(status), operation: 'reading the pool status' });
   return status;
-}
-
-/** 'rw', 'ro', 'out_of_data_space', or 'fail' / 'error' for a pool that prints Fail / Error. */
-function modeOf(status: PoolStatus): { mode: string; needsCheck: boolean } {
-  if (status.kind !== 'ok') return { mode: status.kind, needsCheck: false };
-  return { mode: status.mode, needsCheck: status.needsCheck === true };
-}
-
-/** Whether a pool in this state takes messages (create, delete, set_transaction_id): rw, or out of data space. */
-function takesMessages(state: { mode: string; needsCheck: boolean }): boolean {
-  return (state.mode === 'rw' || state.mode === 'out_of_data_space') && !state.needsCheck;
 }
 
 /** Whether anything, a dangling symlink included, is at `path`. */

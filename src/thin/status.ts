@@ -93,6 +93,20 @@ export interface PoolStatusError {
 
 export type PoolStatus = PoolStatusOk | PoolStatusFail | PoolStatusError;
 
+/** A pool's mode: 'rw', 'ro', 'out_of_data_space', or 'fail' / 'error' for a pool that prints Fail / Error. */
+export function poolModeOf(status: PoolStatus): { mode: string; needsCheck: boolean } {
+  if (status.kind !== 'ok') return { mode: status.kind, needsCheck: false };
+  return { mode: status.mode, needsCheck: status.needsCheck === true };
+}
+
+/**
+ * Whether a pool in this state takes messages (create_thin, delete, set_transaction_id): rw, or
+ * out of data space (a delete is how space comes back); not read-only, failed or needs_check.
+ */
+export function poolTakesMessages(state: { mode: string; needsCheck: boolean }): boolean {
+  return (state.mode === 'rw' || state.mode === 'out_of_data_space') && !state.needsCheck;
+}
+
 export interface ParsePoolStatusOptions {
   /** The pool's data block size, to report data usage in bytes as well as blocks. */
   dataBlockSize?: Sectors;

@@ -7,6 +7,8 @@ import {
   formatPoolTable,
   formatThinTable,
   parsePoolStatus,
+  poolModeOf,
+  poolTakesMessages,
   parsePoolTable,
   parseThinStatus,
   parseThinTable,
@@ -374,3 +376,20 @@ for (const [name, input, argument] of badThinInputs) {
     t.is(e?.argument, argument);
   });
 }
+
+test('pool mode: messages are taken in rw and out_of_data_space, not in ro, Fail, Error or needs_check', (t) => {
+  const opts = { dataBlockSize: sectors(128) };
+  const line = (mode: string, needsCheck: string): string => `1 10/100 5/50 - ${mode} discard_passdown queue_if_no_space ${needsCheck} 0`;
+  const cases: [status: ReturnType<typeof parsePoolStatus>, mode: string, needsCheck: boolean, takes: boolean][] = [
+    [parsePoolStatus(line('rw', '-'), opts), 'rw', false, true],
+    [parsePoolStatus(line('out_of_data_space', '-'), opts), 'out_of_data_space', false, true],
+    [parsePoolStatus(line('ro', '-'), opts), 'ro', false, false],
+    [parsePoolStatus(line('rw', 'needs_check'), opts), 'rw', true, false],
+    [parsePoolStatus('Fail', opts), 'fail', false, false],
+    [parsePoolStatus('Error', opts), 'error', false, false],
+  ];
+  for (const [status, mode, needsCheck, takes] of cases) {
+    t.deepEqual(poolModeOf(status), { mode, needsCheck });
+    t.is(poolTakesMessages(poolModeOf(status)), takes, `${mode}${needsCheck ? ' needs_check' : ''}`);
+  }
+});
