@@ -78,6 +78,13 @@ static int dm_answer(unsigned long request, const char *what, const char *name, 
 	}
 }
 
+/** The devtmpfs node (/dev/dm-N) of the device the last reply named (new_encode_dev dev_t). */
+static void reply_node(char *node, size_t size)
+{
+	struct dm_ioctl *dmi = (struct dm_ioctl *)buffer;
+	snprintf(node, size, "/dev/dm-%u", (unsigned)(((dmi->dev >> 12) & 0xffffff00u) | (dmi->dev & 0xffu)));
+}
+
 static int dm_simple(unsigned long request, const char *what, const char *name, uint32_t flags)
 {
 	header(HEADER_SIZE, name, flags);
@@ -270,8 +277,7 @@ static int lifecycle_raw(struct lifecycle *l, samples_t *phases)
 	l->active = 1;
 	if (load_thin(l->ctr, l->pool_dev, l->ctr_id, l->sectors) < 0) return -1;
 	if (dm_simple(DM_DEV_SUSPEND, "resume", l->ctr, 0) < 0) return -1;
-	struct dm_ioctl *dmi = (struct dm_ioctl *)buffer;
-	snprintf(node, sizeof node, "/dev/dm-%u", (unsigned)(((dmi->dev >> 12) & 0xffffff00u) | (dmi->dev & 0xffu)));
+	reply_node(node, sizeof node);
 	if (make_dirs(l->mnt) < 0) return -1;
 	if (mount(node, l->mnt, "ext4", 0, NULL) < 0) return fail("mount %s: %s", node, strerror(errno));
 	l->mounted = 1;
@@ -315,8 +321,7 @@ static int lifecycle_dmsetup(struct lifecycle *l, samples_t *phases)
 	snprintf(node, sizeof node, "/dev/mapper/%s", l->ctr);
 	if (access(node, F_OK) < 0) {
 		if (dm_simple(DM_DEV_STATUS, "DM_DEV_STATUS", l->ctr, 0) < 0) return -1;
-		struct dm_ioctl *dmi = (struct dm_ioctl *)buffer;
-		snprintf(node, sizeof node, "/dev/dm-%u", (unsigned)(((dmi->dev >> 12) & 0xffffff00u) | (dmi->dev & 0xffu)));
+		reply_node(node, sizeof node);
 	}
 	if (make_dirs(l->mnt) < 0) return -1;
 	if (mount(node, l->mnt, "ext4", 0, NULL) < 0) return fail("mount %s: %s", node, strerror(errno));
@@ -357,23 +362,11 @@ static int run_lifecycle(char **a, int (*one)(struct lifecycle *, samples_t *))
 	return rc;
 }
 
-static int run_spawn(char **a, int fields)
+/** One sample of a spawn line: each command of the NULL-terminated list, one process each. */
+static int op_spawn(char **commands)
 {
-	long long n = num(a[0]);
-	samples_t s;
-	samples_init(&s, (size_t)n);
-	for (long long i = 0; i < n; i++) {
-		uint64_t t0 = now_ns();
-		for (int c = 1; c < fields; c++) {
-			if (run_words(a[c]) < 0) {
-				samples_free(&s);
-				return -1;
-			}
-		}
-		samples_push(&s, now_ns() - t0);
-	}
-	reply_samples(&s);
-	samples_free(&s);
+	for (char **c = commands; *c; c++)
+		if (run_words(*c) < 0) return -1;
 	return 0;
 }
 
@@ -401,7 +394,7 @@ int main(void)
 		else if (!strcmp(cmd, "suspres") && n == 3) rc = timed(num(f[2]), op_suspres, (char *[]){ f[1] });
 		else if (!strcmp(cmd, "lifecycle") && n == 11) rc = run_lifecycle(f + 1, lifecycle_raw);
 		else if (!strcmp(cmd, "dmlifecycle") && n == 11) rc = run_lifecycle(f + 1, lifecycle_dmsetup);
-		else if (!strcmp(cmd, "spawn") && n >= 3) rc = run_spawn(f + 1, n - 1);
+		else if (!strcmp(cmd, "spawn") && n >= 3 && n < MAX_FIELDS) { f[n] = NULL; rc = timed(num(f[1]), op_spawn, f + 2); }
 		else rc = fail("unknown command or wrong field count: %s (%d fields)", cmd, n);
 		if (rc < 0) reply_error();
 	}
