@@ -11,7 +11,12 @@ export const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 // The test kernels (UML, and QEMU for the latency benchmarks), the C compiler and headers for the ABI probe and the VM's init, mkfs for
 // thin devices, dmsetup/losetup as the independent reference in tests, and libdevmapper's
 // headers for the benchmark's libdevmapper program (bench/c/dm-libdm.c, run by the bench test).
-export const APT_PACKAGES = ['user-mode-linux', 'qemu-system-x86', 'gcc', 'libc6-dev', 'linux-libc-dev', 'e2fsprogs', 'dmsetup', 'util-linux', 'procps', 'libdevmapper-dev'];
+// The engine tests: containerd + runc (the real engine driving the snapshotter), busybox-static
+// (the test images' only binary), golang-go + containerd's Go sources (its snapshotter
+// conformance suite, built offline), thin-provisioning-tools (thin_check of the pool's metadata)
+// and umoci (a reference unpack of image layers).
+export const APT_PACKAGES = ['user-mode-linux', 'qemu-system-x86', 'gcc', 'libc6-dev', 'linux-libc-dev', 'e2fsprogs', 'dmsetup', 'util-linux', 'procps', 'libdevmapper-dev',
+  'containerd', 'runc', 'busybox-static', 'golang-go', 'golang-github-containerd-containerd-dev', 'thin-provisioning-tools', 'umoci'];
 
 export function step(message) {
   process.stdout.write(`\n== ${message}\n`);
