@@ -22,6 +22,10 @@ Layers (over --home, default ${DEFAULT_HOME}):
   check [--repair]                 compare metadata, pool and kernel; fix with --repair
   demo                             a whole image + container round trip in a temporary home
 
+Engines:
+  serve containerd [--socket PATH] [--log-level L]   containerd's snapshots API (proxy plugin)
+                                   on a unix socket (default /run/devmapper/containerd.sock)
+
 Raw device-mapper:
 ${DM_USAGE.split('\n').slice(1).map((l) => `  dm ${l.trim()}`).join('\n')}
 
@@ -37,6 +41,7 @@ const commands: Record<string, () => Promise<Command>> = {
   umount: () => layer('umountCommand'), rm: () => layer('rmCommand'), ls: () => layer('lsCommand'), status: () => layer('statusCommand'),
   cleanup: () => layer('cleanupCommand'), check: () => layer('checkCommand'),
   demo: async () => (await import('./demo.js')).demoCommand,
+  serve: async () => (await import('./serve-command.js')).serveCommand,
   dm: async () => (await import('./dm-commands.js')).dmCommand,
 };
 

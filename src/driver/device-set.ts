@@ -39,6 +39,17 @@ export interface LayerMetadata {
   /** The dm device name it gets when active. */
   deviceName: string;
   mounted: boolean;
+  /** Held active by activate() for a user that mounts it itself. */
+  activated: boolean;
+  /** What create() or setMeta() attached. */
+  meta: Record<string, unknown> | undefined;
+}
+
+/** An active layer device for a user that mounts it itself. */
+export interface ActiveLayer {
+  /** A block device node that exists without udev (/dev/dm-N, or one the library made). */
+  path: string;
+  deviceName: string;
 }
 
 const POOL_LOCK = '\0pool';
@@ -219,7 +230,8 @@ export class DeviceSet {
     if (!remove) return;
     for (const device of this.dm.list()) {
       if (!device.name.startsWith(`${this.prefix}-`) || device.name === this.pool.name) continue;
-      if (this.#mounts.has(device.name.slice(this.prefix.length + 1))) continue;
+      const layerId = device.name.slice(this.prefix.length + 1);
+      if (this.#mounts.has(layerId) || this.#layers.get(layerId)?.activated) continue;
       logger.warn(`removing stale device ${device.name}`);
       try {
         this.dm.remove(device.name);
@@ -289,7 +301,10 @@ export class DeviceSet {
   layer(id: string): LayerMetadata | undefined {
     const record = this.#layers.get(id);
     if (!record || !this.hasDevice(id)) return undefined;
-    return { id, parent: record.parent, deviceId: record.deviceId, size: BigInt(record.size), deviceName: this.thinName(id), mounted: this.#mounts.has(id) };
+    return {
+      id, parent: record.parent, deviceId: record.deviceId, size: BigInt(record.size), deviceName: this.thinName(id),
+      mounted: this.#mounts.has(id), activated: record.activated === true, meta: record.meta,
+    };
   }
 
   layers(): LayerMetadata[] {
@@ -301,7 +316,7 @@ export class DeviceSet {
   }
 
   /** A new thin device that snapshots `parent` (the base device when null). */
-  addDevice(id: string, parent: string | null, size: Bytes | undefined): Promise<void> {
+  addDevice(id: string, parent: string | null, size: Bytes | undefined, meta?: Record<string, unknown>): Promise<void> {
     return this.#locks.run(id, async () => {
       this.#assertOpen();
       if (this.#layers.has(id)) throw new DevmapperError('ERR_DM_LAYER_EXISTS', `layer ${id} already exists`);
@@ -312,7 +327,7 @@ export class DeviceSet {
         throw new DevmapperError('ERR_DM_INVALID_ARGUMENT', `size: ${size} bytes is smaller than the parent's ${originSize}`);
       }
       this.#assertFreeSpace();
-      const record = await this.#locks.run(POOL_LOCK, () => this.#createThinLayer(id, parent, origin, originSize));
+      const record = await this.#locks.run(POOL_LOCK, () => this.#createThinLayer(id, parent, origin, originSize, meta));
       this.#layers.set(id, record);
       if (size !== undefined && size > originSize) {
         const grown: LayerRecord = { ...record, size: String(size) };
@@ -332,14 +347,14 @@ export class DeviceSet {
    * The crash-protocol core of a create: intent, pool change (create_thin or create_snap),
    * commit (set_transaction_id), metadata. Thin ids the pool already uses are skipped.
    */
-  #createThinLayer(id: string, parent: string | null, origin: LayerRecord | undefined, size: bigint): LayerRecord {
+  #createThinLayer(id: string, parent: string | null, origin: LayerRecord | undefined, size: bigint, meta?: Record<string, unknown>): LayerRecord {
     const current = BigInt(this.#state.transactionId);
     const transactionId = current + 1n;
     let deviceId = this.#state.nextDeviceId;
     for (let attempts = 0; ; attempts++, deviceId = nextThinId(deviceId)) {
       if (attempts > 1000) throw new DevmapperError('ERR_DM_NO_THIN_ID', 'no free thin id found after 1000 tries');
       if (this.#layers.ownsThinId(deviceId)) continue;
-      const record: LayerRecord = { id, parent, deviceId, size: String(size), transactionId: String(transactionId) };
+      const record: LayerRecord = { id, parent, deviceId, size: String(size), transactionId: String(transactionId), ...(meta ? { meta } : {}) };
       this.store.openTransaction({ transactionId: String(transactionId), op: 'create', layerId: id, deviceId, record });
       crashPoint('create:intent');
       try {
@@ -401,9 +416,7 @@ export class DeviceSet {
   }
 
   #markDeferred(record: LayerRecord): void {
-    const marked = { ...record, deferredDelete: true };
-    this.store.writeLayer(marked);
-    this.#layers.set(record.id, marked);
+    this.#updateRecord(record, { deferredDelete: true });
     logger.info(`layer ${record.id} is busy: deletion deferred`);
   }
 
@@ -462,6 +475,96 @@ export class DeviceSet {
       // The kernel answers ENODATA for an id it does not have: already deleted.
       if (!(error instanceof DmSystemError && error.code === 'ENODATA')) throw error;
     }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Layers held active for users that mount them themselves (engine adapters)
+
+  /** Replaces what is attached to a layer (one atomic rewrite of its record). */
+  setMeta(id: string, meta: Record<string, unknown> | undefined): Promise<void> {
+    return this.#locks.run(id, async () => {
+      this.#assertOpen();
+      this.#updateRecord(this.#requireLayer(id), { meta });
+    });
+  }
+
+  /**
+   * Activates a layer's device and keeps it active across processes: the hold is recorded
+   * first, so an init after a crash keeps the device (or activate() makes it again).
+   */
+  activateLayer(id: string): Promise<ActiveLayer> {
+    return this.#locks.run(id, async () => {
+      this.#assertOpen();
+      let record = this.#requireLayer(id);
+      if (!record.activated) {
+        this.#assertWritable('activate');
+        record = this.#updateRecord(record, { activated: true });
+      }
+      try {
+        const device = this.#activate(record);
+        return { path: device.path, deviceName: device.name };
+      } catch (error) {
+        throw this.#explain('activate', error);
+      }
+    });
+  }
+
+  /**
+   * Ends activate()'s hold. A device still open (a mount not yet gone) is removed by the
+   * kernel at its last close (deferred removal), so this never fails for being busy.
+   */
+  deactivateLayer(id: string): Promise<void> {
+    return this.#locks.run(id, async () => {
+      this.#assertOpen();
+      const record = this.#requireLayer(id);
+      if (!this.#mounts.has(id)) {
+        const name = this.thinName(id);
+        if (this.dm.exists(name)) ThinDevice.adopt(this.dm, name).deactivate({ deferred: true });
+      }
+      if (record.activated) this.#updateRecord(record, { activated: undefined });
+    });
+  }
+
+  /** Bytes of the pool's data the layer maps (its own and those shared with its origin). */
+  mappedBytes(id: string): Promise<bigint> {
+    return this.#locks.run(id, async () => {
+      this.#assertOpen();
+      const record = this.#requireLayer(id);
+      const name = this.thinName(id);
+      const wasActive = this.dm.exists(name);
+      const device = this.#activate(record);
+      try {
+        const status = device.status();
+        if (status.kind !== 'ok') throw new PoolModeError({ pool: this.pool.name, ...poolModeOf(this.pool.status()), operation: `reading the status of layer ${id}` });
+        return status.mappedSectors * 512n;
+      } finally {
+        if (!wasActive) this.#deactivate(device);
+      }
+    });
+  }
+
+  /** Runs `body` with the layer's filesystem root mounted at a private, temporary mount point. */
+  withLayerMounted<T>(id: string, body: (root: string) => Promise<T> | T): Promise<T> {
+    return this.#locks.run(id, async () => {
+      this.#assertOpen();
+      this.#assertWritable('mount');
+      return this.#withMounted(this.#requireLayer(id), async (_device, mountPoint) => body(mountPoint));
+    });
+  }
+
+  #requireLayer(id: string): LayerRecord {
+    const record = this.#layers.get(id);
+    if (!record || !this.hasDevice(id)) throw new DevmapperError('ERR_DM_UNKNOWN_LAYER', `layer ${id} does not exist`);
+    return record;
+  }
+
+  /** Writes a changed copy of a layer's record (undefined fields are dropped) and returns it. */
+  #updateRecord(record: LayerRecord, change: Partial<LayerRecord>): LayerRecord {
+    const next = { ...record, ...change } as LayerRecord;
+    for (const key of Object.keys(change) as Array<keyof LayerRecord>) if (next[key] === undefined) delete next[key];
+    this.store.writeLayer(next);
+    this.#layers.set(record.id, next);
+    return next;
   }
 
   // ------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 // Driver: Docker's devicemapper graph driver operations over a DeviceSet (see the seed in
 // docs/architecture.md): create, remove, get, put, exists, status, metadata, cleanup.
-import { DeviceSet, type LayerMetadata } from './device-set.js';
-import { assertLayerId, assertMountLabel, type DriverOptions, type Filesystem } from './options.js';
+import { DeviceSet, type ActiveLayer, type LayerMetadata } from './device-set.js';
+import { assertLayerId, assertLayerMeta, assertMountLabel, type DriverOptions, type Filesystem } from './options.js';
 import { parseSize } from '../thin/units.js';
 import { DevmapperError } from '../errors.js';
 import { PoolWatcher } from '../thin/events.js';
@@ -56,12 +56,56 @@ export class Driver {
     return this.#set.options.home;
   }
 
+  /** How a layer's device is mounted: the home's filesystem and its extra mount options (dm.fs, dm.mountopt). */
+  mountSettings(): { filesystem: Filesystem; mountOptions: readonly string[] } {
+    return { filesystem: this.#set.options.filesystem, mountOptions: [...this.#set.options.mountOptions] };
+  }
+
   /** A new layer: a snapshot of `parent`, or of the base device when there is none. */
-  async create(id: string, parent?: string | null, options: { size?: string | number | bigint } = {}): Promise<void> {
+  async create(id: string, parent?: string | null, options: { size?: string | number | bigint; meta?: Record<string, unknown> } = {}): Promise<void> {
     assertLayerId(id);
     if (parent !== undefined && parent !== null && parent !== '') assertLayerId(parent, 'parent');
     const size = options.size === undefined ? undefined : parseSize(options.size, 'size');
-    await this.#set.addDevice(id, parent || null, size);
+    if (options.meta !== undefined) assertLayerMeta(options.meta);
+    await this.#set.addDevice(id, parent || null, size, options.meta);
+  }
+
+  /** Replaces the fields attached to a layer (`meta` of create()); one atomic write. */
+  async setMeta(id: string, meta: Record<string, unknown> | undefined): Promise<void> {
+    assertLayerId(id);
+    if (meta !== undefined) assertLayerMeta(meta);
+    await this.#set.setMeta(id, meta);
+  }
+
+  /**
+   * Activates the layer's dm device without mounting it, for a caller that mounts it itself
+   * (an engine such as containerd). The device stays active across processes until
+   * deactivate(): init does not remove it as a leftover.
+   */
+  async activate(id: string): Promise<ActiveLayer> {
+    assertLayerId(id);
+    return this.#set.activateLayer(id);
+  }
+
+  /** Ends activate(); a device still open goes when its last opener closes it. */
+  async deactivate(id: string): Promise<void> {
+    assertLayerId(id);
+    await this.#set.deactivateLayer(id);
+  }
+
+  /** Bytes of pool data the layer maps, shared ones with its parent included (thin status). */
+  async mappedBytes(id: string): Promise<bigint> {
+    assertLayerId(id);
+    return this.#set.mappedBytes(id);
+  }
+
+  /**
+   * Runs `body` with the layer's filesystem root (not the `rootfs/` that get() returns)
+   * mounted privately; unmounted and deactivated again afterwards.
+   */
+  async withMounted<T>(id: string, body: (root: string) => Promise<T> | T): Promise<T> {
+    assertLayerId(id);
+    return this.#set.withLayerMounted(id, body);
   }
 
   /** Deletes a layer. An id that does not exist is a no-op. */

@@ -17,6 +17,13 @@ export interface LayerRecord {
   transactionId: string;
   /** Removal was asked while the device was busy; the deletion is retried later. */
   deferredDelete?: boolean;
+  /**
+   * Kept active for a user outside the driver (an engine that mounts the device itself):
+   * init leaves its dm device in place instead of removing it as a leftover.
+   */
+  activated?: boolean;
+  /** What the layer's creator attached to it (an engine adapter's own fields), stored as given. */
+  meta?: Record<string, unknown>;
 }
 
 /** The set's own state. */

@@ -184,3 +184,20 @@ export function assertMountLabel(label: unknown): asserts label is string {
     throw new InvalidArgumentError('mountLabel', `${shown(label)} is not a valid SELinux context (no quotes, newlines, or commas other than between MLS categories)`);
   }
 }
+
+/** The most a layer's attached fields may take as JSON (they live in its record file). */
+export const MAX_LAYER_META_BYTES = 256 * 1024;
+
+/** `meta` for create()/setMeta(): a plain JSON object of bounded size. */
+export function assertLayerMeta(meta: unknown): asserts meta is Record<string, unknown> {
+  if (meta === null || typeof meta !== 'object' || Array.isArray(meta) || Object.getPrototypeOf(meta) !== Object.prototype) {
+    throw new InvalidArgumentError('meta', 'must be a plain object');
+  }
+  let text: string;
+  try {
+    text = JSON.stringify(meta);
+  } catch (error) {
+    throw new InvalidArgumentError('meta', `cannot be stored as JSON: ${(error as Error).message}`);
+  }
+  if (Buffer.byteLength(text) > MAX_LAYER_META_BYTES) throw new InvalidArgumentError('meta', `takes ${Buffer.byteLength(text)} bytes as JSON, more than ${MAX_LAYER_META_BYTES}`);
+}

@@ -1,0 +1,52 @@
+// Errors of the snapshots service and their gRPC status codes: containerd turns NOT_FOUND,
+// ALREADY_EXISTS, FAILED_PRECONDITION and INVALID_ARGUMENT back into its errdefs, which its
+// callers test for (a Prepare that finds the key taken, a Remove of a parent...).
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import { DevmapperError, DmSystemError, InvalidArgumentError, PoolModeError } from '../errors.js';
+
+export type SnapshotErrorKind = 'NOT_FOUND' | 'ALREADY_EXISTS' | 'FAILED_PRECONDITION' | 'INVALID_ARGUMENT' | 'RESOURCE_EXHAUSTED' | 'UNIMPLEMENTED' | 'INTERNAL';
+
+const CODE_OF: Record<SnapshotErrorKind, GrpcStatus> = {
+  NOT_FOUND: GrpcStatus.NOT_FOUND,
+  ALREADY_EXISTS: GrpcStatus.ALREADY_EXISTS,
+  FAILED_PRECONDITION: GrpcStatus.FAILED_PRECONDITION,
+  INVALID_ARGUMENT: GrpcStatus.INVALID_ARGUMENT,
+  RESOURCE_EXHAUSTED: GrpcStatus.RESOURCE_EXHAUSTED,
+  UNIMPLEMENTED: GrpcStatus.UNIMPLEMENTED,
+  INTERNAL: GrpcStatus.INTERNAL,
+};
+
+/** A snapshots-API error: `code` is 'ERR_SNAPSHOT_<KIND>', `grpcCode` what the client sees. */
+export class SnapshotError extends DevmapperError {
+  readonly kind: SnapshotErrorKind;
+  readonly grpcCode: GrpcStatus;
+  constructor(kind: SnapshotErrorKind, message: string, options?: { cause?: unknown }) {
+    super(`ERR_SNAPSHOT_${kind}`, message, options);
+    this.kind = kind;
+    this.grpcCode = CODE_OF[kind];
+  }
+}
+
+/** Any error from the core as a SnapshotError, the operation and key named in the message. */
+export function toSnapshotError(error: unknown, what: string): SnapshotError {
+  if (error instanceof SnapshotError) return error;
+  const message = `${what}: ${(error as Error)?.message ?? String(error)}`;
+  const kind = kindOf(error);
+  return new SnapshotError(kind, message, { cause: error });
+}
+
+function kindOf(error: unknown): SnapshotErrorKind {
+  if (error instanceof InvalidArgumentError) return 'INVALID_ARGUMENT';
+  if (error instanceof PoolModeError) return 'FAILED_PRECONDITION';
+  if (error instanceof DmSystemError) return error.code === 'EBUSY' ? 'FAILED_PRECONDITION' : error.code === 'ENOSPC' ? 'RESOURCE_EXHAUSTED' : 'INTERNAL';
+  if (error instanceof DevmapperError) {
+    switch (error.code) {
+      case 'ERR_DM_UNKNOWN_LAYER': case 'ERR_DM_UNKNOWN_PARENT': return 'NOT_FOUND';
+      case 'ERR_DM_LAYER_EXISTS': return 'ALREADY_EXISTS';
+      case 'ERR_DM_NO_SPACE': case 'ERR_DM_NO_THIN_ID': return 'RESOURCE_EXHAUSTED';
+      case 'ERR_DM_INVALID_ARGUMENT': return 'INVALID_ARGUMENT';
+      case 'ERR_DM_CLOSED': return 'FAILED_PRECONDITION';
+    }
+  }
+  return 'INTERNAL';
+}
