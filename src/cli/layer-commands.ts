@@ -12,6 +12,7 @@ import { DevmapperError } from '../errors.js';
 import { checkArgument, expectPositionals, parseArgs, UsageError, type Parsed } from './args.js';
 import { requireDeviceMapper } from './host.js';
 import { humanBytes, keyValues, progress, table, toJson } from './output.js';
+import { fromLayer } from '../containerd/records.js';
 
 export interface Io {
   out: (text: string) => void;
@@ -161,8 +162,21 @@ export async function layerRows(driver: Driver): Promise<Array<LayerMetadata & {
 }
 
 export function formatLayerRows(rows: Awaited<ReturnType<typeof layerRows>>): string {
-  return table(['ID', 'PARENT', 'THIN ID', 'SIZE', 'MAPPED', 'MOUNTED'],
-    rows.map((r) => [r.id, r.parent, r.deviceId, humanBytes(r.size), r.mappedBytes === null ? null : humanBytes(r.mappedBytes), r.mounted ? 'yes' : 'no']));
+  const snapshots = rows.map(snapshotLabel);
+  const anySnapshot = snapshots.some((label) => label !== null); // the column only where containerd uses the home
+  return table(['ID', 'PARENT', 'THIN ID', 'SIZE', 'MAPPED', 'MOUNTED', ...(anySnapshot ? ['CONTAINERD SNAPSHOT'] : [])],
+    rows.map((r, i) => [r.id, r.parent, r.deviceId, humanBytes(r.size), r.mappedBytes === null ? null : humanBytes(r.mappedBytes), r.mounted ? 'yes' : 'no',
+      ...(anySnapshot ? [snapshots[i]] : [])]));
+}
+
+/** `<kind> <name>` of the containerd snapshot a layer holds (null for a plain layer). */
+function snapshotLabel(layer: LayerMetadata): string | null {
+  try {
+    const snapshot = fromLayer(layer);
+    return snapshot ? `${snapshot.kind} ${snapshot.name}` : null;
+  } catch {
+    return 'damaged record';
+  }
 }
 
 export async function lsCommand(argv: string[], io: Io): Promise<void> {
