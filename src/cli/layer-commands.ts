@@ -18,6 +18,8 @@ export interface Io {
   out: (text: string) => void;
   json: boolean;
   home: string;
+  /** --wait: how long to wait for a home another process holds (DriverOptions.lockTimeoutMs). */
+  lockTimeoutMs?: number;
 }
 
 const INIT_OPTIONS = {
@@ -56,20 +58,20 @@ export function driverOptionsFrom(parsed: Parsed, home: string): DriverOptions {
   return options;
 }
 
-function recordedOptions(home: string): DriverOptions {
+function recordedOptions(home: string, lockTimeoutMs?: number): DriverOptions {
   const file = optionsFile(home);
   if (!existsSync(file)) throw new DevmapperError('ERR_DM_NOT_INITIALISED', `${home} is not initialised: run \`devmapper init --home ${home}\` first`);
-  return { ...(JSON.parse(readFileSync(file, 'utf8')) as DriverOptions), home };
+  return { ...(JSON.parse(readFileSync(file, 'utf8')) as DriverOptions), home, ...(lockTimeoutMs === undefined ? {} : { lockTimeoutMs }) };
 }
 
-/** Opens the home with the options `init` recorded. */
-export async function openDriver(home: string): Promise<Driver> {
+/** Opens the home with the options `init` recorded (and --wait's lock timeout). */
+export async function openDriver(home: string, lockTimeoutMs?: number): Promise<Driver> {
   requireDeviceMapper();
-  return Driver.init(recordedOptions(home));
+  return Driver.init(recordedOptions(home, lockTimeoutMs));
 }
 
 async function withDriver<T>(io: Io, body: (driver: Driver) => Promise<T>): Promise<T> {
-  const driver = await openDriver(io.home);
+  const driver = await openDriver(io.home, io.lockTimeoutMs);
   try {
     return await body(driver);
   } finally {
@@ -84,7 +86,7 @@ export async function initCommand(argv: string[], io: Io): Promise<void> {
   checkArgument(() => resolveOptions(options));
   requireDeviceMapper();
   progress(`initialising ${io.home} (formatting the base device may take a while)`);
-  const driver = await Driver.init(options);
+  const driver = await Driver.init(io.lockTimeoutMs === undefined ? options : { ...options, lockTimeoutMs: io.lockTimeoutMs });
   try {
     const { home: _home, ...rest } = options;
     writeFileSync(optionsFile(io.home), toJson(rest) + '\n', { mode: 0o600 });
@@ -211,7 +213,7 @@ export function formatStatus(s: Awaited<ReturnType<Driver['status']>>, json: boo
 
 export async function cleanupCommand(argv: string[], io: Io): Promise<void> {
   expectPositionals(parseArgs(argv, {}), 0, 0, 'devmapper cleanup');
-  const driver = await openDriver(io.home);
+  const driver = await openDriver(io.home, io.lockTimeoutMs);
   await driver.cleanup();
   io.out(io.json ? toJson({ home: io.home, cleanedUp: true }) + '\n' : `unmounted and deactivated everything under ${io.home}\n`);
 }
@@ -221,7 +223,7 @@ export async function checkCommand(argv: string[], io: Io): Promise<number> {
   const parsed = parseArgs(argv, { flags: ['repair'] });
   expectPositionals(parsed, 0, 0, 'devmapper check [--repair]');
   requireDeviceMapper();
-  const options = recordedOptions(io.home);
+  const options = recordedOptions(io.home, io.lockTimeoutMs);
   progress('probing the pool for every thin id ever allocated');
   const report = await Driver.check(options, { repair: parsed.flags.has('repair') });
   if (io.json) {

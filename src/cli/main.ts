@@ -5,7 +5,7 @@ import { UsageError } from './args.js';
 import type { Io } from './layer-commands.js';
 import { DEFAULT_HOME, DM_USAGE } from './usage.js';
 
-const USAGE = `usage: devmapper [--home DIR] [--json] <command> [args]
+const USAGE = `usage: devmapper [--home DIR] [--json] [--wait[=SECONDS]] <command> [args]
 
 Layers (over --home, default ${DEFAULT_HOME}):
   init [--base-size S] [--loop-data-size S] [--loop-metadata-size S] [--fs ext4|xfs]
@@ -29,7 +29,8 @@ Engines:
 Raw device-mapper:
 ${DM_USAGE.split('\n').slice(1).map((l) => `  dm ${l.trim()}`).join('\n')}
 
-Options: --json (machine output), --help`;
+Options: --json (machine output), --wait[=SECONDS] (wait for a home another process holds,
+  forever or SECONDS, instead of failing with ERR_DM_HOME_LOCKED), --help`;
 
 type Command = (argv: string[], io: Io) => Promise<void | number>;
 
@@ -48,6 +49,7 @@ const commands: Record<string, () => Promise<Command>> = {
 export async function main(argv: string[], out: (text: string) => void = (t) => process.stdout.write(t)): Promise<number> {
   let json = false;
   let home = process.env.DEVMAPPER_HOME ?? DEFAULT_HOME;
+  let lockTimeoutMs: number | undefined;
   const rest: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -55,14 +57,17 @@ export async function main(argv: string[], out: (text: string) => void = (t) => 
     else if (arg === '--help' || arg === '-h') { out(USAGE + '\n'); return 0; }
     else if (arg === '--home') home = argv[++i] ?? '';
     else if (arg.startsWith('--home=')) home = arg.slice(7);
+    else if (arg === '--wait') lockTimeoutMs = Infinity;
+    else if (arg.startsWith('--wait=')) lockTimeoutMs = /^\d+(\.\d+)?$/.test(arg.slice(7)) ? Math.round(Number(arg.slice(7)) * 1000) : NaN;
     else rest.push(arg);
   }
   const [name, ...args] = rest;
   try {
     if (!home.startsWith('/')) throw new UsageError('--home must be an absolute path');
+    if (Number.isNaN(lockTimeoutMs)) throw new UsageError('--wait=SECONDS takes a non-negative number of seconds');
     const load = name && Object.hasOwn(commands, name) ? commands[name] : undefined;
     if (!load) throw new UsageError(name ? `unknown command ${JSON.stringify(name)}` : 'no command given', true);
-    return (await (await load())(args, { out, json, home })) ?? 0;
+    return (await (await load())(args, { out, json, home, lockTimeoutMs })) ?? 0;
   } catch (error) {
     const usage = error instanceof UsageError;
     const code = (error as { code?: string }).code ?? 'ERR_UNKNOWN';

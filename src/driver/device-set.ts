@@ -99,7 +99,7 @@ export class DeviceSet {
     const options = resolveOptions(input);
     mkdirSync(options.home, { recursive: true, mode: 0o700 });
     mkdirSync(join(options.home, 'mnt'), { recursive: true, mode: 0o700 });
-    const lock = HomeLock.acquire(options.home);
+    const lock = await HomeLock.acquire(options.home, { timeoutMs: options.lockTimeoutMs, ffi: options.ffi });
     let dm: DeviceMapper | undefined;
     let store: MetadataStore | undefined;
     let activatedPool: ThinPool | undefined;

@@ -1,46 +1,144 @@
-// One driver per home at a time: <home>/lock holds the owner's pid. A lock whose process is
-// gone (a crash) is taken over.
-import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+// One driver per home at a time: an exclusive flock(2) on an open fd of <home>/lock, held for
+// the life of the Driver. The kernel drops the lock when the fd closes, so a crash, a SIGKILL
+// or a reboot leaves no stale lock, and two processes can never hold it at once (flock is
+// atomic; the file is never deleted or recreated, so there is no read/remove race). The pid
+// written into the file is informational only: it names the holder in the error a second
+// process gets.
+import { closeSync, constants, ftruncateSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { DevmapperError } from '../errors.js';
+import { DevmapperError, DmSystemError } from '../errors.js';
+import { decodeDev } from '../ioctl/abi.js';
+import { LOCK_EX, LOCK_NB, LOCK_UN, type FfiBackendName } from '../ioctl/ffi/binding.js';
+import { libcBinding } from '../ioctl/ffi/select.js';
+
+export interface HomeLockOptions {
+  /** How long to wait for a busy home, in ms: 0 (the default) fails at once, Infinity waits forever. */
+  timeoutMs?: number;
+  ffi?: FfiBackendName;
+}
+
+const EWOULDBLOCK = 11; // EAGAIN on Linux
+const EINTR = 4;
 
 export class HomeLock {
   readonly path: string;
+  /** False when the lock file could only be opened read-only (no pid written). */
+  readonly writable: boolean;
+  #fd: number | undefined;
+  readonly #ffi: FfiBackendName | undefined;
 
-  private constructor(path: string) {
+  private constructor(path: string, fd: number, writable: boolean, ffi: FfiBackendName | undefined) {
     this.path = path;
+    this.#fd = fd;
+    this.writable = writable;
+    this.#ffi = ffi;
   }
 
-  static acquire(home: string): HomeLock {
+  /**
+   * Takes the home's lock, waiting up to `timeoutMs` (polling with backoff: 5 ms doubling to
+   * 250 ms) when another process holds it. A busy home is an `ERR_DM_HOME_LOCKED` naming the
+   * holder's pid when the file says it.
+   */
+  static async acquire(home: string, options: HomeLockOptions = {}): Promise<HomeLock> {
+    const timeoutMs = options.timeoutMs ?? 0;
+    const deadline = Date.now() + timeoutMs;
+    let delay = 5;
+    for (;;) {
+      const lock = HomeLock.tryAcquire(home, options);
+      if (lock) return lock;
+      const left = deadline - Date.now();
+      if (left <= 0) throw lockedError(home, timeoutMs);
+      await new Promise((resolve) => setTimeout(resolve, Math.min(delay, left)));
+      delay = Math.min(delay * 2, 250);
+    }
+  }
+
+  /** One attempt: the lock, or undefined when another open file description holds it. */
+  static tryAcquire(home: string, options: { ffi?: FfiBackendName } = {}): HomeLock | undefined {
     const path = join(home, 'lock');
-    for (let attempt = 0; attempt < 2; attempt++) {
+    const libc = libcBinding(options.ffi);
+    let fd: number;
+    let writable = true;
+    try {
+      // No O_TRUNC: the file is only rewritten by the process that holds the lock. (libuv opens
+      // every fd O_CLOEXEC, so mkfs and friends never inherit the lock.)
+      fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o600);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== 'EACCES' && code !== 'EROFS' && code !== 'EPERM') throw error;
+      // A home we may only read (read-only commands): flock works on a read-only fd too.
+      fd = openSync(path, constants.O_RDONLY);
+      writable = false;
+    }
+    let rc: number;
+    do rc = libc.flock(fd, LOCK_EX | LOCK_NB); while (rc === -EINTR);
+    if (rc < 0) {
+      closeSync(fd);
+      if (-rc === EWOULDBLOCK) return undefined;
+      throw new DmSystemError({ errno: -rc, syscall: 'flock', device: path });
+    }
+    if (writable) {
       try {
-        const fd = openSync(path, 'wx', 0o600);
-        writeSync(fd, `${process.pid}\n`);
-        closeSync(fd);
-        return new HomeLock(path);
+        ftruncateSync(fd, 0);
+        writeSync(fd, `${process.pid}\n`, 0);
       } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-        const owner = Number(readFileSync(path, 'utf8').trim());
-        if (Number.isInteger(owner) && owner > 0 && isAlive(owner)) {
-          throw new DevmapperError('ERR_DM_HOME_LOCKED', `${home} is in use by process ${owner}${owner === process.pid ? ' (this process: call cleanup() on the other driver first)' : ''}`);
-        }
-        rmSync(path, { force: true }); // stale: its owner died
+        libc.flock(fd, LOCK_UN);
+        closeSync(fd);
+        throw error;
       }
     }
-    throw new DevmapperError('ERR_DM_HOME_LOCKED', `cannot take ${path}`);
+    return new HomeLock(path, fd, writable, options.ffi);
   }
 
+  /** Lets go of the home: the pid is cleared, the file stays (it is never removed). Idempotent. */
   release(): void {
-    rmSync(this.path, { force: true });
+    const fd = this.#fd;
+    if (fd === undefined) return;
+    this.#fd = undefined;
+    try {
+      if (this.writable) ftruncateSync(fd, 0); // still holding the lock: no one else writes now
+    } finally {
+      libcBinding(this.#ffi).flock(fd, LOCK_UN);
+      closeSync(fd); // closing alone would drop the lock; LOCK_UN makes it explicit
+    }
   }
 }
 
-function isAlive(pid: number): boolean {
+/**
+ * The pid holding <home>/lock: the kernel's word first (/proc/locks lists each flock with its
+ * owner's pid and the file's dev:inode), else the pid written in the file (which lags the lock
+ * by a write: just after a takeover it may still name the previous holder).
+ */
+export function lockHolder(home: string): number | undefined {
+  const path = join(home, 'lock');
   try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
+    const st = statSync(path, { bigint: true });
+    const { major, minor } = decodeDev(st.dev);
+    for (const line of readFileSync('/proc/locks', 'utf8').split('\n')) {
+      // "1: FLOCK  ADVISORY  WRITE 27967 fe:00:2146453 0 EOF"; blocked waiters have "->" after the number.
+      const f = line.trim().split(/\s+/);
+      if (f[1] !== 'FLOCK' || f[3] !== 'WRITE') continue;
+      const [maj, min, ino] = (f[5] ?? '').split(':');
+      if (ino === undefined || BigInt(ino) !== st.ino || parseInt(maj!, 16) !== major || parseInt(min!, 16) !== minor) continue;
+      const pid = Number(f[4]);
+      if (Number.isSafeInteger(pid) && pid > 0) return pid;
+    }
+  } catch {
+    // no /proc, or the file went: fall back to its contents
   }
+  try {
+    const text = readFileSync(path, 'utf8').trim();
+    const pid = Number(text);
+    return /^[0-9]+$/.test(text) && Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function lockedError(home: string, timeoutMs: number): DevmapperError {
+  const owner = lockHolder(home);
+  const who = owner === undefined ? 'another process' : `process ${owner}${owner === process.pid ? ' (this process: call cleanup() on the other driver first)' : ''}`;
+  const waited = timeoutMs > 0 ? ` (waited ${timeoutMs} ms for it)` : '';
+  const error = new DevmapperError('ERR_DM_HOME_LOCKED', `${home} is in use by ${who}${waited}`);
+  return Object.assign(error, { pid: owner, waitedMs: timeoutMs });
 }

@@ -47,6 +47,8 @@ export interface DriverOptions {
   ffi?: FfiBackendName;
   /** How often pending deferred deletions are retried, in ms. Default 10 s; 0 disables the timer. */
   deferredDeletionIntervalMs?: number;
+  /** How long init waits for a home another process holds (<home>/lock), in ms. Default 0: fail at once with ERR_DM_HOME_LOCKED; Infinity waits forever. */
+  lockTimeoutMs?: number;
 }
 
 export interface ResolvedOptions {
@@ -68,6 +70,7 @@ export interface ResolvedOptions {
   errorIfNoSpace: boolean;
   ffi: FfiBackendName | undefined;
   deferredDeletionIntervalMs: number;
+  lockTimeoutMs: number;
 }
 
 const GiB = 1024n ** 3n;
@@ -80,7 +83,7 @@ function shown(value: unknown): string {
 const MOUNT_OPTION = /^[A-Za-z0-9_.+\-/:=@]+$/;
 const KNOWN = new Set(['home', 'baseSize', 'loopDataSize', 'loopMetadataSize', 'filesystem', 'mkfsArgs', 'mountOptions', 'dataDevice',
   'metadataDevice', 'thinPoolDevice', 'blockSize', 'discardOnDelete', 'deferredRemoval', 'deferredDeletion', 'minFreeSpacePercent', 'ffi',
-  'deferredDeletionIntervalMs', 'errorIfNoSpace']);
+  'deferredDeletionIntervalMs', 'errorIfNoSpace', 'lockTimeoutMs']);
 
 export function resolveOptions(options: DriverOptions): ResolvedOptions {
   if (!options || typeof options !== 'object') throw new InvalidArgumentError('options', 'must be an object');
@@ -132,6 +135,10 @@ export function resolveOptions(options: DriverOptions): ResolvedOptions {
   if (typeof interval !== 'number' || !Number.isInteger(interval) || interval < 0) {
     throw new InvalidArgumentError('deferredDeletionIntervalMs', 'must be a non-negative integer');
   }
+  const lockTimeoutMs = options.lockTimeoutMs ?? 0;
+  if (typeof lockTimeoutMs !== 'number' || !(lockTimeoutMs === Infinity || (Number.isInteger(lockTimeoutMs) && lockTimeoutMs >= 0))) {
+    throw new InvalidArgumentError('lockTimeoutMs', 'must be a non-negative integer or Infinity');
+  }
   for (const key of ['discardOnDelete', 'deferredRemoval', 'deferredDeletion', 'errorIfNoSpace'] as const) {
     if (options[key] !== undefined && typeof options[key] !== 'boolean') throw new InvalidArgumentError(key, 'must be true or false');
   }
@@ -155,6 +162,7 @@ export function resolveOptions(options: DriverOptions): ResolvedOptions {
     errorIfNoSpace: options.errorIfNoSpace ?? true,
     ffi: options.ffi,
     deferredDeletionIntervalMs: interval,
+    lockTimeoutMs,
   };
 }
 

@@ -82,6 +82,8 @@ test('usage errors exit 2 before anything needs the kernel; --help exits 0', asy
     [['dm', 'info'], /usage: devmapper dm info <name>/],
     [['dm', 'ls', '--flush'], /unknown option --flush/],
     [['dm', 'message', 'x', 'first', 'hi'], /sector must be a whole number/],
+    [['--wait=soon', 'ls'], /--wait=SECONDS takes a non-negative number of seconds/],
+    [['--wait=-1', 'ls'], /--wait=SECONDS takes a non-negative number of seconds/],
   ];
   const runs = await Promise.all(cases.map(([args]) => cli('--home', home, ...args)));
   cases.forEach(([args, message], i) => {
@@ -105,7 +107,7 @@ test('usage errors exit 2 before anything needs the kernel; --help exits 0', asy
     const help = await cli(...args);
     t.is(help.code, 0, args.join(' '));
     t.is(help.stderr, '');
-    t.regex(help.stdout, /^usage: devmapper \[--home DIR\] \[--json\] <command>/);
+    t.regex(help.stdout, /^usage: devmapper \[--home DIR\] \[--json\] \[--wait\[=SECONDS\]\] <command>/);
     for (const command of ['init', 'create', 'mount', 'umount', 'rm', 'ls', 'status', 'cleanup', 'check', 'demo', 'dm version', 'dm ls', 'dm info', 'dm table',
       'dm status', 'dm targets', 'dm message']) {
       t.regex(help.stdout, new RegExp(`^  ${command}\\b`, 'm'), `${args.join(' ')} lists ${command}`);

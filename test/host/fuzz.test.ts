@@ -1132,6 +1132,7 @@ const optionsArb = fc
         minFreeSpacePercent: mostly(fc.oneof(fc.integer({ min: -5, max: 105 }), fc.double())),
         ffi: mostly(fc.constantFrom('ffi-rs', 'koffi', 'node-ffi')),
         deferredDeletionIntervalMs: mostly(fc.oneof(fc.integer({ min: -5, max: 100_000 }), fc.double())),
+        lockTimeoutMs: mostly(fc.oneof(fc.integer({ min: -5, max: 100_000 }), fc.double())),
       },
       { requiredKeys: [] },
     ),
@@ -1147,7 +1148,7 @@ const optionsArb = fc
 /** Valid options, then up to three keys set to values of any type (or unknown keys added). */
 const OPTION_KEYS = ['home', 'baseSize', 'loopDataSize', 'loopMetadataSize', 'blockSize', 'filesystem', 'mkfsArgs', 'mountOptions', 'dataDevice',
   'metadataDevice', 'thinPoolDevice', 'discardOnDelete', 'deferredRemoval', 'deferredDeletion', 'minFreeSpacePercent', 'ffi',
-  'deferredDeletionIntervalMs'] as const;
+  'deferredDeletionIntervalMs', 'lockTimeoutMs'] as const;
 const validOptionsArb = fc
   .record(
     {
@@ -1168,6 +1169,7 @@ const validOptionsArb = fc
       minFreeSpacePercent: fc.integer({ min: 0, max: 99 }),
       ffi: fc.constantFrom('ffi-rs', 'koffi'),
       deferredDeletionIntervalMs: fc.integer({ min: 0, max: 100_000 }),
+      lockTimeoutMs: fc.oneof(fc.integer({ min: 0, max: 100_000 }), fc.constant(Infinity)),
     },
     { requiredKeys: ['home'] },
   )
@@ -1221,6 +1223,7 @@ test('resolveOptions: objects with random keys and values give options or Invali
     assertOk(r.thinPoolDevice === undefined || r.dataDevice === undefined);
     assertOk(Number.isInteger(r.minFreeSpacePercent) && r.minFreeSpacePercent >= 0 && r.minFreeSpacePercent <= 99);
     assertOk(Number.isInteger(r.deferredDeletionIntervalMs) && r.deferredDeletionIntervalMs >= 0);
+    assertOk(r.lockTimeoutMs === Infinity || (Number.isInteger(r.lockTimeoutMs) && r.lockTimeoutMs >= 0));
     for (const b of [r.discardOnDelete, r.deferredRemoval, r.deferredDeletion]) assertOk(typeof b === 'boolean');
     assertOk(r.ffi === undefined || r.ffi === 'ffi-rs' || r.ffi === 'koffi');
   });

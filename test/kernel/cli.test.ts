@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Driver } from '../../src/driver/driver.js';
+import { HomeLock } from '../../src/driver/home-lock.js';
 import type { DriverOptions } from '../../src/driver/options.js';
 import { DeviceMapper } from '../../src/ioctl/device-mapper.js';
 import { parseThinStatus } from '../../src/thin/status.js';
@@ -90,7 +91,12 @@ function mappedBytes(names: readonly string[]): Map<string, bigint> {
   }
 }
 
-const lockGone = (t: ExecutionContext, home: string, what: string): boolean => t.false(existsSync(join(home, 'lock')), `${what}: the CLI let go of the home`);
+/** The CLI let go of the home: its flock on <home>/lock is gone (the file itself stays). */
+const lockGone = (t: ExecutionContext, home: string, what: string): boolean => {
+  const lock = HomeLock.tryAcquire(home);
+  lock?.release();
+  return t.truthy(lock, `${what}: the CLI let go of the home`);
+};
 
 test.before(() => assertKernelTestBed());
 test.after.always(async () => {
@@ -141,6 +147,7 @@ test.serial('init and create: --json matches the library; failures exit 1 with t
   // Failures: exit status 1 and the code the library gives for the same operation.
   const dup = jsonError(t, await cli(...h(), '--json', 'create', 'img'), 1, 'create of an existing id');
   const nope = await cli(...h(), 'mount', 'nope');
+  let waiting: Promise<CliRun> | undefined;
   await library(home, async (driver) => {
     t.deepEqual(img, plain(await driver.metadata('img')));
     const ctr = await driver.metadata('ctr');
@@ -160,7 +167,17 @@ test.serial('init and create: --json matches the library; failures exit 1 with t
     const locked = jsonError(t, await cli(...h(), '--json', 'ls'), 1, 'ls while the home is held');
     t.is(locked.code, codeOf(await t.throwsAsync(Driver.init(recorded(home)))));
     t.true(locked.message.includes(String(process.pid)), 'names the holder');
+    // --wait=SECONDS reaches the Driver: it waits that long, then fails saying so.
+    const timedOut = jsonError(t, await cli(...h(), '--json', '--wait=1', 'ls'), 1, 'ls --wait=1 while the home is held');
+    t.is(timedOut.code, 'ERR_DM_HOME_LOCKED');
+    t.regex(timedOut.message, /waited 1000 ms/);
+    // A --wait started while the home is held gets it once the library lets go.
+    waiting = cli(...h(), '--json', '--wait=120', 'ls');
+    await new Promise((resolve) => setTimeout(resolve, 3000));
   });
+  const waited = await waiting!;
+  t.is(waited.code, 0, `ls --wait=120 got the home once the library let go: ${waited.stderr}`);
+  t.deepEqual((JSON.parse(waited.stdout) as Array<{ id: string }>).map((l) => l.id).sort(), ['ctr', 'img']);
 });
 
 test.serial('mount, ls, umount, status, rm: --json matches the library; readable ls names the ids', async (t) => {

@@ -1,6 +1,6 @@
 // The seam between devmapper and the FFI package: the few libc calls the project makes.
-// Two small files implement it (ffi-rs.ts, koffi.ts); they are the only files that import an
-// FFI package. Everything above takes a `LibcBinding` and never knows which one it got.
+// Two small files implement it (ffi-rs.ts, koffi.ts); they are the only files that load an
+// FFI package, and they load it when the first binding is created (select.ts), not at import. Everything above takes a `LibcBinding` and never knows which one it got.
 //
 // Convention: calls return the C result (>= 0) or `-errno`, never throw, so the hot path
 // allocates nothing; callers turn a negative result into a DmSystemError with context.
@@ -25,6 +25,8 @@ export interface LibcBinding {
   mount(source: string, target: string, fstype: string, flags: bigint, data: string | null): number;
   /** mknod(2); `dev` is glibc's dev_t (makedev()). */
   mknod(path: string, mode: number, dev: bigint): number;
+  /** flock(2) (LOCK_EX, LOCK_NB, LOCK_UN ...): 0 or -errno. */
+  flock(fd: number, operation: number): number;
   /** umount2(2). */
   umount2(target: string, flags: number): number;
   /** poll(2) on one fd for `events`, on a pool thread: revents, 0 on timeout, or -errno. */
@@ -37,6 +39,11 @@ export const O_RDWR = 2;
 export const O_CLOEXEC = 0o2000000;
 export const O_EXCL = 0o200;
 export const POLLIN = 0x1;
+/** sys/file.h flock(2) operations. */
+export const LOCK_SH = 1;
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+export const LOCK_UN = 8;
 /** stat.h S_IFBLK, for mknod of a block device node. */
 export const S_IFBLK = 0o060000;
 

@@ -6,14 +6,17 @@
 // - `errno: true` is only right when the call returned -1, so synchronous calls read errno
 //   from a view on the main thread's `__errno_location()` made once, read before anything
 //   else runs; calls run with `runInNewThread` read it through `errno: true`.
+// - ffi-rs (and ref-napi) are loaded on the first createFfiRsBinding(), never at import: a
+//   worker thread that has loaded ffi-rs takes the whole process down with SIGSEGV when it
+//   exits, so importing the package (parsers only, or the koffi backend) must not load it.
 import { createRequire } from 'node:module';
 import type { LibcBinding } from './binding.js';
 import { LIBC_PATH } from './binding.js';
 
 const require = createRequire(import.meta.url);
-const ffi = require('ffi-rs') as typeof import('ffi-rs');
-const ref = require('ref-napi') as { address(buffer: Buffer): number };
-const { DataType } = ffi;
+type FfiRs = typeof import('ffi-rs');
+let ffi: FfiRs;
+let ref: { address(buffer: Buffer): number };
 
 const LIBRARY = 'devmapper-libc';
 let opened = false;
@@ -35,6 +38,9 @@ async function callAsync(spec: Call): Promise<number> {
 }
 
 export function createFfiRsBinding(): LibcBinding {
+  ffi ??= require('ffi-rs') as FfiRs;
+  ref ??= require('ref-napi') as { address(buffer: Buffer): number };
+  const { DataType } = ffi;
   if (!opened) {
     ffi.open({ library: LIBRARY, path: LIBC_PATH });
     opened = true;
@@ -51,6 +57,7 @@ export function createFfiRsBinding(): LibcBinding {
   const mknodCall = prepared('mknod', DataType.I32, [DataType.String, DataType.U32, DataType.U64]);
   const umountCall = prepared('umount2', DataType.I32, [DataType.String, DataType.I32]);
   const pollCall = prepared('poll', DataType.I32, [DataType.U64, DataType.U64, DataType.I32]);
+  const flockCall = prepared('flock', DataType.I32, [DataType.I32, DataType.I32]);
 
   let lastBuffer: Buffer | undefined;
   let lastAddress = 0;
@@ -99,6 +106,10 @@ export function createFfiRsBinding(): LibcBinding {
     mknod(path, mode, dev) {
       mknodCall.paramsValue[0] = path; mknodCall.paramsValue[1] = mode; mknodCall.paramsValue[2] = Number(dev);
       return result(call(mknodCall));
+    },
+    flock(fd, operation) {
+      flockCall.paramsValue[0] = fd; flockCall.paramsValue[1] = operation;
+      return result(call(flockCall));
     },
     umount2(target, flags) {
       umountCall.paramsValue[0] = target; umountCall.paramsValue[1] = flags;

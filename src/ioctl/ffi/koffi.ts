@@ -11,7 +11,8 @@ import type { LibcBinding } from './binding.js';
 import { LIBC_PATH } from './binding.js';
 
 const require = createRequire(import.meta.url);
-const koffi = require('koffi') as typeof import('koffi');
+// Loaded on the first loadLibc(), not at import: importing the package loads no FFI package.
+let koffi: typeof import('koffi');
 
 interface LibcFunctions {
   open(path: string, flags: number, mode: number): number;
@@ -22,9 +23,11 @@ interface LibcFunctions {
   umount2(target: string, flags: number): number;
   mknod(path: string, mode: number, dev: bigint): number;
   poll(fds: Uint8Array, nfds: number, timeout: number): number;
+  flock(fd: number, operation: number): number;
 }
 
 function loadLibc(): LibcFunctions {
+  koffi ??= require('koffi') as typeof import('koffi');
   const lib = koffi.load(LIBC_PATH);
   // ioctl is variadic in C; declared with fixed integer/pointer arguments it has the same
   // calling convention on x86-64 and arm64.
@@ -37,6 +40,7 @@ function loadLibc(): LibcFunctions {
     umount2: lib.func('int umount2(const char *target, int flags)') as never,
     mknod: lib.func('int mknod(const char *path, uint32_t mode, uint64_t dev)') as never,
     poll: lib.func('int poll(void *fds, unsigned long nfds, int timeout)') as never,
+    flock: lib.func('int flock(int fd, int operation)') as never,
   };
 }
 
@@ -114,6 +118,7 @@ export function createKoffiBinding(): LibcBinding {
       return pool.run({ op: 'ioctl', fd, request, memory: buffer.buffer, offset: buffer.byteOffset, length: buffer.length });
     },
     mount: (source, target, fstype, flags, data) => withErrno(libc.mount(source, target, fstype, flags, data)),
+    flock: (fd, operation) => withErrno(libc.flock(fd, operation)),
     umount2: (target, flags) => withErrno(libc.umount2(target, flags)),
     mknod: (path, mode, dev) => withErrno(libc.mknod(path, mode, dev)),
     pollAsync: (fd, events, timeoutMs) => pool.run({ op: 'poll', fd, events, timeoutMs }),
