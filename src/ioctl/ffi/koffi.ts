@@ -81,7 +81,10 @@ class BlockingCallPool {
   #nextId = 0;
 
   run(job: JobInput): Promise<number> {
-    const worker = this.#idle.pop() ?? new Worker(new URL(import.meta.url), { workerData: WORKER_MARK });
+    // Workers inherit execArgv; --input-type (a `node --input-type=module -e` parent) makes a
+    // file entry point fail with ERR_INPUT_TYPE_NOT_ALLOWED, so it is left out.
+    const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type'));
+    const worker = this.#idle.pop() ?? new Worker(new URL(import.meta.url), { workerData: WORKER_MARK, execArgv });
     worker.ref();
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
