@@ -6,10 +6,11 @@
 // - a waiting process (timeoutMs) gets the home when the holder lets go, and one whose wait
 //   runs out gets ERR_DM_HOME_LOCKED saying it waited;
 // - a worker thread that imports the package, uses a parser and the koffi backend, and exits
-//   does not take the process down (no FFI package is loaded at import).
+//   does not take the process down (no FFI package is loaded at import);
+// - a lock file the process may only read is locked through a read-only fd (read-only use).
 import test from 'ava';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -205,4 +206,25 @@ process.stdout.write(JSON.stringify({ ...message, workerExit: code }));
   t.true(result.took, 'koffi took the lock (flock) in the worker');
   t.false(result.second, 'and a second open of the lock file could not');
   t.is(result.workerExit, 0);
+});
+
+test('a home whose lock file can only be read is locked through a read-only fd (no pid written), and still excludes others', (t) => {
+  if (process.getuid?.() !== 0) return t.pass('needs root, to run a contender as an unprivileged uid');
+  const home = newHome();
+  chmodSync(home, 0o755);
+  writeFileSync(join(home, 'lock'), '', { mode: 0o644 }); // root's, readable by all, writable by root only
+  const script = `
+process.setgid(65534); process.setuid(65534);
+const { HomeLock } = await import(process.env.HOME_LOCK_JS);
+const first = HomeLock.tryAcquire(process.env.LOCK_HOME, { ffi: 'koffi' });
+const second = HomeLock.tryAcquire(process.env.LOCK_HOME, { ffi: 'koffi' });
+process.stdout.write(JSON.stringify({ took: first !== undefined, writable: first?.writable, second: second !== undefined }));
+first?.release();
+`;
+  const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    env: { ...process.env, HOME_LOCK_JS: homeLockJs, LOCK_HOME: home }, encoding: 'utf8', timeout: 60_000,
+  });
+  t.is(child.status, 0, child.stderr);
+  t.deepEqual(JSON.parse(child.stdout), { took: true, writable: false, second: false });
+  t.is(readFileSync(join(home, 'lock'), 'utf8'), '', 'nothing was written into a file it may not write');
 });
