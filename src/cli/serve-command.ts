@@ -25,7 +25,7 @@ export async function serveCommand(argv: string[], io: Io): Promise<number> {
     logger.settings.type = 'pretty';
     logger.settings.minLevel = index + 1; // tslog: 1 trace, 2 debug, 3 info, 4 warn, 5 error
   }
-  const driver = await openDriver(io.home);
+  const driver = await openDriver(io.home, io.lockTimeoutMs);
   let server;
   try {
     server = await serveContainerd({ driver, socket });
