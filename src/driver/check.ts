@@ -6,8 +6,9 @@
 import type { DeviceMapper } from '../ioctl/device-mapper.js';
 import { DmSystemError } from '../errors.js';
 import type { ThinPool } from '../thin/pool.js';
-import { poolModeOf, poolTakesMessages } from '../thin/status.js';
+import { formatThinTable, poolModeOf, poolTakesMessages } from '../thin/status.js';
 import type { LayerRecord } from './metadata-store.js';
+import type { HomeLayout } from './home-layout.js';
 
 export interface CheckReport {
   /** Nothing found (after repair: nothing left). */
@@ -40,7 +41,7 @@ export interface CheckReport {
 export interface CheckTarget {
   dm: DeviceMapper;
   pool: ThinPool;
-  prefix: string;
+  layout: HomeLayout;
   records: LayerRecord[];
   /** Highest thin id ever handed out (nextDeviceId - 1, or 2^24 - 1 after wrapping). */
   highestAllocatedId: number;
@@ -57,20 +58,19 @@ export interface CheckTarget {
 }
 
 export async function runCheck(target: CheckTarget, repair: boolean): Promise<CheckReport> {
-  const { dm, pool, prefix } = target;
+  const { dm, pool, layout } = target;
   const report: CheckReport = {
     clean: true, leakedThinIds: [], missingThinIds: [], strayDevices: [], unheldMounts: [], pendingDeferredDeletions: [],
     transactionId: { pool: 0n, metadata: target.metadataTransactionId, consistent: true }, poolMode: 'rw', needsCheck: false,
     repairs: [], skipped: [],
   };
   const byDeviceId = new Map(target.records.map((r) => [r.deviceId, r]));
-  // The probe's name has a dot after the prefix, which no layer id can start with.
-  const alive = probeThinIds(dm, pool, `${prefix}-.check-probe`, target.highestAllocatedId);
+  const alive = probeThinIds(dm, pool, layout.probeName, target.highestAllocatedId);
   for (const id of alive) if (!byDeviceId.has(id)) report.leakedThinIds.push(id);
   for (const record of target.records) if (!alive.has(record.deviceId)) report.missingThinIds.push({ layer: record.id, deviceId: record.deviceId });
-  const known = new Set(target.records.map((r) => `${prefix}-${r.id}`));
+  const known = new Set(target.records.map((r) => layout.thinName(r.id)));
   for (const device of dm.list()) {
-    if (device.name.startsWith(`${prefix}-`) && device.name !== pool.name && !known.has(device.name)) report.strayDevices.push(device.name);
+    if (layout.isLayerDevice(device.name, pool.name) && !known.has(device.name)) report.strayDevices.push(device.name);
   }
   for (const mount of target.mounts) if (!mount.layer || !target.mountedLayers.has(mount.layer)) report.unheldMounts.push(mount.mountPoint);
   report.pendingDeferredDeletions = target.records.filter((r) => r.deferredDelete).map((r) => r.id);
@@ -157,7 +157,7 @@ function probeThinIds(dm: DeviceMapper, pool: ThinPool, probeName: string, highe
   try {
     for (let id = 0; id <= highest; id++) {
       try {
-        dm.load(probeName, [{ start: 0n, length: 8n, type: 'thin', params: `${poolDev} ${id}` }]);
+        dm.load(probeName, [{ start: 0n, length: 8n, type: 'thin', params: formatThinTable({ poolDev, deviceId: id }) }]);
         alive.add(id);
         dm.clear(probeName);
       } catch (error) {

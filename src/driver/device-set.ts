@@ -1,10 +1,9 @@
 // DeviceSet: the pool, the layers' thin devices, their metadata and their mounts (the role of
 // moby's devmapper DeviceSet). Every pool change follows the crash protocol: write the intent,
 // change the pool, commit with set_transaction_id, write the metadata, close the intent.
-import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { DeviceMapper } from '../ioctl/device-mapper.js';
-import { decodeDev } from '../ioctl/abi.js';
 import { discardBlockDevice } from '../ioctl/block.js';
 import { mountFilesystem, unmountFilesystem, MNT_DETACH } from '../ioctl/mount.js';
 import { DevmapperError, DmSystemError, InvalidArgumentError, PoolModeError } from '../errors.js';
@@ -17,6 +16,7 @@ import { poolModeOf, poolTakesMessages, type PoolStatus, type PoolStatusOk } fro
 import { bytesToSectors, bytes, type Bytes } from '../thin/units.js';
 import { filesystemUuid, growFilesystem, makeFilesystem } from './filesystem.js';
 import { HomeLock } from './home-lock.js';
+import { HomeLayout } from './home-layout.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import { BASE_LAYER, MetadataStore, type DeviceSetState, type LayerRecord, type OpenTransaction } from './metadata-store.js';
 import { resolveOptions, type DriverOptions, type ResolvedOptions } from './options.js';
@@ -61,8 +61,8 @@ export class DeviceSet {
   readonly store: MetadataStore;
   /** Loop files, when the driver made its own pool on them. */
   readonly storage: LoopbackStorage | undefined;
-  /** dm name prefix for this home's devices: devmapper-<major>:<minor>-<inode>. */
-  readonly prefix: string;
+  /** Every path under the home and every dm name of this home's devices. */
+  readonly layout: HomeLayout;
   readonly #ownsPool: boolean;
   readonly #lock: HomeLock;
   #state: DeviceSetState;
@@ -74,14 +74,14 @@ export class DeviceSet {
 
   private constructor(args: {
     options: ResolvedOptions; dm: DeviceMapper; pool: ThinPool; store: MetadataStore; storage: LoopbackStorage | undefined;
-    prefix: string; ownsPool: boolean; lock: HomeLock; state: DeviceSetState;
+    layout: HomeLayout; ownsPool: boolean; lock: HomeLock; state: DeviceSetState;
   }) {
     this.options = args.options;
     this.dm = args.dm;
     this.pool = args.pool;
     this.store = args.store;
     this.storage = args.storage;
-    this.prefix = args.prefix;
+    this.layout = args.layout;
     this.#ownsPool = args.ownsPool;
     this.#lock = args.lock;
     this.#state = args.state;
@@ -97,27 +97,21 @@ export class DeviceSet {
    */
   static async init(input: DriverOptions, mode: { inspect?: boolean } = {}): Promise<DeviceSet> {
     const options = resolveOptions(input);
-    mkdirSync(options.home, { recursive: true, mode: 0o700 });
-    mkdirSync(join(options.home, 'mnt'), { recursive: true, mode: 0o700 });
+    const layout = HomeLayout.create(options.home);
     const lock = await HomeLock.acquire(options.home, { timeoutMs: options.lockTimeoutMs, ffi: options.ffi });
     let dm: DeviceMapper | undefined;
     let store: MetadataStore | undefined;
     let activatedPool: ThinPool | undefined;
-    let prefix: string | undefined;
     try {
-      const st = statSync(options.home, { bigint: true });
-      // Docker's naming; decodeDev keeps minors above 255 (0:300 must not read as 0:44).
-      const home = decodeDev(st.dev);
-      prefix = `devmapper-${home.major}:${home.minor}-${st.ino}`;
       dm = DeviceMapper.open({ ffi: options.ffi });
-      store = new MetadataStore(join(options.home, 'metadata'));
+      store = new MetadataStore(layout.metadataDir);
       store.removeStaleTempFiles();
       const savedState = store.readState();
-      const { pool, storage, ownsPool, activated } = openPool(dm, options, prefix, savedState === undefined);
+      const { pool, storage, ownsPool, activated } = openPool(dm, options, layout, savedState === undefined);
       if (activated) activatedPool = pool;
       const state: DeviceSetState = savedState ?? { formatVersion: 1, nextDeviceId: 1, transactionId: String(poolStatus(pool).transactionId) };
       if (!savedState) store.writeState(state);
-      const set = new DeviceSet({ options, dm, pool, store, storage, prefix, ownsPool, lock, state });
+      const set = new DeviceSet({ options, dm, pool, store, storage, layout, ownsPool, lock, state });
       set.#resumeSuspended();
       set.#recoverTransaction(mode.inspect === true);
       if (!mode.inspect) set.#checkTransactionId();
@@ -133,7 +127,7 @@ export class DeviceSet {
     } catch (error) {
       // A pool this init activated goes again (its loops detach with it), so a failed init
       // leaves nothing active; a pool that was already active is left as it was.
-      if (dm && activatedPool && prefix) releaseQuietly(dm, prefix, activatedPool);
+      if (dm && activatedPool) releaseQuietly(dm, layout, activatedPool);
       dm?.close();
       store?.close();
       lock.release();
@@ -192,7 +186,7 @@ export class DeviceSet {
    */
   #resumeSuspended(): void {
     const ours = this.dm.list().map((d) => d.name)
-      .filter((name) => (name === this.pool.name && this.#ownsPool) || (name.startsWith(`${this.prefix}-`) && name !== this.pool.name))
+      .filter((name) => (name === this.pool.name && this.#ownsPool) || this.layout.isLayerDevice(name, this.pool.name))
       .sort((a, b) => Number(b === this.pool.name) - Number(a === this.pool.name));
     for (const name of ours) {
       if (!this.dm.info(name).suspended) continue;
@@ -215,11 +209,10 @@ export class DeviceSet {
    * `remove` false, only the adoption happens.
    */
   #adoptOrRemoveLeftovers(remove: boolean): void {
-    const mntRoot = join(this.options.home, 'mnt') + '/';
-    for (const mountPoint of mountPointsUnder(mntRoot).reverse()) {
-      const id = mountPoint.slice(mntRoot.length);
-      const name = this.thinName(id);
-      if (!id.includes('/') && this.hasDevice(id) && this.dm.exists(name)) {
+    for (const mountPoint of mountPointsUnder(this.layout.mountRoot + '/').reverse()) {
+      const id = this.layout.layerOfMountPoint(mountPoint);
+      const name = id === undefined ? undefined : this.thinName(id);
+      if (id !== undefined && name !== undefined && this.hasDevice(id) && this.dm.exists(name)) {
         this.#mounts.set(id, { count: 1, mountPoint, device: ThinDevice.adopt(this.dm, name) });
         continue;
       }
@@ -229,8 +222,8 @@ export class DeviceSet {
     }
     if (!remove) return;
     for (const device of this.dm.list()) {
-      if (!device.name.startsWith(`${this.prefix}-`) || device.name === this.pool.name) continue;
-      const layerId = device.name.slice(this.prefix.length + 1);
+      if (!this.layout.isLayerDevice(device.name, this.pool.name)) continue;
+      const layerId = this.layout.layerIdOf(device.name);
       if (this.#mounts.has(layerId) || this.#layers.get(layerId)?.activated) continue;
       logger.warn(`removing stale device ${device.name}`);
       try {
@@ -290,7 +283,7 @@ export class DeviceSet {
   // Layers
 
   thinName(layerId: string): string {
-    return `${this.prefix}-${layerId}`;
+    return this.layout.thinName(layerId);
   }
 
   hasDevice(id: string): boolean {
@@ -411,7 +404,7 @@ export class DeviceSet {
         if (this.options.deferredDeletion && error instanceof DmSystemError && error.code === 'EBUSY') return this.#markDeferred(record);
         throw error;
       }
-      rmSync(join(this.options.home, 'mnt', id), { recursive: true, force: true });
+      rmSync(this.layout.mountPoint(id), { recursive: true, force: true });
     });
   }
 
@@ -455,7 +448,7 @@ export class DeviceSet {
         if (this.#mounts.has(record.id)) return;
         try {
           await this.#deleteLayer(record);
-          rmSync(join(this.options.home, 'mnt', record.id), { recursive: true, force: true });
+          rmSync(this.layout.mountPoint(record.id), { recursive: true, force: true });
           logger.info(`deferred deletion of ${record.id} done`);
         } catch (error) {
           if (!(error instanceof DmSystemError && error.code === 'EBUSY')) throw error;
@@ -575,10 +568,10 @@ export class DeviceSet {
     return this.#locks.run(id, async () => {
       this.#assertOpen();
       const mounted = this.#mounts.get(id);
-      const mountPoint = join(this.options.home, 'mnt', id);
+      const mountPoint = this.layout.mountPoint(id);
       if (mounted) {
         mounted.count++;
-        return join(mountPoint, 'rootfs');
+        return this.layout.rootfs(id);
       }
       const record = this.#layers.get(id);
       if (!record || !this.hasDevice(id)) throw new DevmapperError('ERR_DM_UNKNOWN_LAYER', `layer ${id} does not exist`);
@@ -593,10 +586,10 @@ export class DeviceSet {
         mountedHere = true;
         // rootfs and id live in the layer's own filesystem: a symlink found there is never
         // followed (it could point out of <home>), and the id file is only ever created.
-        const rootfs = join(mountPoint, 'rootfs');
+        const rootfs = this.layout.rootfs(id);
         mkdirSync(rootfs, { recursive: true, mode: 0o755 });
         if (!lstatSync(rootfs).isDirectory()) throw new DevmapperError('ERR_DM_UNSAFE_PATH', `${rootfs} in layer ${id} is not a directory (a symlink?): not using it`);
-        const idFile = join(mountPoint, 'id');
+        const idFile = this.layout.idFile(id);
         if (!lexists(idFile)) writeFileSync(idFile, id, { mode: 0o600, flag: 'wx' });
         this.#mounts.set(id, { count: 1, mountPoint, device });
         return rootfs;
@@ -636,7 +629,7 @@ export class DeviceSet {
 
   async #withMounted<T>(record: LayerRecord, body: (device: ThinDevice, mountPoint: string) => Promise<T>): Promise<T> {
     const device = this.#activate(record);
-    const mountPoint = join(this.options.home, 'mnt', `.resize-${record.deviceId}`);
+    const mountPoint = this.layout.privateMountPoint(record.deviceId);
     mkdirSync(mountPoint, { recursive: true, mode: 0o700 });
     try {
       mountFilesystem(device.path, mountPoint, this.options.filesystem, { data: this.#mountData(undefined), ffi: this.options.ffi });
@@ -783,7 +776,7 @@ export class DeviceSet {
       }
       this.#mounts.clear();
       for (const device of this.dm.list()) {
-        if (device.name.startsWith(`${this.prefix}-`) && device.name !== this.pool.name) this.#deactivate(ThinDevice.adopt(this.dm, device.name));
+        if (this.layout.isLayerDevice(device.name, this.pool.name)) this.#deactivate(ThinDevice.adopt(this.dm, device.name));
       }
       if (this.#ownsPool) this.pool.deactivate(); // autoclear then detaches the loop devices
     } finally {
@@ -797,22 +790,18 @@ export class DeviceSet {
   async check(repair: boolean): Promise<CheckReport> {
     this.#assertOpen();
     poolStatus(this.pool); // a failed pool cannot be looked into: a PoolModeError naming it
-    const mntRoot = join(this.options.home, 'mnt') + '/';
     const records = [...this.#layers.values()];
     const next = this.#state.nextDeviceId;
     const highest = Math.max(next - 1, ...records.map((r) => r.deviceId));
     return runCheck({
       dm: this.dm,
       pool: this.pool,
-      prefix: this.prefix,
+      layout: this.layout,
       records,
       highestAllocatedId: highest,
       metadataTransactionId: BigInt(this.#state.transactionId),
       mountedLayers: new Set(this.#mounts.keys()),
-      mounts: mountPointsUnder(mntRoot).map((mountPoint) => {
-        const rest = mountPoint.slice(mntRoot.length);
-        return { mountPoint, layer: rest.includes('/') ? undefined : rest };
-      }),
+      mounts: mountPointsUnder(this.layout.mountRoot + '/').map((mountPoint) => ({ mountPoint, layer: this.layout.layerOfMountPoint(mountPoint) })),
       deleteThin: (deviceId) => this.#deleteThinIfPresent(deviceId),
       removeRecord: (layer) => {
         this.store.removeLayer(layer);
@@ -849,9 +838,9 @@ export class DeviceSet {
 }
 
 /** The pool, and whether this call activated it (false: adopted, already active). */
-function openPool(dm: DeviceMapper, options: ResolvedOptions, prefix: string, fresh: boolean): { pool: ThinPool; storage: LoopbackStorage | undefined; ownsPool: boolean; activated: boolean } {
+function openPool(dm: DeviceMapper, options: ResolvedOptions, layout: HomeLayout, fresh: boolean): { pool: ThinPool; storage: LoopbackStorage | undefined; ownsPool: boolean; activated: boolean } {
   if (options.thinPoolDevice) return { pool: ThinPool.adopt(dm, options.thinPoolDevice), storage: undefined, ownsPool: false, activated: false };
-  const name = `${prefix}-pool`;
+  const name = layout.poolName;
   // An active pool is adopted whatever its no-space mode (one made before errorIfNoSpace existed).
   const poolOptions = { dataBlockSize: options.blockSize, features: { skipBlockZeroing: true } };
   const tableOptions = { dataBlockSize: options.blockSize, features: { skipBlockZeroing: true, errorIfNoSpace: options.errorIfNoSpace } };
@@ -861,7 +850,7 @@ function openPool(dm: DeviceMapper, options: ResolvedOptions, prefix: string, fr
     return { pool: fresh ? ThinPool.create(dm, name, devices) : ThinPool.reopen(dm, name, devices), storage: undefined, ownsPool: true, activated: true };
   }
   const storage = LoopbackStorage.open({
-    dir: join(options.home, 'devicemapper'), dataSize: options.loopDataSize, metadataSize: options.loopMetadataSize, ffi: options.ffi,
+    dir: layout.loopDir, dataSize: options.loopDataSize, metadataSize: options.loopMetadataSize, ffi: options.ffi,
   });
   try {
     if (dm.exists(name)) return { pool: ThinPool.adopt(dm, name, poolOptions), storage, ownsPool: true, activated: false };
@@ -874,9 +863,9 @@ function openPool(dm: DeviceMapper, options: ResolvedOptions, prefix: string, fr
 }
 
 /** Undoes a failed init's activation: our thin devices on the pool, then the pool. Errors are dropped (the init's own is reported). */
-function releaseQuietly(dm: DeviceMapper, prefix: string, pool: ThinPool): void {
+function releaseQuietly(dm: DeviceMapper, layout: HomeLayout, pool: ThinPool): void {
   try {
-    for (const device of dm.list()) if (device.name.startsWith(`${prefix}-`) && device.name !== pool.name) dm.remove(device.name);
+    for (const device of dm.list()) if (layout.isLayerDevice(device.name, pool.name)) dm.remove(device.name);
     pool.deactivate();
   } catch (error) {
     logger.warn(`failed init: cannot deactivate ${pool.name}: ${error}`);

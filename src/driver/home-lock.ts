@@ -5,11 +5,11 @@
 // written into the file is informational only: it names the holder in the error a second
 // process gets.
 import { closeSync, constants, ftruncateSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
 import { DevmapperError, DmSystemError } from '../errors.js';
 import { decodeDev } from '../ioctl/abi.js';
 import { LOCK_EX, LOCK_NB, LOCK_UN, type FfiBackendName } from '../ioctl/ffi/binding.js';
 import { libcBinding } from '../ioctl/ffi/select.js';
+import { lockFilePath } from './home-layout.js';
 
 export interface HomeLockOptions {
   /** How long to wait for a busy home, in ms: 0 (the default) fails at once, Infinity waits forever. */
@@ -55,7 +55,7 @@ export class HomeLock {
 
   /** One attempt: the lock, or undefined when another open file description holds it. */
   static tryAcquire(home: string, options: { ffi?: FfiBackendName } = {}): HomeLock | undefined {
-    const path = join(home, 'lock');
+    const path = lockFilePath(home);
     const libc = libcBinding(options.ffi);
     let fd: number;
     let writable = true;
@@ -110,7 +110,7 @@ export class HomeLock {
  * by a write: just after a takeover it may still name the previous holder).
  */
 export function lockHolder(home: string): number | undefined {
-  const path = join(home, 'lock');
+  const path = lockFilePath(home);
   try {
     const st = statSync(path, { bigint: true });
     const { major, minor } = decodeDev(st.dev);

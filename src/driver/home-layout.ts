@@ -1,0 +1,112 @@
+// The one place that knows how a driver's home is laid out and how its dm devices are named.
+//
+//   <home>/devicemapper/{data,metadata}   loop files (when the driver makes its own pool)
+//   <home>/metadata/                      the MetadataStore's JSON files
+//   <home>/mnt/<id>                       a layer's mount point (rootfs/ and id inside its filesystem)
+//   <home>/mnt/.resize-<thin id>          a private, temporary mount point (growing, withMounted)
+//   <home>/lock                           the HomeLock's file
+//
+// dm names: `<prefix>-pool` for the pool, `<prefix>-<layer id>` for layers and
+// `<prefix>-.check-probe` for check()'s probe, where the prefix is
+// `devmapper-<major>:<minor>-<inode of home>` (Docker's naming), so two homes never collide.
+import { mkdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { decodeDev } from '../ioctl/abi.js';
+
+/** `<home>/lock`: usable before the home's layout is known (HomeLock, the CLI's lock checks). */
+export function lockFilePath(home: string): string {
+  return join(home, 'lock');
+}
+
+export class HomeLayout {
+  readonly home: string;
+  /** dm name prefix for this home's devices: devmapper-<major>:<minor>-<inode>. */
+  readonly prefix: string;
+
+  private constructor(home: string, prefix: string) {
+    this.home = home;
+    this.prefix = prefix;
+  }
+
+  /** Makes `<home>` and `<home>/mnt` (0700) when missing and derives the dm name prefix. */
+  static create(home: string): HomeLayout {
+    mkdirSync(home, { recursive: true, mode: 0o700 });
+    mkdirSync(join(home, 'mnt'), { recursive: true, mode: 0o700 });
+    const st = statSync(home, { bigint: true });
+    // decodeDev keeps minors above 255 (0:300 must not read as 0:44).
+    const dev = decodeDev(st.dev);
+    return new HomeLayout(home, `devmapper-${dev.major}:${dev.minor}-${st.ino}`);
+  }
+
+  // ---- paths
+
+  get lockFile(): string {
+    return lockFilePath(this.home);
+  }
+
+  get metadataDir(): string {
+    return join(this.home, 'metadata');
+  }
+
+  /** Where the driver's own loop files live. */
+  get loopDir(): string {
+    return join(this.home, 'devicemapper');
+  }
+
+  get mountRoot(): string {
+    return join(this.home, 'mnt');
+  }
+
+  /** `<home>/mnt/<id>`: the layer's mount point. */
+  mountPoint(layerId: string): string {
+    return join(this.home, 'mnt', layerId);
+  }
+
+  /** `<home>/mnt/<id>/rootfs`: what get() returns. */
+  rootfs(layerId: string): string {
+    return join(this.mountPoint(layerId), 'rootfs');
+  }
+
+  /** `<home>/mnt/<id>/id`: the file naming the layer inside its own filesystem. */
+  idFile(layerId: string): string {
+    return join(this.mountPoint(layerId), 'id');
+  }
+
+  /** A private mount point for a short-lived mount of one thin device. */
+  privateMountPoint(thinId: number): string {
+    return join(this.home, 'mnt', `.resize-${thinId}`);
+  }
+
+  /** The layer a mount point under `<home>/mnt/` belongs to (undefined: none, or nested deeper). */
+  layerOfMountPoint(mountPoint: string): string | undefined {
+    const root = this.mountRoot + '/';
+    if (!mountPoint.startsWith(root)) return undefined;
+    const rest = mountPoint.slice(root.length);
+    return rest.includes('/') ? undefined : rest;
+  }
+
+  // ---- dm names
+
+  get poolName(): string {
+    return `${this.prefix}-pool`;
+  }
+
+  thinName(layerId: string): string {
+    return `${this.prefix}-${layerId}`;
+  }
+
+  /** check()'s temporary device: a dot after the prefix, which no layer id can start with. */
+  get probeName(): string {
+    return `${this.prefix}-.check-probe`;
+  }
+
+  /** Whether a dm device is one of this home's, other than `poolName` (the pool in use, possibly adopted). */
+  isLayerDevice(name: string, poolName: string): boolean {
+    return name.startsWith(`${this.prefix}-`) && name !== poolName;
+  }
+
+  /** The layer id a dm name of this home stands for. */
+  layerIdOf(deviceName: string): string {
+    return deviceName.slice(this.prefix.length + 1);
+  }
+}
