@@ -12,16 +12,17 @@ import { LoopbackStorage } from '../thin/loopback.js';
 import { LayerTable } from './layer-table.js';
 import { ThinPool } from '../thin/pool.js';
 import { ThinDevice } from '../thin/thin-device.js';
-import { poolModeOf, poolTakesMessages, type PoolStatus, type PoolStatusOk } from '../thin/status.js';
+import { poolModeOf, poolTakesMessages, type PoolStatus } from '../thin/status.js';
 import { bytesToSectors, bytes, type Bytes } from '../thin/units.js';
 import { filesystemUuid, growFilesystem, makeFilesystem } from './filesystem.js';
 import { HomeLock } from './home-lock.js';
 import { HomeLayout } from './home-layout.js';
 import { KeyedMutex } from './keyed-mutex.js';
-import { BASE_LAYER, MetadataStore, type DeviceSetState, type LayerRecord, type OpenTransaction } from './metadata-store.js';
+import { BASE_LAYER, MetadataStore, type DeviceSetState, type LayerRecord } from './metadata-store.js';
 import { resolveOptions, type DriverOptions, type ResolvedOptions } from './options.js';
-import { crashPoint } from '../crash-points.js';
 import { runCheck, type CheckReport } from './check.js';
+import { PoolTransactions } from './transaction.js';
+import { assertFreeSpace, assertWritable, explainFailure, readPoolStatus, takesMessages } from './pool-guard.js';
 
 interface Mounted {
   count: number;
@@ -65,7 +66,7 @@ export class DeviceSet {
   readonly layout: HomeLayout;
   readonly #ownsPool: boolean;
   readonly #lock: HomeLock;
-  #state: DeviceSetState;
+  readonly #tx: PoolTransactions;
   readonly #layers = new LayerTable();
   readonly #mounts = new Map<string, Mounted>();
   readonly #locks = new KeyedMutex();
@@ -84,7 +85,7 @@ export class DeviceSet {
     this.layout = args.layout;
     this.#ownsPool = args.ownsPool;
     this.#lock = args.lock;
-    this.#state = args.state;
+    this.#tx = new PoolTransactions(args.pool, args.store, args.state);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -109,7 +110,7 @@ export class DeviceSet {
       const savedState = store.readState();
       const { pool, storage, ownsPool, activated } = openPool(dm, options, layout, savedState === undefined);
       if (activated) activatedPool = pool;
-      const state: DeviceSetState = savedState ?? { formatVersion: 1, nextDeviceId: 1, transactionId: String(poolStatus(pool).transactionId) };
+      const state: DeviceSetState = savedState ?? { formatVersion: 1, nextDeviceId: 1, transactionId: String(readPoolStatus(pool).transactionId) };
       if (!savedState) store.writeState(state);
       const set = new DeviceSet({ options, dm, pool, store, storage, layout, ownsPool, lock, state });
       set.#resumeSuspended();
@@ -151,7 +152,7 @@ export class DeviceSet {
       }
       throw new PoolModeError({ pool: this.pool.name, ...state, operation: `init: completing the interrupted ${open.op} of layer ${open.layerId}` });
     }
-    const poolTid = poolStatus(this.pool).transactionId;
+    const poolTid = readPoolStatus(this.pool).transactionId;
     const committed = poolTid === BigInt(open.transactionId);
     if (!committed && poolTid !== BigInt(open.transactionId) - 1n) {
       throw new DevmapperError('ERR_DM_TRANSACTION_MISMATCH', `open transaction ${open.transactionId} (${open.op} ${open.layerId}) fits neither pool transaction id ${poolTid} nor the one before it`);
@@ -159,23 +160,20 @@ export class DeviceSet {
     logger.info(`recovering ${committed ? 'committed' : 'uncommitted'} ${open.op} of ${open.layerId} (thin id ${open.deviceId})`);
     if (open.op === 'create') {
       if (committed) {
-        if (open.record) this.store.writeLayer(open.record);
-        this.#commitState(open, open.deviceId + 1);
+        this.#tx.finish(open);
       } else {
         // Never delete a thin id that a known layer owns (ids wrap at 2^24).
-        if (!this.store.readAllLayers().some((r) => r.deviceId === open.deviceId && r.id !== open.layerId)) this.#deleteThinIfPresent(open.deviceId);
-        this.store.removeLayer(open.layerId);
-        this.store.closeTransaction();
+        if (!this.store.readAllLayers().some((r) => r.deviceId === open.deviceId && r.id !== open.layerId)) this.#tx.deleteThinIfPresent(open.deviceId);
+        this.#tx.abandon(open);
       }
     } else {
       // A delete the user asked for is finished either way; its thin id may already be gone.
       this.#deactivateIfActive(open.layerId);
       if (!committed) {
-        this.#deleteThinIfPresent(open.deviceId);
+        this.#tx.deleteThinIfPresent(open.deviceId);
         this.pool.setTransactionId(poolTid, BigInt(open.transactionId));
       }
-      this.store.removeLayer(open.layerId);
-      this.#commitState(open, this.#state.nextDeviceId);
+      this.#tx.finish(open);
     }
   }
 
@@ -196,9 +194,11 @@ export class DeviceSet {
   }
 
   #checkTransactionId(): void {
-    const poolTid = poolStatus(this.pool).transactionId;
-    if (poolTid !== BigInt(this.#state.transactionId)) {
-      throw new DevmapperError('ERR_DM_TRANSACTION_MISMATCH', `pool ${this.pool.name} has transaction id ${poolTid} but ${this.store.dir} says ${this.#state.transactionId}: the pool was changed by someone else; not overwriting it`);
+    const poolTid = readPoolStatus(this.pool).transactionId;
+    const recorded = this.#tx.state.transactionId;
+    if (poolTid !== BigInt(recorded)) {
+      throw new DevmapperError('ERR_DM_TRANSACTION_MISMATCH',
+        `pool ${this.pool.name} has transaction id ${poolTid} but ${this.store.dir} says ${recorded}: the pool was changed by someone else; not overwriting it`);
     }
   }
 
@@ -238,30 +238,31 @@ export class DeviceSet {
   async #ensureBaseDevice(): Promise<void> {
     let base = this.#layers.get(BASE_LAYER);
     if (!base) {
-      base = await this.#locks.run(POOL_LOCK, () => this.#createThinLayer(BASE_LAYER, null, undefined, this.options.baseSize));
+      base = await this.#locks.run(POOL_LOCK, () => this.#tx.createLayer({
+        id: BASE_LAYER, parent: null, size: this.options.baseSize, ownsThinId: (thinId) => this.#layers.ownsThinId(thinId),
+      }));
       this.#layers.set(BASE_LAYER, base);
     }
     const fs = this.options.filesystem;
-    if (!this.#state.base) {
+    if (!this.#tx.state.base) {
       // New (or its mkfs never finished): format it and record the filesystem.
       const device = this.#activate(base);
       try {
         await makeFilesystem(device.path, fs, this.options.mkfsArgs);
-        this.#state = { ...this.#state, base: { deviceId: base.deviceId, size: base.size, filesystem: fs, filesystemUuid: filesystemUuid(device.path, fs) } };
-        this.store.writeState(this.#state);
+        this.#tx.updateState({ base: { deviceId: base.deviceId, size: base.size, filesystem: fs, filesystemUuid: filesystemUuid(device.path, fs) } });
       } finally {
         this.#deactivate(device);
       }
       return;
     }
-    if (this.#state.base.filesystem !== fs) {
-      throw new DevmapperError('ERR_DM_BASE_MISMATCH', `the base device holds ${this.#state.base.filesystem}, not ${fs}: the filesystem cannot change after the first start`);
+    if (this.#tx.state.base.filesystem !== fs) {
+      throw new DevmapperError('ERR_DM_BASE_MISMATCH', `the base device holds ${this.#tx.state.base.filesystem}, not ${fs}: the filesystem cannot change after the first start`);
     }
     const device = this.#activate(base);
     try {
       const uuid = filesystemUuid(device.path, fs);
-      if (uuid !== this.#state.base.filesystemUuid) {
-        throw new DevmapperError('ERR_DM_BASE_MISMATCH', `base device filesystem UUID ${uuid} is not the recorded ${this.#state.base.filesystemUuid}`);
+      if (uuid !== this.#tx.state.base.filesystemUuid) {
+        throw new DevmapperError('ERR_DM_BASE_MISMATCH', `base device filesystem UUID ${uuid} is not the recorded ${this.#tx.state.base.filesystemUuid}`);
       }
     } finally {
       this.#deactivate(device);
@@ -275,8 +276,7 @@ export class DeviceSet {
     await this.#withMounted(grown, (device, mountPoint) => growFilesystem(device.path, mountPoint, this.options.filesystem));
     this.store.writeLayer(grown);
     this.#layers.set(BASE_LAYER, grown);
-    this.#state = { ...this.#state, base: { ...this.#state.base!, size: String(size) } };
-    this.store.writeState(this.#state);
+    this.#tx.updateState({ base: { ...this.#tx.state.base!, size: String(size) } });
   }
 
   // ------------------------------------------------------------------------------------------
@@ -319,8 +319,11 @@ export class DeviceSet {
       if (size !== undefined && size < originSize) {
         throw new DevmapperError('ERR_DM_INVALID_ARGUMENT', `size: ${size} bytes is smaller than the parent's ${originSize}`);
       }
-      this.#assertFreeSpace();
-      const record = await this.#locks.run(POOL_LOCK, () => this.#createThinLayer(id, parent, origin, originSize, meta));
+      assertFreeSpace(this.pool, this.options.minFreeSpacePercent);
+      const record = await this.#locks.run(POOL_LOCK, () => this.#tx.createLayer({
+        id, parent, size: originSize, meta, origin: { deviceId: origin.deviceId, activeDevice: this.#activeDeviceOf(origin.id) },
+        ownsThinId: (thinId) => this.#layers.ownsThinId(thinId),
+      }));
       this.#layers.set(id, record);
       if (size !== undefined && size > originSize) {
         const grown: LayerRecord = { ...record, size: String(size) };
@@ -334,49 +337,6 @@ export class DeviceSet {
         this.#layers.set(id, grown);
       }
     });
-  }
-
-  /**
-   * The crash-protocol core of a create: intent, pool change (create_thin or create_snap),
-   * commit (set_transaction_id), metadata. Thin ids the pool already uses are skipped.
-   */
-  #createThinLayer(id: string, parent: string | null, origin: LayerRecord | undefined, size: bigint, meta?: Record<string, unknown>): LayerRecord {
-    const current = BigInt(this.#state.transactionId);
-    const transactionId = current + 1n;
-    let deviceId = this.#state.nextDeviceId;
-    for (let attempts = 0; ; attempts++, deviceId = nextThinId(deviceId)) {
-      if (attempts > 1000) throw new DevmapperError('ERR_DM_NO_THIN_ID', 'no free thin id found after 1000 tries');
-      if (this.#layers.ownsThinId(deviceId)) continue;
-      const record: LayerRecord = { id, parent, deviceId, size: String(size), transactionId: String(transactionId), ...(meta ? { meta } : {}) };
-      this.store.openTransaction({ transactionId: String(transactionId), op: 'create', layerId: id, deviceId, record });
-      crashPoint('create:intent');
-      try {
-        if (origin) this.pool.createSnapshot(deviceId, origin.deviceId, this.#activeDeviceOf(origin.id));
-        else this.pool.createThin(deviceId);
-      } catch (error) {
-        if (error instanceof DmSystemError && error.code === 'EEXIST') continue; // used by someone: skip it
-        this.store.closeTransaction();
-        throw this.#explain('create', error);
-      }
-      crashPoint('create:snapshot');
-      try {
-        this.pool.setTransactionId(current, transactionId);
-      } catch (error) {
-        throw this.#explain('create', error);
-      }
-      crashPoint('create:commit');
-      this.#commitPool('create', transactionId);
-      this.store.writeLayer(record);
-      this.#commitState({ transactionId: String(transactionId), op: 'create', layerId: id, deviceId }, nextThinId(deviceId));
-      crashPoint('create:done');
-      return record;
-    }
-  }
-
-  #commitState(transaction: OpenTransaction, nextDeviceId: number): void {
-    this.#state = { ...this.#state, transactionId: transaction.transactionId, nextDeviceId };
-    this.store.writeState(this.#state);
-    this.store.closeTransaction();
   }
 
   /** The active dm device of a layer, for suspending it around a snapshot. */
@@ -393,7 +353,7 @@ export class DeviceSet {
       if (!record || id === BASE_LAYER || record.deferredDelete) return;
       // Deleting frees data blocks: on a full pool it is the way out (the kernel takes the
       // delete in out_of_data_space and goes back to rw once blocks are free).
-      this.#assertWritable('remove', { outOfDataSpaceOk: true });
+      assertWritable(this.pool, 'remove', { outOfDataSpaceOk: true });
       if (this.#mounts.has(id)) {
         if (this.options.deferredDeletion) return this.#markDeferred(record);
         throw new DmSystemError({ errno: 16, syscall: 'ioctl', operation: 'remove', device: this.thinName(id), detail: `layer ${id} is mounted (${this.#mounts.get(id)!.count} users): put() it first` });
@@ -422,27 +382,13 @@ export class DeviceSet {
       this.#deactivateIfActive(record.id);
     }
     await this.#locks.run(POOL_LOCK, () => {
-      const current = BigInt(this.#state.transactionId);
-      const transaction: OpenTransaction = { transactionId: String(current + 1n), op: 'delete', layerId: record.id, deviceId: record.deviceId };
-      this.store.openTransaction(transaction);
-      crashPoint('remove:intent');
-      try {
-        this.#deleteThinIfPresent(record.deviceId);
-        crashPoint('remove:delete');
-        this.pool.setTransactionId(current, current + 1n);
-      } catch (error) {
-        throw this.#explain('remove', error);
-      }
-      crashPoint('remove:commit');
-      this.#commitPool('remove', current + 1n);
-      this.store.removeLayer(record.id);
-      this.#commitState(transaction, this.#state.nextDeviceId);
+      this.#tx.deleteLayer(record);
       this.#layers.delete(record.id);
     });
   }
 
   async #retryDeferredDeletions(): Promise<void> {
-    if (!this.#takesMessages()) return; // a read-only or failed pool: retried once it is rw again
+    if (!takesMessages(this.pool)) return; // a read-only or failed pool: retried once it is rw again
     for (const record of [...this.#layers.values()].filter((r) => r.deferredDelete)) {
       await this.#locks.run(record.id, async () => {
         if (this.#mounts.has(record.id)) return;
@@ -459,15 +405,6 @@ export class DeviceSet {
 
   get deferredDeletedCount(): number {
     return [...this.#layers.values()].filter((r) => r.deferredDelete).length;
-  }
-
-  #deleteThinIfPresent(deviceId: number): void {
-    try {
-      this.pool.deleteThin(deviceId);
-    } catch (error) {
-      // The kernel answers ENODATA for an id it does not have: already deleted.
-      if (!(error instanceof DmSystemError && error.code === 'ENODATA')) throw error;
-    }
   }
 
   // ------------------------------------------------------------------------------------------
@@ -490,14 +427,14 @@ export class DeviceSet {
       this.#assertOpen();
       let record = this.#requireLayer(id);
       if (!record.activated) {
-        this.#assertWritable('activate');
+        assertWritable(this.pool, 'activate');
         record = this.#updateRecord(record, { activated: true });
       }
       try {
         const device = this.#activate(record);
         return { path: device.path, deviceName: device.name };
       } catch (error) {
-        throw this.#explain('activate', error);
+        throw explainFailure(this.pool, 'activate', error);
       }
     });
   }
@@ -540,7 +477,7 @@ export class DeviceSet {
   withLayerMounted<T>(id: string, body: (root: string) => Promise<T> | T): Promise<T> {
     return this.#locks.run(id, async () => {
       this.#assertOpen();
-      this.#assertWritable('mount');
+      assertWritable(this.pool, 'mount');
       return this.#withMounted(this.#requireLayer(id), async (_device, mountPoint) => body(mountPoint));
     });
   }
@@ -575,7 +512,7 @@ export class DeviceSet {
       }
       const record = this.#layers.get(id);
       if (!record || !this.hasDevice(id)) throw new DevmapperError('ERR_DM_UNKNOWN_LAYER', `layer ${id} does not exist`);
-      this.#assertWritable('get');
+      assertWritable(this.pool, 'get');
       const createdDir = !existsSync(mountPoint);
       mkdirSync(mountPoint, { recursive: true, mode: 0o755 });
       let device: ThinDevice | undefined;
@@ -597,7 +534,7 @@ export class DeviceSet {
         if (mountedHere) unmountFilesystem(mountPoint, { flags: MNT_DETACH, ffi: this.options.ffi });
         if (device) this.#deactivate(device);
         if (createdDir) rmSync(mountPoint, { recursive: true, force: true });
-        throw this.#explain('get', error);
+        throw explainFailure(this.pool, 'get', error);
       }
     });
   }
@@ -662,77 +599,10 @@ export class DeviceSet {
   // ------------------------------------------------------------------------------------------
   // Space, status, shutdown
 
-  poolStatus(): PoolStatusOk {
-    return poolStatus(this.pool);
-  }
-
-  /** The pool's status, Fail and Error included (poolStatus() throws on those), and its mode. */
+  /** The pool's status, Fail and Error included (readPoolStatus() throws on those), and its mode. */
   poolState(): { status: PoolStatus; mode: string; needsCheck: boolean } {
     const status = this.pool.status();
     return { status, ...poolModeOf(status) };
-  }
-
-  /** Whether the pool takes messages (create, delete, set_transaction_id): rw or out of data space. */
-  #takesMessages(): boolean {
-    return poolTakesMessages(poolModeOf(this.pool.status()));
-  }
-
-  /** A PoolModeError naming the mode unless the pool is rw (or out of data space, when that is fine). */
-  #assertWritable(operation: string, options: { outOfDataSpaceOk?: boolean } = {}): PoolStatusOk {
-    const status = this.pool.status();
-    const { mode, needsCheck } = poolModeOf(status);
-    const modeOk = mode === 'rw' || (options.outOfDataSpaceOk === true && mode === 'out_of_data_space');
-    if (status.kind !== 'ok' || !modeOk || needsCheck) throw new PoolModeError({ pool: this.pool.name, mode, needsCheck, operation });
-    return status;
-  }
-
-  /**
-   * A pool call or a mount failed: if the pool has meanwhile left rw (a metadata error turned
-   * it read-only or failed, it ran out of space), the mode is the real reason, so the error
-   * becomes a PoolModeError (the original as its cause); otherwise it is returned as it was.
-   */
-  #explain(operation: string, error: unknown): unknown {
-    if (error instanceof PoolModeError) return error;
-    let state: { mode: string; needsCheck: boolean };
-    try {
-      state = poolModeOf(this.pool.status());
-    } catch {
-      return error;
-    }
-    if (state.mode === 'rw' && !state.needsCheck) return error;
-    return new PoolModeError({ pool: this.pool.name, ...state, operation, cause: error });
-  }
-
-  /**
-   * Makes the pool commit its metadata now (a status read without DM_NOFLUSH_FLAG commits
-   * first) and checks the commit held: the pool would otherwise commit within a second, and a
-   * metadata or data-device error then would abort the change after the driver had recorded
-   * it. On failure the transaction stays open, so the next init settles it.
-   */
-  #commitPool(operation: string, transactionId: bigint): void {
-    const status = this.pool.status({ committed: true });
-    const { mode, needsCheck } = poolModeOf(status);
-    if (status.kind !== 'ok' || !poolTakesMessages({ mode, needsCheck })) {
-      throw new PoolModeError({ pool: this.pool.name, mode, needsCheck, operation: `${operation}: committing the pool's metadata` });
-    }
-    if (status.transactionId !== transactionId) {
-      throw new DevmapperError('ERR_DM_TRANSACTION_MISMATCH', `${operation}: pool ${this.pool.name} committed transaction id ${status.transactionId}, not ${transactionId}`);
-    }
-  }
-
-  #assertFreeSpace(): void {
-    const status = this.#assertWritable('create', { outOfDataSpaceOk: true });
-    if (status.mode === 'out_of_data_space') {
-      throw new DevmapperError('ERR_DM_NO_SPACE', `create: pool ${this.pool.name} is out_of_data_space: remove layers or growPool() first`);
-    }
-    const min = BigInt(this.options.minFreeSpacePercent);
-    const check = (what: string, free: bigint, total: bigint): void => {
-      if (total > 0n && free * 100n < total * min) {
-        throw new DevmapperError('ERR_DM_NO_SPACE', `pool ${this.pool.name}: only ${free} of ${total} ${what} blocks free, below the ${min}% minimum`);
-      }
-    };
-    check('data', status.data.freeBlocks, status.data.totalBlocks);
-    check('metadata', status.metadata.freeBlocks, status.metadata.totalBlocks);
   }
 
   /**
@@ -746,7 +616,7 @@ export class DeviceSet {
       this.#assertOpen();
       if (!this.#ownsPool) throw new InvalidArgumentError('thinPoolDevice', 'an adopted pool is grown by whoever manages it');
       // The kernel refuses to resize a read-only or failed pool (at resume, after the suspend).
-      this.#assertWritable('growPool', { outOfDataSpaceOk: true });
+      assertWritable(this.pool, 'growPool', { outOfDataSpaceOk: true });
       if (size !== undefined) {
         if (!this.storage) throw new InvalidArgumentError('dataSize', 'only the driver\'s own loop data file can be grown by size: grow dataDevice yourself, then call growPool() without a size');
         this.storage.growData(size);
@@ -789,9 +659,9 @@ export class DeviceSet {
   /** Compares metadata, pool and kernel; with `repair`, fixes what it safely can (see check.ts). */
   async check(repair: boolean): Promise<CheckReport> {
     this.#assertOpen();
-    poolStatus(this.pool); // a failed pool cannot be looked into: a PoolModeError naming it
+    readPoolStatus(this.pool); // a failed pool cannot be looked into: a PoolModeError naming it
     const records = [...this.#layers.values()];
-    const next = this.#state.nextDeviceId;
+    const next = this.#tx.state.nextDeviceId;
     const highest = Math.max(next - 1, ...records.map((r) => r.deviceId));
     return runCheck({
       dm: this.dm,
@@ -799,19 +669,16 @@ export class DeviceSet {
       layout: this.layout,
       records,
       highestAllocatedId: highest,
-      metadataTransactionId: BigInt(this.#state.transactionId),
+      metadataTransactionId: BigInt(this.#tx.state.transactionId),
       mountedLayers: new Set(this.#mounts.keys()),
       mounts: mountPointsUnder(this.layout.mountRoot + '/').map((mountPoint) => ({ mountPoint, layer: this.layout.layerOfMountPoint(mountPoint) })),
-      deleteThin: (deviceId) => this.#deleteThinIfPresent(deviceId),
+      deleteThin: (deviceId) => this.#tx.deleteThinIfPresent(deviceId),
       removeRecord: (layer) => {
         this.store.removeLayer(layer);
         this.#layers.delete(layer);
       },
       unmount: (mountPoint) => unmountFilesystem(mountPoint, { flags: MNT_DETACH, ffi: this.options.ffi }),
-      setMetadataTransactionId: (id) => {
-        this.#state = { ...this.#state, transactionId: String(id) };
-        this.store.writeState(this.#state);
-      },
+      setMetadataTransactionId: (id) => this.#tx.updateState({ transactionId: String(id) }),
       retryDeferred: async () => {
         await this.#retryDeferredDeletions();
         return [...this.#layers.values()].filter((r) => r.deferredDelete).map((r) => r.id);
@@ -872,12 +739,6 @@ function releaseQuietly(dm: DeviceMapper, layout: HomeLayout, pool: ThinPool): v
   }
 }
 
-function poolStatus(pool: ThinPool): PoolStatusOk {
-  const status = pool.status();
-  if (status.kind !== 'ok') throw new PoolModeError({ pool: pool.name, ...poolModeOf(status), operation: 'reading the pool status' });
-  return status;
-}
-
 /** Whether anything, a dangling symlink included, is at `path`. */
 function lexists(path: string): boolean {
   try {
@@ -887,11 +748,6 @@ function lexists(path: string): boolean {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw error;
   }
-}
-
-/** Thin ids are 24-bit; wrap past the top (id 0 stays unused, as Docker does). */
-function nextThinId(id: number): number {
-  return id >= 0xffffff ? 1 : id + 1;
 }
 
 /** Mount points under `prefix`, from /proc/self/mountinfo (octal escapes decoded), shallowest first. */
