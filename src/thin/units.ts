@@ -165,48 +165,37 @@ export function metadataBlocksToSectors(blocks: MetadataBlocks): Sectors {
   return sectors(toCount(blocks, 'blocks', U64_MAX) * METADATA_BLOCK_SECTORS_N, 'sectors');
 }
 
-// Suffix multipliers for parseSize. Single letters and IEC "KiB" forms are binary (1024^n);
-// "KB" forms are decimal (1000^n), the convention of GNU coreutils (truncate, dd).
-const BINARY_PREFIXES = ['k', 'm', 'g', 't', 'p', 'e'];
-
-function suffixMultiplier(suffix: string): bigint | undefined {
-  const s = suffix.toLowerCase();
-  if (s === '' || s === 'b') return 1n;
-  const power = BINARY_PREFIXES.indexOf(s[0] ?? '') + 1;
-  if (power === 0) return undefined;
-  const rest = s.slice(1);
-  if (rest === '' || rest === 'ib') return 1024n ** BigInt(power);
-  if (rest === 'b') return 1000n ** BigInt(power);
-  return undefined;
-}
-
-const SIZE_PATTERN = /^([0-9]+)(?:\.([0-9]+))?\s*([A-Za-z]*)$/;
+// parseSize reads sizes as Docker reads dm.basesize and friends (go-units RAMInBytes): the unit
+// letter is always binary (k = 1024, ..., p = 1024^5), with an optional "i" and "b" after it.
+const BINARY_PREFIXES = ['k', 'm', 'g', 't', 'p'];
+const SIZE_PATTERN = /^([0-9]+)(?:\.([0-9]+))? ?([kmgtp])?i?b?$/i;
+const INT64_MAX = (1n << 63n) - 1n;
 
 /**
- * Parses a human size into bytes: a plain byte count ('4096', '4096B'), a binary size with a
- * one-letter or IEC suffix ('64k', '512M', '10G', '100GiB', also T, P, E; case-insensitive),
- * or a decimal size with an SI suffix ('1GB' = 10^9 bytes). A fraction is allowed when the
- * result is a whole number of bytes ('1.5G'). Numbers and bigints are taken as bytes.
- * Anything else (empty, negative, '1e3', '0x10', unknown suffix) is an InvalidArgumentError.
+ * Parses a human size into bytes exactly as Docker's `--storage-opt dm.*` sizes are read: a
+ * number, one optional space, and an optional unit `k`/`m`/`g`/`t`/`p` (any case, binary:
+ * `10GB` = `10G` = `10GiB` = 10 × 2^30), optionally followed by `i` and/or `b` ('4096',
+ * '4096B', '64k', '512MB', '100GiB'). A fraction is allowed and, as in Docker, the bytes are
+ * truncated to a whole number ('1.5G', '0.1k' = 102). Numbers and bigints are taken as bytes.
+ * What Docker refuses is refused (empty, negative, '1e3', '0x10', 'E', a unit it does not
+ * know, a leading space or two before the unit), as is a size over 2^63 - 1 bytes: an InvalidArgumentError naming
+ * `argument`.
  */
 export function parseSize(input: string | number | bigint, argument = 'size'): Bytes {
   if (typeof input === 'number' || typeof input === 'bigint') return bytes(input, argument);
   if (typeof input !== 'string') {
     throw new InvalidArgumentError(argument, `must be a size string, number or bigint, got ${typeof input}`);
   }
-  const m = SIZE_PATTERN.exec(input.trim());
+  const m = SIZE_PATTERN.exec(input);
   if (!m) {
-    throw new InvalidArgumentError(argument, `${JSON.stringify(input)} is not a size (examples: 4096, 64k, 512M, 10G, 100GiB)`);
+    const unit = /^[0-9]+(?:\.[0-9]+)? ?([A-Za-z]+)$/.exec(input)?.[1];
+    const why = unit === undefined ? 'is not a size' : `has an unknown unit ${JSON.stringify(unit)}`;
+    throw new InvalidArgumentError(argument, `${JSON.stringify(input)} ${why} (examples: 4096, 64k, 512M, 10GB, 100GiB)`);
   }
-  const [, whole = '', fraction = '', suffix = ''] = m;
-  const multiplier = suffixMultiplier(suffix);
-  if (multiplier === undefined) {
-    throw new InvalidArgumentError(argument, `${JSON.stringify(input)} has an unknown unit ${JSON.stringify(suffix)}`);
-  }
+  const [, whole = '', fraction = '', unit = ''] = m;
+  const multiplier = unit === '' ? 1n : 1024n ** BigInt(BINARY_PREFIXES.indexOf(unit.toLowerCase()) + 1);
   const scale = 10n ** BigInt(fraction.length);
-  const scaled = (BigInt(whole) * scale + BigInt(fraction === '' ? '0' : fraction)) * multiplier;
-  if (scaled % scale !== 0n) {
-    throw new InvalidArgumentError(argument, `${JSON.stringify(input)} is not a whole number of bytes`);
-  }
-  return (scaled / scale) as Bytes;
+  const result = ((BigInt(whole) * scale + BigInt(fraction === '' ? '0' : fraction)) * multiplier) / scale;
+  if (result > INT64_MAX) throw new InvalidArgumentError(argument, `${JSON.stringify(input)} is too large (at most 8 EiB - 1 byte)`);
+  return result as Bytes;
 }

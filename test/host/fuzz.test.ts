@@ -1277,31 +1277,35 @@ test('assertMountLabel: accepted labels hold no quote, newline or NUL', (t) => {
 // parseSize
 // ---------------------------------------------------------------------------------------------
 
-const SUFFIXES: Record<string, bigint> = { '': 1n, b: 1n };
-['k', 'm', 'g', 't', 'p', 'e'].forEach((p, i) => {
-  SUFFIXES[p] = 1024n ** BigInt(i + 1);
-  SUFFIXES[`${p}ib`] = 1024n ** BigInt(i + 1);
-  SUFFIXES[`${p}b`] = 1000n ** BigInt(i + 1);
+// Docker's grammar (go-units RAMInBytes): [kmgtp] then an optional i and an optional b, all binary.
+const SUFFIXES: Record<string, bigint> = { '': 1n, b: 1n, i: 1n, ib: 1n };
+['k', 'm', 'g', 't', 'p'].forEach((p, i) => {
+  for (const tail of ['', 'i', 'b', 'ib']) SUFFIXES[`${p}${tail}`] = 1024n ** BigInt(i + 1);
 });
+const INT64_MAX = (1n << 63n) - 1n;
 
 const sizeGrammarArb = fc.record({
-  lead: fc.constantFrom('', ' ', '\t'),
+  lead: fc.constantFrom('', '', '', ' ', '\t'),
   whole: fc.string({ unit: fc.constantFrom(...'0123456789'), minLength: 1, maxLength: 25 }),
   fraction: fc.option(fc.string({ unit: fc.constantFrom(...'0123456789'), minLength: 1, maxLength: 12 }), { nil: undefined }),
   gap: fc.constantFrom('', '', ' ', '  ', '\t'),
-  suffix: fc.oneof(fc.constantFrom(...Object.keys(SUFFIXES)).chain((s) => fc.mixedCase(fc.constant(s))), fc.string({ unit: fc.constantFrom(...'abgikmpteBIGKx'), maxLength: 4 })),
-  trail: fc.constantFrom('', ' ', '\n'),
+  suffix: fc.oneof(fc.constantFrom(...Object.keys(SUFFIXES), 'e', 'eb').chain((s) => fc.mixedCase(fc.constant(s))), fc.string({ unit: fc.constantFrom(...'abgikmpteBIGKx'), maxLength: 4 })),
+  trail: fc.constantFrom('', '', '', ' ', '\n'),
 });
 
-test('parseSize: sizes from the grammar give their exact byte count', (t) => {
+test('parseSize: sizes from the grammar give the byte count Docker reads', (t) => {
   check(t, sizeGrammarArb, runs(3000), (c) => {
     const input = `${c.lead}${c.whole}${c.fraction === undefined ? '' : `.${c.fraction}`}${c.gap}${c.suffix}${c.trail}`;
     const out = attempt(() => parseSize(input), [InvalidArgumentError]);
-    const multiplier = Object.hasOwn(SUFFIXES, c.suffix.toLowerCase()) ? SUFFIXES[c.suffix.toLowerCase()] : undefined;
+    // After the number: at most one space, then a unit (or none); nothing before the number.
+    const rest = `${c.gap}${c.suffix}${c.trail}`;
+    const unit = (rest.startsWith(' ') ? rest.slice(1) : rest).toLowerCase();
+    const multiplier = c.lead === '' && Object.hasOwn(SUFFIXES, unit) ? SUFFIXES[unit] : undefined;
     const digits = BigInt(c.whole + (c.fraction ?? ''));
     const scale = 10n ** BigInt((c.fraction ?? '').length);
-    if (multiplier === undefined || (digits * multiplier) % scale !== 0n) failure(out, InvalidArgumentError, input);
-    else strictEqual(value(out, input), (digits * multiplier) / scale);
+    const expected = multiplier === undefined ? undefined : (digits * multiplier) / scale;
+    if (expected === undefined || expected > INT64_MAX) failure(out, InvalidArgumentError, input);
+    else strictEqual(value(out, input), expected);
   });
 });
 
