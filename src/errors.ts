@@ -66,6 +66,20 @@ export class InvalidArgumentError extends DevmapperError {
   }
 }
 
+/**
+ * A layer tar that cannot be applied. `code` 'ERR_DM_LAYER_TAR_UNSAFE': an entry would land
+ * outside the layer (`..`, an absolute path, a path or hard link through a symlink, a whiteout
+ * naming `..`); 'ERR_DM_LAYER_TAR_INVALID': the stream is not a tar (or a truncated or corrupt
+ * gzip/zstd one). `entry` names the tar entry, when there is one.
+ */
+export class LayerTarError extends DevmapperError {
+  readonly entry: string | undefined;
+  constructor(code: 'ERR_DM_LAYER_TAR_UNSAFE' | 'ERR_DM_LAYER_TAR_INVALID', entry: string | undefined, reason: string, options?: { cause?: unknown }) {
+    super(code, entry === undefined ? `layer tar: ${reason}` : `layer tar entry ${JSON.stringify(entry)}: ${reason}`, options);
+    this.entry = entry;
+  }
+}
+
 /** Kernel output (status line, ioctl payload) that does not match the documented grammar. */
 export class ParseError extends DevmapperError {
   readonly input: string;

@@ -1,11 +1,10 @@
 // DeviceSet: the pool, the layers' thin devices, their metadata and their mounts (the role of
 // moby's devmapper DeviceSet). Every pool change follows the crash protocol: write the intent,
 // change the pool, commit with set_transaction_id, write the metadata, close the intent.
-import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { rmSync, statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DeviceMapper } from '../ioctl/device-mapper.js';
 import { discardBlockDevice } from '../ioctl/block.js';
-import { mountFilesystem, unmountFilesystem, MNT_DETACH } from '../ioctl/mount.js';
 import { DevmapperError, DmSystemError, InvalidArgumentError, PoolModeError } from '../errors.js';
 import { logger } from '../log.js';
 import { LoopbackStorage } from '../thin/loopback.js';
@@ -21,14 +20,9 @@ import { KeyedMutex } from './keyed-mutex.js';
 import { BASE_LAYER, MetadataStore, type DeviceSetState, type LayerRecord } from './metadata-store.js';
 import { resolveOptions, type DriverOptions, type ResolvedOptions } from './options.js';
 import { runCheck, type CheckReport } from './check.js';
+import { Mounts } from './mounts.js';
 import { PoolTransactions } from './transaction.js';
 import { assertFreeSpace, assertWritable, explainFailure, readPoolStatus, takesMessages } from './pool-guard.js';
-
-interface Mounted {
-  count: number;
-  mountPoint: string;
-  device: ThinDevice;
-}
 
 export interface LayerMetadata {
   id: string;
@@ -68,7 +62,7 @@ export class DeviceSet {
   readonly #lock: HomeLock;
   readonly #tx: PoolTransactions;
   readonly #layers = new LayerTable();
-  readonly #mounts = new Map<string, Mounted>();
+  readonly #mounts: Mounts;
   readonly #locks = new KeyedMutex();
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
@@ -86,6 +80,11 @@ export class DeviceSet {
     this.#ownsPool = args.ownsPool;
     this.#lock = args.lock;
     this.#tx = new PoolTransactions(args.pool, args.store, args.state);
+    const { filesystem, mountOptions, ffi } = args.options;
+    this.#mounts = new Mounts(args.layout, { filesystem, mountOptions, ffi }, {
+      activate: (record) => this.#activate(record),
+      deactivate: (device) => this.#deactivate(device),
+    });
   }
 
   // ------------------------------------------------------------------------------------------
@@ -209,16 +208,13 @@ export class DeviceSet {
    * `remove` false, only the adoption happens.
    */
   #adoptOrRemoveLeftovers(remove: boolean): void {
-    for (const mountPoint of mountPointsUnder(this.layout.mountRoot + '/').reverse()) {
-      const id = this.layout.layerOfMountPoint(mountPoint);
+    for (const { mountPoint, layer: id } of this.#mounts.found().reverse()) {
       const name = id === undefined ? undefined : this.thinName(id);
       if (id !== undefined && name !== undefined && this.hasDevice(id) && this.dm.exists(name)) {
-        this.#mounts.set(id, { count: 1, mountPoint, device: ThinDevice.adopt(this.dm, name) });
+        this.#mounts.adopt(id, mountPoint, ThinDevice.adopt(this.dm, name));
         continue;
       }
-      if (!remove) continue;
-      logger.warn(`unmounting stale mount ${mountPoint}`);
-      try { unmountFilesystem(mountPoint, { ffi: this.options.ffi }); } catch { unmountFilesystem(mountPoint, { flags: MNT_DETACH, ffi: this.options.ffi }); }
+      if (remove) this.#mounts.unmountStale(mountPoint);
     }
     if (!remove) return;
     for (const device of this.dm.list()) {
@@ -273,7 +269,7 @@ export class DeviceSet {
   /** A larger dm.basesize on a later start: the base device and its filesystem grow. */
   async #growBase(base: LayerRecord, size: Bytes): Promise<void> {
     const grown: LayerRecord = { ...base, size: String(size) };
-    await this.#withMounted(grown, (device, mountPoint) => growFilesystem(device.path, mountPoint, this.options.filesystem));
+    await this.#mounts.withPrivateMount(grown, (device, mountPoint) => growFilesystem(device.path, mountPoint, this.options.filesystem));
     this.store.writeLayer(grown);
     this.#layers.set(BASE_LAYER, grown);
     this.#tx.updateState({ base: { ...this.#tx.state.base!, size: String(size) } });
@@ -305,7 +301,7 @@ export class DeviceSet {
   }
 
   mountCount(id: string): number {
-    return this.#mounts.get(id)?.count ?? 0;
+    return this.#mounts.count(id);
   }
 
   /** A new thin device that snapshots `parent` (the base device when null). */
@@ -328,7 +324,7 @@ export class DeviceSet {
       if (size !== undefined && size > originSize) {
         const grown: LayerRecord = { ...record, size: String(size) };
         try {
-          await this.#withMounted(grown, (device, mountPoint) => growFilesystem(device.path, mountPoint, this.options.filesystem));
+          await this.#mounts.withPrivateMount(grown, (device, mountPoint) => growFilesystem(device.path, mountPoint, this.options.filesystem));
         } catch (error) {
           await this.#deleteLayer(record).catch(() => undefined);
           throw error;
@@ -356,7 +352,7 @@ export class DeviceSet {
       assertWritable(this.pool, 'remove', { outOfDataSpaceOk: true });
       if (this.#mounts.has(id)) {
         if (this.options.deferredDeletion) return this.#markDeferred(record);
-        throw new DmSystemError({ errno: 16, syscall: 'ioctl', operation: 'remove', device: this.thinName(id), detail: `layer ${id} is mounted (${this.#mounts.get(id)!.count} users): put() it first` });
+        throw new DmSystemError({ errno: 16, syscall: 'ioctl', operation: 'remove', device: this.thinName(id), detail: `layer ${id} is mounted (${this.#mounts.count(id)} users): put() it first` });
       }
       try {
         await this.#deleteLayer(record);
@@ -478,7 +474,7 @@ export class DeviceSet {
     return this.#locks.run(id, async () => {
       this.#assertOpen();
       assertWritable(this.pool, 'mount');
-      return this.#withMounted(this.#requireLayer(id), async (_device, mountPoint) => body(mountPoint));
+      return this.#mounts.withPrivateMount(this.#requireLayer(id), async (_device, mountPoint) => body(mountPoint));
     });
   }
 
@@ -504,81 +500,21 @@ export class DeviceSet {
   mountDevice(id: string, mountLabel: string | undefined): Promise<string> {
     return this.#locks.run(id, async () => {
       this.#assertOpen();
-      const mounted = this.#mounts.get(id);
-      const mountPoint = this.layout.mountPoint(id);
-      if (mounted) {
-        mounted.count++;
-        return this.layout.rootfs(id);
-      }
+      const rootfs = this.#mounts.addReference(id);
+      if (rootfs !== undefined) return rootfs;
       const record = this.#layers.get(id);
       if (!record || !this.hasDevice(id)) throw new DevmapperError('ERR_DM_UNKNOWN_LAYER', `layer ${id} does not exist`);
       assertWritable(this.pool, 'get');
-      const createdDir = !existsSync(mountPoint);
-      mkdirSync(mountPoint, { recursive: true, mode: 0o755 });
-      let device: ThinDevice | undefined;
-      let mountedHere = false;
       try {
-        device = this.#activate(record);
-        mountFilesystem(device.path, mountPoint, this.options.filesystem, { data: this.#mountData(mountLabel), ffi: this.options.ffi });
-        mountedHere = true;
-        // rootfs and id live in the layer's own filesystem: a symlink found there is never
-        // followed (it could point out of <home>), and the id file is only ever created.
-        const rootfs = this.layout.rootfs(id);
-        mkdirSync(rootfs, { recursive: true, mode: 0o755 });
-        if (!lstatSync(rootfs).isDirectory()) throw new DevmapperError('ERR_DM_UNSAFE_PATH', `${rootfs} in layer ${id} is not a directory (a symlink?): not using it`);
-        const idFile = this.layout.idFile(id);
-        if (!lexists(idFile)) writeFileSync(idFile, id, { mode: 0o600, flag: 'wx' });
-        this.#mounts.set(id, { count: 1, mountPoint, device });
-        return rootfs;
+        return this.#mounts.mount(record, mountLabel);
       } catch (error) {
-        if (mountedHere) unmountFilesystem(mountPoint, { flags: MNT_DETACH, ffi: this.options.ffi });
-        if (device) this.#deactivate(device);
-        if (createdDir) rmSync(mountPoint, { recursive: true, force: true });
         throw explainFailure(this.pool, 'get', error);
       }
     });
   }
-
-  #mountData(mountLabel: string | undefined): string | null {
-    const words = [...this.options.mountOptions];
-    if (this.options.filesystem === 'xfs') words.push('nouuid'); // snapshots share the base's UUID
-    if (mountLabel) words.push(`context="${mountLabel}"`);
-    return words.length > 0 ? words.join(',') : null;
-  }
-
   /** put: the last user unmounts and deactivates. Not mounted: a warning, as in Docker. */
   unmountDevice(id: string): Promise<void> {
-    return this.#locks.run(id, async () => {
-      const mounted = this.#mounts.get(id);
-      if (!mounted) {
-        logger.warn(`put(${id}): not mounted`);
-        return;
-      }
-      if (mounted.count > 1) {
-        mounted.count--;
-        return;
-      }
-      unmountFilesystem(mounted.mountPoint, { ffi: this.options.ffi }); // on EBUSY the layer stays mounted, count intact
-      this.#mounts.delete(id);
-      this.#deactivate(mounted.device);
-    });
-  }
-
-  async #withMounted<T>(record: LayerRecord, body: (device: ThinDevice, mountPoint: string) => Promise<T>): Promise<T> {
-    const device = this.#activate(record);
-    const mountPoint = this.layout.privateMountPoint(record.deviceId);
-    mkdirSync(mountPoint, { recursive: true, mode: 0o700 });
-    try {
-      mountFilesystem(device.path, mountPoint, this.options.filesystem, { data: this.#mountData(undefined), ffi: this.options.ffi });
-      try {
-        return await body(device, mountPoint);
-      } finally {
-        unmountFilesystem(mountPoint, { ffi: this.options.ffi });
-      }
-    } finally {
-      rmSync(mountPoint, { recursive: true, force: true });
-      this.#deactivate(device);
-    }
+    return this.#locks.run(id, async () => this.#mounts.release(id));
   }
 
   #activate(record: LayerRecord): ThinDevice {
@@ -638,12 +574,7 @@ export class DeviceSet {
     this.#closed = true;
     if (this.#timer) clearInterval(this.#timer);
     try {
-      for (const [id, mounted] of this.#mounts) {
-        await this.#locks.run(id, () => {
-          unmountFilesystem(mounted.mountPoint, { ffi: this.options.ffi });
-          this.#deactivate(mounted.device);
-        });
-      }
+      for (const id of this.#mounts.ids()) await this.#locks.run(id, () => this.#mounts.unmountNow(id));
       this.#mounts.clear();
       for (const device of this.dm.list()) {
         if (this.layout.isLayerDevice(device.name, this.pool.name)) this.#deactivate(ThinDevice.adopt(this.dm, device.name));
@@ -670,14 +601,14 @@ export class DeviceSet {
       records,
       highestAllocatedId: highest,
       metadataTransactionId: BigInt(this.#tx.state.transactionId),
-      mountedLayers: new Set(this.#mounts.keys()),
-      mounts: mountPointsUnder(this.layout.mountRoot + '/').map((mountPoint) => ({ mountPoint, layer: this.layout.layerOfMountPoint(mountPoint) })),
+      mountedLayers: this.#mounts.ids(),
+      mounts: this.#mounts.found(),
       deleteThin: (deviceId) => this.#tx.deleteThinIfPresent(deviceId),
       removeRecord: (layer) => {
         this.store.removeLayer(layer);
         this.#layers.delete(layer);
       },
-      unmount: (mountPoint) => unmountFilesystem(mountPoint, { flags: MNT_DETACH, ffi: this.options.ffi }),
+      unmount: (mountPoint) => this.#mounts.unmountDetached(mountPoint),
       setMetadataTransactionId: (id) => this.#tx.updateState({ transactionId: String(id) }),
       retryDeferred: async () => {
         await this.#retryDeferredDeletions();
@@ -737,24 +668,4 @@ function releaseQuietly(dm: DeviceMapper, layout: HomeLayout, pool: ThinPool): v
   } catch (error) {
     logger.warn(`failed init: cannot deactivate ${pool.name}: ${error}`);
   }
-}
-
-/** Whether anything, a dangling symlink included, is at `path`. */
-function lexists(path: string): boolean {
-  try {
-    lstatSync(path);
-    return true;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw error;
-  }
-}
-
-/** Mount points under `prefix`, from /proc/self/mountinfo (octal escapes decoded), shallowest first. */
-function mountPointsUnder(prefix: string): string[] {
-  const text = readFileSync('/proc/self/mountinfo', 'utf8');
-  return text.split('\n').map((line) => line.split(' ')[4]).filter((p): p is string => p !== undefined)
-    .map((p) => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
-    .filter((p) => p.startsWith(prefix))
-    .sort((a, b) => a.length - b.length);
 }

@@ -6,6 +6,8 @@ import { parseSize } from '../thin/units.js';
 import { DevmapperError } from '../errors.js';
 import { PoolWatcher } from '../thin/events.js';
 import type { CheckReport } from './check.js';
+import * as naiveDiff from './diff/layer-diff.js';
+import type { Change } from './diff/changes.js';
 
 export interface SpaceUsage {
   used: bigint;
@@ -106,6 +108,50 @@ export class Driver {
   async withMounted<T>(id: string, body: (root: string) => Promise<T> | T): Promise<T> {
     assertLayerId(id);
     return this.#set.withLayerMounted(id, body);
+  }
+
+  // ---- Docker's naive diff (src/driver/diff/): layer tars in and out of mounted layers ----
+
+  /**
+   * Fills layer `id` from a layer tar (gzip, zstd or plain; OCI whiteouts and opaque dirs),
+   * creating it on `parent` unless it exists; returns the bytes of file content written. A tar
+   * entry that would land outside the layer is a LayerTarError (ERR_DM_LAYER_TAR_UNSAFE); on
+   * any failure the layer is removed.
+   */
+  async applyDiff(id: string, parent: string | null | undefined, tar: naiveDiff.LayerTarSource): Promise<bigint> {
+    this.#assertDiffIds(id, parent);
+    return (await naiveDiff.applyDiffDetailed(this.#diffHost(), id, parent || null, tar)).bytes;
+  }
+
+  /** A layer tar of what `id` changed over `parent` (none: everything); the layers stay mounted until the stream ends. */
+  async diff(id: string, parent?: string | null): Promise<import('node:stream').Readable> {
+    this.#assertDiffIds(id, parent);
+    return naiveDiff.diff(this.#diffHost(), id, parent || null);
+  }
+
+  /** Paths `id` added, modified or deleted over `parent`, sorted. */
+  async changes(id: string, parent?: string | null): Promise<Change[]> {
+    this.#assertDiffIds(id, parent);
+    return naiveDiff.changes(this.#diffHost(), id, parent || null);
+  }
+
+  /** Bytes of the regular files `id` added or modified over `parent`. */
+  async diffSize(id: string, parent?: string | null): Promise<bigint> {
+    this.#assertDiffIds(id, parent);
+    return naiveDiff.diffSize(this.#diffHost(), id, parent || null);
+  }
+
+  #assertDiffIds(id: string, parent: string | null | undefined): void {
+    assertLayerId(id);
+    if (parent) assertLayerId(parent, 'parent');
+  }
+
+  #diffHost(): naiveDiff.DiffHost {
+    return {
+      create: (id, parent) => this.create(id, parent), remove: (id) => this.remove(id), exists: (id) => this.exists(id),
+      get: (id) => this.get(id), put: (id) => this.put(id), metadata: (id) => this.metadata(id),
+      setMeta: (id, meta) => this.setMeta(id, meta), ffi: this.#set.options.ffi,
+    };
   }
 
   /** Deletes a layer. An id that does not exist is a no-op. */

@@ -29,6 +29,12 @@ export interface LibcBinding {
   flock(fd: number, operation: number): number;
   /** umount2(2). */
   umount2(target: string, flags: number): number;
+  /** lsetxattr(2) (never follows a symlink): 0 or -errno. */
+  lsetxattr(path: string, name: string, value: Buffer, flags: number): number;
+  /** lgetxattr(2) into `buffer` (an empty buffer asks for the size): bytes or -errno. */
+  lgetxattr(path: string, name: string, buffer: Buffer): number;
+  /** llistxattr(2): NUL-separated names into `buffer` (empty: the size needed), bytes or -errno. */
+  llistxattr(path: string, buffer: Buffer): number;
   /** poll(2) on one fd for `events`, on a pool thread: revents, 0 on timeout, or -errno. */
   pollAsync(fd: number, events: number, timeoutMs: number): Promise<number>;
 }
@@ -46,5 +52,8 @@ export const LOCK_NB = 4;
 export const LOCK_UN = 8;
 /** stat.h S_IFBLK, for mknod of a block device node. */
 export const S_IFBLK = 0o060000;
+/** stat.h file types for mknod of layer entries (character devices, fifos). */
+export const S_IFCHR = 0o020000;
+export const S_IFIFO = 0o010000;
 
 export const LIBC_PATH = 'libc.so.6';

@@ -58,6 +58,10 @@ export function createFfiRsBinding(): LibcBinding {
   const umountCall = prepared('umount2', DataType.I32, [DataType.String, DataType.I32]);
   const pollCall = prepared('poll', DataType.I32, [DataType.U64, DataType.U64, DataType.I32]);
   const flockCall = prepared('flock', DataType.I32, [DataType.I32, DataType.I32]);
+  // ssize_t results read as I32: the values (xattr sizes, -1) fit, and the low half of rax is eax.
+  const lsetxattrCall = prepared('lsetxattr', DataType.I32, [DataType.String, DataType.String, DataType.U64, DataType.U64, DataType.I32]);
+  const lgetxattrCall = prepared('lgetxattr', DataType.I32, [DataType.String, DataType.String, DataType.U64, DataType.U64]);
+  const llistxattrCall = prepared('llistxattr', DataType.I32, [DataType.String, DataType.U64, DataType.U64]);
 
   let lastBuffer: Buffer | undefined;
   let lastAddress = 0;
@@ -110,6 +114,21 @@ export function createFfiRsBinding(): LibcBinding {
     flock(fd, operation) {
       flockCall.paramsValue[0] = fd; flockCall.paramsValue[1] = operation;
       return result(call(flockCall));
+    },
+    lsetxattr(path, name, value, flags) {
+      const p = lsetxattrCall.paramsValue;
+      p[0] = path; p[1] = name; p[2] = value.length === 0 ? 0 : ref.address(value); p[3] = value.length; p[4] = flags;
+      return result(call(lsetxattrCall));
+    },
+    lgetxattr(path, name, buffer) {
+      const p = lgetxattrCall.paramsValue;
+      p[0] = path; p[1] = name; p[2] = buffer.length === 0 ? 0 : ref.address(buffer); p[3] = buffer.length;
+      return result(call(lgetxattrCall));
+    },
+    llistxattr(path, buffer) {
+      const p = llistxattrCall.paramsValue;
+      p[0] = path; p[1] = buffer.length === 0 ? 0 : ref.address(buffer); p[2] = buffer.length;
+      return result(call(llistxattrCall));
     },
     umount2(target, flags) {
       umountCall.paramsValue[0] = target; umountCall.paramsValue[1] = flags;

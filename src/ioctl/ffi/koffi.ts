@@ -24,6 +24,9 @@ interface LibcFunctions {
   mknod(path: string, mode: number, dev: bigint): number;
   poll(fds: Uint8Array, nfds: number, timeout: number): number;
   flock(fd: number, operation: number): number;
+  lsetxattr(path: string, name: string, value: Uint8Array | null, size: number, flags: number): number;
+  lgetxattr(path: string, name: string, value: Uint8Array | null, size: number): number;
+  llistxattr(path: string, list: Uint8Array | null, size: number): number;
 }
 
 function loadLibc(): LibcFunctions {
@@ -41,6 +44,9 @@ function loadLibc(): LibcFunctions {
     mknod: lib.func('int mknod(const char *path, uint32_t mode, uint64_t dev)') as never,
     poll: lib.func('int poll(void *fds, unsigned long nfds, int timeout)') as never,
     flock: lib.func('int flock(int fd, int operation)') as never,
+    lsetxattr: lib.func('int lsetxattr(const char *path, const char *name, void *value, size_t size, int flags)') as never,
+    lgetxattr: lib.func('long lgetxattr(const char *path, const char *name, void *value, size_t size)') as never,
+    llistxattr: lib.func('long llistxattr(const char *path, void *list, size_t size)') as never,
   };
 }
 
@@ -123,6 +129,9 @@ export function createKoffiBinding(): LibcBinding {
     mount: (source, target, fstype, flags, data) => withErrno(libc.mount(source, target, fstype, flags, data)),
     flock: (fd, operation) => withErrno(libc.flock(fd, operation)),
     umount2: (target, flags) => withErrno(libc.umount2(target, flags)),
+    lsetxattr: (path, name, value, flags) => withErrno(libc.lsetxattr(path, name, value.length === 0 ? null : value, value.length, flags)),
+    lgetxattr: (path, name, buffer) => withErrno(Number(libc.lgetxattr(path, name, buffer.length === 0 ? null : buffer, buffer.length))),
+    llistxattr: (path, buffer) => withErrno(Number(libc.llistxattr(path, buffer.length === 0 ? null : buffer, buffer.length))),
     mknod: (path, mode, dev) => withErrno(libc.mknod(path, mode, dev)),
     pollAsync: (fd, events, timeoutMs) => pool.run({ op: 'poll', fd, events, timeoutMs }),
   };
