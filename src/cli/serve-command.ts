@@ -26,6 +26,13 @@ export async function serveCommand(argv: string[], io: Io): Promise<number> {
     logger.settings.minLevel = index + 1; // tslog: 1 trace, 2 debug, 3 info, 4 warn, 5 error
   }
   const driver = await openDriver(io.home, io.lockTimeoutMs);
+  // Handlers go in before the socket is bound and announced: a supervisor may signal the moment
+  // it answers, and a SIGTERM with no handler yet would kill the process instead of stopping it.
+  // (While the home is still being opened, e.g. --wait for its lock, a signal just ends it.)
+  const signalled = new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
   let server;
   try {
     server = await serveContainerd({ driver, socket });
@@ -34,10 +41,7 @@ export async function serveCommand(argv: string[], io: Io): Promise<number> {
     throw error;
   }
   progress(`devmapper: containerd snapshotter for ${io.home} listening on ${socket}`);
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
-  });
+  const signal = await signalled;
   progress(`devmapper: ${signal}: stopping (mounts and devices stay)`);
   await server.close();
   await driver.close();

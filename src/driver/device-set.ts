@@ -11,8 +11,8 @@ import { LoopbackStorage } from '../thin/loopback.js';
 import { LayerTable } from './layer-table.js';
 import { ThinPool } from '../thin/pool.js';
 import { ThinDevice } from '../thin/thin-device.js';
-import { poolModeOf, poolTakesMessages, type PoolStatus } from '../thin/status.js';
-import { bytesToSectors, bytes, type Bytes } from '../thin/units.js';
+import { poolModeOf, poolTakesMessages } from '../thin/status.js';
+import { bytesToSectors, bytes, sectorsToBytes, type Bytes } from '../thin/units.js';
 import { filesystemUuid, growFilesystem, makeFilesystem } from './filesystem.js';
 import { HomeLock } from './home-lock.js';
 import { HomeLayout } from './home-layout.js';
@@ -20,6 +20,7 @@ import { KeyedMutex } from './keyed-mutex.js';
 import { BASE_LAYER, MetadataStore, type DeviceSetState, type LayerRecord } from './metadata-store.js';
 import { resolveOptions, type DriverOptions, type ResolvedOptions } from './options.js';
 import { runCheck, type CheckReport } from './check.js';
+import { driverStatus, type DriverStatus } from './driver-status.js';
 import { Mounts } from './mounts.js';
 import { PoolTransactions } from './transaction.js';
 import { assertFreeSpace, assertWritable, explainFailure, readPoolStatus, takesMessages } from './pool-guard.js';
@@ -462,7 +463,7 @@ export class DeviceSet {
       try {
         const status = device.status();
         if (status.kind !== 'ok') throw new PoolModeError({ pool: this.pool.name, ...poolModeOf(this.pool.status()), operation: `reading the status of layer ${id}` });
-        return status.mappedSectors * 512n;
+        return sectorsToBytes(status.mappedSectors);
       } finally {
         if (!wasActive) this.#deactivate(device);
       }
@@ -535,10 +536,12 @@ export class DeviceSet {
   // ------------------------------------------------------------------------------------------
   // Space, status, shutdown
 
-  /** The pool's status, Fail and Error included (readPoolStatus() throws on those), and its mode. */
-  poolState(): { status: PoolStatus; mode: string; needsCheck: boolean } {
-    const status = this.pool.status();
-    return { status, ...poolModeOf(status) };
+  /** Driver.status(): the pool's usage and mode (Fail and Error read as zeros), storage and settings. */
+  status(): DriverStatus {
+    return driverStatus({
+      dm: this.dm, pool: this.pool, storage: this.storage, options: this.options, backingFreeBytes: this.backingFreeBytes(),
+      deferredDeletedCount: this.deferredDeletedCount, layerCount: this.layers().length,
+    });
   }
 
   /**
@@ -557,7 +560,7 @@ export class DeviceSet {
         if (!this.storage) throw new InvalidArgumentError('dataSize', 'only the driver\'s own loop data file can be grown by size: grow dataDevice yourself, then call growPool() without a size');
         this.storage.growData(size);
       }
-      return this.pool.grow() * 512n;
+      return sectorsToBytes(this.pool.grow());
     });
   }
 

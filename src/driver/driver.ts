@@ -6,41 +6,11 @@ import { parseSize } from '../thin/units.js';
 import { DevmapperError } from '../errors.js';
 import { PoolWatcher } from '../thin/events.js';
 import type { CheckReport } from './check.js';
+import type { DriverStatus } from './driver-status.js';
 import * as naiveDiff from './diff/layer-diff.js';
 import type { Change } from './diff/changes.js';
 
-export interface SpaceUsage {
-  used: bigint;
-  total: bigint;
-  /** total - used, capped by what the filesystem holding the loop files can still give. */
-  available: bigint;
-}
-
-/** What `docker info` showed for devicemapper, plus the pool's mode. Sizes in bytes. */
-export interface DriverStatus {
-  poolName: string;
-  poolBlockSize: bigint;
-  baseDeviceSize: bigint;
-  backingFilesystem: Filesystem;
-  dataFile: string | undefined;
-  metadataFile: string | undefined;
-  dataLoopDevice: string | undefined;
-  metadataLoopDevice: string | undefined;
-  dataSpace: SpaceUsage;
-  metadataSpace: SpaceUsage;
-  minFreeSpacePercent: number;
-  deferredRemovalEnabled: boolean;
-  deferredDeletionEnabled: boolean;
-  deferredDeletedDeviceCount: number;
-  /** The kernel's device-mapper interface version, e.g. '4.47.0'. */
-  driverVersion: string;
-  /** 'rw', 'ro', 'out_of_data_space', or 'fail' / 'error' when the pool reports Fail / Error (usage then reads 0). */
-  poolMode: string;
-  needsCheck: boolean;
-  /** -1 when the pool reports Fail / Error. */
-  transactionId: bigint;
-  layerCount: number;
-}
+export type { DriverStatus, SpaceUsage } from './driver-status.js';
 
 export class Driver {
   readonly #set: DeviceSet;
@@ -197,40 +167,7 @@ export class Driver {
   }
 
   async status(): Promise<DriverStatus> {
-    const set = this.#set;
-    // A failed pool (Fail / Error) reports no usage: zeros, and poolMode says why.
-    const { status: pool, mode, needsCheck } = set.poolState();
-    const none = { usedBlocks: 0n, totalBlocks: 0n, usedBytes: 0n, totalBytes: 0n };
-    const data = pool.kind === 'ok' ? pool.data : none;
-    const metadata = pool.kind === 'ok' ? pool.metadata : none;
-    const blockBytes = set.pool.dataBlockSize * 512n;
-    const backingFree = set.backingFreeBytes();
-    const usage = (used: bigint, total: bigint): SpaceUsage => {
-      const free = total - used;
-      return { used, total, available: backingFree === undefined || backingFree > free ? free : backingFree };
-    };
-    const [major, minor, patch] = set.dm.version();
-    return {
-      poolName: set.pool.name,
-      poolBlockSize: blockBytes,
-      baseDeviceSize: BigInt(set.options.baseSize),
-      backingFilesystem: set.options.filesystem,
-      dataFile: set.storage?.data.file,
-      metadataFile: set.storage?.metadata.file,
-      dataLoopDevice: set.storage?.data.loop.path,
-      metadataLoopDevice: set.storage?.metadata.loop.path,
-      dataSpace: usage(data.usedBlocks * blockBytes, data.totalBlocks * blockBytes),
-      metadataSpace: usage(metadata.usedBytes, metadata.totalBytes),
-      minFreeSpacePercent: set.options.minFreeSpacePercent,
-      deferredRemovalEnabled: set.options.deferredRemoval,
-      deferredDeletionEnabled: set.options.deferredDeletion,
-      deferredDeletedDeviceCount: set.deferredDeletedCount,
-      driverVersion: `${major}.${minor}.${patch}`,
-      poolMode: mode,
-      needsCheck,
-      transactionId: pool.kind === 'ok' ? pool.transactionId : -1n,
-      layerCount: set.layers().length,
-    };
+    return this.#set.status();
   }
 
   /**
