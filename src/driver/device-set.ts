@@ -7,11 +7,11 @@ import { DeviceMapper } from '../ioctl/device-mapper.js';
 import { discardBlockDevice } from '../ioctl/block.js';
 import { DevmapperError, DmSystemError, InvalidArgumentError, PoolModeError } from '../errors.js';
 import { logger } from '../log.js';
-import { LoopbackStorage } from '../thin/loopback.js';
+import type { LoopbackStorage } from '../thin/loopback.js';
 import { LayerTable } from './layer-table.js';
-import { ThinPool } from '../thin/pool.js';
+import type { ThinPool } from '../thin/pool.js';
 import { ThinDevice } from '../thin/thin-device.js';
-import { poolModeOf, poolTakesMessages } from '../thin/status.js';
+import { poolModeOf } from '../thin/status.js';
 import { bytesToSectors, bytes, sectorsToBytes, type Bytes } from '../thin/units.js';
 import { filesystemUuid, growFilesystem, makeFilesystem } from './filesystem.js';
 import { HomeLock } from './home-lock.js';
@@ -22,6 +22,7 @@ import { resolveOptions, type DriverOptions, type ResolvedOptions } from './opti
 import { runCheck, type CheckReport } from './check.js';
 import { driverStatus, type DriverStatus } from './driver-status.js';
 import { Mounts } from './mounts.js';
+import { adoptOrRemoveLeftovers, checkTransactionId, openPool, recoverTransaction, releaseQuietly, resumeSuspended, type RecoveryContext } from './recovery.js';
 import { PoolTransactions } from './transaction.js';
 import { assertFreeSpace, assertWritable, explainFailure, readPoolStatus, takesMessages } from './pool-guard.js';
 
@@ -113,11 +114,12 @@ export class DeviceSet {
       const state: DeviceSetState = savedState ?? { formatVersion: 1, nextDeviceId: 1, transactionId: String(readPoolStatus(pool).transactionId) };
       if (!savedState) store.writeState(state);
       const set = new DeviceSet({ options, dm, pool, store, storage, layout, ownsPool, lock, state });
-      set.#resumeSuspended();
-      set.#recoverTransaction(mode.inspect === true);
-      if (!mode.inspect) set.#checkTransactionId();
+      const recovery = set.#recoveryContext();
+      resumeSuspended(recovery);
+      recoverTransaction(recovery, mode.inspect === true);
+      if (!mode.inspect) checkTransactionId(recovery);
       for (const record of store.readAllLayers()) set.#layers.set(record.id, record);
-      set.#adoptOrRemoveLeftovers(!mode.inspect);
+      adoptOrRemoveLeftovers(recovery, !mode.inspect);
       await set.#ensureBaseDevice();
       if (!mode.inspect) await set.#retryDeferredDeletions();
       if (options.deferredDeletion && options.deferredDeletionIntervalMs > 0) {
@@ -136,100 +138,14 @@ export class DeviceSet {
     }
   }
 
-  /**
-   * Completes a committed transaction, or rolls back one the pool never committed. A pool that
-   * takes no messages (read-only, needs_check) cannot do either: init refuses, and `inspect`
-   * leaves the transaction open for a later init.
-   */
-  #recoverTransaction(inspect: boolean): void {
-    const open = this.store.readTransaction();
-    if (!open) return;
-    const state = poolModeOf(this.pool.status());
-    if (!poolTakesMessages(state)) {
-      if (inspect) {
-        logger.warn(`open transaction ${open.transactionId} (${open.op} ${open.layerId}) left open: pool is ${state.mode}`);
-        return;
-      }
-      throw new PoolModeError({ pool: this.pool.name, ...state, operation: `init: completing the interrupted ${open.op} of layer ${open.layerId}` });
-    }
-    const poolTid = readPoolStatus(this.pool).transactionId;
-    const committed = poolTid === BigInt(open.transactionId);
-    if (!committed && poolTid !== BigInt(open.transactionId) - 1n) {
-      throw new DevmapperError('ERR_DM_TRANSACTION_MISMATCH', `open transaction ${open.transactionId} (${open.op} ${open.layerId}) fits neither pool transaction id ${poolTid} nor the one before it`);
-    }
-    logger.info(`recovering ${committed ? 'committed' : 'uncommitted'} ${open.op} of ${open.layerId} (thin id ${open.deviceId})`);
-    if (open.op === 'create') {
-      if (committed) {
-        this.#tx.finish(open);
-      } else {
-        // Never delete a thin id that a known layer owns (ids wrap at 2^24).
-        if (!this.store.readAllLayers().some((r) => r.deviceId === open.deviceId && r.id !== open.layerId)) this.#tx.deleteThinIfPresent(open.deviceId);
-        this.#tx.abandon(open);
-      }
-    } else {
-      // A delete the user asked for is finished either way; its thin id may already be gone.
-      this.#deactivateIfActive(open.layerId);
-      if (!committed) {
-        this.#tx.deleteThinIfPresent(open.deviceId);
-        this.pool.setTransactionId(poolTid, BigInt(open.transactionId));
-      }
-      this.#tx.finish(open);
-    }
-  }
-
-  /**
-   * A process killed between suspend and resume (a snapshot of an active layer, a pool grown)
-   * leaves the device suspended, and every I/O to it, the mount on it included, would hang:
-   * the pool (when it is ours) and this home's thin devices are resumed first.
-   */
-  #resumeSuspended(): void {
-    const ours = this.dm.list().map((d) => d.name)
-      .filter((name) => (name === this.pool.name && this.#ownsPool) || this.layout.isLayerDevice(name, this.pool.name))
-      .sort((a, b) => Number(b === this.pool.name) - Number(a === this.pool.name));
-    for (const name of ours) {
-      if (!this.dm.info(name).suspended) continue;
-      logger.warn(`resuming ${name}, left suspended by a crash`);
-      this.dm.resume(name);
-    }
-  }
-
-  #checkTransactionId(): void {
-    const poolTid = readPoolStatus(this.pool).transactionId;
-    const recorded = this.#tx.state.transactionId;
-    if (poolTid !== BigInt(recorded)) {
-      throw new DevmapperError('ERR_DM_TRANSACTION_MISMATCH',
-        `pool ${this.pool.name} has transaction id ${poolTid} but ${this.store.dir} says ${recorded}: the pool was changed by someone else; not overwriting it`);
-    }
-  }
-
-  /**
-   * Mounts a previous process left under <home>/mnt/<id> (a CLI command, or a crash) are
-   * adopted with one reference, so put() unmounts them; anything else there is unmounted, and
-   * this home's dm devices that no adopted mount uses are removed (not the pool). With
-   * `remove` false, only the adoption happens.
-   */
-  #adoptOrRemoveLeftovers(remove: boolean): void {
-    for (const { mountPoint, layer: id } of this.#mounts.found().reverse()) {
-      const name = id === undefined ? undefined : this.thinName(id);
-      if (id !== undefined && name !== undefined && this.hasDevice(id) && this.dm.exists(name)) {
-        this.#mounts.adopt(id, mountPoint, ThinDevice.adopt(this.dm, name));
-        continue;
-      }
-      if (remove) this.#mounts.unmountStale(mountPoint);
-    }
-    if (!remove) return;
-    for (const device of this.dm.list()) {
-      if (!this.layout.isLayerDevice(device.name, this.pool.name)) continue;
-      const layerId = this.layout.layerIdOf(device.name);
-      if (this.#mounts.has(layerId) || this.#layers.get(layerId)?.activated) continue;
-      logger.warn(`removing stale device ${device.name}`);
-      try {
-        this.dm.remove(device.name);
-      } catch (error) {
-        if (error instanceof DmSystemError && error.code === 'EBUSY') this.dm.remove(device.name, { deferred: true });
-        else throw error;
-      }
-    }
+  #recoveryContext(): RecoveryContext {
+    return {
+      dm: this.dm, pool: this.pool, ownsPool: this.#ownsPool, layout: this.layout, store: this.store, tx: this.#tx, mounts: this.#mounts,
+      hasDevice: (id) => this.hasDevice(id),
+      isActivated: (id) => this.#layers.get(id)?.activated === true,
+      deactivateIfActive: (layerId) => this.#deactivateIfActive(layerId),
+      thinIdMayBeClaimed: (deviceId, except) => this.store.readAllLayers().some((r) => r.deviceId === deviceId && r.id !== except),
+    };
   }
 
   async #ensureBaseDevice(): Promise<void> {
@@ -635,40 +551,5 @@ export class DeviceSet {
 
   #assertOpen(): void {
     if (this.#closed) throw new DevmapperError('ERR_DM_CLOSED', 'the driver was cleaned up');
-  }
-}
-
-/** The pool, and whether this call activated it (false: adopted, already active). */
-function openPool(dm: DeviceMapper, options: ResolvedOptions, layout: HomeLayout, fresh: boolean): { pool: ThinPool; storage: LoopbackStorage | undefined; ownsPool: boolean; activated: boolean } {
-  if (options.thinPoolDevice) return { pool: ThinPool.adopt(dm, options.thinPoolDevice), storage: undefined, ownsPool: false, activated: false };
-  const name = layout.poolName;
-  // An active pool is adopted whatever its no-space mode (one made before errorIfNoSpace existed).
-  const poolOptions = { dataBlockSize: options.blockSize, features: { skipBlockZeroing: true } };
-  const tableOptions = { dataBlockSize: options.blockSize, features: { skipBlockZeroing: true, errorIfNoSpace: options.errorIfNoSpace } };
-  if (options.dataDevice && options.metadataDevice) {
-    if (dm.exists(name)) return { pool: ThinPool.adopt(dm, name, poolOptions), storage: undefined, ownsPool: true, activated: false };
-    const devices = { metadataDevice: options.metadataDevice, dataDevice: options.dataDevice, ...tableOptions };
-    return { pool: fresh ? ThinPool.create(dm, name, devices) : ThinPool.reopen(dm, name, devices), storage: undefined, ownsPool: true, activated: true };
-  }
-  const storage = LoopbackStorage.open({
-    dir: layout.loopDir, dataSize: options.loopDataSize, metadataSize: options.loopMetadataSize, ffi: options.ffi,
-  });
-  try {
-    if (dm.exists(name)) return { pool: ThinPool.adopt(dm, name, poolOptions), storage, ownsPool: true, activated: false };
-    const devices = { metadataDevice: storage.metadata.loop.path, dataDevice: storage.data.loop.path, ...tableOptions };
-    const brandNew = fresh || storage.metadata.created;
-    return { pool: brandNew ? ThinPool.create(dm, name, devices) : ThinPool.reopen(dm, name, devices), storage, ownsPool: true, activated: true };
-  } finally {
-    storage.release(); // the pool holds the loops now; autoclear detaches them when it goes
-  }
-}
-
-/** Undoes a failed init's activation: our thin devices on the pool, then the pool. Errors are dropped (the init's own is reported). */
-function releaseQuietly(dm: DeviceMapper, layout: HomeLayout, pool: ThinPool): void {
-  try {
-    for (const device of dm.list()) if (layout.isLayerDevice(device.name, pool.name)) dm.remove(device.name);
-    pool.deactivate();
-  } catch (error) {
-    logger.warn(`failed init: cannot deactivate ${pool.name}: ${error}`);
   }
 }
