@@ -97,3 +97,20 @@ export function errnoName(errno: number): string {
     return `ERRNO_${errno}`;
   }
 }
+
+/**
+ * A file of the driver's own metadata (`<home>/metadata/*.json`, `<home>/cli-options.json`)
+ * that cannot be read, is not JSON, or does not hold what it must: `file` is its path and
+ * `field` the offending field (undefined when the whole file is unreadable). `code` is
+ * 'ERR_DM_METADATA'. `devmapper check --repair` moves unreadable layer records to
+ * `<home>/quarantine/` (it never deletes them).
+ */
+export class MetadataError extends DevmapperError {
+  readonly file: string;
+  readonly field: string | undefined;
+  constructor(file: string, field: string | undefined, reason: string, options?: { cause?: unknown }) {
+    super('ERR_DM_METADATA', `metadata file ${file}${field === undefined ? '' : `, field ${JSON.stringify(field)}`}: ${reason}`, options);
+    this.file = file;
+    this.field = field;
+  }
+}

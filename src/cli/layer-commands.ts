@@ -8,7 +8,7 @@ import { assertLayerId, assertMountLabel, resolveOptions, type DriverOptions } f
 import { DeviceMapper } from '../ioctl/device-mapper.js';
 import { parseThinStatus } from '../thin/status.js';
 import { parseSize } from '../thin/units.js';
-import { DevmapperError } from '../errors.js';
+import { DevmapperError, MetadataError } from '../errors.js';
 import { checkArgument, expectPositionals, parseArgs, UsageError, type Parsed } from './args.js';
 import { requireDeviceMapper } from './host.js';
 import { humanBytes, keyValues, progress, table, toJson } from './output.js';
@@ -61,7 +61,24 @@ export function driverOptionsFrom(parsed: Parsed, home: string): DriverOptions {
 function recordedOptions(home: string, lockTimeoutMs?: number): DriverOptions {
   const file = optionsFile(home);
   if (!existsSync(file)) throw new DevmapperError('ERR_DM_NOT_INITIALISED', `${home} is not initialised: run \`devmapper init --home ${home}\` first`);
-  return { ...(JSON.parse(readFileSync(file, 'utf8')) as DriverOptions), home, ...(lockTimeoutMs === undefined ? {} : { lockTimeoutMs }) };
+  let recorded: unknown;
+  try {
+    recorded = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw new MetadataError(file, undefined, `cannot be read as JSON (${(error as Error).message}): it holds the options \`devmapper init\` was given; fix or rewrite it with the same options`, { cause: error });
+  }
+  if (typeof recorded !== 'object' || recorded === null || Array.isArray(recorded)) {
+    throw new MetadataError(file, undefined, `holds ${recorded === null ? 'null' : Array.isArray(recorded) ? 'an array' : typeof recorded}, not the options object \`devmapper init\` wrote`);
+  }
+  if ('home' in recorded) throw new MetadataError(file, 'home', 'is not an option kept here (the home is --home)');
+  const options: DriverOptions = { ...(recorded as DriverOptions), home, ...(lockTimeoutMs === undefined ? {} : { lockTimeoutMs }) };
+  try {
+    resolveOptions(options);
+  } catch (error) {
+    const argument = (error as { argument?: string }).argument;
+    throw new MetadataError(file, argument, (error as Error).message, { cause: error });
+  }
+  return options;
 }
 
 /** Opens the home with the options `init` recorded (and --wait's lock timeout). */
@@ -220,12 +237,12 @@ export async function cleanupCommand(argv: string[], io: Io): Promise<void> {
 
 /** Exit status 1 when problems remain. */
 export async function checkCommand(argv: string[], io: Io): Promise<number> {
-  const parsed = parseArgs(argv, { flags: ['repair'] });
-  expectPositionals(parsed, 0, 0, 'devmapper check [--repair]');
+  const parsed = parseArgs(argv, { flags: ['repair', 'thin-check'] });
+  expectPositionals(parsed, 0, 0, 'devmapper check [--repair] [--thin-check]');
   requireDeviceMapper();
   const options = recordedOptions(io.home, io.lockTimeoutMs);
   progress('probing the pool for every thin id ever allocated');
-  const report = await Driver.check(options, { repair: parsed.flags.has('repair') });
+  const report = await Driver.check(options, { repair: parsed.flags.has('repair'), thinCheck: parsed.flags.has('thin-check') });
   if (io.json) {
     io.out(toJson(report) + '\n');
   } else {
@@ -234,11 +251,16 @@ export async function checkCommand(argv: string[], io: Io): Promise<number> {
       ['Pool mode', `${report.poolMode}${report.needsCheck ? ', needs_check' : ''}`],
       ['Leaked thin ids', list(report.leakedThinIds)],
       ['Layers with missing thin ids', list(report.missingThinIds)],
+      ['Damaged records', list(report.damagedRecords.map((d) => d.reason))],
+      ['Thin ids claimed twice', list(report.thinIdConflicts.map((c) => `${c.deviceId} (${c.layers.join(', ')})`))],
+      ['Quarantined files', list(report.quarantined)],
       ['Stray dm devices', list(report.strayDevices)],
       ['Unheld mounts', list(report.unheldMounts)],
       ['Pending deferred deletions', list(report.pendingDeferredDeletions)],
       ['Transaction id (pool / metadata)', `${report.transactionId.pool} / ${report.transactionId.metadata}${report.transactionId.consistent ? '' : '  MISMATCH'}`],
+      ...(report.thinCheck ? [['thin_check', report.thinCheck.summary] as const] : []),
     ]));
+    if (report.thinCheck?.ran && !report.thinCheck.ok) io.out(report.thinCheck.output.replace(/^/gm, 'thin_check: ') + '\n');
     for (const line of report.repairs) io.out(`repaired: ${line}\n`);
     for (const line of report.skipped) io.out(`left alone: ${line}\n`);
     io.out(report.clean ? 'clean\n' : 'problems found (run with --repair to fix them)\n');

@@ -19,7 +19,8 @@ Layers (over --home, default ${DEFAULT_HOME}):
   ls                               id, parent, thin id, size, mapped bytes, mounted
   status
   cleanup                          unmount and deactivate everything (data kept)
-  check [--repair]                 compare metadata, pool and kernel; fix with --repair
+  check [--repair] [--thin-check]  compare metadata, pool and kernel; fix with --repair;
+                                   --thin-check also runs thin_check on the pool's metadata
   demo                             a whole image + container round trip in a temporary home
 
 Engines:
@@ -71,7 +72,8 @@ export async function main(argv: string[], out: (text: string) => void = (t) => 
   } catch (error) {
     const usage = error instanceof UsageError;
     const code = (error as { code?: string }).code ?? 'ERR_UNKNOWN';
-    const message = (error as Error).message ?? String(error);
+    // Every failure prints something: an error without a message is shown by its name or value.
+    const message = (error as Error)?.message || (error instanceof Error ? `${error.name} (no message)${error.stack ? `\n${error.stack}` : ''}` : String(error));
     if (json) process.stderr.write(JSON.stringify({ error: { code, message } }) + '\n');
     else process.stderr.write(`devmapper: ${message}${usage ? '' : ` [${code}]`}\n${usage && (error as UsageError).showUsage ? `\n${USAGE}\n` : ''}`);
     return usage ? 2 : 1;

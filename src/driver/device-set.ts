@@ -8,7 +8,7 @@ import { discardBlockDevice } from '../ioctl/block.js';
 import { DevmapperError, DmSystemError, InvalidArgumentError, PoolModeError } from '../errors.js';
 import { logger } from '../log.js';
 import type { LoopbackStorage } from '../thin/loopback.js';
-import { LayerTable } from './layer-table.js';
+import { LayerRecords, type LayerMetadata } from './layer-records.js';
 import type { ThinPool } from '../thin/pool.js';
 import { ThinDevice } from '../thin/thin-device.js';
 import { poolModeOf } from '../thin/status.js';
@@ -25,22 +25,9 @@ import { Mounts } from './mounts.js';
 import { adoptOrRemoveLeftovers, checkTransactionId, openPool, recoverTransaction, releaseQuietly, resumeSuspended, type RecoveryContext } from './recovery.js';
 import { PoolTransactions } from './transaction.js';
 import { assertFreeSpace, assertWritable, explainFailure, readPoolStatus, takesMessages } from './pool-guard.js';
+import { thinCheckLive } from './thin-check.js';
 
-export interface LayerMetadata {
-  id: string;
-  parent: string | null;
-  /** The thin id in the pool. */
-  deviceId: number;
-  /** Virtual size in bytes. */
-  size: bigint;
-  /** The dm device name it gets when active. */
-  deviceName: string;
-  mounted: boolean;
-  /** Held active by activate() for a user that mounts it itself. */
-  activated: boolean;
-  /** What create() or setMeta() attached. */
-  meta: Record<string, unknown> | undefined;
-}
+export type { LayerMetadata } from './layer-records.js';
 
 /** An active layer device for a user that mounts it itself. */
 export interface ActiveLayer {
@@ -63,11 +50,13 @@ export class DeviceSet {
   readonly #ownsPool: boolean;
   readonly #lock: HomeLock;
   readonly #tx: PoolTransactions;
-  readonly #layers = new LayerTable();
+  readonly #layers: LayerRecords;
   readonly #mounts: Mounts;
   readonly #locks = new KeyedMutex();
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
+  /** What init found in the layer records (damaged files and thin-id conflicts only in inspect mode). */
+  #scan: ReturnType<MetadataStore['scanLayers']> = { records: [], damaged: [], conflicts: [] };
 
   private constructor(args: {
     options: ResolvedOptions; dm: DeviceMapper; pool: ThinPool; store: MetadataStore; storage: LoopbackStorage | undefined;
@@ -82,6 +71,7 @@ export class DeviceSet {
     this.#ownsPool = args.ownsPool;
     this.#lock = args.lock;
     this.#tx = new PoolTransactions(args.pool, args.store, args.state);
+    this.#layers = new LayerRecords(args.store);
     const { filesystem, mountOptions, ffi } = args.options;
     this.#mounts = new Mounts(args.layout, { filesystem, mountOptions, ffi }, {
       activate: (record) => this.#activate(record),
@@ -118,7 +108,10 @@ export class DeviceSet {
       resumeSuspended(recovery);
       recoverTransaction(recovery, mode.inspect === true);
       if (!mode.inspect) checkTransactionId(recovery);
-      for (const record of store.readAllLayers()) set.#layers.set(record.id, record);
+      // Normal init refuses damaged records (a MetadataError naming file and field); check's
+      // inspect mode loads what it can and reports the rest.
+      set.#scan = mode.inspect ? store.scanLayers() : { records: store.readAllLayers(), damaged: [], conflicts: [] };
+      for (const record of set.#scan.records) set.#layers.set(record.id, record);
       adoptOrRemoveLeftovers(recovery, !mode.inspect);
       await set.#ensureBaseDevice();
       if (!mode.inspect) await set.#retryDeferredDeletions();
@@ -144,12 +137,29 @@ export class DeviceSet {
       hasDevice: (id) => this.hasDevice(id),
       isActivated: (id) => this.#layers.get(id)?.activated === true,
       deactivateIfActive: (layerId) => this.#deactivateIfActive(layerId),
-      thinIdMayBeClaimed: (deviceId, except) => this.store.readAllLayers().some((r) => r.deviceId === deviceId && r.id !== except),
+      thinIdMayBeClaimed: (deviceId, except) => this.#thinIdMayBeClaimed(deviceId, except),
     };
+  }
+
+  /** Whether a record other than `except`'s names the thin id, or a damaged/quarantined one might. */
+  #thinIdMayBeClaimed(deviceId: number, except: string): boolean {
+    const scan = this.store.scanLayers();
+    if (scan.records.some((r) => r.deviceId === deviceId && r.id !== except)) return true;
+    const unsure = [...scan.damaged.map((d) => d.claimedDeviceId), ...this.store.quarantinedThinIds()];
+    return unsure.some((id) => id === undefined || id === deviceId);
   }
 
   async #ensureBaseDevice(): Promise<void> {
     let base = this.#layers.get(BASE_LAYER);
+    if (!base && this.#tx.state.base) {
+      // The base's record is missing or damaged but deviceset.json knows its thin id: rebuild
+      // it rather than make a second base (whose filesystem UUID would never match). A damaged
+      // file is left for check --repair to quarantine; a missing one is written back.
+      base = { id: BASE_LAYER, parent: null, deviceId: this.#tx.state.base.deviceId, size: this.#tx.state.base.size, transactionId: '0' };
+      if (!this.#scan.damaged.some((d) => d.name === `${BASE_LAYER}.layer.json`)) this.store.writeLayer(base);
+      logger.warn(`base device record rebuilt from deviceset.json (thin id ${base.deviceId})`);
+      this.#layers.set(BASE_LAYER, base);
+    }
     if (!base) {
       base = await this.#locks.run(POOL_LOCK, () => this.#tx.createLayer({
         id: BASE_LAYER, parent: null, size: this.options.baseSize, ownsThinId: (thinId) => this.#layers.ownsThinId(thinId),
@@ -187,8 +197,7 @@ export class DeviceSet {
   async #growBase(base: LayerRecord, size: Bytes): Promise<void> {
     const grown: LayerRecord = { ...base, size: String(size) };
     await this.#mounts.withPrivateMount(grown, (device, mountPoint) => growFilesystem(device.path, mountPoint, this.options.filesystem));
-    this.store.writeLayer(grown);
-    this.#layers.set(BASE_LAYER, grown);
+    this.#layers.write(grown);
     this.#tx.updateState({ base: { ...this.#tx.state.base!, size: String(size) } });
   }
 
@@ -200,17 +209,11 @@ export class DeviceSet {
   }
 
   hasDevice(id: string): boolean {
-    const record = this.#layers.get(id);
-    return record !== undefined && id !== BASE_LAYER && !record.deferredDelete;
+    return this.#layers.isLive(id);
   }
 
   layer(id: string): LayerMetadata | undefined {
-    const record = this.#layers.get(id);
-    if (!record || !this.hasDevice(id)) return undefined;
-    return {
-      id, parent: record.parent, deviceId: record.deviceId, size: BigInt(record.size), deviceName: this.thinName(id),
-      mounted: this.#mounts.has(id), activated: record.activated === true, meta: record.meta,
-    };
+    return this.#layers.metadata(id, { deviceName: this.thinName(id), mounted: this.#mounts.has(id) });
   }
 
   layers(): LayerMetadata[] {
@@ -246,8 +249,7 @@ export class DeviceSet {
           await this.#deleteLayer(record).catch(() => undefined);
           throw error;
         }
-        this.store.writeLayer(grown);
-        this.#layers.set(id, grown);
+        this.#layers.write(grown);
       }
     });
   }
@@ -282,7 +284,7 @@ export class DeviceSet {
   }
 
   #markDeferred(record: LayerRecord): void {
-    this.#updateRecord(record, { deferredDelete: true });
+    this.#layers.update(record, { deferredDelete: true });
     logger.info(`layer ${record.id} is busy: deletion deferred`);
   }
 
@@ -302,7 +304,7 @@ export class DeviceSet {
 
   async #retryDeferredDeletions(): Promise<void> {
     if (!takesMessages(this.pool)) return; // a read-only or failed pool: retried once it is rw again
-    for (const record of [...this.#layers.values()].filter((r) => r.deferredDelete)) {
+    for (const record of this.#layers.deferred()) {
       await this.#locks.run(record.id, async () => {
         if (this.#mounts.has(record.id)) return;
         try {
@@ -317,7 +319,7 @@ export class DeviceSet {
   }
 
   get deferredDeletedCount(): number {
-    return [...this.#layers.values()].filter((r) => r.deferredDelete).length;
+    return this.#layers.deferred().length;
   }
 
   // ------------------------------------------------------------------------------------------
@@ -327,7 +329,7 @@ export class DeviceSet {
   setMeta(id: string, meta: Record<string, unknown> | undefined): Promise<void> {
     return this.#locks.run(id, async () => {
       this.#assertOpen();
-      this.#updateRecord(this.#requireLayer(id), { meta });
+      this.#layers.update(this.#layers.require(id), { meta });
     });
   }
 
@@ -338,10 +340,10 @@ export class DeviceSet {
   activateLayer(id: string): Promise<ActiveLayer> {
     return this.#locks.run(id, async () => {
       this.#assertOpen();
-      let record = this.#requireLayer(id);
+      let record = this.#layers.require(id);
       if (!record.activated) {
         assertWritable(this.pool, 'activate');
-        record = this.#updateRecord(record, { activated: true });
+        record = this.#layers.update(record, { activated: true });
       }
       try {
         const device = this.#activate(record);
@@ -359,12 +361,12 @@ export class DeviceSet {
   deactivateLayer(id: string): Promise<void> {
     return this.#locks.run(id, async () => {
       this.#assertOpen();
-      const record = this.#requireLayer(id);
+      const record = this.#layers.require(id);
       if (!this.#mounts.has(id)) {
         const name = this.thinName(id);
         if (this.dm.exists(name)) ThinDevice.adopt(this.dm, name).deactivate({ deferred: true });
       }
-      if (record.activated) this.#updateRecord(record, { activated: undefined });
+      if (record.activated) this.#layers.update(record, { activated: undefined });
     });
   }
 
@@ -372,7 +374,7 @@ export class DeviceSet {
   mappedBytes(id: string): Promise<bigint> {
     return this.#locks.run(id, async () => {
       this.#assertOpen();
-      const record = this.#requireLayer(id);
+      const record = this.#layers.require(id);
       const name = this.thinName(id);
       const wasActive = this.dm.exists(name);
       const device = this.#activate(record);
@@ -391,23 +393,8 @@ export class DeviceSet {
     return this.#locks.run(id, async () => {
       this.#assertOpen();
       assertWritable(this.pool, 'mount');
-      return this.#mounts.withPrivateMount(this.#requireLayer(id), async (_device, mountPoint) => body(mountPoint));
+      return this.#mounts.withPrivateMount(this.#layers.require(id), async (_device, mountPoint) => body(mountPoint));
     });
-  }
-
-  #requireLayer(id: string): LayerRecord {
-    const record = this.#layers.get(id);
-    if (!record || !this.hasDevice(id)) throw new DevmapperError('ERR_DM_UNKNOWN_LAYER', `layer ${id} does not exist`);
-    return record;
-  }
-
-  /** Writes a changed copy of a layer's record (undefined fields are dropped) and returns it. */
-  #updateRecord(record: LayerRecord, change: Partial<LayerRecord>): LayerRecord {
-    const next = { ...record, ...change } as LayerRecord;
-    for (const key of Object.keys(change) as Array<keyof LayerRecord>) if (next[key] === undefined) delete next[key];
-    this.store.writeLayer(next);
-    this.#layers.set(record.id, next);
-    return next;
   }
 
   // ------------------------------------------------------------------------------------------
@@ -419,8 +406,7 @@ export class DeviceSet {
       this.#assertOpen();
       const rootfs = this.#mounts.addReference(id);
       if (rootfs !== undefined) return rootfs;
-      const record = this.#layers.get(id);
-      if (!record || !this.hasDevice(id)) throw new DevmapperError('ERR_DM_UNKNOWN_LAYER', `layer ${id} does not exist`);
+      const record = this.#layers.require(id);
       assertWritable(this.pool, 'get');
       try {
         return this.#mounts.mount(record, mountLabel);
@@ -437,7 +423,13 @@ export class DeviceSet {
   #activate(record: LayerRecord): ThinDevice {
     const name = this.thinName(record.id);
     if (this.dm.exists(name)) return ThinDevice.adopt(this.dm, name);
-    return ThinDevice.activate(this.pool, { name, id: record.deviceId, size: bytesToSectors(bytes(BigInt(record.size))) });
+    try {
+      return ThinDevice.activate(this.pool, { name, id: record.deviceId, size: bytesToSectors(bytes(BigInt(record.size))) });
+    } catch (error) {
+      // The thin target refuses a table naming an id the pool does not have with ENODATA.
+      if (!(error instanceof DmSystemError && error.code === 'ENODATA')) throw error;
+      throw new DevmapperError('ERR_DM_THIN_ID_MISSING', `layer ${record.id}: thin id ${record.deviceId} is not in pool ${this.pool.name} (deleted behind the driver's back?); \`devmapper check\` reports it, \`check --repair\` quarantines the record`, { cause: error });
+    }
   }
 
   #deactivate(device: ThinDevice): void {
@@ -507,7 +499,7 @@ export class DeviceSet {
   }
 
   /** Compares metadata, pool and kernel; with `repair`, fixes what it safely can (see check.ts). */
-  async check(repair: boolean): Promise<CheckReport> {
+  async check(repair: boolean, options: { thinCheck?: boolean } = {}): Promise<CheckReport> {
     this.#assertOpen();
     readPoolStatus(this.pool); // a failed pool cannot be looked into: a PoolModeError naming it
     const records = [...this.#layers.values()];
@@ -523,15 +515,25 @@ export class DeviceSet {
       mountedLayers: this.#mounts.ids(),
       mounts: this.#mounts.found(),
       deleteThin: (deviceId) => this.#tx.deleteThinIfPresent(deviceId),
-      removeRecord: (layer) => {
-        this.store.removeLayer(layer);
-        this.#layers.delete(layer);
+      damaged: this.#scan.damaged,
+      conflicts: this.#scan.conflicts,
+      quarantinedThinIds: this.store.quarantinedThinIds(),
+      quarantinedFiles: this.store.quarantined(),
+      ...(options.thinCheck ? { thinCheck: () => thinCheckLive(this.pool, { ffi: this.options.ffi }) } : {}),
+      quarantine: (name) => {
+        const path = this.store.quarantine(name);
+        const layer = name.replace(/\.layer\.json$/, '');
+        this.#scan = { ...this.#scan, damaged: this.#scan.damaged.filter((d) => d.name !== name) };
+        // A base record rebuilt from deviceset.json takes the damaged one's place.
+        if (layer === BASE_LAYER && this.#layers.get(BASE_LAYER)) this.store.writeLayer(this.#layers.get(BASE_LAYER)!);
+        else this.#layers.delete(layer);
+        return path;
       },
       unmount: (mountPoint) => this.#mounts.unmountDetached(mountPoint),
       setMetadataTransactionId: (id) => this.#tx.updateState({ transactionId: String(id) }),
       retryDeferred: async () => {
         await this.#retryDeferredDeletions();
-        return [...this.#layers.values()].filter((r) => r.deferredDelete).map((r) => r.id);
+        return this.#layers.deferred().map((r) => r.id);
       },
     }, repair);
   }

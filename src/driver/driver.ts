@@ -175,8 +175,8 @@ export class Driver {
    * unheld mounts, pending deferred deletions, transaction ids). With `repair`, fixes them;
    * it never deletes a device that metadata says is in use.
    */
-  async check(options: { repair?: boolean } = {}): Promise<CheckReport> {
-    return this.#set.check(options.repair === true);
+  async check(options: { repair?: boolean; thinCheck?: boolean } = {}): Promise<CheckReport> {
+    return this.#set.check(options.repair === true, { thinCheck: options.thinCheck === true });
   }
 
   /**
@@ -186,10 +186,10 @@ export class Driver {
    * open transaction a crash left is still completed or rolled back first). Mounts and
    * devices are left as they are afterwards.
    */
-  static async check(options: DriverOptions, check: { repair?: boolean } = {}): Promise<CheckReport> {
+  static async check(options: DriverOptions, check: { repair?: boolean; thinCheck?: boolean } = {}): Promise<CheckReport> {
     const set = await DeviceSet.init(options, { inspect: true });
     try {
-      return await set.check(check.repair === true);
+      return await set.check(check.repair === true, { thinCheck: check.thinCheck === true });
     } finally {
       set.release();
     }
