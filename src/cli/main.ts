@@ -23,6 +23,11 @@ Layers (over --home, default ${DEFAULT_HOME}):
                                    --thin-check also runs thin_check on the pool's metadata
   demo                             a whole image + container round trip in a temporary home
 
+Images without an engine:
+  image import FILE.tar [--name REF]   OCI image layout tarball or docker save archive (progress on stderr)
+  image ls | image rm REF | image rootfs REF ID [--bundle DIR]
+  diff ID [--parent P]             the layer's diff as a tar on stdout
+
 Engines:
   serve containerd [--socket PATH] [--log-level L]   containerd's snapshots API (proxy plugin)
                                    on a unix socket (default /run/devmapper/containerd.sock)
@@ -43,6 +48,8 @@ const commands: Record<string, () => Promise<Command>> = {
   umount: () => layer('umountCommand'), rm: () => layer('rmCommand'), ls: () => layer('lsCommand'), status: () => layer('statusCommand'),
   cleanup: () => layer('cleanupCommand'), check: () => layer('checkCommand'),
   demo: async () => (await import('./demo.js')).demoCommand,
+  image: async () => (await import('./image-commands.js')).imageCommand,
+  diff: async () => (await import('./image-commands.js')).diffCommand,
   serve: async () => (await import('./serve-command.js')).serveCommand,
   dm: async () => (await import('./dm-commands.js')).dmCommand,
 };

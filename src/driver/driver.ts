@@ -94,7 +94,7 @@ export class Driver {
   }
 
   /** A layer tar of what `id` changed over `parent` (none: everything); the layers stay mounted until the stream ends. */
-  async diff(id: string, parent?: string | null): Promise<import('node:stream').Readable> {
+  async diff(id: string, parent?: string | null): Promise<naiveDiff.DiffStream> {
     this.#assertDiffIds(id, parent);
     return naiveDiff.diff(this.#diffHost(), id, parent || null);
   }

@@ -246,11 +246,17 @@ const json = (value: unknown): Buffer => Buffer.from(JSON.stringify(value));
  * An OCI image-layout tarball of `layers` (bottom first) named `name` (e.g.
  * 'example.com/devmapper/busybox:test'), for linux/amd64 unless `architecture` says otherwise.
  */
-export async function buildOciImage(options: { name: string; layers: ReadonlyArray<readonly LayerEntry[]>; config?: ImageConfig; architecture?: string }): Promise<BuiltImage> {
+export async function buildOciImage(options: { name: string; layers: ReadonlyArray<readonly LayerEntry[]>; config?: ImageConfig; architecture?: string; rawLayers?: readonly Buffer[] }): Promise<BuiltImage> {
   const { name, layers } = options;
   const architecture = options.architecture ?? 'amd64';
   const blobs: LayerBlob[] = [];
   for (const [i, layer] of layers.entries()) blobs.push(await buildLayer(layer, layers.slice(0, i)));
+  // Tars written by the caller go on top as they are (entry kinds the view model has no place
+  // for: devices, fifos, xattrs); `view` and `contents` then describe only the modelled layers.
+  for (const tarball of options.rawLayers ?? []) {
+    const blob = gzipSync(tarball, { level: 6 });
+    blobs.push({ digest: digestOf(blob), diffId: digestOf(tarball), size: blob.length, blob, tar: tarball });
+  }
   const config = json({
     created: MTIME.toISOString(),
     architecture,

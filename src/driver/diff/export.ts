@@ -26,7 +26,7 @@ function typeOf(st: BigIntStats): tar.Header['type'] {
 async function writeEntry(pack: tar.Pack, header: PackHeader, file?: string): Promise<void> {
   if (pack.destroyed) throw new Error('the diff stream was closed before its end');
   if (file === undefined) {
-    await new Promise<void>((resolve, reject) => pack.entry(header, (error) => (error ? reject(error) : resolve())));
+    await new Promise<void>((resolve, reject) => pack.entry(header, Buffer.alloc(0), (error) => (error ? reject(error) : resolve()))); // an empty body ends a 0-byte file entry
     return;
   }
   let done!: Promise<void>;

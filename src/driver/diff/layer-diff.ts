@@ -8,6 +8,7 @@ import type { LayerMetadata } from '../device-set.js';
 import { applyLayerTar, type ApplyResult } from './apply.js';
 import { changesOf, sizeOf, walkChanges, type Change, type WalkResult } from './changes.js';
 import { exportChanges } from './export.js';
+import { logger } from '../../log.js';
 
 /** What the diff functions need of a Driver. */
 export interface DiffHost {
@@ -90,11 +91,26 @@ export function diffSize(host: DiffHost, id: string, parent: string | null | und
   return withWalk(host, id, parent, async (walk) => sizeOf(walk));
 }
 
+/** A diff tar stream; `released` resolves once its layers are unmounted again (after the stream closed). */
+export type DiffStream = Readable & { released: Promise<void> };
+
 /** The layer tar of what `id` changed over `parent`; both stay mounted until the stream ends or is destroyed. */
-export async function diff(host: DiffHost, id: string, parent: string | null | undefined): Promise<Readable> {
+export async function diff(host: DiffHost, id: string, parent: string | null | undefined): Promise<DiffStream> {
   const opaqueDirs = await opaqueDirsOf(host, id);
   return withWalk(host, id, parent, async (walk, root, release) => {
-    const pack = exportChanges(root, walk, { opaqueDirs, ffi: host.ffi, onEnd: () => release() });
-    return Readable.from(pack); // a Node stream; destroying it closes the pack, which releases the mounts
+    let released!: () => void;
+    const done = new Promise<void>((resolve) => { released = resolve; });
+    const onEnd = async (): Promise<void> => {
+      try {
+        await release();
+      } catch (error) {
+        logger.warn(`diff(${id}): releasing the mounts failed: ${(error as Error).message}`);
+      } finally {
+        released();
+      }
+    };
+    const pack = exportChanges(root, walk, { opaqueDirs, ffi: host.ffi, onEnd });
+    // A Node stream; destroying it closes the pack, which releases the mounts.
+    return Object.assign(Readable.from(pack), { released: done });
   }, true);
 }
