@@ -33,12 +33,18 @@ export interface VmRunOptions {
   memory?: string;
   /** Receives the guest console output as it arrives. Default: this process's stdout. */
   onOutput?: (chunk: Buffer) => void;
+  /**
+   * Aborting it hard-stops the guest: the VM's process group gets SIGKILL, with no shutdown,
+   * no sync and no flush of the guest's page cache (a power cut; outcome 'killed').
+   */
+  signal?: AbortSignal;
 }
 
 export type VmOutcome =
   | 'exited' // the command ran and exited; see exitCode
   | 'signaled' // the command was killed by a signal; see signal
   | 'timeout' // the guest ran past timeoutMs and was killed
+  | 'killed' // the caller's signal hard-stopped the guest (a power cut)
   | 'guest-died'; // the guest stopped without reporting the command's status
 
 export interface VmRunResult {
@@ -62,6 +68,7 @@ export function exitStatusOf(result: VmRunResult): number {
     case 'exited': return result.exitCode ?? 125;
     case 'signaled': return 128 + (result.signal ?? 0);
     case 'timeout': return 124;
+    case 'killed': return 137;
     case 'guest-died': return 125;
   }
 }
@@ -176,12 +183,13 @@ export async function runInVm(options: VmRunOptions): Promise<VmRunResult> {
     const boot = backend === 'qemu'
       ? bootQemu({ share, init, modules: names, memory: options.memory ?? '2G' })
       : bootUml(share, init, names, options.memory ?? '2G');
-    const ended = await supervise(boot, options.timeoutMs ?? 600_000, options.onOutput ?? ((c) => process.stdout.write(c)));
+    const ended = await supervise(boot, options.timeoutMs ?? 600_000, options.onOutput ?? ((c) => process.stdout.write(c)), options.signal);
     const statusFile = join(share, 'status');
     const status = existsSync(statusFile) ? parseStatus(readFileSync(statusFile, 'utf8')) : undefined;
     const kernelLogFile = join(share, 'kernel.log');
     return {
-      ...(ended.timedOut ? { outcome: 'timeout', exitCode: null, signal: null } : status ?? { outcome: 'guest-died', exitCode: null, signal: null }),
+      ...(ended.killed ? { outcome: 'killed', exitCode: null, signal: null }
+        : ended.timedOut ? { outcome: 'timeout', exitCode: null, signal: null } : status ?? { outcome: 'guest-died', exitCode: null, signal: null }),
       output: ended.output,
       vmStderr: ended.stderr,
       kernelLog: existsSync(kernelLogFile) ? readFileSync(kernelLogFile, 'utf8') : '',
@@ -222,10 +230,10 @@ function bootUml(share: string, init: string, moduleNames: string[], memory: str
   };
 }
 
-interface Ended { timedOut: boolean; output: string; stderr: string }
+interface Ended { timedOut: boolean; killed: boolean; output: string; stderr: string }
 
 /** Runs the VM process in its own process group, streams its console, kills the group on timeout. */
-function supervise(boot: BootSpec, timeoutMs: number, onOutput: (chunk: Buffer) => void): Promise<Ended> {
+function supervise(boot: BootSpec, timeoutMs: number, onOutput: (chunk: Buffer) => void, signal?: AbortSignal): Promise<Ended> {
   return new Promise((resolvePromise, reject) => {
     // cwd: a fresh directory, since UML takes a file named root_fs in its cwd as a disk.
     const child = spawn(boot.executable, boot.args, {
@@ -240,6 +248,11 @@ function supervise(boot: BootSpec, timeoutMs: number, onOutput: (chunk: Buffer) 
       try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* already gone */ }
     };
     const timer = setTimeout(() => { timedOut = true; killGroup(); }, timeoutMs);
+    // A power cut: SIGKILL to every process of the VM at once, whatever the guest is doing.
+    let killed = false;
+    const onAbort = (): void => { killed = true; killGroup(); };
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
     const onExit = (): void => killGroup();
     process.once('exit', onExit);
     child.stdout.on('data', (chunk: Buffer) => { out.push(chunk); onOutput(chunk); });
@@ -248,10 +261,11 @@ function supervise(boot: BootSpec, timeoutMs: number, onOutput: (chunk: Buffer) 
     child.on('close', () => {
       clearTimeout(timer);
       process.off('exit', onExit);
+      signal?.removeEventListener('abort', onAbort);
       // UML's helper processes share the group; make sure none outlives the kernel.
       killGroup();
       for (const dir of boot.scratch) rmSync(dir, { recursive: true, force: true });
-      resolvePromise({ timedOut, output: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
+      resolvePromise({ timedOut, killed, output: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
     });
   });
 }
