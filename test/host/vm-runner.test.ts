@@ -49,6 +49,20 @@ test.serial('a command that hangs is killed at the timeout and no VM process sur
   t.deepEqual(processesMentioning(result.vmId), [], 'no process of this VM left on the host');
 });
 
+test.serial('aborting the signal hard-stops the guest (a power cut): outcome killed, no VM process left', async (t) => {
+  const controller = new AbortController();
+  let seen = '';
+  const running = runInVm({
+    command: ['sh', '-c', 'echo started; sleep 600'], timeoutMs: 120_000, signal: controller.signal,
+    onOutput: (c) => { seen += c.toString(); if (seen.includes('started')) controller.abort(); },
+  });
+  const result = await running;
+  t.is(result.outcome, 'killed');
+  t.is(exitStatusOf(result), 137);
+  t.true(result.durationMs < 60_000);
+  t.deepEqual(processesMentioning(result.vmId), [], 'no process of this VM left on the host');
+});
+
 test.serial('a command killed by a signal is reported as such', async (t) => {
   const result = await runInVm({ command: ['sh', '-c', 'kill -TERM $$'], timeoutMs: 120_000, onOutput: () => {} });
   t.is(result.outcome, 'signaled');

@@ -14,6 +14,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Driver } from '../../src/driver/driver.js';
+import { findThinTool, thinCheckOffline } from '../../src/driver/thin-check.js';
 import { assertKernelTestBed, dmsetup, run } from './reference-tools.js';
 import {
   SMALL, assertNothingLeaked, driverDmNames, loopLines, mountsUnder, newHome, openTransactionExists, poolThinIds, removeHomes, savedState, savedThinIds,
@@ -147,6 +148,11 @@ for (const { point, op, layer, existsAfter, reboot } of [
     await driver.put('after');
     t.is((await driver.status()).transactionId, BigInt(savedState(home).transactionId));
     await driver.cleanup();
+    // The pool's own metadata, read by thin-provisioning-tools with the pool inactive.
+    if (findThinTool('thin_check')) {
+      const checked = await thinCheckOffline(join(home, 'devicemapper', 'metadata'));
+      t.true(checked.ok, `thin_check after the recovery: ${checked.summary}\n${checked.output}`);
+    }
   });
 }
 

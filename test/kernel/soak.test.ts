@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import { Driver } from '../../src/driver/driver.js';
 import { DeviceMapper } from '../../src/ioctl/device-mapper.js';
 import { DmSystemError } from '../../src/errors.js';
+import { findThinTool } from '../../src/driver/thin-check.js';
 import { assertKernelTestBed } from './reference-tools.js';
 import {
   SMALL, allHomes, dmNames, driverDmNames, loopLines, mountsUnder, newHome, openTransactionExists, removeHomes, savedState, savedThinIds,
@@ -383,8 +384,9 @@ test.serial(`soak: ${OPS} random Driver operations against a model (seed ${SEED}
     }
   }
 
-  const report = await driver.check();
+  const report = await driver.check({ thinCheck: true });
   t.true(report.clean, `check() is clean at the end: ${JSON.stringify(report, jsonBigint)}`);
+  if (findThinTool('thin_check')) t.true(report.thinCheck?.ok, `thin_check passes on the pool's metadata at the end: ${JSON.stringify(report.thinCheck)}`);
   const owned = [...savedThinIds(home).values()].sort((x, y) => x - y);
   t.deepEqual(poolThinIdsByIoctl(dm, poolName, savedState(home).nextDeviceId + 2), owned, 'the thin ids in the pool are exactly the metadata\'s');
   await driver.cleanup();
