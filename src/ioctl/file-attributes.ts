@@ -1,5 +1,6 @@
 // What Node's fs cannot do for layer entries, through the libc binding: device and fifo nodes
 // (mknod(2)) and extended attributes (l*xattr(2), which never follow a symlink).
+import { closeSync, openSync } from 'node:fs';
 import type { FfiBackendName } from './ffi/binding.js';
 import { S_IFBLK, S_IFCHR, S_IFIFO } from './ffi/binding.js';
 import { libcBinding } from './ffi/select.js';
@@ -28,6 +29,20 @@ export function makeSpecialNode(path: string, kind: SpecialNodeKind, mode: numbe
   const type = kind === 'fifo' ? S_IFIFO : kind === 'block-device' ? S_IFBLK : S_IFCHR;
   const rc = libcBinding(ffi).mknod(path, type | (mode & 0o7777), kind === 'fifo' ? 0n : makedev(major, minor));
   if (rc < 0) throw new DmSystemError({ errno: -rc, syscall: 'mknod', device: path });
+}
+
+/**
+ * Writes back everything dirty on the filesystem holding `path` and reports a writeback error
+ * (EIO, ENOSPC: a full thin pool under a filesystem shows up only here, buffered writes succeed).
+ */
+export function syncFilesystem(path: string, ffi?: FfiBackendName): void {
+  const fd = openSync(path, 'r');
+  try {
+    const rc = libcBinding(ffi).syncfs(fd);
+    if (rc < 0) throw new DmSystemError({ errno: -rc, syscall: 'syncfs', device: path });
+  } finally {
+    closeSync(fd);
+  }
 }
 
 export function setXattr(path: string, name: string, value: Buffer, ffi?: FfiBackendName): void {

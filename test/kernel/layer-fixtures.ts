@@ -50,7 +50,7 @@ export interface HostileTar {
   name: string;
   tar: Buffer;
   /** The error code the apply must fail with. */
-  code: string;
+  code: 'ERR_DM_LAYER_TAR_UNSAFE' | 'ERR_DM_LAYER_TAR_INVALID';
   /** The entry the error must name (undefined: none). */
   entry?: string;
 }

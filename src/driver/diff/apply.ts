@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type * as tar from 'tar-stream';
 import { LayerTarError } from '../../errors.js';
-import { makeSpecialNode, setXattr } from '../../ioctl/file-attributes.js';
+import { makeSpecialNode, setXattr, syncFilesystem } from '../../ioctl/file-attributes.js';
 import type { FfiBackendName } from '../../ioctl/ffi/binding.js';
 import { ancestorsOf, entryRole, joinPath, layerPath, parentOf } from './entry-paths.js';
 import { decompressed, firstEvent, hashed, layerExtract, sha256, xattrsOf } from './tar-format.js';
@@ -196,7 +196,7 @@ class LayerApplier {
   }
 
   #link(path: string, linkname: string, existing: Stats | null, entry: string): void {
-    const source = layerPath(linkname, 'hard link target');
+    const source = layerPath(linkname, 'hard link target', entry);
     if (source === '' || source === path) throw new LayerTarError('ERR_DM_LAYER_TAR_UNSAFE', entry, `bad hard link target ${JSON.stringify(linkname)}`);
     this.#ensureParents(source, entry);
     const st = lstatOrNull(this.#abs(source));
@@ -272,6 +272,7 @@ export async function applyLayerTar(root: string, input: AsyncIterable<Uint8Arra
   await feeding;
   if (failure !== undefined) throw asLayerError(failure);
   applier.finish();
+  syncFilesystem(root, options.ffi); // a write the pool could not take fails here, not silently at unmount
   return { bytes: applier.bytes, diffId: `sha256:${hash.digest('hex')}`, opaqueDirs: applier.opaqueDirs };
 }
 

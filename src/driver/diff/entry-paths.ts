@@ -11,15 +11,17 @@ const AUFS_META_PREFIX = '.wh..wh.';
 
 /**
  * The layer-relative form of a tar name: '' for the root, else 'a/b' (no leading './', no
- * trailing or doubled '/'). Absolute names, `..` components and NUL bytes are refused.
+ * trailing or doubled '/'). Absolute names, `..` components and NUL bytes are refused, the
+ * error naming `entry` (the tar entry whose name or link target `name` is).
  */
-export function layerPath(name: string, what = 'path'): string {
-  if (name.includes('\0')) throw unsafe(name, `the ${what} contains a NUL byte`);
-  if (name.startsWith('/')) throw unsafe(name, `the ${what} is absolute`);
+export function layerPath(name: string, what = 'path', entry = name): string {
+  const shown = entry === name ? '' : ` ${JSON.stringify(name)}`;
+  if (name.includes('\0')) throw unsafe(entry, `the ${what}${shown} contains a NUL byte`);
+  if (name.startsWith('/')) throw unsafe(entry, `the ${what}${shown} is absolute`);
   const parts: string[] = [];
   for (const part of name.split('/')) {
     if (part === '' || part === '.') continue;
-    if (part === '..') throw unsafe(name, `the ${what} has a '..' component`);
+    if (part === '..') throw unsafe(entry, `the ${what}${shown} has a '..' component`);
     parts.push(part);
   }
   return parts.join('/');

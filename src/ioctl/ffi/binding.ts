@@ -33,6 +33,8 @@ export interface LibcBinding {
   lsetxattr(path: string, name: string, value: Buffer, flags: number): number;
   /** lgetxattr(2) into `buffer` (an empty buffer asks for the size): bytes or -errno. */
   lgetxattr(path: string, name: string, buffer: Buffer): number;
+  /** syncfs(2) of the filesystem holding `fd`: 0 or -errno (writeback errors since the fd was opened, Linux ≥ 5.8). */
+  syncfs(fd: number): number;
   /** llistxattr(2): NUL-separated names into `buffer` (empty: the size needed), bytes or -errno. */
   llistxattr(path: string, buffer: Buffer): number;
   /** poll(2) on one fd for `events`, on a pool thread: revents, 0 on timeout, or -errno. */

@@ -61,6 +61,7 @@ export function createFfiRsBinding(): LibcBinding {
   // ssize_t results read as I32: the values (xattr sizes, -1) fit, and the low half of rax is eax.
   const lsetxattrCall = prepared('lsetxattr', DataType.I32, [DataType.String, DataType.String, DataType.U64, DataType.U64, DataType.I32]);
   const lgetxattrCall = prepared('lgetxattr', DataType.I32, [DataType.String, DataType.String, DataType.U64, DataType.U64]);
+  const syncfsCall = prepared('syncfs', DataType.I32, [DataType.I32]);
   const llistxattrCall = prepared('llistxattr', DataType.I32, [DataType.String, DataType.U64, DataType.U64]);
 
   let lastBuffer: Buffer | undefined;
@@ -124,6 +125,10 @@ export function createFfiRsBinding(): LibcBinding {
       const p = lgetxattrCall.paramsValue;
       p[0] = path; p[1] = name; p[2] = buffer.length === 0 ? 0 : ref.address(buffer); p[3] = buffer.length;
       return result(call(lgetxattrCall));
+    },
+    syncfs(fd) {
+      syncfsCall.paramsValue[0] = fd;
+      return result(call(syncfsCall));
     },
     llistxattr(path, buffer) {
       const p = llistxattrCall.paramsValue;

@@ -27,6 +27,7 @@ interface LibcFunctions {
   lsetxattr(path: string, name: string, value: Uint8Array | null, size: number, flags: number): number;
   lgetxattr(path: string, name: string, value: Uint8Array | null, size: number): number;
   llistxattr(path: string, list: Uint8Array | null, size: number): number;
+  syncfs(fd: number): number;
 }
 
 function loadLibc(): LibcFunctions {
@@ -47,6 +48,7 @@ function loadLibc(): LibcFunctions {
     lsetxattr: lib.func('int lsetxattr(const char *path, const char *name, void *value, size_t size, int flags)') as never,
     lgetxattr: lib.func('long lgetxattr(const char *path, const char *name, void *value, size_t size)') as never,
     llistxattr: lib.func('long llistxattr(const char *path, void *list, size_t size)') as never,
+    syncfs: lib.func('int syncfs(int fd)') as never,
   };
 }
 
@@ -131,6 +133,7 @@ export function createKoffiBinding(): LibcBinding {
     umount2: (target, flags) => withErrno(libc.umount2(target, flags)),
     lsetxattr: (path, name, value, flags) => withErrno(libc.lsetxattr(path, name, value.length === 0 ? null : value, value.length, flags)),
     lgetxattr: (path, name, buffer) => withErrno(Number(libc.lgetxattr(path, name, buffer.length === 0 ? null : buffer, buffer.length))),
+    syncfs: (fd) => withErrno(libc.syncfs(fd)),
     llistxattr: (path, buffer) => withErrno(Number(libc.llistxattr(path, buffer.length === 0 ? null : buffer, buffer.length))),
     mknod: (path, mode, dev) => withErrno(libc.mknod(path, mode, dev)),
     pollAsync: (fd, events, timeoutMs) => pool.run({ op: 'poll', fd, events, timeoutMs }),
