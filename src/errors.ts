@@ -1,11 +1,56 @@
 // Typed errors. Every failure the library reports is one of these, each with a string `code`
 // (better-sqlite3 / Node style) so callers switch on codes, never on message text.
+import { constants as osConstants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
+
+/**
+ * Every `code` a devmapper error can carry; docs/errors.md says when each is thrown. A failed
+ * system call carries the errno's name instead ('EBUSY', 'ENXIO' ...: an `ErrnoCode`).
+ */
+export type LibraryErrorCode =
+  | 'ERR_DM_BASE_MISMATCH'
+  | 'ERR_DM_CLOSED'
+  | 'ERR_DM_HOME_LOCKED'
+  | 'ERR_DM_IMAGE_DIGEST'
+  | 'ERR_DM_IMAGE_INVALID'
+  | 'ERR_DM_INVALID_ARGUMENT'
+  | 'ERR_DM_LAYER_EXISTS'
+  | 'ERR_DM_LAYER_TAR_INVALID'
+  | 'ERR_DM_LAYER_TAR_UNSAFE'
+  | 'ERR_DM_METADATA'
+  | 'ERR_DM_NOT_A_POOL'
+  | 'ERR_DM_NOT_A_THIN_DEVICE'
+  | 'ERR_DM_NOT_INITIALISED'
+  | 'ERR_DM_NO_SPACE'
+  | 'ERR_DM_NO_THIN_ID'
+  | 'ERR_DM_PARSE'
+  | 'ERR_DM_POOL_MISMATCH'
+  | 'ERR_DM_POOL_MODE'
+  | 'ERR_DM_THIN_ID_MISSING'
+  | 'ERR_DM_TOOL_FAILED'
+  | 'ERR_DM_TOOL_MISSING'
+  | 'ERR_DM_TRANSACTION_MISMATCH'
+  | 'ERR_DM_UNAVAILABLE'
+  | 'ERR_DM_UNKNOWN_IMAGE'
+  | 'ERR_DM_UNKNOWN_LAYER'
+  | 'ERR_DM_UNKNOWN_PARENT'
+  | 'ERR_DM_UNSAFE_PATH'
+  | 'ERR_DM_USAGE'
+  | `ERR_SNAPSHOT_${'NOT_FOUND' | 'ALREADY_EXISTS' | 'FAILED_PRECONDITION' | 'INVALID_ARGUMENT' | 'RESOURCE_EXHAUSTED' | 'UNIMPLEMENTED' | 'INTERNAL'}`;
+
+/**
+ * An errno's symbolic name as Node spells it ('EBUSY'), or `ERRNO_<n>` for one Node does not
+ * know. Branded: only errnoName() makes one, so a misspelt library code cannot pass for it.
+ */
+export type ErrnoCode = string & { readonly __errnoCode: true };
+
+export type DevmapperErrorCode = LibraryErrorCode | ErrnoCode;
 
 /** Base class: every error thrown by devmapper has a stable string `code`. */
 export class DevmapperError extends Error {
+  /** One of DevmapperErrorCode (typed string so callers compare it with any string). */
   readonly code: string;
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  constructor(code: DevmapperErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;
     this.code = code;
@@ -15,7 +60,9 @@ export class DevmapperError extends Error {
 /**
  * A failed system call, shaped like Node's `SystemError`: `code` ('EBUSY'), `errno` (positive,
  * as the kernel returned it), `syscall` ('ioctl', 'open', 'mount' ...), plus what devmapper
- * was doing: the dm `operation` (e.g. 'DM_DEV_REMOVE') and the `device` name or path.
+ * was doing: the dm `operation` (e.g. 'DM_DEV_REMOVE') and the `device` name or path. A
+ * failed ioctl (dm, loop or block request) is the subclass IoctlError; open, mount, umount2,
+ * mknod, flock, poll, stat and the xattr calls are plain DmSystemErrors.
  */
 export class DmSystemError extends DevmapperError {
   readonly errno: number;
@@ -35,6 +82,28 @@ export class DmSystemError extends DevmapperError {
     this.operation = args.operation;
     this.device = args.device;
     this.detail = args.detail;
+  }
+}
+
+/** A failed ioctl(2): `syscall` is 'ioctl' and `operation` names the request ('DM_DEV_REMOVE', 'LOOP_CONFIGURE'). */
+export class IoctlError extends DmSystemError {
+  constructor(args: { errno: number; operation: string; device?: string; detail?: string }) {
+    super({ ...args, syscall: 'ioctl' });
+  }
+}
+
+/**
+ * remove of a layer that is mounted (get() without its put()), refused before the dm remove
+ * that would fail: the kernel's EBUSY (errno from Node's table), `operation` 'remove'.
+ */
+export class LayerBusyError extends DmSystemError {
+  readonly layer: string;
+  readonly users: number;
+  constructor(args: { layer: string; users: number; device: string }) {
+    super({ errno: osConstants.errno.EBUSY, syscall: 'ioctl', operation: 'remove', device: args.device,
+      detail: `layer ${args.layer} is mounted (${args.users} users): put() it first` });
+    this.layer = args.layer;
+    this.users = args.users;
   }
 }
 
@@ -90,11 +159,11 @@ export class ParseError extends DevmapperError {
 }
 
 /** Symbolic name for a positive errno ('EBUSY'), from Node's own table; never from text. */
-export function errnoName(errno: number): string {
+export function errnoName(errno: number): ErrnoCode {
   try {
-    return getSystemErrorName(-Math.abs(errno));
+    return getSystemErrorName(-Math.abs(errno)) as ErrnoCode;
   } catch {
-    return `ERRNO_${errno}`;
+    return `ERRNO_${errno}` as ErrnoCode;
   }
 }
 

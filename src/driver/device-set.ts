@@ -5,7 +5,7 @@ import { rmSync, statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DeviceMapper } from '../ioctl/device-mapper.js';
 import { discardBlockDevice } from '../ioctl/block.js';
-import { DevmapperError, DmSystemError, InvalidArgumentError, PoolModeError } from '../errors.js';
+import { DevmapperError, DmSystemError, InvalidArgumentError, LayerBusyError, PoolModeError } from '../errors.js';
 import { logger } from '../log.js';
 import type { LoopbackStorage } from '../thin/loopback.js';
 import { LayerRecords, type LayerMetadata } from './layer-records.js';
@@ -271,7 +271,7 @@ export class DeviceSet {
       assertWritable(this.pool, 'remove', { outOfDataSpaceOk: true });
       if (this.#mounts.has(id)) {
         if (this.options.deferredDeletion) return this.#markDeferred(record);
-        throw new DmSystemError({ errno: 16, syscall: 'ioctl', operation: 'remove', device: this.thinName(id), detail: `layer ${id} is mounted (${this.#mounts.count(id)} users): put() it first` });
+        throw new LayerBusyError({ layer: id, users: this.#mounts.count(id), device: this.thinName(id) });
       }
       try {
         await this.#deleteLayer(record);

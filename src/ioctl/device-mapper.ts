@@ -10,7 +10,7 @@ import {
 import { DmIoctlEngine, type DmReply, type DmRequest } from './engine.js';
 import { O_CLOEXEC, O_RDWR, POLLIN, type FfiBackendName, type LibcBinding } from './ffi/binding.js';
 import { libcBinding } from './ffi/select.js';
-import { DevmapperError, DmSystemError, InvalidArgumentError } from '../errors.js';
+import { DevmapperError, DmSystemError, InvalidArgumentError, IoctlError, ParseError } from '../errors.js';
 
 export const DM_CONTROL_PATH = '/dev/mapper/control';
 
@@ -285,7 +285,7 @@ export class DeviceMapper {
     // dm_target_versions record.
     const reply = this.#run(DM_COMMANDS.DM_GET_TARGET_VERSION, { name: type, expectsOutput: true });
     const [found] = decodeTargetVersions(reply.buffer, reply.dataStart, reply.dataEnd);
-    if (!found) throw new DmSystemError({ errno: 2 /* ENOENT */, syscall: 'ioctl', operation: 'DM_GET_TARGET_VERSION', device: type });
+    if (!found) throw new ParseError('DM_GET_TARGET_VERSION reply for', type, 'it holds no dm_target_versions record');
     return found.version;
   }
 
@@ -307,7 +307,7 @@ export class DeviceMapper {
     } catch (error) {
       // The kernel's refusal says nothing of which message: name it.
       if (error instanceof DmSystemError) {
-        throw new DmSystemError({ errno: error.errno, syscall: 'ioctl', operation: 'DM_TARGET_MSG', device: error.device, detail: `message "${text}"` });
+        throw new IoctlError({ errno: error.errno, operation: 'DM_TARGET_MSG', device: error.device, detail: `message "${text}"` });
       }
       throw error;
     }

@@ -1,7 +1,7 @@
 // The choke point every ioctl in the project passes through (the dm engine and the loop
 // module alike): one place that calls the FFI, traces the call, and turns -errno into a
-// DmSystemError carrying the operation and the device.
-import { DmSystemError } from '../errors.js';
+// IoctlError (a DmSystemError) carrying the operation and the device.
+import { IoctlError } from '../errors.js';
 import { logger, traceEnabled } from '../log.js';
 import type { LibcBinding } from './ffi/binding.js';
 
@@ -38,8 +38,8 @@ export async function ioctlAsync(binding: LibcBinding, fd: number, request: bigi
   return rc;
 }
 
-export function ioctlError(context: IoctlContext, errno: number, detail?: string): DmSystemError {
-  return new DmSystemError({ errno, syscall: 'ioctl', operation: context.operation, device: context.device, detail });
+export function ioctlError(context: IoctlContext, errno: number, detail?: string): IoctlError {
+  return new IoctlError({ errno, operation: context.operation, device: context.device, detail });
 }
 
 function trace(context: IoctlContext, rc: number): void {
