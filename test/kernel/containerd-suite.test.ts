@@ -107,7 +107,8 @@ function suite(): Promise<SuiteRun> {
 }
 
 if (prerequisite) {
-  test(`containerd's snapshotter conformance suite (skipped: ${prerequisite})`, (t) => t.pass());
+  // counted as skipped in npm test's closing line, with the reason in the title
+  test.skip(`containerd's snapshotter conformance suite: ${prerequisite}`, () => undefined);
 } else {
   test.serial('containerd\'s snapshotter conformance suite runs every case against devmapper serve containerd', async (t) => {
     t.timeout(45 * 60_000, 'the conformance suite');
