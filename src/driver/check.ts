@@ -74,6 +74,8 @@ export interface CheckTarget {
   retryDeferred(): Promise<string[]>;
   /** With thinCheck: runs thin_check on the pool's metadata. */
   thinCheck?: () => Promise<ThinCheckResult>;
+  /** The pool's thin ids as thin_ls lists them (undefined: thin_ls unavailable), asked before a record is set aside. */
+  thinLs?: () => Promise<Set<number> | undefined>;
 }
 
 export async function runCheck(target: CheckTarget, repair: boolean): Promise<CheckReport> {
@@ -158,7 +160,13 @@ export async function runCheck(target: CheckTarget, repair: boolean): Promise<Ch
         report.skipped.push(`leaked thin id ${id} is open (${error.code}): left in place`);
       }
     }
+    // A second, independent view before a record is set aside: thin_ls on a metadata snapshot.
+    const listed = report.missingThinIds.length > 0 && target.thinLs ? await target.thinLs() : undefined;
     for (const { layer, deviceId } of report.missingThinIds) {
+      if (listed?.has(deviceId)) {
+        report.skipped.push(`layer ${layer}: thin id ${deviceId} did not answer the probe but thin_ls lists it in the pool's metadata: left alone`);
+        continue;
+      }
       if (target.mountedLayers.has(layer)) {
         report.skipped.push(`layer ${layer} (thin id ${deviceId} missing) is in use: metadata kept`);
         continue;
@@ -174,7 +182,7 @@ export async function runCheck(target: CheckTarget, repair: boolean): Promise<Ch
       }
       const moved = target.quarantine(`${layer}.layer.json`);
       report.quarantined.push(moved);
-      report.repairs.push(`moved the record of layer ${layer}, whose thin id ${deviceId} is not in the pool, to ${moved}`);
+      report.repairs.push(`moved the record of layer ${layer}, whose thin id ${deviceId} is not in the pool${listed ? ' (nor in thin_ls\'s listing)' : ''}, to ${moved}`);
     }
     if (report.pendingDeferredDeletions.length > 0) {
       // A layer still mounted waits for its last put (retryDeferred leaves it alone).
@@ -209,7 +217,7 @@ export async function runCheck(target: CheckTarget, repair: boolean): Promise<Ch
 /** The ids in [lowest, highest] the pool has, by loading a probe table for each. */
 function probeThinIds(dm: DeviceMapper, pool: ThinPool, probeName: string, highest: number, lowest = 0): Set<number> {
   const alive = new Set<number>();
-  const poolDev = pool.deviceId;
+  const poolDev = pool.devno;
   if (dm.exists(probeName)) dm.remove(probeName);
   dm.create(probeName);
   try {

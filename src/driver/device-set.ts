@@ -25,7 +25,7 @@ import { Mounts } from './mounts.js';
 import { adoptOrRemoveLeftovers, checkTransactionId, openPool, recoverTransaction, releaseQuietly, resumeSuspended, type RecoveryContext } from './recovery.js';
 import { PoolTransactions } from './transaction.js';
 import { assertFreeSpace, assertWritable, explainFailure, readPoolStatus, takesMessages } from './pool-guard.js';
-import { thinCheckLive } from './thin-check.js';
+import { thinCheckLive, thinLsLive } from './thin-check.js';
 
 export type { LayerMetadata } from './layer-records.js';
 
@@ -520,6 +520,7 @@ export class DeviceSet {
       quarantinedThinIds: this.store.quarantinedThinIds(),
       quarantinedFiles: this.store.quarantined(),
       ...(options.thinCheck ? { thinCheck: () => thinCheckLive(this.pool, { ffi: this.options.ffi }) } : {}),
+      thinLs: () => thinLsLive(this.pool, { ffi: this.options.ffi }),
       quarantine: (name) => {
         const path = this.store.quarantine(name);
         const layer = name.replace(/\.layer\.json$/, '');

@@ -108,6 +108,27 @@ export function metadataSourceOf(pool: ThinPool): string {
 }
 
 /**
+ * The thin ids in an active pool's metadata, as thin_ls reads them from a reserved metadata
+ * snapshot: a view of the pool independent of the kernel's answers to table loads. Undefined
+ * when thin_ls is not installed or the pool takes no messages (no snapshot can be reserved).
+ */
+export async function thinLsLive(pool: ThinPool, options: { ffi?: FfiBackendName } = {}): Promise<Set<number> | undefined> {
+  const tool = findThinTool('thin_ls');
+  if (!tool || !poolTakesMessages(poolModeOf(pool.status()))) return undefined;
+  return withBlockDevice(metadataSourceOf(pool), options.ffi, async (device) => {
+    pool.reserveMetadataSnap();
+    try {
+      const { stdout } = await execFileAsync(tool, ['--metadata-snap', '--no-headers', '-o', 'DEV', device], { timeout: 10 * 60_000, maxBuffer: 64 << 20 });
+      return new Set(stdout.split('\n').map((line) => line.trim()).filter((line) => /^\d+$/.test(line)).map(Number));
+    } catch {
+      return undefined;
+    } finally {
+      pool.releaseMetadataSnap();
+    }
+  });
+}
+
+/**
  * thin_check on an active pool's metadata: through a reserved metadata snapshot when the pool
  * takes messages, directly when it is read-only (it writes nothing then). The snapshot is
  * released whatever happens.

@@ -201,6 +201,7 @@ test.serial('a thin id deleted behind the driver\'s back: mount says so; check r
   const repaired = await checkJson(t, home, '--repair');
   t.is(repaired.code, 0, show(repaired.report));
   t.is(repaired.report.quarantined.length, 1);
+  if (findThinTool('thin_ls')) t.true(repaired.report.repairs.some((r: string) => r.includes('thin_ls')), 'thin_ls on a metadata snapshot confirmed it first');
   const again = await checkJson(t, home, '--repair');
   t.is(again.code, 0);
   t.deepEqual(again.report.repairs, []);
