@@ -2,8 +2,9 @@
 //
 //   1. intent      transaction.json names the change and the transaction id it commits with
 //   2. change      create_thin / create_snap, or delete, as a pool message
-//   3. commit      set_transaction_id <current> <current + 1>, then a status read without
-//                  DM_NOFLUSH_FLAG so the kernel commits its metadata now
+//   3. commit      set_transaction_id <current> <current + 1>: the kernel commits its
+//                  metadata before the message returns (pool_message() -> commit()), then a
+//                  DM_NOFLUSH_FLAG status read confirms the commit held
 //   4. records     the layer's record written (create) or removed (delete), deviceset.json
 //                  updated, transaction.json removed
 //
@@ -149,13 +150,22 @@ export class PoolTransactions {
   }
 
   /**
-   * Makes the pool commit its metadata now (a status read without DM_NOFLUSH_FLAG commits
-   * first) and checks the commit held: the pool would otherwise commit within a second, and a
-   * metadata or data-device error then would abort the change after the driver had recorded
-   * it. On failure the transaction stays open, so the next init settles it.
+   * Checks that the commit of the set_transaction_id message held. No second commit is asked for:
+   * in drivers/md/dm-thin.c, pool_message() ends every message that succeeded with
+   * `(void) commit(pool)` (dm_pool_commit_metadata(): space maps, superblock, flushes), so the
+   * transaction is on the metadata device when the ioctl returns; a flushing status read
+   * (pool_status() without DM_STATUS_NOFLUSH_FLAG, which the driver sent here before) only
+   * committed an empty transaction a second time. pool_message() drops commit()'s result, but a
+   * commit that fails goes through metadata_operation_failed(): abort_transaction()
+   * (dm_pool_abort_metadata() re-reads the superblock, so the in-core transaction id falls back
+   * to the last committed one, and needs_check is set) and set_pool_mode(PM_READ_ONLY), or
+   * PM_FAIL when the abort fails too. A no-flush status shows all of that (mode ro/Fail,
+   * needs_check, the old transaction id), so a failed commit still ends the operation with a
+   * PoolModeError before any record is written, the intent left for the next init. Kernels
+   * since 3.x do this (the UML and QEMU test kernels are 6.1).
    */
   #commitPool(operation: string, transactionId: bigint): void {
-    const status = this.#pool.status({ committed: true });
+    const status = this.#pool.status();
     const { mode, needsCheck } = poolModeOf(status);
     if (status.kind !== 'ok' || !poolTakesMessages({ mode, needsCheck })) {
       throw new PoolModeError({ pool: this.#pool.name, mode, needsCheck, operation: `${operation}: committing the pool's metadata` });
