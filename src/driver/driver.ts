@@ -6,6 +6,7 @@ import { parseSize } from '../thin/units.js';
 import { DevmapperError } from '../errors.js';
 import { PoolWatcher } from '../thin/events.js';
 import type { CheckReport } from './check.js';
+import { repairNeedsCheck, type NeedsCheckRepair } from './thin-repair.js';
 import type { DriverStatus } from './driver-status.js';
 import * as naiveDiff from './diff/layer-diff.js';
 import type { Change } from './diff/changes.js';
@@ -187,12 +188,27 @@ export class Driver {
    * devices are left as they are afterwards.
    */
   static async check(options: DriverOptions, check: { repair?: boolean; thinCheck?: boolean } = {}): Promise<CheckReport> {
-    const set = await DeviceSet.init(options, { inspect: true });
+    const inspect = async (): Promise<CheckReport> => {
+      const set = await DeviceSet.init(options, { inspect: true });
+      try {
+        return await set.check(check.repair === true, { thinCheck: check.thinCheck === true });
+      } finally {
+        set.release();
+      }
+    };
+    const report = await inspect();
+    if (!check.repair || !report.needsCheck) return report;
+    // needs_check: on the driver's own loop files, thin_repair into new metadata and swap it
+    // in (thin-repair.ts), then check again on the pool reopened over it.
+    let repaired: NeedsCheckRepair;
     try {
-      return await set.check(check.repair === true, { thinCheck: check.thinCheck === true });
-    } finally {
-      set.release();
+      repaired = await repairNeedsCheck(options, async () => (await Driver.init(options)).cleanup());
+    } catch (error) {
+      repaired = { done: false, lines: [`repairing the needs_check metadata failed: ${(error as Error).message}`] };
     }
+    if (!repaired.done) return { ...report, skipped: [...report.skipped, ...repaired.lines] };
+    const after = await inspect(); // once: a pool still in needs_check is reported, not retried
+    return { ...after, repairs: [...report.repairs, ...repaired.lines, ...after.repairs] };
   }
 
   /**

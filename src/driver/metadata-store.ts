@@ -293,9 +293,12 @@ export class MetadataStore {
     }
   }
 
-  /** The thin ids quarantined records name (undefined in the list: a record naming none readable). */
+  /**
+   * The thin ids quarantined layer records name (undefined in the list: a record naming none
+   * readable). Other files kept there (a pool's old metadata after a repair) name none.
+   */
   quarantinedThinIds(): Array<number | undefined> {
-    return this.quarantined().map((path) => {
+    return this.quarantined().filter((path) => /\.layer\.json\.[0-9.]+$/.test(path)).map((path) => {
       try {
         const value: unknown = JSON.parse(readFileSync(path, 'utf8'));
         const id = isPlainObject(value) ? value.deviceId : undefined;

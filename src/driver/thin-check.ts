@@ -69,10 +69,10 @@ async function runThinCheck(tool: string, args: string[], through: ThinCheckResu
 }
 
 /** Runs `body` with a block device that reads `source`: itself, or a read-only loop over a regular file. */
-async function withBlockDevice<T>(source: string, ffi: FfiBackendName | undefined, body: (device: string) => Promise<T>): Promise<T> {
+async function withBlockDevice<T>(source: string, ffi: FfiBackendName | undefined, body: (device: string) => Promise<T>, writable = false): Promise<T> {
   if (!statSync(source).isFile()) return body(source);
   const loops = new LoopDevices({ ffi });
-  const { status, fd } = loops.attachAndHold(source, { readOnly: true, autoclear: true });
+  const { status, fd } = loops.attachAndHold(source, { readOnly: !writable, autoclear: true });
   try {
     return await body(status.path);
   } finally {
@@ -80,11 +80,16 @@ async function withBlockDevice<T>(source: string, ffi: FfiBackendName | undefine
   }
 }
 
-/** thin_check on the metadata device or file of a pool that is not active. */
-export async function thinCheckOffline(metadata: string, options: { ffi?: FfiBackendName } = {}): Promise<ThinCheckResult> {
+/**
+ * thin_check on the metadata device or file of a pool that is not active. With
+ * `clearNeedsCheck`, thin_check also clears the superblock's needs_check flag when the metadata
+ * passes (it then writes: the file is opened read-write).
+ */
+export async function thinCheckOffline(metadata: string, options: { ffi?: FfiBackendName; clearNeedsCheck?: boolean } = {}): Promise<ThinCheckResult> {
   const tool = findThinTool('thin_check');
   if (!tool) return notInstalled();
-  return withBlockDevice(metadata, options.ffi, (device) => runThinCheck(tool, [device], 'inactive-pool'));
+  const args = options.clearNeedsCheck ? ['--clear-needs-check-flag'] : [];
+  return withBlockDevice(metadata, options.ffi, (device) => runThinCheck(tool, [...args, device], 'inactive-pool'), options.clearNeedsCheck === true);
 }
 
 /** Where the pool's metadata can be read: the loop's backing file, or the block device node. */

@@ -8,7 +8,7 @@
 // (thin_check through a metadata snapshot of the live pool) and thin_check on the inactive pool.
 import test, { type ExecutionContext } from 'ava';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, readSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Driver } from '../../src/driver/driver.js';
 import type { DriverOptions } from '../../src/driver/options.js';
@@ -258,6 +258,64 @@ test.serial('check: a read-only pool is a problem, not clean; --thin-check runs 
   }
   const offline = await thinCheckOffline(join(home, 'devicemapper', 'metadata'));
   t.true(offline.ok, show(offline));
+});
+
+/** crc32c as dm-persistent-data's dm_bm_checksum takes it: seed ~0, no final inversion. */
+function crc32c(data: Buffer, seed = 0xffffffff): number {
+  let crc = seed;
+  for (const byte of data) {
+    crc ^= byte;
+    for (let k = 0; k < 8; k++) crc = crc & 1 ? (crc >>> 1) ^ 0x82f63b78 : crc >>> 1;
+  }
+  return crc >>> 0;
+}
+
+/** Sets THIN_METADATA_NEEDS_CHECK_FLAG in an inactive pool's superblock (as a failed commit leaves it). */
+function setNeedsCheckFlag(t: ExecutionContext, metadataFile: string): void {
+  const SUPERBLOCK_CSUM_XOR = 160774;
+  const fd = openSync(metadataFile, 'r+');
+  try {
+    const sb = Buffer.alloc(4096);
+    readSync(fd, sb, 0, 4096, 0);
+    t.is((crc32c(sb.subarray(4)) ^ SUPERBLOCK_CSUM_XOR) >>> 0, sb.readUInt32LE(0), 'the checksum as the kernel computes it');
+    sb.writeUInt32LE(sb.readUInt32LE(4) | 1, 4);
+    sb.writeUInt32LE((crc32c(sb.subarray(4)) ^ SUPERBLOCK_CSUM_XOR) >>> 0, 0);
+    writeSync(fd, sb, 0, 4096, 0);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+test.serial('a pool in needs_check: check --repair deactivates it, thin_repairs its metadata into a new file, swaps it in (the old one kept), and the home is rw and intact', async (t) => {
+  if (!findThinTool('thin_repair')) {
+    t.pass('thin_repair is not installed: nothing to repair with');
+    return;
+  }
+  const { home, files } = await prepare(t, 'needscheck');
+  const metadata = join(home, 'devicemapper', 'metadata');
+  setNeedsCheckFlag(t, metadata);
+  const status = await cli(home, '--json', 'status');
+  t.is(status.code, 0, status.stderr);
+  t.like(JSON.parse(status.stdout), { poolMode: 'ro', needsCheck: true });
+  const mounted = await cli(home, 'mount', 'a');
+  t.is(mounted.code, 1);
+  t.regex(mounted.stderr, /needs_check/);
+  t.is((await cli(home, 'cleanup')).code, 0);
+
+  const repaired = await checkJson(t, home, '--repair', '--thin-check');
+  t.is(repaired.code, 0, show(repaired.report));
+  t.false(repaired.report.needsCheck);
+  t.is(repaired.report.poolMode, 'rw');
+  t.true(repaired.report.repairs.some((r: string) => r.startsWith('thin_repair wrote new metadata')), show(repaired.report.repairs));
+  t.true(repaired.report.thinCheck.ok);
+  const kept = readdirSync(join(home, 'quarantine')).filter((n) => n.startsWith('metadata.needs-check.'));
+  t.is(kept.length, 1, 'the old metadata is kept');
+  t.deepEqual((await checkJson(t, home, '--repair')).report.repairs, [], 'a second repair changes nothing');
+  await assertFiles(t, home, files, 'after the metadata repair');
+  const driver = await Driver.init(options(home));
+  await driver.create('new-after-repair', 'a');
+  await driver.cleanup();
 });
 
 test.serial('nothing leaked', (t) => {
