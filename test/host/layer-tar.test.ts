@@ -132,3 +132,48 @@ test('chain ids and the layer ids made of them', (t) => {
   t.is(layerIdOf(a), `img-${'a'.repeat(64)}`);
   t.true(layerIdOf(a).length <= 80);
 });
+
+test('apply onto a directory: whiteouts, an opaque directory, a whiteout under a missing parent, a path through a symlink', async (t) => {
+  const { applyLayerTar } = await import('../../src/driver/diff/apply.js');
+  const { existsSync, mkdirSync, readdirSync, symlinkSync } = await import('node:fs');
+  const root = mkdtempSync(join(tmpdir(), 'apply-'));
+  const outside = mkdtempSync(join(tmpdir(), 'outside-'));
+  try {
+    for (const dir of ['a', 'b', 'c']) mkdirSync(join(root, dir));
+    for (const file of ['a/x', 'a/y', 'b/z', 'c/1']) writeFileSync(join(root, file), file);
+    const pack = layerPack();
+    const chunks: Buffer[] = [];
+    const done = (async () => { for await (const chunk of pack) chunks.push(chunk as Buffer); })();
+    const entry = (header: PackHeader, data = Buffer.alloc(0)) => new Promise<void>((resolve, reject) => pack.entry(header, data, (e) => (e ? reject(e) : resolve())));
+    await entry({ name: 'a/.wh.x', type: 'file', mode: 0o644 });
+    await entry({ name: '.wh.b', type: 'file', mode: 0o644 });
+    await entry({ name: 'c/', type: 'directory', mode: 0o755 });
+    await entry({ name: 'c/.wh..wh..opq', type: 'file', mode: 0o644 });
+    await entry({ name: 'c/new', type: 'file', mode: 0o600, size: 3 }, Buffer.from('new'));
+    await entry({ name: 'missing/deeper/.wh.gone', type: 'file', mode: 0o644 });
+    pack.finalize();
+    await done;
+    const result = await applyLayerTar(root, Readable.from([gzipSync(Buffer.concat(chunks))]));
+    t.deepEqual(readdirSync(root).sort(), ['a', 'c']);
+    t.deepEqual(readdirSync(join(root, 'a')), ['y']);
+    t.deepEqual(readdirSync(join(root, 'c')), ['new']);
+    t.false(existsSync(join(root, 'missing')), 'a whiteout makes no directories');
+    t.deepEqual(result.opaqueDirs, ['c']);
+    t.is(result.bytes, 3n);
+
+    symlinkSync(outside, join(root, 'evil'));
+    const hostile = layerPack();
+    const bad: Buffer[] = [];
+    const reading = (async () => { for await (const chunk of hostile) bad.push(chunk as Buffer); })();
+    await new Promise<void>((resolve, reject) => hostile.entry({ name: 'evil/x', type: 'file', mode: 0o644, size: 1 }, Buffer.from('x'), (e) => (e ? reject(e) : resolve())));
+    hostile.finalize();
+    await reading;
+    const error = await t.throwsAsync(applyLayerTar(root, Readable.from([Buffer.concat(bad)])));
+    t.is((error as LayerTarError).code, 'ERR_DM_LAYER_TAR_UNSAFE');
+    t.is((error as LayerTarError).entry, 'evil/x');
+    t.deepEqual(readdirSync(outside), [], 'nothing written through the symlink');
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+    rmSync(outside, { recursive: true, force: true });
+  }
+});

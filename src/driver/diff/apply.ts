@@ -65,8 +65,7 @@ class LayerApplier {
     if (role.role === 'ignored') return drain(body);
     if (role.role === 'whiteout') {
       await drain(body);
-      this.#ensureParents(role.path, name);
-      this.#remove(role.path);
+      if (this.#ensureParents(role.path, name, false)) this.#remove(role.path); // a missing parent: nothing to hide
       return;
     }
     if (role.role === 'opaque') {
@@ -134,13 +133,17 @@ class LayerApplier {
     return path === '' ? this.#root : join(this.#root, path);
   }
 
-  /** Every directory above `path` is a real directory (made 0755 when missing), never a symlink. */
-  #ensureParents(path: string, entry: string): void {
+  /**
+   * Every directory above `path` is a real directory, never a symlink; a missing one is made
+   * (0755) unless `create` is false, which then answers false.
+   */
+  #ensureParents(path: string, entry: string, create = true): boolean {
     for (const dir of ancestorsOf(path)) {
       if (this.#checkedDirs.has(dir)) continue;
       const target = this.#abs(dir);
       const st = lstatOrNull(target);
       if (st === null) {
+        if (!create) return false;
         this.#touch(parentOf(dir));
         mkdirSync(target, { mode: 0o755 });
       } else if (st.isSymbolicLink()) {
@@ -150,6 +153,7 @@ class LayerApplier {
       }
       this.#checkedDirs.add(dir);
     }
+    return true;
   }
 
   /** Records a directory's times before its first change in this apply. */
