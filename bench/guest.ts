@@ -1,6 +1,7 @@
 // The guest part of `npm run bench`: runs inside the test kernel (or on any host with
-// device-mapper, as root). Per-ioctl latency, layer lifecycle and scale, written as one JSON file.
-//   node dist/bench/guest.js [--quick] [--out FILE] [--only latency,lifecycle,scale] [--sizes 1000,10000]
+// device-mapper, as root). Per-ioctl latency, layer lifecycle, scale and the containerd
+// snapshotters, written as one JSON file.
+//   node dist/bench/guest.js [--quick] [--out FILE] [--only latency,lifecycle,scale,snapshotter] [--sizes 1000,10000]
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,8 +12,9 @@ import { measureLatency } from './latency.js';
 import { measureLifecycle } from './lifecycle.js';
 import type { GuestResult } from './report.js';
 import { measureScale } from './scale.js';
+import { measureSnapshotter } from './snapshotter.js';
 
-export const GUEST_PARTS = ['latency', 'lifecycle', 'scale'] as const;
+export const GUEST_PARTS = ['latency', 'lifecycle', 'scale', 'snapshotter'] as const;
 export type GuestPart = (typeof GUEST_PARTS)[number];
 
 export interface GuestOptions {
@@ -45,6 +47,7 @@ export async function runGuest(options: GuestOptions): Promise<GuestResult> {
   try {
     if (parts.includes('latency')) result.latency = await phase('latency', () => measureLatency({ quick: options.quick, tmp, programs, prefix }));
     if (parts.includes('lifecycle')) result.lifecycle = await phase('lifecycle', () => measureLifecycle({ quick: options.quick, tmp, programs, prefix }));
+    if (parts.includes('snapshotter')) result.snapshotter = await phase('snapshotter', () => measureSnapshotter({ quick: options.quick, tmp, prefix }));
     if (parts.includes('scale')) result.scale = await phase('scale', () => measureScale({ quick: options.quick, tmp, prefix, sizes: options.sizes }));
   } finally {
     rmSync(tmp, { recursive: true, force: true });

@@ -8,6 +8,8 @@ import type { LatencyResult, OpResult } from './latency.js';
 import type { LifecycleResult } from './lifecycle.js';
 import type { NativeResult } from './native.js';
 import type { ScaleResult } from './scale.js';
+import { snapshotterTable, snapshotterTargets } from './snapshotter-report.js';
+import type { SnapshotterResult } from './snapshotter.js';
 
 /** Where the guest part ran: a test kernel, or directly on a host with device-mapper. */
 export type VmBackendName = 'qemu' | 'uml' | 'host';
@@ -28,6 +30,7 @@ export interface GuestResult {
   latency?: LatencyResult;
   lifecycle?: LifecycleResult;
   scale?: ScaleResult;
+  snapshotter?: SnapshotterResult;
 }
 
 export interface HostResult {
@@ -130,6 +133,7 @@ export function evaluateTargets(result: Omit<BenchResult, 'targets'>): TargetLin
     }
     lines.push({ id: 'scale:all', met: all, text: 'every scale curve linear' });
   }
+  lines.push(...snapshotterTargets(result.guest?.snapshotter));
   return lines;
 }
 
@@ -209,6 +213,7 @@ export function renderTables(result: BenchResult): string {
     ));
     out.push(`Driver.init: empty home ${ms(scale.initEmpty.median)} ms; ${scale.points.map((p) => `${p.n} layers ${ms(p.init.median)} ms (readAllLayers ${ms(p.readAllLayers.median)} ms)`).join('; ')}`);
   }
+  if (result.guest?.snapshotter) out.push('', snapshotterTable(result.guest.snapshotter, table));
   if (result.targets.length) out.push('', 'Targets', targetLines(result.targets));
   return out.join('\n');
 }

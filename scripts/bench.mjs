@@ -11,7 +11,7 @@
 //   --quick             few iterations and small scale sizes (50 and 200 layers); writes to a
 //                       scratch directory under the system's temp dir unless --out is given
 //   --out DIR           where latest.json / latest.svg go (full run: bench/results)
-//   --only PARTS        guest parts, comma-separated: latency,lifecycle,scale
+//   --only PARTS        guest parts, comma-separated: latency,lifecycle,scale,snapshotter
 //   --sizes N1,N2       scale sizes (default 1000,10000; quick 50,200)
 //   --no-host | --no-guest
 import { spawnSync } from 'node:child_process';
@@ -21,7 +21,7 @@ import { join, resolve } from 'node:path';
 import { APT_PACKAGES, build, canUseDeviceMapperHere, ensureAptPackages, ensureNodeModules, root, step } from './bootstrap.mjs';
 
 function usage(message, status = 2) {
-  (status === 0 ? process.stdout : process.stderr).write(`${message}\nusage: npm run bench -- [--quick] [--uml|--qemu] [--out DIR] [--only latency,lifecycle,scale] [--sizes N1,N2] [--no-host] [--no-guest]\n`);
+  (status === 0 ? process.stdout : process.stderr).write(`${message}\nusage: npm run bench -- [--quick] [--uml|--qemu] [--out DIR] [--only latency,lifecycle,scale,snapshotter] [--sizes N1,N2] [--no-host] [--no-guest]\n`);
   process.exit(status);
 }
 
@@ -87,6 +87,8 @@ try {
         keep: [scratch],
         timeoutMs: (quick ? 15 : 45) * 60_000,
         memory: '2G',
+        // the snapshotter part compares with containerd's overlayfs
+        modules: !only || only.split(',').includes('snapshotter') ? ['overlay'] : [],
       });
       if (result.outcome !== 'exited') process.stderr.write(`the test kernel ${result.outcome} after ${result.durationMs} ms\n${result.vmStderr.slice(-2000)}\n${result.kernelLog.slice(-3000)}\n`);
       status = exitStatusOf(result);

@@ -55,6 +55,10 @@ export interface ContainerdOptions {
   proxies?: Record<string, string>;
   /** Extra TOML appended to the config. */
   extraConfig?: string;
+  /** Where root, state and sockets go (default: a new directory under the system's temp dir). */
+  parentDir?: string;
+  /** containerd's built-in devmapper snapshotter on this pool (disabled otherwise). */
+  devmapper?: { poolName: string; rootPath: string; baseImageSize: string };
 }
 
 export interface Containerd {
@@ -86,7 +90,7 @@ function configToml(dir: string, socket: string, options: ContainerdOptions): st
     '  "io.containerd.internal.v1.opt",',
     '  "io.containerd.snapshotter.v1.aufs",',
     '  "io.containerd.snapshotter.v1.btrfs",',
-    '  "io.containerd.snapshotter.v1.devmapper",',
+    ...(options.devmapper ? [] : ['  "io.containerd.snapshotter.v1.devmapper",']),
     '  "io.containerd.snapshotter.v1.zfs",',
     '  "io.containerd.tracing.processor.v1.otlp",',
     ']',
@@ -104,6 +108,11 @@ function configToml(dir: string, socket: string, options: ContainerdOptions): st
   for (const [name, address] of Object.entries(options.proxies ?? {})) {
     lines.push(`[proxy_plugins.${name}]`, '  type = "snapshot"', `  address = ${JSON.stringify(address)}`, '');
   }
+  if (options.devmapper) {
+    const { poolName, rootPath, baseImageSize } = options.devmapper;
+    lines.push('[plugins."io.containerd.snapshotter.v1.devmapper"]', `  pool_name = ${JSON.stringify(poolName)}`,
+      `  root_path = ${JSON.stringify(rootPath)}`, `  base_image_size = ${JSON.stringify(baseImageSize)}`, '');
+  }
   if (options.extraConfig) lines.push(options.extraConfig);
   return lines.join('\n');
 }
@@ -112,13 +121,16 @@ function configToml(dir: string, socket: string, options: ContainerdOptions): st
 export async function startContainerd(options: ContainerdOptions = {}): Promise<Containerd> {
   assertContainerdTools();
   ensureCgroup2();
-  const dir = mkdtempSync(join(tmpdir(), 'ctrd-'));
+  const dir = mkdtempSync(join(options.parentDir ?? tmpdir(), 'ctrd-'));
   const socket = join(dir, 'containerd.sock');
   const configFile = join(dir, 'config.toml');
   writeFileSync(configFile, configToml(dir, socket, options));
   const logFile = join(dir, 'containerd.log');
   const log: Buffer[] = [];
-  const child = spawn(CONTAINERD, ['--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // No udev runs in the test kernel and Debian's libdm trusts udev to make /dev/mapper nodes:
+  // containerd's devmapper (dmsetup) must be told to make them itself.
+  const env = options.devmapper ? { ...process.env, DM_DISABLE_UDEV: '1' } : process.env;
+  const child = spawn(CONTAINERD, ['--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'], env });
   const collect = (chunk: Buffer) => {
     log.push(chunk);
     writeFileSync(logFile, chunk, { flag: 'a' });
