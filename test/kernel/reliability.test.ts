@@ -395,6 +395,9 @@ test.serial('a full pool (errorIfNoSpace): writers get ENOSPC promptly, create i
   t.regex(createError?.message ?? '', /out_of_data_space/);
   await refusedForMode(t, driver.get('img'), 'get', 'out_of_data_space');
   t.false(await driver.exists('more'));
+  const fullCheck = await bounded(driver.check(), 'check');
+  t.is(fullCheck.poolMode, 'out_of_data_space');
+  t.false(fullCheck.clean, 'a pool out of data space is a problem check reports');
   await t.notThrowsAsync(bounded(driver.put('fill'), 'put'));
   await t.notThrowsAsync(bounded(driver.remove('spare'), 'remove'), 'remove works on a full pool: it frees blocks');
   t.false(await driver.exists('spare'));
