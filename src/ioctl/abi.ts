@@ -70,7 +70,7 @@ export const DM_ALIGN = 8;
 
 /** Rounds up to the next multiple of DM_ALIGN. */
 export function align8(n: number): number {
-  return (n + 7) & ~7;
+  return (n + DM_ALIGN - 1) & ~(DM_ALIGN - 1);
 }
 
 /** dm-ioctl.h `struct dm_target_spec`; the parameter string follows it directly. */

@@ -4,9 +4,9 @@ import { DM_COMMANDS, DM_FLAGS, DM_NAME_LIST_UUID_VERSION, decodeDev, encodeDev,
 import {
   decodeNameList, decodeStringPayload, decodeTargetDeps, decodeTargetSpecs, decodeTargetVersions,
   encodeStringPayload, encodeTargetMessage, encodeTargets, targetMessageSize, targetsSize,
-  validateDeviceName, validateTargetType, validateUuid,
   type TargetSpec, type TargetStatus, type TargetVersion,
-} from './codec.js';
+} from './dm-codec.js';
+import { validateDeviceName, validateTargetType, validateUuid } from './byte-codec.js';
 import { DmIoctlEngine, type DmReply, type DmRequest } from './engine.js';
 import { O_CLOEXEC, O_RDWR, POLLIN, type FfiBackendName, type LibcBinding } from './ffi/binding.js';
 import { libcBinding } from './ffi/select.js';

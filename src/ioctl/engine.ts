@@ -3,7 +3,7 @@
 // and turns a failed call into a DmSystemError. Deliberately synchronous: these calls take
 // microseconds; the async form exists for the few that block on I/O.
 import { DM_FLAGS, DM_IOCTL_SIZE, type DmCommand } from './abi.js';
-import { readDmIoctlHeader, writeDmIoctlHeader, type DmIoctlHeader } from './codec.js';
+import { readDmIoctlHeader, writeDmIoctlHeader, type DmIoctlHeader } from './dm-codec.js';
 import type { LibcBinding } from './ffi/binding.js';
 import { traceEnabled } from '../log.js';
 import { ioctl, ioctlAsync, ioctlError, type IoctlContext } from './syscall.js';

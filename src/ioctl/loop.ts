@@ -3,7 +3,8 @@
 // that already backs a file. No losetup.
 import { readdirSync, statSync } from 'node:fs';
 import { LO_FLAGS, LOOP_CONFIG_LAYOUT, LOOP_INFO64_LAYOUT, LOOP_REQUESTS, LO_NAME_SIZE } from './abi.js';
-import { decodeLoopInfo64, encodeLoopConfig, encodeLoopInfo64, truncateUtf8 } from './codec.js';
+import { decodeLoopInfo64, encodeLoopConfig, encodeLoopInfo64 } from './loop-codec.js';
+import { truncateUtf8 } from './byte-codec.js';
 import { O_CLOEXEC, O_RDONLY, O_RDWR, type FfiBackendName, type LibcBinding } from './ffi/binding.js';
 import { libcBinding } from './ffi/select.js';
 import { ioctl, ioctlInt } from './syscall.js';

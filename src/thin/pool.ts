@@ -2,14 +2,16 @@
 // `create` builds a new pool on a metadata and a data block device; `adopt` takes over one that
 // is already active and checks its table. Pool messages, status and growth live here too.
 import { DeviceMapper, type DeviceRef } from '../ioctl/device-mapper.js';
-import { DevmapperError, DmSystemError, InvalidArgumentError } from '../errors.js';
+import { DevmapperError, InvalidArgumentError } from '../errors.js';
 import { crashPoint } from '../crash-points.js'; // test-only hook (a no-op unless DEVMAPPER_TEST_CRASH_AT is set)
 import { blockDevice, blockDeviceById, zeroStart, type BlockDevice } from './block-device.js';
 import {
   assertThinId, createSnapMessage, createThinMessage, deleteMessage, releaseMetadataSnapMessage,
   reserveMetadataSnapMessage, setTransactionIdMessage,
 } from './messages.js';
-import { formatPoolTable, parsePoolStatus, parsePoolTable, type PoolStatus, type PoolTable, type PoolTableFeatures } from './status.js';
+import { parsePoolStatus, type PoolStatus } from './status.js';
+import { formatPoolTable, parsePoolTable, type PoolTable, type PoolTableFeatures } from './tables.js';
+import { removeQuietly, removeWithRetry } from './remove.js';
 import { assertDataBlockSize, dataBlocks, sectors, type DataBlocks, type Sectors } from './units.js';
 
 export interface ThinPoolOptions {
@@ -119,8 +121,8 @@ export class ThinPool {
     return this.#length;
   }
 
-  /** The pool device's number, `major:minor`, as thin tables name it. */
-  get deviceId(): string {
+  /** The pool device's number, `major:minor`, as thin tables name it (not a thin id). */
+  get devno(): string {
     const { dev } = this.dm.info(this.name);
     return `${dev.major}:${dev.minor}`;
   }
@@ -236,32 +238,4 @@ function poolLength(data: Pick<BlockDevice, 'path' | 'size'>, blockSize: Sectors
   const length = (data.size / blockSize) * blockSize;
   if (length === 0n) throw new InvalidArgumentError('dataDevice', `${data.path} is smaller than one data block (${blockSize} sectors)`);
   return length;
-}
-
-
-/** dm remove, retrying EBUSY a bounded number of times (a just-closed opener may linger briefly). */
-export function removeWithRetry(dm: DeviceMapper, name: string, retries: number): void {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      dm.remove(name);
-      return;
-    } catch (error) {
-      if (!(error instanceof DmSystemError) || error.code !== 'EBUSY' || attempt >= retries) throw error;
-      sleepSync(20 * (attempt + 1));
-    }
-  }
-}
-
-/** Best-effort removal during rollback: the original error is the one worth reporting. */
-export function removeQuietly(dm: DeviceMapper, name: string): void {
-  try {
-    dm.remove(name);
-  } catch {
-    /* reported by the caller's own error */
-  }
-}
-
-const sleepCell = new Int32Array(new SharedArrayBuffer(4));
-function sleepSync(ms: number): void {
-  Atomics.wait(sleepCell, 0, 0, ms);
 }

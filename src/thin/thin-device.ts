@@ -5,8 +5,10 @@ import { ensureDeviceNode, removeDeviceNode, type DeviceNode } from '../ioctl/de
 import type { DeviceMapper, DeviceInfo } from '../ioctl/device-mapper.js';
 import { DevmapperError, DmSystemError, InvalidArgumentError } from '../errors.js';
 import { assertThinId } from './messages.js';
-import { removeQuietly, removeWithRetry, type ThinPool } from './pool.js';
-import { formatThinTable, parseThinStatus, parseThinTable, type ThinStatus } from './status.js';
+import type { ThinPool } from './pool.js';
+import { removeQuietly, removeWithRetry } from './remove.js';
+import { parseThinStatus, type ThinStatus } from './status.js';
+import { formatThinTable, parseThinTable } from './tables.js';
 import { sectors, type Sectors } from './units.js';
 
 export interface ActivateThinOptions {
@@ -48,7 +50,7 @@ export class ThinDevice {
     assertThinId(options.id);
     const size = sectors(options.size, 'size');
     if (size === 0n) throw new InvalidArgumentError('size', 'must be at least one sector');
-    const params = formatThinTable({ poolDev: pool.deviceId, deviceId: options.id, externalOriginDev: options.externalOrigin });
+    const params = formatThinTable({ poolDev: pool.devno, deviceId: options.id, externalOriginDev: options.externalOrigin });
     const dm = pool.dm;
     dm.create(options.name, { uuid: options.uuid, readOnly: options.readOnly });
     try {

@@ -215,7 +215,7 @@ test.serial('pool on loop files: created, adopted from a fresh handle with the s
   t.is(big(adopted.table.lowWaterMark), 20n);
   t.deepEqual(adopted.table.features, { skipBlockZeroing: true, ignoreDiscard: false, noDiscardPassdown: false, readOnly: false, errorIfNoSpace: true });
   t.is(big(adopted.length), big(pool.length));
-  t.is(adopted.deviceId, pool.deviceId);
+  t.is(adopted.devno, pool.devno);
 
   const mismatch = t.throws(() => ThinPool.adopt(other, pool.name, { dataBlockSize: 128 }), { instanceOf: DevmapperError });
   t.is(mismatch?.code, 'ERR_DM_POOL_MISMATCH');
