@@ -121,7 +121,11 @@ export async function thinLsLive(pool: ThinPool, options: { ffi?: FfiBackendName
   const tool = findThinTool('thin_ls');
   if (!tool || !poolTakesMessages(poolModeOf(pool.status()))) return undefined;
   return withBlockDevice(metadataSourceOf(pool), options.ffi, async (device) => {
-    pool.reserveMetadataSnap();
+    try {
+      pool.reserveMetadataSnap();
+    } catch {
+      return undefined; // one is already reserved (by someone else): no second view this time
+    }
     try {
       const { stdout } = await execFileAsync(tool, ['--metadata-snap', '--no-headers', '-o', 'DEV', device], { timeout: 10 * 60_000, maxBuffer: 64 << 20 });
       return new Set(stdout.split('\n').map((line) => line.trim()).filter((line) => /^\d+$/.test(line)).map(Number));
@@ -144,7 +148,12 @@ export async function thinCheckLive(pool: ThinPool, options: { ffi?: FfiBackendN
   const source = metadataSourceOf(pool);
   return withBlockDevice(source, options.ffi, async (device) => {
     if (!poolTakesMessages(poolModeOf(pool.status()))) return runThinCheck(tool, [device], 'read-only-pool');
-    pool.reserveMetadataSnap(); // commits first, then freezes a copy of the metadata
+    try {
+      pool.reserveMetadataSnap(); // commits first, then freezes a copy of the metadata
+    } catch (error) {
+      // The kernel keeps one metadata snapshot: another tool may hold it (EINVAL then).
+      return { ran: false, ok: false, output: '', command: [], through: 'none', summary: `thin_check not run: the pool refused reserve_metadata_snap (${(error as Error).message}); release the other snapshot (message release_metadata_snap) or check with the pool inactive` };
+    }
     try {
       return await runThinCheck(tool, ['--metadata-snap', device], 'metadata-snapshot');
     } finally {
