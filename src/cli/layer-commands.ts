@@ -230,8 +230,16 @@ export function formatStatus(s: Awaited<ReturnType<Driver['status']>>, json: boo
 
 export async function cleanupCommand(argv: string[], io: Io): Promise<void> {
   expectPositionals(parseArgs(argv, {}), 0, 0, 'devmapper cleanup');
-  const driver = await openDriver(io.home, io.lockTimeoutMs);
-  await driver.cleanup();
+  let driver: Driver | undefined;
+  try {
+    driver = await openDriver(io.home, io.lockTimeoutMs);
+  } catch (error) {
+    // Damaged layer records stop every other command; cleanup still brings the home down.
+    if (!(error instanceof MetadataError && error.file.endsWith('.layer.json'))) throw error;
+    progress(`${error.message}\ncleaning up all the same (the damaged records are left for \`devmapper check --repair\`)`);
+    await Driver.cleanupDamaged(recordedOptions(io.home, io.lockTimeoutMs));
+  }
+  await driver?.cleanup();
   io.out(io.json ? toJson({ home: io.home, cleanedUp: true }) + '\n' : `unmounted and deactivated everything under ${io.home}\n`);
 }
 

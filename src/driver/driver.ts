@@ -238,4 +238,14 @@ export class Driver {
   async cleanup(): Promise<void> {
     await this.#set.shutdown();
   }
+
+  /**
+   * cleanup() of a home that no driver holds and whose layer records do not all validate
+   * (init refuses such a home): opened the way check() opens it, then everything is unmounted
+   * and deactivated; the records are left for `check --repair`.
+   */
+  static async cleanupDamaged(options: DriverOptions): Promise<void> {
+    const set = await DeviceSet.init(options, { inspect: true });
+    await set.shutdown();
+  }
 }

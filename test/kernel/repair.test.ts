@@ -15,7 +15,7 @@ import type { DriverOptions } from '../../src/driver/options.js';
 import { MetadataError } from '../../src/errors.js';
 import { findThinTool, thinCheckOffline } from '../../src/driver/thin-check.js';
 import { assertKernelTestBed, dmsetup } from './reference-tools.js';
-import { SMALL, assertNothingLeaked, newHome, poolThinIds, removeHomes, savedThinIds } from './driver-helpers.js';
+import { SMALL, assertNothingLeaked, driverDmNames, mountsUnder, newHome, poolThinIds, removeHomes, savedThinIds } from './driver-helpers.js';
 import { runCli, type CliRun } from '../cli-process.js';
 
 test.before(() => assertKernelTestBed());
@@ -158,7 +158,13 @@ test.serial('two records naming one thin id: init refuses naming both, repair de
 
 test.serial('a null record and garbage in cli-options.json: each error names its file; repair quarantines the null record', async (t) => {
   const { home, files } = await prepare(t, 'null');
+  t.is((await cli(home, 'mount', 'a')).code, 0);
   writeFileSync(recordPath(home, 'c'), 'null');
+  const cleanup = await cli(home, 'cleanup');
+  t.is(cleanup.code, 0, `cleanup brings a damaged home down all the same: ${cleanup.stderr}`);
+  t.regex(cleanup.stderr, /c\.layer\.json/);
+  t.deepEqual(mountsUnder(home), []);
+  t.deepEqual(driverDmNames(), []);
   const ls = await cli(home, 'ls');
   t.is(ls.code, 1);
   t.regex(ls.stderr, new RegExp(`${recordPath(home, 'c').replace(/[.]/g, '\\.')}.*null`));
