@@ -3,6 +3,7 @@
 // overlayfs, with the ratios the goal is stated in (dmthin over devmapper, dmthin over overlayfs).
 import type { TargetLine } from './report.js';
 import { SNAPSHOT_BACKENDS, SNAPSHOT_OPS, type SnapshotterResult } from './snapshotter.js';
+import { renderSnapshotterLoad } from './snapshotter-load.js';
 
 const msOf = (us: number | undefined): string => (us === undefined ? '' : (us / 1000).toFixed(2));
 const ratio = (a: number | undefined, b: number | undefined): string => (a !== undefined && b ? `${(a / b).toFixed(2)}×` : '');
@@ -24,6 +25,7 @@ export function snapshotterTable(result: SnapshotterResult, table: (header: stri
     `image: ${result.image.layers} layers, ${(result.image.bytes / 2 ** 20).toFixed(1)} MiB, whole commands, median of ${result.image.rounds} round(s) after a warm-up, a ctr process alone ${(result.ctrStartS * 1000).toFixed(0)} ms)`,
     table(['call', ...SNAPSHOT_BACKENDS, 'dmthin ÷ devmapper', 'dmthin ÷ overlayfs'], rows, 1),
     ...(server === undefined ? [] : [`of dmthin's import, the server spent ${(server * 1000).toFixed(0)} ms in its RPCs`]),
+    ...(result.load ? renderSnapshotterLoad(result.load) : []),
   ].join('\n');
 }
 

@@ -21,6 +21,7 @@ import { run } from '../test/kernel/reference-tools.js';
 import { SnapshotsClient } from '../test/snapshots-client.js';
 import { GiB, median, MiB, progress, rotate, sparseFile, summarize, type Stats } from './common.js';
 import { createBarePool } from './pools.js';
+import { measureSnapshotterLoad, type SnapshotterLoadResult } from './snapshotter-load.js';
 
 export const SNAPSHOT_BACKENDS = ['dmthin', 'dmthin direct', 'devmapper', 'overlayfs'] as const;
 export type SnapshotBackend = (typeof SNAPSHOT_BACKENDS)[number];
@@ -44,6 +45,8 @@ export interface SnapshotterResult {
   image: { layers: number; bytes: number; rows: ImageRow[]; rounds: number };
   /** What a ctr process costs by itself (`ctr version`), in the import/run/remove figures too. */
   ctrStartS: number;
+  /** The server called directly by 1 and by 16 parallel clients: calls/s, p50/p99 per RPC (bench/snapshotter-load.ts). */
+  load?: SnapshotterLoadResult;
 }
 
 const SIZES = { data: 2 * GiB, metadata: 64 * MiB, base: '64M' };
@@ -239,7 +242,9 @@ export async function measureSnapshotter(options: { quick: boolean; tmp: string;
     progress(`snapshotter: ${layers} layers and views on ${SNAPSHOT_BACKENDS.join(', ')}`);
     const ops = await measureOps(bed, layers);
     const image = await measureImage(bed, options.tmp, options.quick);
-    return { layers, ops, image, ctrStartS };
+    progress('snapshotter: the server under load, 1 and 16 clients');
+    const load = await measureSnapshotterLoad({ quick: options.quick, tmp: options.tmp });
+    return { layers, ops, image, ctrStartS, load };
   } finally {
     await bed.teardown();
   }
