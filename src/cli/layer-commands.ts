@@ -5,8 +5,6 @@ import { join } from 'node:path';
 import { Driver } from '../driver/driver.js';
 import type { LayerMetadata } from '../driver/device-set.js';
 import { assertLayerId, assertMountLabel, resolveOptions, type DriverOptions } from '../driver/options.js';
-import { DeviceMapper } from '../ioctl/device-mapper.js';
-import { parseThinStatus } from '../thin/status.js';
 import { parseSize } from '../thin/units.js';
 import { DevmapperError, MetadataError } from '../errors.js';
 import { checkArgument, expectPositionals, parseArgs, UsageError, type Parsed } from './args.js';
@@ -165,19 +163,9 @@ export async function rmCommand(argv: string[], io: Io): Promise<void> {
 
 /** What `ls` shows per layer: the library's view plus the bytes mapped (null when inactive). */
 export async function layerRows(driver: Driver): Promise<Array<LayerMetadata & { mappedBytes: bigint | null }>> {
-  const dm = DeviceMapper.open();
-  try {
-    return (await driver.list()).map((layer) => {
-      let mappedBytes: bigint | null = null;
-      if (dm.exists(layer.deviceName)) {
-        const status = parseThinStatus(dm.status(layer.deviceName, { noFlush: true })[0]?.params ?? 'Fail');
-        if (status.kind === 'ok') mappedBytes = status.mappedSectors * 512n;
-      }
-      return { ...layer, mappedBytes };
-    });
-  } finally {
-    dm.close();
-  }
+  const rows: Array<LayerMetadata & { mappedBytes: bigint | null }> = [];
+  for (const layer of await driver.list()) rows.push({ ...layer, mappedBytes: await driver.activeMappedBytes(layer.id) });
+  return rows;
 }
 
 export function formatLayerRows(rows: Awaited<ReturnType<typeof layerRows>>): string {

@@ -11,7 +11,7 @@ import type { LoopbackStorage } from '../thin/loopback.js';
 import { LayerRecords, type LayerMetadata } from './layer-records.js';
 import type { ThinPool } from '../thin/pool.js';
 import { ThinDevice } from '../thin/thin-device.js';
-import { poolModeOf } from '../thin/status.js';
+import { parseThinStatus, poolModeOf } from '../thin/status.js';
 import { bytesToSectors, bytes, sectorsToBytes, type Bytes } from '../thin/units.js';
 import { filesystemUuid, growFilesystem, makeFilesystem } from './filesystem.js';
 import { HomeLock } from './home-lock.js';
@@ -371,6 +371,13 @@ export class DeviceSet {
   }
 
   /** Bytes of the pool's data the layer maps (its own and those shared with its origin). */
+  activeMappedBytes(id: string): bigint | null {
+    const name = this.thinName(id);
+    if (!this.dm.exists(name)) return null;
+    const status = parseThinStatus(this.dm.status(name, { noFlush: true })[0]?.params ?? 'Fail');
+    return status.kind === 'ok' ? sectorsToBytes(status.mappedSectors) : null;
+  }
+
   mappedBytes(id: string): Promise<bigint> {
     return this.#locks.run(id, async () => {
       this.#assertOpen();

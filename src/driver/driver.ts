@@ -72,6 +72,12 @@ export class Driver {
     return this.#set.mappedBytes(id);
   }
 
+  /** mappedBytes() of a layer whose device is active now; null when it is not (nothing is activated). */
+  async activeMappedBytes(id: string): Promise<bigint | null> {
+    assertLayerId(id);
+    return this.#set.activeMappedBytes(id);
+  }
+
   /**
    * Runs `body` with the layer's filesystem root (not the `rootfs/` that get() returns)
    * mounted privately; unmounted and deactivated again afterwards.

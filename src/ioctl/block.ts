@@ -1,6 +1,6 @@
 // Block device ioctls (include/uapi/linux/fs.h), through the same choke point as dm and loop.
 import { BLOCK_REQUESTS } from './abi.js';
-import { O_CLOEXEC, O_RDONLY, O_RDWR, type FfiBackendName } from './ffi/binding.js';
+import { O_CLOEXEC, O_RDWR, type FfiBackendName } from './ffi/binding.js';
 import { libcBinding } from './ffi/select.js';
 import { ioctl } from './syscall.js';
 import { DmSystemError } from '../errors.js';
@@ -20,11 +20,6 @@ function readSize(fd: number, path: string, ffi: FfiBackendName | undefined): bi
   const out = Buffer.alloc(8);
   ioctl(libcBinding(ffi), fd, BLOCK_REQUESTS.BLKGETSIZE64, out, { operation: 'BLKGETSIZE64', device: path });
   return out.readBigUInt64LE(0);
-}
-
-/** BLKGETSIZE64: the device's size in bytes. */
-export function blockDeviceBytes(path: string, ffi?: FfiBackendName): bigint {
-  return withDevice(path, O_RDONLY, ffi, (fd) => readSize(fd, path, ffi));
 }
 
 /** BLKDISCARD of [start, start + length) bytes (the whole device by default). */

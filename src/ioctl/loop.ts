@@ -59,8 +59,8 @@ export class LoopDevices {
   }
 
   /**
-   * Attaches `file` to a free loop device and returns its status. With `keepOpen`, the loop
-   * device's fd is returned open too (needed with autoclear until something else holds it).
+   * Attaches `file` to a free loop device and returns its status; the loop device's fd is
+   * closed again (attachAndHold() keeps it, as autoclear needs until something else holds it).
    */
   attach(file: string, options: LoopAttachOptions = {}): LoopStatus {
     return this.#attach(file, options, false).status;

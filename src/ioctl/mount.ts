@@ -4,7 +4,6 @@ import { libcBinding } from './ffi/select.js';
 import { DmSystemError, InvalidArgumentError } from '../errors.js';
 
 /** sys/mount.h flags the project uses. */
-export const MS_RDONLY = 1n;
 export const MNT_DETACH = 2;
 
 export function mountFilesystem(source: string, target: string, fstype: string, options: { flags?: bigint; data?: string | null; ffi?: FfiBackendName } = {}): void {
