@@ -36,3 +36,7 @@ export { importImage, listImages, getImage, removeImage, imageRootfs, chainIds }
 export type { ImageRecord, ImageLayerRecord, ImportOptions } from './image/images.js';
 export type { ImageConfigJson } from './image/archive.js';
 export { runtimeSpec } from './image/runtime-spec.js';
+export type { TargetSpec } from './ioctl/dm-codec.js';
+export type { DmVersion } from './ioctl/abi.js';
+export type { ThinCheckResult } from './driver/thin-check.js';
+export type { MountStyle } from './containerd/snapshotter.js';

@@ -1,0 +1,70 @@
+// The package as npm would publish it: `npm pack` (scripts skipped: the test run has built
+// dist/ already) holds the library, its types, the CLI, the .proto files and every source a
+// source map points to, and nothing of the tests or benchmarks; publint and
+// @arethetypeswrong/cli find nothing wrong with the tarball.
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, normalize } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { publint } from 'publint';
+
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+const scratch = mkdtempSync(join(tmpdir(), 'devmapper-pack-'));
+test.after.always(() => rmSync(scratch, { recursive: true, force: true }));
+
+interface PackReport { filename: string; files: Array<{ path: string }> }
+
+function pack(): { tarball: string; files: Set<string> } {
+  const out = execFileSync('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', scratch], { cwd: root, encoding: 'utf8' });
+  const [report] = JSON.parse(out) as PackReport[];
+  return { tarball: join(scratch, report!.filename), files: new Set(report!.files.map((f) => f.path)) };
+}
+
+const packed = pack();
+
+test('the tarball holds the library, its types, the CLI and the .proto files', (t) => {
+  for (const path of ['package.json', 'README.md', 'LICENSE', 'CHANGELOG.md', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/cli/bin.js',
+    'proto/containerd/services/snapshots/v1/snapshots.proto', 'proto/containerd/types/mount.proto']) {
+    t.true(packed.files.has(path), `${path} is packed`);
+  }
+  const stray = [...packed.files].filter((p) => /^(dist\/)?(test|bench|scripts)\//.test(p) || p.startsWith('node_modules/'));
+  t.deepEqual(stray, [], 'no tests, benchmarks or scripts are packed');
+});
+
+test('every source a packed source map names is packed too', (t) => {
+  const maps = [...packed.files].filter((p) => p.endsWith('.js.map'));
+  t.true(maps.length > 20, `${maps.length} source maps`);
+  const missing: string[] = [];
+  for (const map of maps) {
+    const { sources } = JSON.parse(readFileSync(join(root, map), 'utf8')) as { sources: string[] };
+    for (const source of sources) {
+      const path = normalize(join(dirname(map), source));
+      if (!packed.files.has(path)) missing.push(`${map} -> ${path}`);
+    }
+  }
+  t.deepEqual(missing, []);
+});
+
+test('publint (strict) finds nothing in the tarball', async (t) => {
+  const tarball = readFileSync(packed.tarball);
+  const { messages } = await publint({ pack: { tarball: tarball.buffer.slice(tarball.byteOffset, tarball.byteOffset + tarball.byteLength) }, strict: true, level: 'suggestion' });
+  t.deepEqual(messages.map((m) => `${m.type} ${m.code} ${m.path.join('.')}`), []);
+});
+
+test('@arethetypeswrong/cli: the types resolve for ESM importers and bundlers', (t) => {
+  const attw = join(root, 'node_modules/@arethetypeswrong/cli/dist/index.js');
+  let output = '';
+  let status = 0;
+  try {
+    output = execFileSync(process.execPath, [attw, packed.tarball, '--profile', 'esm-only', '--format', 'json'], { encoding: 'utf8' });
+  } catch (error) {
+    const e = error as { status: number; stdout: string };
+    status = e.status;
+    output = e.stdout;
+  }
+  const report = JSON.parse(output) as { analysis?: { problems?: unknown[] }; problems?: unknown };
+  t.is(status, 0, output.slice(0, 2000));
+  t.truthy(report.analysis, 'attw analysed the package');
+});
