@@ -12,8 +12,8 @@ import { LayerRecords, type LayerMetadata } from './layer-records.js';
 import type { ThinPool } from '../thin/pool.js';
 import { ThinDevice } from '../thin/thin-device.js';
 import { parseThinStatus, poolModeOf } from '../thin/status.js';
-import { bytesToSectors, bytes, sectorsToBytes, type Bytes } from '../thin/units.js';
-import { filesystemUuid, growFilesystem, makeFilesystem } from './filesystem.js';
+import { sectorsToBytes, type Bytes } from '../thin/units.js';
+import { growFilesystem } from './filesystem.js';
 import { HomeLock } from './home-lock.js';
 import { HomeLayout } from './home-layout.js';
 import { KeyedMutex } from './keyed-mutex.js';
@@ -22,7 +22,11 @@ import { resolveOptions, type DriverOptions, type ResolvedOptions } from './opti
 import { runCheck, type CheckReport } from './check.js';
 import { driverStatus, type DriverStatus } from './driver-status.js';
 import { Mounts } from './mounts.js';
-import { adoptOrRemoveLeftovers, checkTransactionId, openPool, recoverTransaction, releaseQuietly, resumeSuspended, type RecoveryContext } from './recovery.js';
+import { LayerDevices } from './layer-devices.js';
+import { ensureBaseDevice } from './base-device.js';
+import {
+  adoptOrRemoveLeftovers, checkTransactionId, openPool, recoverTransaction, releaseQuietly, resumeSuspended, type RecoveryContext,
+} from './recovery.js';
 import { PoolTransactions } from './transaction.js';
 import { assertFreeSpace, assertWritable, explainFailure, readPoolStatus, takesMessages } from './pool-guard.js';
 import { thinCheckLive, thinLsLive } from './thin-check.js';
@@ -52,6 +56,7 @@ export class DeviceSet {
   readonly #tx: PoolTransactions;
   readonly #layers: LayerRecords;
   readonly #mounts: Mounts;
+  readonly #devices: LayerDevices;
   readonly #locks = new KeyedMutex();
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
@@ -73,10 +78,8 @@ export class DeviceSet {
     this.#tx = new PoolTransactions(args.pool, args.store, args.state);
     this.#layers = new LayerRecords(args.store);
     const { filesystem, mountOptions, ffi } = args.options;
-    this.#mounts = new Mounts(args.layout, { filesystem, mountOptions, ffi }, {
-      activate: (record) => this.#activate(record),
-      deactivate: (device) => this.#deactivate(device),
-    });
+    this.#devices = new LayerDevices(args.dm, args.pool, args.layout, args.options.deferredRemoval);
+    this.#mounts = new Mounts(args.layout, { filesystem, mountOptions, ffi }, this.#devices);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -101,7 +104,8 @@ export class DeviceSet {
       const savedState = store.readState();
       const { pool, storage, ownsPool, activated } = openPool(dm, options, layout, savedState === undefined);
       if (activated) activatedPool = pool;
-      const state: DeviceSetState = savedState ?? { formatVersion: 1, nextDeviceId: 1, transactionId: String(readPoolStatus(pool).transactionId) };
+      const state: DeviceSetState = savedState
+        ?? { formatVersion: 1, nextDeviceId: 1, transactionId: String(readPoolStatus(pool).transactionId) };
       if (!savedState) store.writeState(state);
       const set = new DeviceSet({ options, dm, pool, store, storage, layout, ownsPool, lock, state });
       const recovery = set.#recoveryContext();
@@ -113,10 +117,17 @@ export class DeviceSet {
       set.#scan = mode.inspect ? store.scanLayers() : { records: store.readAllLayers(), damaged: [], conflicts: [] };
       for (const record of set.#scan.records) set.#layers.set(record.id, record);
       adoptOrRemoveLeftovers(recovery, !mode.inspect);
-      await set.#ensureBaseDevice();
+      await ensureBaseDevice({
+        options, store, tx: set.#tx, layers: set.#layers, devices: set.#devices, mounts: set.#mounts,
+        createBase: () => set.#locks.run(POOL_LOCK, () => set.#tx.createLayer({
+          id: BASE_LAYER, parent: null, size: options.baseSize, ownsThinId: (thinId) => set.#layers.ownsThinId(thinId),
+        })),
+        baseRecordDamaged: () => set.#scan.damaged.some((d) => d.name === `${BASE_LAYER}.layer.json`),
+      });
       if (!mode.inspect) await set.#retryDeferredDeletions();
       if (options.deferredDeletion && options.deferredDeletionIntervalMs > 0) {
-        set.#timer = setInterval(() => void set.#retryDeferredDeletions().catch((e) => logger.warn(`deferred deletion: ${e}`)), options.deferredDeletionIntervalMs);
+        const retry = (): void => void set.#retryDeferredDeletions().catch((e) => logger.warn(`deferred deletion: ${e}`));
+        set.#timer = setInterval(retry, options.deferredDeletionIntervalMs);
         set.#timer.unref();
       }
       return set;
@@ -136,7 +147,7 @@ export class DeviceSet {
       dm: this.dm, pool: this.pool, ownsPool: this.#ownsPool, layout: this.layout, store: this.store, tx: this.#tx, mounts: this.#mounts,
       hasDevice: (id) => this.hasDevice(id),
       isActivated: (id) => this.#layers.get(id)?.activated === true,
-      deactivateIfActive: (layerId) => this.#deactivateIfActive(layerId),
+      deactivateIfActive: (layerId) => this.#devices.deactivateIfActive(layerId),
       thinIdMayBeClaimed: (deviceId, except) => this.#thinIdMayBeClaimed(deviceId, except),
     };
   }
@@ -147,58 +158,6 @@ export class DeviceSet {
     if (scan.records.some((r) => r.deviceId === deviceId && r.id !== except)) return true;
     const unsure = [...scan.damaged.map((d) => d.claimedDeviceId), ...this.store.quarantinedThinIds()];
     return unsure.some((id) => id === undefined || id === deviceId);
-  }
-
-  async #ensureBaseDevice(): Promise<void> {
-    let base = this.#layers.get(BASE_LAYER);
-    if (!base && this.#tx.state.base) {
-      // The base's record is missing or damaged but deviceset.json knows its thin id: rebuild
-      // it rather than make a second base (whose filesystem UUID would never match). A damaged
-      // file is left for check --repair to quarantine; a missing one is written back.
-      base = { id: BASE_LAYER, parent: null, deviceId: this.#tx.state.base.deviceId, size: this.#tx.state.base.size, transactionId: '0' };
-      if (!this.#scan.damaged.some((d) => d.name === `${BASE_LAYER}.layer.json`)) this.store.writeLayer(base);
-      logger.warn(`base device record rebuilt from deviceset.json (thin id ${base.deviceId})`);
-      this.#layers.set(BASE_LAYER, base);
-    }
-    if (!base) {
-      base = await this.#locks.run(POOL_LOCK, () => this.#tx.createLayer({
-        id: BASE_LAYER, parent: null, size: this.options.baseSize, ownsThinId: (thinId) => this.#layers.ownsThinId(thinId),
-      }));
-      this.#layers.set(BASE_LAYER, base);
-    }
-    const fs = this.options.filesystem;
-    if (!this.#tx.state.base) {
-      // New (or its mkfs never finished): format it and record the filesystem.
-      const device = this.#activate(base);
-      try {
-        await makeFilesystem(device.path, fs, this.options.mkfsArgs);
-        this.#tx.updateState({ base: { deviceId: base.deviceId, size: base.size, filesystem: fs, filesystemUuid: filesystemUuid(device.path, fs) } });
-      } finally {
-        this.#deactivate(device);
-      }
-      return;
-    }
-    if (this.#tx.state.base.filesystem !== fs) {
-      throw new DevmapperError('ERR_DM_BASE_MISMATCH', `the base device holds ${this.#tx.state.base.filesystem}, not ${fs}: the filesystem cannot change after the first start`);
-    }
-    const device = this.#activate(base);
-    try {
-      const uuid = filesystemUuid(device.path, fs);
-      if (uuid !== this.#tx.state.base.filesystemUuid) {
-        throw new DevmapperError('ERR_DM_BASE_MISMATCH', `base device filesystem UUID ${uuid} is not the recorded ${this.#tx.state.base.filesystemUuid}`);
-      }
-    } finally {
-      this.#deactivate(device);
-    }
-    if (this.options.baseSize > BigInt(base.size)) await this.#growBase(base, this.options.baseSize);
-  }
-
-  /** A larger dm.basesize on a later start: the base device and its filesystem grow. */
-  async #growBase(base: LayerRecord, size: Bytes): Promise<void> {
-    const grown: LayerRecord = { ...base, size: String(size) };
-    await this.#mounts.withPrivateMount(grown, (device, mountPoint) => growFilesystem(device.path, mountPoint, this.options.filesystem));
-    this.#layers.write(grown);
-    this.#tx.updateState({ base: { ...this.#tx.state.base!, size: String(size) } });
   }
 
   // ------------------------------------------------------------------------------------------
@@ -230,14 +189,16 @@ export class DeviceSet {
       this.#assertOpen();
       if (this.#layers.has(id)) throw new DevmapperError('ERR_DM_LAYER_EXISTS', `layer ${id} already exists`);
       const origin = parent === null ? this.#layers.get(BASE_LAYER)! : this.#layers.get(parent);
-      if (!origin || (parent !== null && !this.hasDevice(parent))) throw new DevmapperError('ERR_DM_UNKNOWN_PARENT', `parent layer ${parent} does not exist`);
+      if (!origin || (parent !== null && !this.hasDevice(parent))) {
+        throw new DevmapperError('ERR_DM_UNKNOWN_PARENT', `parent layer ${parent} does not exist`);
+      }
       const originSize = BigInt(origin.size);
       if (size !== undefined && size < originSize) {
         throw new DevmapperError('ERR_DM_INVALID_ARGUMENT', `size: ${size} bytes is smaller than the parent's ${originSize}`);
       }
       assertFreeSpace(this.pool, this.options.minFreeSpacePercent);
       const record = await this.#locks.run(POOL_LOCK, () => this.#tx.createLayer({
-        id, parent, size: originSize, meta, origin: { deviceId: origin.deviceId, activeDevice: this.#activeDeviceOf(origin.id) },
+        id, parent, size: originSize, meta, origin: { deviceId: origin.deviceId, activeDevice: this.#devices.activeName(origin.id) },
         ownsThinId: (thinId) => this.#layers.ownsThinId(thinId),
       }));
       this.#layers.set(id, record);
@@ -252,12 +213,6 @@ export class DeviceSet {
         this.#layers.write(grown);
       }
     });
-  }
-
-  /** The active dm device of a layer, for suspending it around a snapshot. */
-  #activeDeviceOf(layerId: string): string | undefined {
-    const name = this.thinName(layerId);
-    return this.dm.exists(name) ? name : undefined;
   }
 
   /** remove: a no-op for an unknown id. A busy device is an EBUSY error, or deferred when enabled. */
@@ -291,10 +246,10 @@ export class DeviceSet {
   /** Deactivate (discarding first if asked), then the delete under the crash protocol. */
   async #deleteLayer(record: LayerRecord): Promise<void> {
     if (this.options.discardOnDelete) {
-      const device = this.#activate(record);
-      try { discardBlockDevice(device.path, undefined, this.options.ffi); } finally { this.#deactivate(device); }
+      const device = this.#devices.activate(record);
+      try { discardBlockDevice(device.path, undefined, this.options.ffi); } finally { this.#devices.deactivate(device); }
     } else {
-      this.#deactivateIfActive(record.id);
+      this.#devices.deactivateIfActive(record.id);
     }
     await this.#locks.run(POOL_LOCK, () => {
       this.#tx.deleteLayer(record);
@@ -346,7 +301,7 @@ export class DeviceSet {
         record = this.#layers.update(record, { activated: true });
       }
       try {
-        const device = this.#activate(record);
+        const device = this.#devices.activate(record);
         return { path: device.path, deviceName: device.name };
       } catch (error) {
         throw explainFailure(this.pool, 'activate', error);
@@ -384,13 +339,15 @@ export class DeviceSet {
       const record = this.#layers.require(id);
       const name = this.thinName(id);
       const wasActive = this.dm.exists(name);
-      const device = this.#activate(record);
+      const device = this.#devices.activate(record);
       try {
         const status = device.status();
-        if (status.kind !== 'ok') throw new PoolModeError({ pool: this.pool.name, ...poolModeOf(this.pool.status()), operation: `reading the status of layer ${id}` });
+        if (status.kind !== 'ok') {
+          throw new PoolModeError({ pool: this.pool.name, ...poolModeOf(this.pool.status()), operation: `reading the status of layer ${id}` });
+        }
         return sectorsToBytes(status.mappedSectors);
       } finally {
-        if (!wasActive) this.#deactivate(device);
+        if (!wasActive) this.#devices.deactivate(device);
       }
     });
   }
@@ -427,27 +384,6 @@ export class DeviceSet {
     return this.#locks.run(id, async () => this.#mounts.release(id));
   }
 
-  #activate(record: LayerRecord): ThinDevice {
-    const name = this.thinName(record.id);
-    if (this.dm.exists(name)) return ThinDevice.adopt(this.dm, name);
-    try {
-      return ThinDevice.activate(this.pool, { name, id: record.deviceId, size: bytesToSectors(bytes(BigInt(record.size))) });
-    } catch (error) {
-      // The thin target refuses a table naming an id the pool does not have with ENODATA.
-      if (!(error instanceof DmSystemError && error.code === 'ENODATA')) throw error;
-      throw new DevmapperError('ERR_DM_THIN_ID_MISSING', `layer ${record.id}: thin id ${record.deviceId} is not in pool ${this.pool.name} (deleted behind the driver's back?); \`devmapper check\` reports it, \`check --repair\` quarantines the record`, { cause: error });
-    }
-  }
-
-  #deactivate(device: ThinDevice): void {
-    device.deactivate({ deferred: this.options.deferredRemoval });
-  }
-
-  #deactivateIfActive(layerId: string): void {
-    const name = this.thinName(layerId);
-    if (this.dm.exists(name)) this.#deactivate(ThinDevice.adopt(this.dm, name));
-  }
-
   // ------------------------------------------------------------------------------------------
   // Space, status, shutdown
 
@@ -472,7 +408,10 @@ export class DeviceSet {
       // The kernel refuses to resize a read-only or failed pool (at resume, after the suspend).
       assertWritable(this.pool, 'growPool', { outOfDataSpaceOk: true });
       if (size !== undefined) {
-        if (!this.storage) throw new InvalidArgumentError('dataSize', 'only the driver\'s own loop data file can be grown by size: grow dataDevice yourself, then call growPool() without a size');
+        if (!this.storage) {
+          throw new InvalidArgumentError('dataSize',
+            'only the driver\'s own loop data file can be grown by size: grow dataDevice yourself, then call growPool() without a size');
+        }
         this.storage.growData(size);
       }
       return sectorsToBytes(this.pool.grow());
@@ -494,9 +433,7 @@ export class DeviceSet {
     try {
       for (const id of this.#mounts.ids()) await this.#locks.run(id, () => this.#mounts.unmountNow(id));
       this.#mounts.clear();
-      for (const device of this.dm.list()) {
-        if (this.layout.isLayerDevice(device.name, this.pool.name)) this.#deactivate(ThinDevice.adopt(this.dm, device.name));
-      }
+      this.#devices.deactivateAll();
       if (this.#ownsPool) this.pool.deactivate(); // autoclear then detaches the loop devices
     } finally {
       this.dm.close();
