@@ -164,7 +164,8 @@ export class Mounts {
 
   /** Mount points under <home>/mnt/ now, shallowest first, with the layer each belongs to. */
   found(): Array<{ mountPoint: string; layer: string | undefined }> {
-    return mountPointsUnder(this.#layout.mountRoot + '/').map((mountPoint) => ({ mountPoint, layer: this.#layout.layerOfMountPoint(mountPoint) }));
+    return mountPointsUnder(this.#layout.mountRoot + '/')
+      .map((mountPoint) => ({ mountPoint, layer: this.#layout.layerOfMountPoint(mountPoint) }));
   }
 
   #mountData(mountLabel: string | undefined): string | null {

@@ -141,7 +141,8 @@ export function checkTransactionId(ctx: RecoveryContext): void {
   const recorded = ctx.tx.state.transactionId;
   if (poolTid !== BigInt(recorded)) {
     throw new DevmapperError('ERR_DM_TRANSACTION_MISMATCH',
-      `pool ${ctx.pool.name} has transaction id ${poolTid} but ${ctx.store.dir} says ${recorded}: the pool was changed by someone else; not overwriting it`);
+      `pool ${ctx.pool.name} has transaction id ${poolTid} but ${ctx.store.dir} says ${recorded}: `
+        + 'the pool was changed by someone else; not overwriting it');
   }
 }
 

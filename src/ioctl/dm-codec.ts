@@ -22,7 +22,10 @@ import {
   versionAtLeast,
   type DmVersion,
 } from './abi.js';
-import { checkU32, checkI32, checkU64, checkRoom, checkCString, validateDeviceName, validateUuid, validateTargetType, hex, checkArea, readCStringBytes, readCString } from './byte-codec.js';
+import {
+  checkArea, checkCString, checkI32, checkRoom, checkU32, checkU64, hex, readCString, readCStringBytes,
+  validateDeviceName, validateTargetType, validateUuid,
+} from './byte-codec.js';
 
 const HDR = DM_IOCTL_LAYOUT.fields;
 const SPEC = DM_TARGET_SPEC_LAYOUT.fields;

@@ -99,8 +99,12 @@ export class ThinPool {
     const mismatch = (what: string, have: unknown, want: unknown): never => {
       throw new DevmapperError('ERR_DM_POOL_MISMATCH', `${name} has ${what} ${String(have)}, expected ${String(want)}`);
     };
-    if (expect.dataBlockSize !== undefined && BigInt(expect.dataBlockSize) !== table.dataBlockSize) mismatch('data block size', table.dataBlockSize, expect.dataBlockSize);
-    if (expect.lowWaterMark !== undefined && BigInt(expect.lowWaterMark) !== table.lowWaterMark) mismatch('low water mark', table.lowWaterMark, expect.lowWaterMark);
+    if (expect.dataBlockSize !== undefined && BigInt(expect.dataBlockSize) !== table.dataBlockSize) {
+      mismatch('data block size', table.dataBlockSize, expect.dataBlockSize);
+    }
+    if (expect.lowWaterMark !== undefined && BigInt(expect.lowWaterMark) !== table.lowWaterMark) {
+      mismatch('low water mark', table.lowWaterMark, expect.lowWaterMark);
+    }
     for (const [feature, want] of Object.entries(expect.features ?? {})) {
       const have = table.features[feature as keyof PoolTableFeatures];
       if (have !== want) mismatch(`feature ${feature} =`, have, want);
