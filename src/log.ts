@@ -11,7 +11,7 @@ export const logger = new Logger({
   name: 'devmapper',
   type: minLevel >= 0 ? 'pretty' : 'hidden',
   minLevel: minLevel >= 0 ? minLevel : 3,
-  stylePrettyLogs: process.stderr.isTTY === true,
+  stylePrettyLogs: process.stderr.isTTY === true && (process.env.NO_COLOR ?? '') === '',
   // stderr, not tslog's console.log: stdout carries the CLI's --json output.
   overwrite: {
     transportFormatted: (meta, args, errors) => {

@@ -16,8 +16,8 @@ export const IMAGE_USAGE = `devmapper image <command>
   rootfs REF ID [--bundle DIR]   a writable layer ID on the image, mounted; prints its rootfs
                                  (--bundle: also writes DIR/config.json for runc/crun)`;
 
-async function withDriver<T>(io: Io, body: (driver: Awaited<ReturnType<typeof openDriver>>) => Promise<T>): Promise<T> {
-  const driver = await openDriver(io.home, io.lockTimeoutMs);
+async function withDriver<T>(io: Io, body: (driver: Awaited<ReturnType<typeof openDriver>>) => Promise<T>, command: string, write = true): Promise<T> {
+  const driver = await openDriver(io.home, io.lockTimeoutMs, { command, write });
   try {
     return await body(driver);
   } finally {
@@ -38,7 +38,7 @@ export async function imageCommand(argv: string[], io: Io): Promise<void> {
         const records = await importImage(driver, resolve(file!), { name, onProgress: progress });
         io.out(io.json ? toJson(records.map(({ ref, configDigest, layers }) => ({ ref, configDigest, layers }))) + '\n'
           : records.map((r) => `${r.ref} (${r.layers.length} layers)\n`).join(''));
-      });
+      }, 'image import');
       return;
     }
     case 'ls': {
@@ -47,7 +47,7 @@ export async function imageCommand(argv: string[], io: Io): Promise<void> {
         const images = await listImages(driver);
         io.out(io.json ? toJson(images.map(({ ref, configDigest, manifestDigest, layers, importedAt }) => ({ ref, configDigest, manifestDigest, layers, importedAt }))) + '\n'
           : table(['REF', 'LAYERS', 'CONFIG', 'TOP LAYER'], images.map((i) => [i.ref, i.layers.length, i.configDigest.slice(0, 19), i.layers.at(-1)?.layerId.slice(0, 16) ?? '-'])));
-      });
+      }, 'image ls', false);
       return;
     }
     case 'rm': {
@@ -55,7 +55,7 @@ export async function imageCommand(argv: string[], io: Io): Promise<void> {
       await withDriver(io, async (driver) => {
         const removed = await removeImage(driver, ref!);
         io.out(io.json ? toJson({ ref, removedLayers: removed }) + '\n' : `removed ${ref} (${removed.length} layers freed)\n`);
-      });
+      }, 'image rm');
       return;
     }
     case 'rootfs': {
@@ -68,7 +68,7 @@ export async function imageCommand(argv: string[], io: Io): Promise<void> {
         const rootfs = await imageRootfs(driver, ref!, id!);
         if (bundle !== undefined) writeFileSync(resolve(bundle, 'config.json'), JSON.stringify(runtimeSpec(image.config, rootfs, id!), null, 2) + '\n', { mode: 0o644 });
         io.out(io.json ? toJson({ ref, id, rootfs }) + '\n' : `${rootfs}\n`);
-      });
+      }, 'image rootfs');
       return;
     }
     default:
@@ -91,5 +91,5 @@ export async function diffCommand(argv: string[], io: Io): Promise<void> {
     const stream = await driver.diff(id!, parent);
     await pipeline(stream, process.stdout, { end: false });
     await stream.released; // unmounted before the driver is closed
-  });
+  }, 'diff');
 }

@@ -1,11 +1,17 @@
 // The devmapper command. Exit status: 0 done, 1 the operation failed (the error and its code
-// on stderr), 2 usage error. Each command checks its arguments first, then that the host has
-// device-mapper (host.ts), then does its work.
+// on stderr), 2 usage error, 3 `check` found problems. Each command checks its arguments first,
+// then that the host has device-mapper (host.ts), then does its work.
 import { UsageError } from './args.js';
+import { completionScript, findHelp, formatGroupHelp, formatHelp, groupHelp, packageVersion } from './help.js';
 import type { Io } from './layer-commands.js';
+import { cliMessage } from './messages.js';
+import { disableColor, paint } from './output.js';
 import { DEFAULT_HOME, DM_USAGE } from './usage.js';
 
-const USAGE = `usage: devmapper [--home DIR] [--json] [--wait[=SECONDS]] <command> [args]
+/** Exit statuses (README, CLI). */
+export const EXIT = { ok: 0, failed: 1, usage: 2, checkProblems: 3 } as const;
+
+const USAGE = `usage: devmapper [--home DIR] [--json] [--wait[=SECONDS]] [--no-color] <command> [args]
 
 Layers (over --home, default ${DEFAULT_HOME}):
   init [--base-size S] [--loop-data-size S] [--loop-metadata-size S] [--fs ext4|xfs]
@@ -19,8 +25,8 @@ Layers (over --home, default ${DEFAULT_HOME}):
   ls                               id, parent, thin id, size, mapped bytes, mounted
   status
   cleanup                          unmount and deactivate everything (data kept)
-  check [--repair] [--thin-check]  compare metadata, pool and kernel; fix with --repair;
-                                   --thin-check also runs thin_check on the pool's metadata
+  check [--repair] [--thin-check]  compare metadata, pool and kernel (exit 3: problems found);
+                                   fix with --repair; --thin-check also runs thin_check
   demo                             a whole image + container round trip in a temporary home
 
 Images without an engine:
@@ -35,8 +41,14 @@ Engines:
 Raw device-mapper:
 ${DM_USAGE.split('\n').slice(1).map((l) => `  dm ${l.trim()}`).join('\n')}
 
+Other:
+  completion bash|zsh              a shell completion script: source <(devmapper completion bash)
+
 Options: --json (machine output), --wait[=SECONDS] (wait for a home another process holds,
-  forever or SECONDS, instead of failing with ERR_DM_HOME_LOCKED), --help`;
+  forever or SECONDS, instead of failing with ERR_DM_HOME_LOCKED), --no-color (also NO_COLOR),
+  --version, --help (devmapper <command> --help: that command's options and an example)
+
+Exit status: 0 done, 1 failed, 2 usage error, 3 check found problems.`;
 
 type Command = (argv: string[], io: Io) => Promise<void | number>;
 
@@ -58,11 +70,19 @@ export async function main(argv: string[], out: (text: string) => void = (t) => 
   let json = false;
   let home = process.env.DEVMAPPER_HOME ?? DEFAULT_HOME;
   let lockTimeoutMs: number | undefined;
+  let help = false;
+  let version = false;
   const rest: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
+    if (arg === '--') { rest.push(...argv.slice(i)); break; }
     if (arg === '--json') json = true;
-    else if (arg === '--help' || arg === '-h') { out(USAGE + '\n'); return 0; }
+    else if (arg === '--help' || arg === '-h') help = true;
+    else if (arg === '--version' || arg === '-V') version = true;
+    else if (arg === '--no-color' || arg === '--no-colour') {
+      disableColor();
+      process.env.NO_COLOR = '1'; // for the logger (tslog, loaded with the commands) and the programs we run
+    }
     else if (arg === '--home') home = argv[++i] ?? '';
     else if (arg.startsWith('--home=')) home = arg.slice(7);
     else if (arg === '--wait') lockTimeoutMs = Infinity;
@@ -71,19 +91,51 @@ export async function main(argv: string[], out: (text: string) => void = (t) => 
   }
   const [name, ...args] = rest;
   try {
+    if (version && name === undefined) {
+      out(json ? `${JSON.stringify({ version: packageVersion() })}\n` : `devmapper ${packageVersion()}\n`);
+      return EXIT.ok;
+    }
+    if (help) return showHelp(rest, out);
     if (!home.startsWith('/')) throw new UsageError('--home must be an absolute path');
     if (Number.isNaN(lockTimeoutMs)) throw new UsageError('--wait=SECONDS takes a non-negative number of seconds');
+    if (name === 'completion') {
+      const [shell, ...extra] = args;
+      if ((shell !== 'bash' && shell !== 'zsh') || extra.length > 0) throw new UsageError('usage: devmapper completion bash|zsh');
+      out(completionScript(shell));
+      return EXIT.ok;
+    }
     const load = name && Object.hasOwn(commands, name) ? commands[name] : undefined;
     if (!load) throw new UsageError(name ? `unknown command ${JSON.stringify(name)}` : 'no command given', true);
-    return (await (await load())(args, { out, json, home, lockTimeoutMs })) ?? 0;
+    return (await (await load())(args, { out, json, home, lockTimeoutMs })) ?? EXIT.ok;
   } catch (error) {
     const usage = error instanceof UsageError;
     const code = (error as { code?: string }).code ?? 'ERR_UNKNOWN';
     // Every failure prints something: an error without a message is shown by its name or value.
-    const message = (error as Error)?.message || (error instanceof Error ? `${error.name} (no message)${error.stack ? `\n${error.stack}` : ''}` : String(error));
+    const raw = (error as Error)?.message || (error instanceof Error ? `${error.name} (no message)${error.stack ? `\n${error.stack}` : ''}` : String(error));
+    const message = usage ? raw : cliMessage(error, raw, name, args);
     if (json) process.stderr.write(JSON.stringify({ error: { code, message } }) + '\n');
-    else process.stderr.write(`devmapper: ${message}${usage ? '' : ` [${code}]`}\n${usage && (error as UsageError).showUsage ? `\n${USAGE}\n` : ''}`);
-    return usage ? 2 : 1;
+    else process.stderr.write(`${paint('1;31', 'devmapper:')} ${message}${usage ? '' : ` [${code}]`}\n${usage && (error as UsageError).showUsage ? `\n${USAGE}\n` : ''}`);
+    return usage ? EXIT.usage : EXIT.failed;
   }
 }
 
+/** `--help` with the words given: the command's help, a group's list, or the whole list. */
+function showHelp(words: string[], out: (text: string) => void): number {
+  const [name, sub] = words;
+  if (name === undefined) {
+    out(USAGE + '\n');
+    return EXIT.ok;
+  }
+  if (!Object.hasOwn(commands, name) && name !== 'completion') throw new UsageError(`unknown command ${JSON.stringify(name)}`, true);
+  const helpFor = findHelp(words);
+  const isGroup = groupHelp(name).length > 0;
+  if (isGroup && (sub === undefined || helpFor === undefined || !helpFor.name.includes(' '))) {
+    if (sub !== undefined && !sub.startsWith('-') && !groupHelp(name).some((c) => c.name === `${name} ${sub}`)) {
+      throw new UsageError(`unknown ${name} command ${JSON.stringify(sub)}\n${formatGroupHelp(name)}`);
+    }
+    out(formatGroupHelp(name));
+    return EXIT.ok;
+  }
+  out(formatHelp(helpFor!));
+  return EXIT.ok;
+}

@@ -25,7 +25,7 @@ export async function serveCommand(argv: string[], io: Io): Promise<number> {
     logger.settings.type = 'pretty';
     logger.settings.minLevel = index + 1; // tslog: 1 trace, 2 debug, 3 info, 4 warn, 5 error
   }
-  const driver = await openDriver(io.home, io.lockTimeoutMs);
+  const driver = await openDriver(io.home, io.lockTimeoutMs, { command: 'serve containerd', write: true });
   // Handlers go in before the socket is bound and announced: a supervisor may signal the moment
   // it answers, and a SIGTERM with no handler yet would kill the process instead of stopping it.
   // (While the home is still being opened, e.g. --wait for its lock, a signal just ends it.)

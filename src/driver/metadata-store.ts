@@ -1,7 +1,7 @@
 // The driver's persistent state under <home>/metadata: one JSON file per layer, the set's own
 // state (deviceset.json), and the open transaction (transaction.json) of the crash protocol.
 // Every write is atomic: temp file, fsync, rename, fsync of the directory. Files 0600, dirs 0700.
-import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { MetadataError } from '../errors.js';
 
@@ -181,7 +181,9 @@ export class MetadataStore {
   constructor(dir: string) {
     this.dir = dir;
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    chmodSync(dir, 0o700); // one made earlier with a looser mode (or umask) is tightened
+    // One made earlier with a looser mode (or umask) is tightened; only then, so that a home on
+    // a read-only filesystem still opens for the commands that only read (ls, status, check).
+    if ((statSync(dir).mode & 0o777) !== 0o700) chmodSync(dir, 0o700);
   }
 
   readState(): DeviceSetState | undefined {

@@ -212,7 +212,8 @@ test.serial('mount, ls, umount, status, rm: --json matches the library; readable
   const after = mappedBytes(names);
   const lsText = await cli(...h(), 'ls');
   await library(home, async (driver) => {
-    t.deepEqual(ls.map(({ mappedBytes: _m, ...rest }) => rest), plain(await driver.list()));
+    t.deepEqual(ls.map(({ mappedBytes: _m, parentRemoved: _p, ...rest }) => rest), plain(await driver.list()));
+    t.true(ls.every((r) => r.parentRemoved === false), 'every parent is there');
   });
   for (const row of ls) {
     const lo = before.get(row.deviceName);
@@ -229,7 +230,7 @@ test.serial('mount, ls, umount, status, rm: --json matches the library; readable
   t.regex(lsText.stdout, /^img\s+-\s+\d+\s+64\.0 MiB\s+-\s+no$/m, lsText.stdout);
 
   // umount: the last reference goes, and with it the mount.
-  t.deepEqual(json(t, await cli(...h(), '--json', 'umount', 'ctr'), 'umount ctr'), { id: 'ctr', mounted: false });
+  t.deepEqual(json(t, await cli(...h(), '--json', 'umount', 'ctr'), 'umount ctr'), { id: 'ctr', mounted: false, wasMounted: true });
   t.deepEqual(mountsUnder(home), []);
 
   // status, nothing mounted so nothing moves: the library's but for the backing free space.
@@ -271,7 +272,7 @@ test.serial('check --json is the library\'s report: a stray device found (exit 1
   dm.load(stray, [{ start: 0n, length: 8n, type: 'zero', params: '' }]);
   dm.resume(stray);
   const dirty = await cli(...h(), '--json', 'check');
-  t.is(dirty.code, 1, 'problems found: exit status 1');
+  t.is(dirty.code, 3, 'problems found: exit status 3');
   const dirtyReport = JSON.parse(dirty.stdout);
   t.deepEqual(dirtyReport, plain(await Driver.check(recorded(home))));
   t.false(dirtyReport.clean);
@@ -354,13 +355,16 @@ test.serial('usage errors: exit status 2 with a message, nothing touched; --help
   t.regex(badSize.message, /size: "12Q"/);
   t.deepEqual(readdirSync(empty), [], 'no usage error touched the home');
 
-  const help = await cli('create', '--help');
+  const help = await cli('--help');
   t.is(help.code, 0);
   t.is(help.stderr, '');
   for (const command of ['init', 'create <id>', 'mount <id>', 'umount <id>', 'rm <id>', 'ls', 'status', 'cleanup', 'check', 'demo', 'dm version', 'dm ls',
     'dm info <name>', 'dm table <name>', 'dm status <name>', 'dm targets', 'dm message <name>', '--json', '--home', '--help']) {
     t.true(help.stdout.includes(command), `--help lists ${command}`);
   }
+  const createHelp = await cli('create', '--help');
+  t.is(createHelp.code, 0);
+  t.true(createHelp.stdout.startsWith('usage: devmapper create <id> [--parent <id>] [--size S]\n'), createHelp.stdout);
 
   // An operation error, not a usage error: a home that was never initialised.
   const notInit = jsonError(t, await cli('--home', empty, '--json', 'status'), 1, 'status of an uninitialised home');

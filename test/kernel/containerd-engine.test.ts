@@ -222,7 +222,7 @@ interface CheckReport {
 
 async function checkReport(home: string): Promise<CheckReport> {
   const result = await runCli(['--home', home, 'check', '--json']);
-  if (result.code !== 0 && result.code !== 1) throw new Error(`devmapper check --json failed (${result.code}): ${result.stderr}`);
+  if (result.code !== 0 && result.code !== 3) throw new Error(`devmapper check --json failed (${result.code}): ${result.stderr}`);
   return JSON.parse(result.stdout) as CheckReport;
 }
 

@@ -97,7 +97,7 @@ test.serial('a record with wrong types: errors name the file and field; check --
   t.regex(ls.stderr, /ERR_DM_METADATA/);
 
   const found = await checkJson(t, home);
-  t.is(found.code, 1);
+  t.is(found.code, 3, 'problems found: exit status 3');
   t.is(found.report.damagedRecords.length, 1);
   t.deepEqual(found.report.missingThinIds, [], 'no valid layer (the base included) is reported as missing its thin id');
 
@@ -113,7 +113,7 @@ test.serial('a record with wrong types: errors name the file and field; check --
   t.deepEqual(second.report.repairs, [], 'a second repair changes nothing');
   t.deepEqual(second.report.leakedThinIds, [thinIds.get('b')]);
   t.true(second.report.skipped.some((s: string) => s.startsWith(`leaked thin id ${thinIds.get('b')}:`)), 'still left in place while the quarantine holds a record that may own it');
-  t.is(second.code, 1, 'not clean: someone has to look at the quarantine');
+  t.is(second.code, 3, 'not clean: someone has to look at the quarantine');
   t.deepEqual(await poolIds(home), idsBefore);
 
   const intact = new Map([...files].filter(([id]) => id !== 'b'));
@@ -148,7 +148,7 @@ test.serial('two records naming one thin id: init refuses naming both, repair de
   t.deepEqual(found.report.leakedThinIds, [thinIds.get('c')], 'c\'s real thin id looks leaked ...');
   t.true(found.report.skipped.some((s: string) => s.startsWith(`leaked thin id ${thinIds.get('c')}:`)), '... and is not deleted');
   t.deepEqual(found.report.repairs, []);
-  t.is(found.code, 1);
+  t.is(found.code, 3);
   t.deepEqual(await poolIds(home), idsBefore, 'no thin id deleted');
   t.deepEqual((await checkJson(t, home, '--repair')).report.repairs, [], 'idempotent');
 
@@ -259,7 +259,7 @@ test.serial('check: a read-only pool is a problem, not clean; --thin-check runs 
     await driver.close(); // the CLI's own process takes the home
     const cliRun = await cli(home, 'check', '--thin-check');
     driver = await Driver.init(options(home));
-    t.is(cliRun.code, 1, cliRun.stderr);
+    t.is(cliRun.code, 3, cliRun.stderr);
     t.regex(cliRun.stdout, /Pool mode\s+ro/);
     t.regex(cliRun.stdout, /thin_check\s+thin_check passed/);
     dmsetup('load', poolName, '--table', `${table.slice(0, 7).join(' ')} ${features.length} ${features.join(' ')}`.trim());
