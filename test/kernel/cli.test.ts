@@ -4,8 +4,8 @@
 // (one driver per home at a time). Also: exit status 1 with the error's code, exit status 2
 // for usage errors, --help, readable output, and a demo that leaves nothing behind.
 import test, { type ExecutionContext } from 'ava';
-import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, fsyncSync, mkdtempSync, openSync, readFileSync, readdirSync, writeSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { closeSync, existsSync, fsyncSync, mkdtempSync, openSync, readFileSync, readdirSync, statSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -15,9 +15,9 @@ import type { DriverOptions } from '../../src/driver/options.js';
 import { DeviceMapper } from '../../src/ioctl/device-mapper.js';
 import { parseThinStatus } from '../../src/thin/status.js';
 import { assertKernelTestBed } from './reference-tools.js';
-import { SMALL, allHomes, dmNames, loopLines, mountsUnder, newHome, removeHomes } from './driver-helpers.js';
+import { SMALL, allHomes, dmNames, eventually, loopLines, mountsUnder, newHome, removeHomes } from './driver-helpers.js';
 import { Cleanup, uniqueName } from './helpers.js';
-import { runCli, type CliRun } from '../cli-process.js';
+import { CLI_BIN, runCli, type CliRun } from '../cli-process.js';
 
 
 type Run = CliRun;
@@ -252,7 +252,7 @@ test.serial('mount, ls, umount, status, rm: --json matches the library; readable
   });
 });
 
-test.serial('check --json is the library\'s report: a stray device found (exit 1) and repaired; cleanup keeps the data', async (t) => {
+test.serial('check --json is the library\'s report: a stray device found (exit 3) and repaired; cleanup keeps the data', async (t) => {
   t.timeout(LONG);
   if (!existsSync(join(home, 'cli-options.json'))) return t.fail('needs the home the first test made');
   const { poolName } = await library(home, (driver) => driver.status());
@@ -372,6 +372,141 @@ test.serial('usage errors: exit status 2 with a message, nothing touched; --help
   t.true(notInit.message.includes(`devmapper init --home ${empty}`), notInit.message);
   t.deepEqual(readdirSync(empty), []);
   execFileSync('rmdir', [empty]);
+});
+
+/** dm devices and loop devices that belong to `home` (its dm name prefix is devmapper-<maj>:<min>-<inode>). */
+function homeDevices(home: string): { dm: string[]; loops: string[] } {
+  const st = statSync(home);
+  const major = (st.dev >>> 8) & 0xfff;
+  const minor = (st.dev & 0xff) | ((st.dev >>> 12) & 0xfff00);
+  const prefix = `devmapper-${major}:${minor}-${st.ino}-`;
+  return { dm: dmNames().filter((n) => n.startsWith(prefix)), loops: loopLines().filter((l) => l.includes(home)) };
+}
+
+test.serial('mount/umount across processes, an unknown id, ls of a removed parent, sizes, CLI words for a busy rm', async (t) => {
+  t.timeout(LONG);
+  home = newHome('cli-sem');
+  t.is((await cli(...h(), ...initArgs)).code, 0);
+  t.is((await cli(...h(), 'create', 'p')).code, 0);
+  t.is((await cli(...h(), 'create', 'c', '--parent', 'p')).code, 0);
+
+  // umount of an id that does not exist: an error, not a silent success.
+  const unknown = jsonError(t, await cli(...h(), '--json', 'umount', 'nope'), 1, 'umount of an unknown id');
+  t.is(unknown.code, 'ERR_DM_UNKNOWN_LAYER');
+  t.regex(unknown.message, /layer nope does not exist/);
+
+  // A CLI mount is idempotent: the second mount adds nothing, one umount unmounts.
+  const first = json(t, await cli(...h(), '--json', 'mount', 'c'), 'mount c');
+  const again = await cli(...h(), 'mount', 'c');
+  t.is(again.code, 0);
+  t.is(again.stdout, `${first.rootfs}\n`);
+  t.regex(again.stderr, /c was already mounted/);
+  t.false(first.alreadyMounted);
+  // rm of a mounted layer speaks the CLI: umount it first.
+  const busy = await cli(...h(), 'rm', 'c');
+  t.is(busy.code, 1);
+  t.is(busy.stderr, 'devmapper: layer c is mounted: run `devmapper umount c` first [EBUSY]\n');
+  t.deepEqual(json(t, await cli(...h(), '--json', 'umount', 'c'), 'umount c'), { id: 'c', mounted: false, wasMounted: true });
+  t.deepEqual(mountsUnder(home), [], 'one umount after two mounts unmounts');
+  const notMounted = await cli(...h(), 'umount', 'c');
+  t.is(notMounted.code, 0, 'umount of a layer that is not mounted is fine');
+  t.regex(notMounted.stderr, /c is not mounted: nothing to do/);
+
+  // Sizes: smaller than the parent, more than the filesystem can grow to: usage errors naming --size, nothing made.
+  const smaller = await cli(...h(), 'create', 's', '--parent', 'p', '--size', '32M');
+  t.is(smaller.code, 2, smaller.stderr);
+  t.regex(smaller.stderr, /^devmapper: --size: \d+ bytes is smaller than the parent's/);
+  const huge = await cli(...h(), 'create', 'huge', '--size', '17T');
+  t.is(huge.code, 2, huge.stderr);
+  t.regex(huge.stderr, /^devmapper: --size: "17T" is more than the layer's filesystem can grow to \(nothing was created\)/);
+
+  // ls: a removed parent is shown as such, also once a new layer takes its id.
+  t.is((await cli(...h(), 'rm', 'p')).code, 0);
+  let text = await cli(...h(), 'ls');
+  t.regex(text.stdout, /^c\s+\(removed\)\s+\d+/m, text.stdout);
+  t.is((await cli(...h(), 'create', 'p')).code, 0);
+  const rows = json(t, await cli(...h(), '--json', 'ls'), 'ls') as Array<{ id: string; parent: string | null; parentRemoved: boolean }>;
+  t.deepEqual(rows.map((r) => [r.id, r.parent, r.parentRemoved]).sort(), [['c', 'p', true], ['p', null, false]]);
+  text = await cli(...h(), 'ls');
+  t.regex(text.stdout, /^c\s+\(removed\)\s+\d+/m, 'the new p is not c\'s parent');
+  await library(home, async (driver) => t.deepEqual((await driver.list()).map((l) => l.id).sort(), ['c', 'p']));
+  t.is((await cli(...h(), 'cleanup')).code, 0);
+});
+
+test.serial('a read-only home: ls, status and check work; what writes says the home is read-only', async (t) => {
+  t.timeout(LONG);
+  home = newHome('cli-ro');
+  t.is((await cli(...h(), ...initArgs)).code, 0);
+  t.is((await cli(...h(), 'create', 'img')).code, 0);
+  execFileSync('mount', ['--bind', home, home]);
+  try {
+    execFileSync('mount', ['-o', 'remount,bind,ro', home]);
+    const ls = json(t, await cli(...h(), '--json', 'ls'), 'ls on a read-only home');
+    t.deepEqual(ls.map((r: { id: string }) => r.id), ['img']);
+    t.is(json(t, await cli(...h(), '--json', 'status'), 'status on a read-only home').layerCount, 1);
+    t.true(json(t, await cli(...h(), '--json', 'check'), 'check on a read-only home').clean);
+    for (const args of [['create', 'x'], ['mount', 'img'], ['rm', 'img'], ['check', '--repair']]) {
+      const run = await cli(...h(), ...args);
+      t.is(run.code, 1, `${args.join(' ')}: ${run.stderr}`);
+      t.regex(run.stderr, new RegExp(`^devmapper: ${home} is on a read-only filesystem: \`devmapper ${args[0]}`), args.join(' '));
+      t.regex(run.stderr, /\[EROFS\]\n$/);
+    }
+  } finally {
+    execFileSync('umount', [home]);
+  }
+  // A home that cannot be created on a read-only filesystem says so too (not ENOENT).
+  const ro = mkdtempSync(join(tmpdir(), 'cli-rofs-'));
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'ro', 'tmpfs', ro]);
+  try {
+    const run = await cli('--home', join(ro, 'home'), 'init');
+    t.is(run.code, 1);
+    t.regex(run.stderr, /would be created in .*, which is on a read-only filesystem/);
+    t.regex(run.stderr, /\[EROFS\]\n$/);
+  } finally {
+    execFileSync('umount', [ro]);
+    execFileSync('rmdir', [ro]);
+  }
+  t.is((await cli(...h(), 'cleanup')).code, 0);
+});
+
+test.serial('an init killed half-way: other commands say so and what to run; cleanup brings it down; the next init finishes it', async (t) => {
+  t.timeout(LONG);
+  home = newHome('cli-killed');
+  /** Starts init and SIGKILLs it once its pool is up (deviceset.json is written right after). */
+  const killedInit = async (): Promise<void> => {
+    const child = spawn(process.execPath, [CLI_BIN, ...h(), ...initArgs], { stdio: 'ignore' });
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    const up = await eventually(() => existsSync(join(home, 'metadata', 'deviceset.json')), 120_000, 5);
+    child.kill('SIGKILL');
+    await exited;
+    t.true(up, 'init got as far as the pool');
+  };
+  await killedInit();
+  t.false(existsSync(join(home, 'cli-options.json')));
+  t.true(homeDevices(home).dm.length > 0 && homeDevices(home).loops.length === 2, `the pool and its loops are still up: ${JSON.stringify(homeDevices(home))}`);
+  for (const args of [['ls'], ['create', 'x'], ['status']]) {
+    const run = await cli(...h(), ...args);
+    t.is(run.code, 1, args.join(' '));
+    t.regex(run.stderr, /`devmapper init` on \S+ did not finish: it was interrupted/, args.join(' '));
+    t.regex(run.stderr, /cli-options\.init\.json/);
+    t.regex(run.stderr, new RegExp(`Run \`devmapper --home ${home} init\` with the same options to finish it, or \`devmapper --home ${home} cleanup\``));
+    t.regex(run.stderr, /\[ERR_DM_NOT_INITIALISED\]\n$/);
+  }
+  // cleanup: what it left goes (removing the home now leaks nothing).
+  const cleanup = json(t, await cli(...h(), '--json', 'cleanup'), 'cleanup of a half-made home');
+  t.true(cleanup.unfinishedInit);
+  t.deepEqual(homeDevices(home), { dm: [], loops: [] });
+
+  // Killed again; this time the next init finishes it.
+  await killedInit();
+  const init = await cli(...h(), ...initArgs);
+  t.is(init.code, 0, init.stderr);
+  t.regex(init.stderr, /did not finish: finishing it/);
+  t.false(existsSync(join(home, 'cli-options.init.json')));
+  t.is((await cli(...h(), 'create', 'x')).code, 0);
+  t.true((json(t, await cli(...h(), '--json', 'check'), 'check after the finished init')).clean);
+  t.is((await cli(...h(), 'cleanup')).code, 0);
+  t.deepEqual(homeDevices(home), { dm: [], loops: [] });
 });
 
 test.serial('demo: exit status 0, the round trip reported, nothing left behind', async (t) => {
