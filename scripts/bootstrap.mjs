@@ -8,21 +8,30 @@ import { fileURLToPath } from 'node:url';
 
 export const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
-// The test kernels (UML, and QEMU for the latency benchmarks), the C compiler and headers for the ABI probe and the VM's init, mkfs for
-// thin devices, dmsetup/losetup as the independent reference in tests, and libdevmapper's
-// headers for the benchmark's libdevmapper program (bench/c/dm-libdm.c, run by the bench test).
-// The engine tests: containerd + runc (the real engine driving the snapshotter), busybox-static
-// (the test images' only binary), golang-go + containerd's Go sources (its snapshotter
-// conformance suite, built offline), thin-provisioning-tools (thin_check of the pool's metadata)
-// and umoci (a reference unpack of image layers).
-export const APT_PACKAGES = ['user-mode-linux', 'qemu-system-x86', 'gcc', 'libc6-dev', 'linux-libc-dev', 'e2fsprogs', 'dmsetup', 'util-linux', 'procps', 'libdevmapper-dev',
+// What the tests need from Debian, in two lists. HOST_APT_PACKAGES: the host tests that need no
+// kernel support (`npm test -- --host-only` installs only these): gcc and the libc/uapi headers
+// for the ABI probe (C structs against <linux/dm-ioctl.h>) and the C side of the bench host part.
+// KERNEL_APT_PACKAGES: the test kernels (UML, and QEMU for the latency benchmarks; the host tests
+// that boot them, vm-runner and power-cut, are left out of --host-only when these are missing),
+// mkfs for thin devices, dmsetup/losetup as the independent reference in tests, libdevmapper's
+// headers for the benchmark's libdevmapper program (bench/c/dm-libdm.c); the engine tests:
+// containerd + runc (the real engine driving the snapshotter), busybox-static (the test images'
+// only binary), golang-go + containerd's Go sources (its snapshotter conformance suite, built
+// offline), thin-provisioning-tools (thin_check of the pool's metadata) and umoci (a reference
+// unpack of image layers).
+export const HOST_APT_PACKAGES = ['gcc', 'libc6-dev', 'linux-libc-dev'];
+export const KERNEL_APT_PACKAGES = ['user-mode-linux', 'qemu-system-x86', 'e2fsprogs', 'dmsetup', 'util-linux', 'procps', 'libdevmapper-dev',
   'containerd', 'runc', 'busybox-static', 'golang-go', 'golang-github-containerd-containerd-dev', 'thin-provisioning-tools', 'umoci'];
+/** Both lists: what `npm test` (host and kernel tests) installs. */
+export const APT_PACKAGES = [...HOST_APT_PACKAGES, ...KERNEL_APT_PACKAGES];
+/** The packages the host tests that boot the test kernel (test/vm, test/power-cut) need. */
+export const TEST_KERNEL_APT_PACKAGES = ['user-mode-linux', 'qemu-system-x86', 'e2fsprogs', 'util-linux', 'procps'];
 
 export function step(message) {
   process.stdout.write(`\n== ${message}\n`);
 }
 
-function missingAptPackages(packages) {
+export function missingAptPackages(packages) {
   return packages.filter((pkg) => {
     const r = spawnSync('dpkg-query', ['-W', '-f=${Status}', pkg], { encoding: 'utf8' });
     return r.status !== 0 || !r.stdout.includes('install ok installed');
