@@ -91,7 +91,7 @@ export async function main(argv: string[], out: (text: string) => void = (t) => 
   }
   const [name, ...args] = rest;
   try {
-    if (version && name === undefined) {
+    if (version) {
       out(json ? `${JSON.stringify({ version: packageVersion() })}\n` : `devmapper ${packageVersion()}\n`);
       return EXIT.ok;
     }

@@ -238,6 +238,28 @@ test('colour: only where asked for; NO_COLOR and --no-color turn it off, FORCE_C
   t.is(log.stdout.trim(), 'false');
 });
 
+test('progress of a long step: a spinner with the seconds on a terminal, one plain line otherwise', (t) => {
+  const snippet = `const { Progress } = await import(${JSON.stringify(join(ROOT, 'dist/src/cli/output.js'))});
+await Progress.run('formatting the base device', () => new Promise((r) => setTimeout(r, 700)));
+await Progress.run('a quick step', () => new Promise((r) => setTimeout(r, 10)), { delayMs: 1000 });`;
+  const plain = spawnSync(process.execPath, ['--input-type=module', '-e', snippet], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' } });
+  t.is(plain.status, 0, plain.stderr);
+  t.is(plain.stderr, 'formatting the base device\n', 'no terminal: one line, no control characters; a quick step shows nothing');
+  // script(1) gives the child a pseudo-terminal.
+  const file = join(home, '..', `devmapper-progress-${process.pid}.mjs`);
+  writeFileSync(file, snippet);
+  try {
+    const tty = spawnSync('script', ['-qec', `${process.execPath} ${file}`, '/dev/null'], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', TERM: 'xterm', NO_COLOR: '1' } });
+    t.is(tty.status, 0, tty.stderr);
+    t.regex(tty.stdout, /\r\u001b\[K[|/\\-] formatting the base device \(0 s\)/, 'a spinner frame with the seconds');
+    t.regex(tty.stdout, /\r\u001b\[Kformatting the base device: done in 0\.\d s\r?\n/, 'ends as one line with the time taken');
+    t.notRegex(tty.stdout, /a quick step/);
+    t.notRegex(tty.stdout, /\u001b\[3\dm/, 'NO_COLOR: the spinner is not coloured');
+  } finally {
+    rmSync(file, { force: true });
+  }
+});
+
 test('a regular file as --home: an error naming it (no advice to init, no raw EEXIST), exit 1, for every command', async (t) => {
   const file = join(home, '..', `devmapper-home-file-${process.pid}`);
   writeFileSync(file, 'not a home\n');
