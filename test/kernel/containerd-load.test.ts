@@ -19,6 +19,7 @@ import { SnapshotsClient } from '../snapshots-client.js';
 import { initHome, killAllServers, startServer, stopServer } from './containerd-helpers.js';
 import { SMALL, assertNothingLeaked, newHome, removeHomes } from './driver-helpers.js';
 import { assertKernelTestBed } from './reference-tools.js';
+import { prng } from '../prng.js';
 
 assertKernelTestBed();
 
@@ -31,18 +32,6 @@ const WATCHDOG_MS = 120_000;
 const MAX_LIVE = 8;
 /** The server's RSS may grow this much after warm-up (V8 heap and gRPC buffers settle; a leak of 1 KiB per call over 10,000 calls would show). */
 const RSS_SLACK_KIB = 48 * 1024;
-
-/** mulberry32: a small, seedable PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function pick<T>(rand: () => number, items: readonly T[]): T {
   return items[Math.floor(rand() * items.length)]!;

@@ -25,6 +25,7 @@ import { DeviceMapper } from '../../src/ioctl/device-mapper.js';
 import { DmSystemError } from '../../src/errors.js';
 import { findThinTool } from '../../src/driver/thin-check.js';
 import { assertKernelTestBed } from './reference-tools.js';
+import { prng } from '../prng.js';
 import {
   SMALL, allHomes, dmNames, driverDmNames, loopLines, mountsUnder, newHome, openTransactionExists, removeHomes, savedState, savedThinIds,
 } from './driver-helpers.js';
@@ -39,18 +40,6 @@ const CRASH_POINTS = {
   create: ['create:intent', 'create:suspended', 'create:snapshot', 'create:commit', 'create:done'],
   remove: ['remove:intent', 'remove:delete', 'remove:commit'],
 } as const;
-
-/** mulberry32: a small, seedable PRNG (the sequence of operations is a function of the seed). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const INDEX_URL = new URL('../../src/index.js', import.meta.url).href;
 let scriptDir = '';

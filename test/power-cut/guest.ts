@@ -20,6 +20,8 @@ import { join } from 'node:path';
 import { Driver } from '../../src/driver/driver.js';
 import type { DriverOptions } from '../../src/driver/options.js';
 import { thinCheckOffline } from '../../src/driver/thin-check.js';
+import { prng } from '../prng.js';
+export { prng };
 
 // 10 layers of at most 32 MiB each fit the data file even if none shares a block.
 export const POWER_CUT_OPTIONS = { baseSize: '32M', loopDataSize: '512M', loopMetadataSize: '8M', minFreeSpacePercent: 0 } as const;
@@ -63,18 +65,6 @@ export function replay(text: string): LogState {
     }
   }
   return { model, inFlight, acked };
-}
-
-/** mulberry32: a small seeded PRNG (the stream's choices replay from the seed; the cut's instant does not). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const sha = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
