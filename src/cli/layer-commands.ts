@@ -372,16 +372,21 @@ export async function checkCommand(argv: string[], io: Io): Promise<number> {
     io.out(toJson(report) + '\n');
   } else {
     const list = (items: unknown[]): string => (items.length === 0 ? 'none' : items.map((i) => (typeof i === 'object' ? JSON.stringify(i) : String(i))).join(', '));
+    // A layer that holds a containerd snapshot is named by it too: `ctrd-7 (active "default/3/x")`.
+    const named = (layer: string): string => {
+      const label = report.layerMeta[layer] ? snapshotLabel({ id: layer, meta: report.layerMeta[layer] } as LayerMetadata) : null;
+      return label === null ? layer : `${layer} (${label})`;
+    };
     io.out(keyValues([
       ['Pool mode', `${report.poolMode}${report.needsCheck ? ', needs_check' : ''}`],
       ['Leaked thin ids', list(report.leakedThinIds)],
-      ['Layers with missing thin ids', list(report.missingThinIds)],
+      ['Layers with missing thin ids', list(report.missingThinIds.map((m) => `${named(m.layer)} thin id ${m.deviceId}`))],
       ['Damaged records', list(report.damagedRecords.map((d) => d.reason))],
-      ['Thin ids claimed twice', list(report.thinIdConflicts.map((c) => `${c.deviceId} (${c.layers.join(', ')})`))],
+      ['Thin ids claimed twice', list(report.thinIdConflicts.map((c) => `${c.deviceId} (${c.layers.map(named).join(', ')})`))],
       ['Quarantined files', list(report.quarantined)],
       ['Stray dm devices', list(report.strayDevices)],
       ['Unheld mounts', list(report.unheldMounts)],
-      ['Pending deferred deletions', list(report.pendingDeferredDeletions)],
+      ['Pending deferred deletions', list(report.pendingDeferredDeletions.map(named))],
       ['Transaction id (pool / metadata)', `${report.transactionId.pool} / ${report.transactionId.metadata}${report.transactionId.consistent ? '' : '  MISMATCH'}`],
       ...(report.thinCheck ? [['thin_check', report.thinCheck.summary] as const] : []),
     ]));

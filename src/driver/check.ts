@@ -30,6 +30,11 @@ export interface CheckReport {
   unheldMounts: string[];
   /** Layers whose deletion is deferred (busy when removed). */
   pendingDeferredDeletions: string[];
+  /**
+   * The `meta` of each layer named above that has one, by layer id: what an adapter keeps
+   * there (the containerd snapshotter's snapshot Info) names the layer for its users.
+   */
+  layerMeta: Record<string, Record<string, unknown>>;
   transactionId: { pool: bigint; metadata: bigint; consistent: boolean };
   /** The pool's mode ('rw', 'ro', 'out_of_data_space'); anything but 'rw' is a problem. */
   poolMode: string;
@@ -82,7 +87,7 @@ export async function runCheck(target: CheckTarget, repair: boolean): Promise<Ch
   const { dm, pool, layout } = target;
   const report: CheckReport = {
     clean: true, leakedThinIds: [], missingThinIds: [], damagedRecords: [], thinIdConflicts: target.conflicts, quarantined: [...target.quarantinedFiles],
-    strayDevices: [], unheldMounts: [], pendingDeferredDeletions: [],
+    strayDevices: [], unheldMounts: [], pendingDeferredDeletions: [], layerMeta: {},
     transactionId: { pool: 0n, metadata: target.metadataTransactionId, consistent: true }, poolMode: 'rw', needsCheck: false,
     repairs: [], skipped: [],
   };
@@ -207,6 +212,8 @@ export async function runCheck(target: CheckTarget, repair: boolean): Promise<Ch
       report.skipped.push(`thin_check found the pool's metadata damaged: ${report.thinCheck.summary}; see the README's failure modes (thin_repair)`);
     }
   }
+  const named = new Set([...report.missingThinIds.map((m) => m.layer), ...report.thinIdConflicts.flatMap((c) => c.layers), ...report.pendingDeferredDeletions]);
+  for (const record of target.records) if (named.has(record.id) && record.meta) report.layerMeta[record.id] = record.meta;
   const problems = report.leakedThinIds.length + report.missingThinIds.length + report.damagedRecords.length + report.thinIdConflicts.length
     + report.strayDevices.length + report.unheldMounts.length + report.pendingDeferredDeletions.length + (report.transactionId.consistent ? 0 : 1)
     + (report.needsCheck ? 1 : 0) + (report.poolMode === 'rw' ? 0 : 1) + (report.thinCheck?.ran && !report.thinCheck.ok ? 1 : 0);

@@ -10,7 +10,7 @@ import * as grpc from '@grpc/grpc-js';
 import { Driver } from '../../src/driver/driver.js';
 import { serveContainerd, type ContainerdServer } from '../../src/containerd/service.js';
 import { SnapshotsClient, type WireMount } from '../snapshots-client.js';
-import { assertKernelTestBed } from './reference-tools.js';
+import { assertKernelTestBed, dmsetup } from './reference-tools.js';
 import { SMALL, assertNothingLeaked, driverDmNames, metadataSnapshot, mountsUnder, newHome, removeHomes } from './driver-helpers.js';
 
 assertKernelTestBed();
@@ -280,6 +280,29 @@ test.serial('stopping the server leaves containerd\'s mounts in place; a new ser
   execFileSync('umount', [v]);
   for (const key of ['top-view', 'top', 'base']) await s.client.remove(key);
   await teardown(s);
+});
+
+test.serial('check names the containerd snapshot of a layer whose thin id went missing', async (t) => {
+  const s = await serve();
+  const home = s.home;
+  await s.client.prepare('work', '');
+  await s.client.commit('default/7/sha256:gone', 'work');
+  await stop(s);
+  // Delete the committed snapshot's thin id behind the driver's back (it holds no dm device).
+  let driver = await Driver.init({ home, ...SMALL });
+  const layer = (await driver.list()).find((l) => (l.meta?.containerd as { name?: string } | undefined)?.name === 'default/7/sha256:gone');
+  await driver.close();
+  t.truthy(layer, 'the snapshot has a layer');
+  const pool = driverDmNames().find((name) => name.endsWith(`-${statSync(home).ino}-pool`));
+  t.truthy(pool, 'the home\'s pool is active');
+  dmsetup('message', pool!, '0', `delete ${layer!.deviceId}`);
+  const report = await Driver.check({ home, ...SMALL });
+  t.deepEqual(report.missingThinIds, [{ layer: layer!.id, deviceId: layer!.deviceId }]);
+  t.like(report.layerMeta[layer!.id], { containerd: { name: 'default/7/sha256:gone', kind: 'committed' } }, 'the report carries the snapshot it was');
+  t.false(report.clean);
+  await Driver.check({ home, ...SMALL }, { repair: true }); // sets the record aside (quarantine)
+  driver = await Driver.init({ home, ...SMALL });
+  await driver.cleanup();
 });
 
 test.serial('nothing leaked', (t) => {
