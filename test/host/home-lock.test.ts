@@ -107,7 +107,8 @@ for (const stale of ['a live unrelated pid', 'a dead pid'] as const) {
       const stalePid = unrelated?.pid ?? deadPid();
       writeFileSync(join(home, 'lock'), `${stalePid}\n`, { mode: 0o600 });
       const ffi = trial % 2 === 0 ? 'ffi-rs' : 'koffi';
-      const all = Array.from({ length: CONTENDERS }, () => contender(home, { holdMs: 300, timeoutMs: 0, ffi }));
+      // The winner holds long enough that a loser, however late the loaded machine runs it, still finds it in /proc/locks.
+      const all = Array.from({ length: CONTENDERS }, () => contender(home, { holdMs: 1500, timeoutMs: 0, ffi }));
       await Promise.all(all.map((c) => c.ready));
       for (const c of all) c.child.stdin!.write('go\n');
       const exits = await Promise.all(all.map((c) => c.done));
