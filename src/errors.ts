@@ -18,6 +18,7 @@ export type LibraryErrorCode =
   | 'ERR_DM_LAYER_TAR_INVALID'
   | 'ERR_DM_LAYER_TAR_UNSAFE'
   | 'ERR_DM_METADATA'
+  | 'ERR_DM_METADATA_FULL'
   | 'ERR_DM_NOT_A_POOL'
   | 'ERR_DM_NOT_A_THIN_DEVICE'
   | 'ERR_DM_NOT_INITIALISED'
@@ -123,6 +124,23 @@ export class PoolModeError extends DevmapperError {
     this.pool = args.pool;
     this.mode = args.mode;
     this.needsCheck = args.needsCheck;
+  }
+}
+
+/**
+ * The pool's metadata device is full: the kernel switched the pool to read-only (its status
+ * says `ro`, every metadata block used, no `needs_check`). `code` is 'ERR_DM_METADATA_FULL';
+ * `metadataDevice` names the device (the loop metadata file and its loop device, or
+ * `metadataDevice`). Way out: `growPool({ metadataSize })` (loop files), or grow the metadata
+ * device and call `growPool()`; the pool then goes back to rw by itself.
+ */
+export class MetadataSpaceError extends PoolModeError {
+  readonly metadataDevice: string;
+  constructor(args: { pool: string; metadataDevice: string; operation: string; remedy: string; cause?: unknown }) {
+    super({ pool: args.pool, mode: 'ro', needsCheck: false, operation: args.operation, cause: args.cause });
+    (this as { code: string }).code = 'ERR_DM_METADATA_FULL';
+    this.metadataDevice = args.metadataDevice;
+    this.message = `${args.operation}: pool ${args.pool} is read-only because its metadata device ${args.metadataDevice} is full: ${args.remedy}`;
   }
 }
 

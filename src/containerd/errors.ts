@@ -37,6 +37,7 @@ export function toSnapshotError(error: unknown, what: string): SnapshotError {
 
 function kindOf(error: unknown): SnapshotErrorKind {
   if (error instanceof InvalidArgumentError) return 'INVALID_ARGUMENT';
+  if (error instanceof DevmapperError && error.code === 'ERR_DM_METADATA_FULL') return 'RESOURCE_EXHAUSTED';
   if (error instanceof PoolModeError) return 'FAILED_PRECONDITION';
   if (error instanceof DmSystemError) return error.code === 'EBUSY' ? 'FAILED_PRECONDITION' : error.code === 'ENOSPC' ? 'RESOURCE_EXHAUSTED' : 'INTERNAL';
   if (error instanceof DevmapperError) {

@@ -28,7 +28,9 @@ import {
   adoptOrRemoveLeftovers, checkTransactionId, openPool, recoverTransaction, releaseQuietly, resumeSuspended, type RecoveryContext,
 } from './recovery.js';
 import { PoolTransactions } from './transaction.js';
-import { assertFreeSpace, assertWritable, explainFailure, readPoolStatus, takesMessages } from './pool-guard.js';
+import {
+  assertFreeSpace, assertWritable, explainFailure, isOutOfMetadataSpace, metadataFullError, readPoolStatus, takesMessages, type MetadataDeviceInfo,
+} from './pool-guard.js';
 import { thinCheckLive, thinLsLive } from './thin-check.js';
 
 export type { LayerMetadata } from './layer-records.js';
@@ -196,11 +198,17 @@ export class DeviceSet {
       if (size !== undefined && size < originSize) {
         throw new DevmapperError('ERR_DM_INVALID_ARGUMENT', `size: ${size} bytes is smaller than the parent's ${originSize}`);
       }
+      const full = metadataFullError(this.pool, 'create', this.#metadataDeviceInfo());
+      if (full) throw full;
       assertFreeSpace(this.pool, this.options.minFreeSpacePercent);
       const record = await this.#locks.run(POOL_LOCK, () => this.#tx.createLayer({
         id, parent, size: originSize, meta, origin: { deviceId: origin.deviceId, activeDevice: this.#devices.activeName(origin.id) },
         ownsThinId: (thinId) => this.#layers.ownsThinId(thinId),
-      }));
+      })).catch((error: unknown) => {
+        // The create itself used the last metadata blocks: the kernel turned the pool read-only
+        // (its intent stays open: the next growPool, or an init on a writable pool, rolls it back).
+        throw metadataFullError(this.pool, 'create', this.#metadataDeviceInfo(), error) ?? error;
+      });
       this.#layers.set(id, record);
       if (size !== undefined && size > originSize) {
         const grown: LayerRecord = { ...record, size: String(size) };
@@ -398,24 +406,66 @@ export class DeviceSet {
   /**
    * Grows the pool's data device: the loop data file to `size` (only when the driver made its
    * own loop files), then the pool's table to the device's new size. Without `size`, picks up a
-   * data device the caller grew. A pool out of data space goes back to rw. Returns the new
-   * data size in bytes.
+   * data device the caller grew. A pool out of data space goes back to rw. `metadataSize` grows
+   * the loop metadata file the same way; a pool that is read-only because its metadata device
+   * is full is let in here (it is the way out), and when no `metadataSize` is given its loop
+   * metadata file is doubled. The metadata grows first, in a resume of its own: the kernel
+   * resizes data, then metadata, at resume, and a data resize on a pool that is still out of
+   * metadata space would fail and abort its transaction. Returns the new data size in bytes.
    */
-  growPool(size: Bytes | undefined): Promise<bigint> {
+  growPool(size: Bytes | undefined, metadataSize?: Bytes): Promise<bigint> {
     return this.#locks.run(POOL_LOCK, () => {
       this.#assertOpen();
       if (!this.#ownsPool) throw new InvalidArgumentError('thinPoolDevice', 'an adopted pool is grown by whoever manages it');
-      // The kernel refuses to resize a read-only or failed pool (at resume, after the suspend).
-      assertWritable(this.pool, 'growPool', { outOfDataSpaceOk: true });
-      if (size !== undefined) {
-        if (!this.storage) {
-          throw new InvalidArgumentError('dataSize',
-            'only the driver\'s own loop data file can be grown by size: grow dataDevice yourself, then call growPool() without a size');
-        }
-        this.storage.growData(size);
+      const metadataFull = isOutOfMetadataSpace(this.pool);
+      // The kernel refuses to resize a read-only or failed pool (at resume, after the suspend),
+      // except one out of metadata space, which a bigger metadata device puts back to rw.
+      if (!metadataFull) assertWritable(this.pool, 'growPool', { outOfDataSpaceOk: true });
+      if ((size !== undefined || metadataSize !== undefined) && !this.storage) {
+        throw new InvalidArgumentError(size !== undefined ? 'dataSize' : 'metadataSize',
+          'only the driver\'s own loop files can be grown by size: grow dataDevice or metadataDevice yourself, then call growPool() without a size');
       }
-      return sectorsToBytes(this.pool.grow());
+      const metadataTarget = metadataSize ?? (metadataFull && this.storage ? this.storage.metadataSize() * 2n : undefined);
+      if (this.storage && metadataTarget !== undefined) {
+        this.storage.growMetadata(metadataTarget);
+        this.pool.grow(); // same table, same data length: preresume picks up the metadata device
+        if (isOutOfMetadataSpace(this.pool)) {
+          throw metadataFullError(this.pool, 'growPool', this.#metadataDeviceInfo())!;
+        }
+      }
+      if (size !== undefined) this.storage!.growData(size);
+      const grown = sectorsToBytes(this.pool.grow());
+      this.#rollBackFailedCreate();
+      return grown;
     });
+  }
+
+  /**
+   * A create whose thin id was made but whose set_transaction_id the pool refused (the create
+   * used the last metadata blocks, so the kernel turned the pool read-only between the two
+   * messages) leaves its intent open with the thin id in the pool. Once the pool takes messages
+   * again, it is rolled back here as init would roll it back, so the id does not leak. Run
+   * under POOL_LOCK: no other transaction is in flight then.
+   */
+  #rollBackFailedCreate(): void {
+    const open = this.store.readTransaction();
+    if (!open || open.op !== 'create' || !takesMessages(this.pool)) return;
+    if (readPoolStatus(this.pool).transactionId !== BigInt(open.transactionId) - 1n) return; // committed: left to init
+    recoverTransaction(this.#recoveryContext(), false);
+  }
+
+  /** The metadata device as an error names it, and how to grow it. */
+  #metadataDeviceInfo(): MetadataDeviceInfo {
+    if (this.storage) {
+      return {
+        device: `${this.storage.metadata.file} (${this.storage.metadata.loop.path})`,
+        remedy: 'growPool(undefined, { metadataSize }) grows the metadata file (without a size it is doubled) and the pool goes back to rw; removing layers cannot help, the pool refuses deletes until then',
+      };
+    }
+    if (this.options.metadataDevice) {
+      return { device: this.options.metadataDevice, remedy: 'grow the metadata device, then call growPool()' };
+    }
+    return { device: `of pool ${this.pool.name}`, remedy: 'the pool is adopted: whoever manages it must grow its metadata device' };
   }
 
   /** Free bytes of the filesystem holding the loop files (caps what the pool can really use). */

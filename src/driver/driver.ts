@@ -220,11 +220,16 @@ export class Driver {
   /**
    * Grows the pool: the loop data file to `dataSize` and the pool with it; with dataDevice,
    * grow the device yourself and call this without a size. A pool out of data space goes back
-   * to rw. Returns the pool's new data size in bytes.
+   * to rw. `metadataSize` grows the loop metadata file too; a pool that is read-only because
+   * its metadata device is full (MetadataSpaceError, ERR_DM_METADATA_FULL) goes back to rw,
+   * and for it the loop metadata file is doubled when no `metadataSize` is given (with
+   * metadataDevice, grow that device yourself and call this without sizes). Returns the pool's
+   * new data size in bytes.
    */
-  async growPool(dataSize?: string | number | bigint): Promise<bigint> {
+  async growPool(dataSize?: string | number | bigint, options: { metadataSize?: string | number | bigint } = {}): Promise<bigint> {
     const size = dataSize === undefined ? undefined : parseSize(dataSize, 'dataSize');
-    return this.#set.growPool(size);
+    const metadataSize = options.metadataSize === undefined ? undefined : parseSize(options.metadataSize, 'metadataSize');
+    return this.#set.growPool(size, metadataSize);
   }
 
   /** Watches the pool's dm events (low water, out of space, read-only, fail); stop() it when done. */

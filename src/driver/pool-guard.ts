@@ -1,9 +1,10 @@
 // The DeviceSet's questions to the pool before and after it acts: is the pool in a mode that
 // takes this operation, is there room for a create, and (after a failure) was the pool's mode
 // the real reason. Every answer is one status read with DM_NOFLUSH_FLAG (~10 µs).
-import { DevmapperError, PoolModeError } from '../errors.js';
+import { DevmapperError, MetadataSpaceError, PoolModeError } from '../errors.js';
 import type { ThinPool } from '../thin/pool.js';
 import { poolModeOf, poolTakesMessages, type PoolStatusOk } from '../thin/status.js';
+import { parsePoolTable } from '../thin/tables.js';
 
 /** The pool's status; Fail or Error is a PoolModeError naming the mode. */
 export function readPoolStatus(pool: ThinPool, operation = 'reading the pool status'): PoolStatusOk {
@@ -57,4 +58,39 @@ export function explainFailure(pool: ThinPool, operation: string, error: unknown
   }
   if (state.mode === 'rw' && !state.needsCheck) return error;
   return new PoolModeError({ pool: pool.name, ...state, operation, cause: error });
+}
+
+/** Names the pool's metadata device and says how to grow it (the error's text). */
+export interface MetadataDeviceInfo {
+  device: string;
+  remedy: string;
+}
+
+/**
+ * Whether the pool is read-only because its metadata device is full (the kernel's
+ * out-of-metadata-space mode, which its status prints as `ro`): every metadata block used, no
+ * needs_check, and no `read_only` feature in the live table. Such a pool goes back to rw when
+ * its metadata device grows (pool_preresume, maybe_resize_metadata_dev).
+ */
+export function isOutOfMetadataSpace(pool: ThinPool): boolean {
+  let status;
+  try {
+    status = pool.status();
+  } catch {
+    return false;
+  }
+  if (status.kind !== 'ok' || status.mode !== 'ro' || status.needsCheck === true) return false;
+  if (status.metadata.totalBlocks === 0n || status.metadata.freeBlocks !== 0n) return false;
+  try {
+    const [target] = pool.dm.table(pool.name);
+    return target !== undefined && !parsePoolTable(target.params).features.readOnly;
+  } catch {
+    return false;
+  }
+}
+
+/** A MetadataSpaceError when the pool is out of metadata space; otherwise undefined. */
+export function metadataFullError(pool: ThinPool, operation: string, metadata: MetadataDeviceInfo, cause?: unknown): MetadataSpaceError | undefined {
+  if (!isOutOfMetadataSpace(pool)) return undefined;
+  return new MetadataSpaceError({ pool: pool.name, metadataDevice: metadata.device, operation, remedy: metadata.remedy, cause });
 }

@@ -13,7 +13,7 @@ import type { HomeLayout } from './home-layout.js';
 import type { MetadataStore } from './metadata-store.js';
 import type { Mounts } from './mounts.js';
 import type { ResolvedOptions } from './options.js';
-import { readPoolStatus } from './pool-guard.js';
+import { isOutOfMetadataSpace, readPoolStatus } from './pool-guard.js';
 import type { PoolTransactions } from './transaction.js';
 
 /** What recovery needs from the DeviceSet being opened. */
@@ -103,7 +103,13 @@ export function recoverTransaction(ctx: RecoveryContext, inspect: boolean): void
   if (!open) return;
   const state = poolModeOf(pool.status());
   if (!poolTakesMessages(state)) {
-    if (inspect) {
+    // A create that used the last metadata blocks (its thin id made, its set_transaction_id
+    // refused): nothing of it is visible (no record), and the pool cannot take the delete
+    // until its metadata device grows, so init lets the home open for growPool(), which rolls
+    // the create back once the pool is rw again.
+    const uncommittedCreate = open.op === 'create' && isOutOfMetadataSpace(pool)
+      && readPoolStatus(pool).transactionId === BigInt(open.transactionId) - 1n;
+    if (inspect || uncommittedCreate) {
       logger.warn(`open transaction ${open.transactionId} (${open.op} ${open.layerId}) left open: pool is ${state.mode}`);
       return;
     }

@@ -88,7 +88,25 @@ export class LoopbackStorage {
     truncateSync(this.data.file, Number(target));
     this.#loops.refreshCapacity(this.data.loop.path);
   }
+
+  /** Grows the metadata file to `size` and makes its loop device see it. Then call pool.grow(). */
+  growMetadata(size: Bytes | number | bigint): void {
+    const target = positiveSize(size, 'metadataSize');
+    const current = BigInt(statSync(this.metadata.file).size);
+    if (target < current) throw new InvalidArgumentError('metadataSize', `shrinking the metadata file is not supported (${target} < ${current} bytes)`);
+    if (target > MAX_METADATA_BYTES) throw new InvalidArgumentError('metadataSize', `the kernel uses at most ${MAX_METADATA_BYTES} bytes of a metadata device`);
+    truncateSync(this.metadata.file, Number(target));
+    this.#loops.refreshCapacity(this.metadata.loop.path);
+  }
+
+  /** The metadata file's size in bytes. */
+  metadataSize(): bigint {
+    return BigInt(statSync(this.metadata.file).size);
+  }
 }
+
+/** dm-thin's limit: 255 index entries of 16384 metadata blocks of 4 KiB (THIN_METADATA_MAX_SECTORS). */
+export const MAX_METADATA_BYTES = 255n * 16384n * 4096n;
 
 function positiveSize(value: Bytes | number | bigint, argument: string): Bytes {
   const size = bytes(value, argument);
