@@ -29,7 +29,7 @@ import {
 } from './recovery.js';
 import { PoolTransactions } from './transaction.js';
 import {
-  assertFreeSpace, assertWritable, explainFailure, isOutOfMetadataSpace, metadataFullError, readPoolStatus, takesMessages, type MetadataDeviceInfo,
+  assertFreeSpace, assertNotQueueing, assertWritable, explainFailure, isOutOfMetadataSpace, metadataFullError, readPoolStatus, takesMessages, type MetadataDeviceInfo,
 } from './pool-guard.js';
 import { thinCheckLive, thinLsLive } from './thin-check.js';
 
@@ -389,7 +389,14 @@ export class DeviceSet {
   }
   /** put: the last user unmounts and deactivates. Not mounted: a warning, as in Docker. */
   unmountDevice(id: string): Promise<void> {
-    return this.#locks.run(id, async () => this.#mounts.release(id));
+    return this.#locks.run(id, async () => {
+      // The last put unmounts, and umount2 writes back the layer's dirty pages and journal. On
+      // a pool out of data space that queues I/O (errorIfNoSpace: false) those writes wait for
+      // the kernel's no_space_timeout (60 s), with the calling thread blocked in umount2 and
+      // then the data lost: refuse at once instead; the layer stays mounted.
+      if (this.#mounts.count(id) === 1) assertNotQueueing(this.pool, `put ${id}`);
+      this.#mounts.release(id);
+    });
   }
 
   // ------------------------------------------------------------------------------------------

@@ -94,3 +94,21 @@ export function metadataFullError(pool: ThinPool, operation: string, metadata: M
   if (!isOutOfMetadataSpace(pool)) return undefined;
   return new MetadataSpaceError({ pool: pool.name, metadataDevice: metadata.device, operation, remedy: metadata.remedy, cause });
 }
+
+/**
+ * ERR_DM_NO_SPACE when the pool is out of data space and queues I/O (queue_if_no_space): a
+ * call that writes through it (an unmount's write-back) would block until the kernel's
+ * no_space_timeout instead of failing.
+ */
+export function assertNotQueueing(pool: ThinPool, operation: string): void {
+  let status;
+  try {
+    status = pool.status();
+  } catch {
+    return;
+  }
+  if (status.kind === 'ok' && status.mode === 'out_of_data_space' && status.noSpace === 'queue') {
+    throw new DevmapperError('ERR_DM_NO_SPACE',
+      `${operation}: pool ${pool.name} is out_of_data_space and queues I/O (errorIfNoSpace: false): the unmount would block until the kernel's no_space_timeout and lose the layer's unwritten data; growPool() first (the layer stays mounted)`);
+  }
+}
