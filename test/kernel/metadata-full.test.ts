@@ -10,50 +10,23 @@
 // by itself; no thin_repair is needed. The Driver: create fails with MetadataSpaceError
 // (ERR_DM_METADATA_FULL) naming the metadata file and loop device, nothing half-made;
 // growPool() doubles the metadata file (or grows it to metadataSize) and creates work again.
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Driver } from '../../src/driver/driver.js';
-import type { DriverOptions } from '../../src/driver/options.js';
 import { DevmapperError, MetadataSpaceError, PoolModeError } from '../../src/errors.js';
-import type { PoolEvent, PoolEventKind, PoolWatcher } from '../../src/thin/events.js';
+import type { PoolEvent, PoolEventKind } from '../../src/thin/events.js';
+import { bounded, collect, open, writeDurably } from './fault-helpers.js';
 import { assertKernelTestBed } from './reference-tools.js';
-import { withTimeout } from './helpers.js';
 import { assertNothingLeaked, eventually, newHome, removeHomes } from './driver-helpers.js';
 
 test.before(() => assertKernelTestBed());
 test.after.always(() => removeHomes());
 
-const CALL_MS = 20_000;
 const MiB = 1n << 20n;
-const bounded = <T>(promise: Promise<T>, what: string, ms = CALL_MS): Promise<T> => withTimeout(promise, ms, what);
 const sha = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 const json = (value: unknown): string => JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v));
-
-function writeDurably(path: string, data: Buffer): void {
-  const fd = openSync(path, 'w');
-  try {
-    writeSync(fd, data);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-async function open(t: ExecutionContext, options: DriverOptions): Promise<Driver> {
-  const driver = await bounded(Driver.init(options), 'init');
-  t.teardown(() => bounded(driver.cleanup(), 'cleanup at teardown'));
-  return driver;
-}
-
-function collect(t: ExecutionContext, watcher: PoolWatcher): PoolEvent[] {
-  const events: PoolEvent[] = [];
-  watcher.on('event', (event: PoolEvent) => events.push(event));
-  watcher.on('error', (error) => t.fail(`watcher: ${String(error)}`));
-  t.teardown(() => watcher.stop());
-  return events;
-}
 
 const sawEvent = (events: PoolEvent[], kind: PoolEventKind): Promise<boolean> =>
   eventually(() => events.some((e) => e.kinds.includes(kind)), 5000);

@@ -10,32 +10,21 @@
 import test, { type ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Driver } from '../../src/driver/driver.js';
 import { PoolModeError } from '../../src/errors.js';
 import type { PoolEvent } from '../../src/thin/events.js';
+import { bounded, writeDurably } from './fault-helpers.js';
 import { assertKernelTestBed } from './reference-tools.js';
-import { withTimeout } from './helpers.js';
 import { assertNothingLeaked, eventually, newHome, removeHomes } from './driver-helpers.js';
 
 test.before(() => assertKernelTestBed());
 test.after.always(() => removeHomes());
 
-const bounded = <T>(promise: Promise<T>, what: string, ms = 20_000): Promise<T> => withTimeout(promise, ms, what);
 const sha = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 const codeOf = (error: unknown): string | undefined => (error as { code?: string } | undefined)?.code;
 const json = (value: unknown): string => JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v));
-
-function writeDurably(path: string, data: Buffer): void {
-  const fd = openSync(path, 'w');
-  try {
-    writeSync(fd, data);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 /** The call fails within `ms` (it must not wait for the kernel's no_space_timeout). */
 async function failsFast(t: ExecutionContext, call: Promise<unknown>, what: string, ms = 2000): Promise<unknown> {

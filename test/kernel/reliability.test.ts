@@ -11,27 +11,26 @@
 import test, { type ExecutionContext } from 'ava';
 import { execFile, execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Driver } from '../../src/driver/driver.js';
 import type { DriverOptions } from '../../src/driver/options.js';
 import { DevmapperError, PoolModeError } from '../../src/errors.js';
-import type { PoolEvent, PoolEventKind, PoolWatcher } from '../../src/thin/events.js';
+import type { PoolEvent, PoolEventKind } from '../../src/thin/events.js';
+import { CALL_MS, bounded, collect, open, writeDurably } from './fault-helpers.js';
 import { assertKernelTestBed, dmsetup, run } from './reference-tools.js';
-import { Cleanup, PREFIX, sparseFile, withTimeout } from './helpers.js';
+import { Cleanup, PREFIX, sparseFile } from './helpers.js';
 import { SMALL, assertNothingLeaked, dmNames, eventually, newHome, removeHomes } from './driver-helpers.js';
 
 test.before(() => assertKernelTestBed());
 test.after.always(() => removeHomes());
 
 /** No single driver call may take longer than this, fault or not. */
-const CALL_MS = 20_000;
 
 const codeOf = (error: unknown): string | undefined => (error as { code?: string } | undefined)?.code;
 const sha = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
 /** Runs `promise` with the CALL_MS bound; `what` names it in the timeout error. */
-const bounded = <T>(promise: Promise<T>, what: string, ms = CALL_MS): Promise<T> => withTimeout(promise, ms, what);
 
 /**
  * A driver call made while a fault holds: it must end within the bound, and if it fails, with a
@@ -67,33 +66,6 @@ function runBounded(program: string, args: string[], ms: number): Promise<{ code
       resolve({ code: e ? (typeof e.code === 'number' ? e.code : -1) : 0, stderr, killed: e?.killed === true });
     });
   });
-}
-
-/** Writes `data` to `path` and fsyncs it (so it is on the pool before a fault). */
-function writeDurably(path: string, data: Buffer): void {
-  const fd = openSync(path, 'w');
-  try {
-    writeSync(fd, data);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** Opens a driver whose cleanup() also runs at teardown (cleanup is idempotent). */
-async function open(t: ExecutionContext, options: DriverOptions): Promise<Driver> {
-  const driver = await bounded(Driver.init(options), 'init');
-  t.teardown(() => bounded(driver.cleanup(), 'cleanup at teardown'));
-  return driver;
-}
-
-/** Collects a watcher's events; stopped at teardown. */
-function collect(t: ExecutionContext, watcher: PoolWatcher): PoolEvent[] {
-  const events: PoolEvent[] = [];
-  watcher.on('event', (event: PoolEvent) => events.push(event));
-  watcher.on('error', (error) => t.fail(`watcher: ${String(error)}`));
-  t.teardown(() => bounded(watcher.stop(), 'watcher.stop'));
-  return events;
 }
 
 const sawEvent = (events: PoolEvent[], kind: PoolEventKind): Promise<boolean> => eventually(() => events.some((e) => e.kinds.includes(kind)), 10_000);
