@@ -35,14 +35,21 @@ export function buildCPrograms(which: ReadonlyArray<keyof CPrograms> = ['dmFloor
   for (const program of PROGRAMS) {
     if (!which.includes(program.key)) continue;
     const source = join(sourceDir, program.source);
-    const hash = createHash('sha256').update(header).update(readFileSync(source)).update(FLAGS.join(' ') + program.libs.join(' ')).digest('hex').slice(0, 12);
+    const hash = createHash('sha256')
+      .update(header)
+      .update(readFileSync(source))
+      .update(FLAGS.join(' ') + program.libs.join(' '))
+      .digest('hex')
+      .slice(0, 12);
     const binary = join(benchCacheDir, `${program.source.replace(/\.c$/, '')}-${hash}`);
     if (!existsSync(binary)) {
       if (program.key === 'dmLibdm' && !existsSync('/usr/include/libdevmapper.h')) {
         throw new Error('libdevmapper.h is missing: apt-get install -y --no-install-recommends libdevmapper-dev');
       }
       const partial = `${binary}.${process.pid}.tmp`;
-      execFileSync('gcc', [...FLAGS, '-o', partial, source, ...program.libs], { stdio: ['ignore', 'inherit', 'inherit'] });
+      execFileSync('gcc', [...FLAGS, '-o', partial, source, ...program.libs], {
+        stdio: ['ignore', 'inherit', 'inherit'],
+      });
       renameSync(partial, binary);
     }
     out[program.key] = binary;

@@ -139,13 +139,16 @@ export class Coprocess {
       this.#ended = true;
       for (const waiter of this.#waiting.splice(0)) waiter(undefined);
     });
-    this.#child.on('error', () => { this.#ended = true; });
+    this.#child.on('error', () => {
+      this.#ended = true;
+    });
   }
 
   async call(...fields: Array<string | number | bigint>): Promise<CoprocessReply> {
     if (this.#ended) throw new Error(`${this.name} has exited`);
-    this.#child.stdin.write(fields.join('\t') + '\n');
-    const line = this.#lines.shift() ?? (await new Promise<string | undefined>((resolve) => this.#waiting.push(resolve)));
+    this.#child.stdin.write(`${fields.join('\t')}\n`);
+    const line =
+      this.#lines.shift() ?? (await new Promise<string | undefined>((resolve) => this.#waiting.push(resolve)));
     if (line === undefined) throw new Error(`${this.name} exited before answering ${fields[0]}`);
     const reply = JSON.parse(line) as CoprocessReply;
     if (!reply.ok) throw new Error(`${this.name} ${fields[0]}: ${reply.error}`);
@@ -178,7 +181,8 @@ export function zeroFile(path: string, bytes: number): void {
   const fd = openSync(path, 'w', 0o600);
   try {
     const chunk = Buffer.alloc(1 << 20);
-    for (let done = 0; done < bytes; done += chunk.length) writeSync(fd, chunk, 0, Math.min(chunk.length, bytes - done));
+    for (let done = 0; done < bytes; done += chunk.length)
+      writeSync(fd, chunk, 0, Math.min(chunk.length, bytes - done));
   } finally {
     closeSync(fd);
   }

@@ -25,7 +25,9 @@ export interface GuestOptions {
 
 function cpuModel(): string {
   try {
-    return /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? cpus()[0]?.model ?? 'unknown';
+    return (
+      /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? cpus()[0]?.model ?? 'unknown'
+    );
   } catch {
     return cpus()[0]?.model ?? 'unknown';
   }
@@ -40,15 +42,32 @@ export async function runGuest(options: GuestOptions): Promise<GuestResult> {
   const programs = await phase('building the C programs', () => buildCPrograms(['dmFloor', 'dmLibdm']));
   const tmp = mkdtempSync(join(tmpdir(), 'devmapper-bench-'));
   const prefix = `bench${process.pid}`;
-  progress(`guest: kernel ${release()} (dm ${kernelDm}), ${cpus().length} CPU(s), ${options.quick ? 'quick' : 'full'} run: ${parts.join(', ')}`);
+  progress(
+    `guest: kernel ${release()} (dm ${kernelDm}), ${cpus().length} CPU(s), ${options.quick ? 'quick' : 'full'} run: ${parts.join(', ')}`,
+  );
   const result: GuestResult = {
-    info: { kernel: release(), cpus: cpus().length, cpuModel: cpuModel(), node: process.version, timerOverheadNs: timerOverheadNs(), durationS: 0 },
+    info: {
+      kernel: release(),
+      cpus: cpus().length,
+      cpuModel: cpuModel(),
+      node: process.version,
+      timerOverheadNs: timerOverheadNs(),
+      durationS: 0,
+    },
   };
   try {
-    if (parts.includes('latency')) result.latency = await phase('latency', () => measureLatency({ quick: options.quick, tmp, programs, prefix }));
-    if (parts.includes('lifecycle')) result.lifecycle = await phase('lifecycle', () => measureLifecycle({ quick: options.quick, tmp, programs, prefix }));
-    if (parts.includes('snapshotter')) result.snapshotter = await phase('snapshotter', () => measureSnapshotter({ quick: options.quick, tmp, prefix }));
-    if (parts.includes('scale')) result.scale = await phase('scale', () => measureScale({ quick: options.quick, tmp, prefix, sizes: options.sizes }));
+    if (parts.includes('latency'))
+      result.latency = await phase('latency', () => measureLatency({ quick: options.quick, tmp, programs, prefix }));
+    if (parts.includes('lifecycle'))
+      result.lifecycle = await phase('lifecycle', () =>
+        measureLifecycle({ quick: options.quick, tmp, programs, prefix }),
+      );
+    if (parts.includes('snapshotter'))
+      result.snapshotter = await phase('snapshotter', () => measureSnapshotter({ quick: options.quick, tmp, prefix }));
+    if (parts.includes('scale'))
+      result.scale = await phase('scale', () =>
+        measureScale({ quick: options.quick, tmp, prefix, sizes: options.sizes }),
+      );
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
@@ -65,7 +84,9 @@ export function parseGuestArgs(argv: string[]): GuestOptions & { out?: string } 
     else if (arg === '--out') options.out = argv[++i];
     else if (arg === '--only') {
       const parts = (argv[++i] ?? '').split(',').filter(Boolean);
-      for (const p of parts) if (!(GUEST_PARTS as readonly string[]).includes(p)) throw new Error(`--only: unknown part ${p} (${GUEST_PARTS.join(', ')})`);
+      for (const p of parts)
+        if (!(GUEST_PARTS as readonly string[]).includes(p))
+          throw new Error(`--only: unknown part ${p} (${GUEST_PARTS.join(', ')})`);
       options.only = parts as GuestPart[];
     } else if (arg === '--sizes') options.sizes = (argv[++i] ?? '').split(',').map(Number);
     else throw new Error(`unknown argument ${arg}`);
@@ -77,7 +98,7 @@ const isMain = process.argv[1] !== undefined && import.meta.url === new URL(`fil
 if (isMain) {
   const options = parseGuestArgs(process.argv.slice(2));
   const result = await runGuest(options);
-  const text = JSON.stringify(result, null, 1) + '\n';
+  const text = `${JSON.stringify(result, null, 1)}\n`;
   if (options.out) writeFileSync(options.out, text);
   else process.stdout.write(text);
   process.exit(0); // koffi's idle worker threads and the like must not keep the guest waiting

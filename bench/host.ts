@@ -19,7 +19,14 @@ function cpuModel(): string {
 export async function runHost(options: { quick: boolean }): Promise<HostResult> {
   const started = Date.now();
   const result: HostResult = {
-    info: { kernel: release(), cpus: cpus().length, cpuModel: cpuModel(), node: process.version, timerOverheadNs: timerOverheadNs(), durationS: 0 },
+    info: {
+      kernel: release(),
+      cpus: cpus().length,
+      cpuModel: cpuModel(),
+      node: process.version,
+      timerOverheadNs: timerOverheadNs(),
+      durationS: 0,
+    },
   };
   const reason = canRunNative();
   if (reason) result.skipped = reason;
@@ -37,7 +44,7 @@ if (isMain) {
   const quick = args.includes('--quick');
   const outIndex = args.indexOf('--out');
   const result = await runHost({ quick });
-  const text = JSON.stringify(result, null, 1) + '\n';
+  const text = `${JSON.stringify(result, null, 1)}\n`;
   if (outIndex >= 0) writeFileSync(args[outIndex + 1]!, text);
   else process.stdout.write(text);
   process.exit(0);

@@ -20,7 +20,9 @@ import { createBarePool } from './pools.js';
 const LAYERS = 10;
 const LAYER_BYTES = 10 * MiB;
 const BASE = '512M';
-const log = (line: string): void => { process.stderr.write(`${line}\n`); };
+const log = (line: string): void => {
+  process.stderr.write(`${line}\n`);
+};
 const secondsSince = (t0: bigint): number => Math.round(Number(process.hrtime.bigint() - t0) / 1e6) / 1000;
 
 /** Data bytes a pool maps now. */
@@ -30,7 +32,11 @@ function poolUsedBytes(dm: DeviceMapper, pool: string): number {
   return Number(status.data.usedBlocks) * 128 * 512; // 64 KiB blocks on both pools
 }
 
-interface Row { tool: string; seconds: number; bytesWritten: number }
+interface Row {
+  tool: string;
+  seconds: number;
+  bytesWritten: number;
+}
 
 async function main(): Promise<void> {
   const tmp = mkdtempSync(join(tmpdir(), 'image-bench-'));
@@ -52,14 +58,34 @@ async function main(): Promise<void> {
 
     // 1. this project
     const home = join(root, 'devmapper-home');
-    const init = await runCli(['--home', home, 'init', '--base-size', BASE, '--block-size', '64K', '--loop-data-size', '4G', '--loop-metadata-size', '64M'], 600_000);
+    const init = await runCli(
+      [
+        '--home',
+        home,
+        'init',
+        '--base-size',
+        BASE,
+        '--block-size',
+        '64K',
+        '--loop-data-size',
+        '4G',
+        '--loop-metadata-size',
+        '64M',
+      ],
+      600_000,
+    );
     if (init.code !== 0) throw new Error(`devmapper init: ${init.stderr}`);
-    const ourPool = (JSON.parse((await runCli(['--home', home, '--json', 'status'])).stdout) as { poolName: string }).poolName;
+    const ourPool = (JSON.parse((await runCli(['--home', home, '--json', 'status'])).stdout) as { poolName: string })
+      .poolName;
     let used = poolUsedBytes(dm, ourPool);
     let t0 = process.hrtime.bigint();
     const ours = await runCli(['--home', home, 'image', 'import', tarball], 1_200_000);
     if (ours.code !== 0) throw new Error(`devmapper image import: ${ours.stderr}`);
-    rows.push({ tool: 'devmapper image import', seconds: secondsSince(t0), bytesWritten: poolUsedBytes(dm, ourPool) - used });
+    rows.push({
+      tool: 'devmapper image import',
+      seconds: secondsSince(t0),
+      bytesWritten: poolUsedBytes(dm, ourPool) - used,
+    });
     log(`devmapper: ${rows.at(-1)!.seconds} s`);
     await runCli(['--home', home, 'cleanup']);
 
@@ -67,7 +93,10 @@ async function main(): Promise<void> {
     const poolName = 'image-bench-ctrd-pool';
     const pool = createBarePool(dm, join(root, 'ctrd-pool'), poolName, { metadata: 64 * MiB, data: 4 * GiB });
     run('dmsetup', ['mknodes', poolName]); // containerd's devmapper opens /dev/mapper/<pool>; no udev makes it
-    const containerd = await startContainerd({ parentDir: root, devmapper: { poolName, rootPath: join(root, 'ctrd-devmapper'), baseImageSize: '512MB' } });
+    const containerd = await startContainerd({
+      parentDir: root,
+      devmapper: { poolName, rootPath: join(root, 'ctrd-devmapper'), baseImageSize: '512MB' },
+    });
     stop = async () => {
       await containerd.stop();
       for (const line of run('dmsetup', ['ls']).split('\n')) {
@@ -79,7 +108,11 @@ async function main(): Promise<void> {
     used = poolUsedBytes(dm, poolName);
     t0 = process.hrtime.bigint();
     await containerd.ctr(['images', 'import', '--snapshotter', 'devmapper', tarball], 1_200_000);
-    rows.push({ tool: 'ctr images import (devmapper)', seconds: secondsSince(t0), bytesWritten: poolUsedBytes(dm, poolName) - used });
+    rows.push({
+      tool: 'ctr images import (devmapper)',
+      seconds: secondsSince(t0),
+      bytesWritten: poolUsedBytes(dm, poolName) - used,
+    });
     log(`containerd devmapper: ${rows.at(-1)!.seconds} s`);
     await stop();
     stop = undefined;
@@ -92,13 +125,22 @@ async function main(): Promise<void> {
     execFileSync('umoci', ['unpack', '--image', `${layout}:1`, join(root, 'bundle')], { stdio: 'ignore' });
     execFileSync('sync');
     const seconds = secondsSince(t0);
-    const bytes = Number(execFileSync('du', ['-sb', join(root, 'bundle', 'rootfs')], { encoding: 'utf8' }).split('\t')[0]);
+    const bytes = Number(
+      execFileSync('du', ['-sb', join(root, 'bundle', 'rootfs')], { encoding: 'utf8' }).split('\t')[0],
+    );
     rows.push({ tool: 'umoci unpack (ext4 dir)', seconds, bytesWritten: bytes });
     log(`umoci: ${seconds} s`);
 
-    const result = { layers: image.layers.length, archiveBytes: image.tarball.length, rows, kernel: execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim() };
+    const result = {
+      layers: image.layers.length,
+      archiveBytes: image.tarball.length,
+      rows,
+      kernel: execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim(),
+    };
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-    process.stdout.write(`\n| tool | seconds | bytes written |\n|---|---|---|\n${rows.map((r) => `| ${r.tool} | ${r.seconds.toFixed(2)} | ${(r.bytesWritten / MiB).toFixed(1)} MiB |`).join('\n')}\n`);
+    process.stdout.write(
+      `\n| tool | seconds | bytes written |\n|---|---|---|\n${rows.map((r) => `| ${r.tool} | ${r.seconds.toFixed(2)} | ${(r.bytesWritten / MiB).toFixed(1)} MiB |`).join('\n')}\n`,
+    );
   } finally {
     await stop?.().catch((error: unknown) => log(`teardown: ${(error as Error).message}`));
     dm.close();

@@ -7,7 +7,19 @@ import { DeviceMapper } from '../src/ioctl/device-mapper.js';
 import type { FfiBackendName } from '../src/ioctl/ffi/binding.js';
 import { ThinDevice } from '../src/thin/thin-device.js';
 import type { CPrograms } from './c-build.js';
-import { Coprocess, GiB, MiB, phase, progress, rotate, summarize, timeAsync, timeSync, words, type Stats } from './common.js';
+import {
+  Coprocess,
+  GiB,
+  MiB,
+  phase,
+  progress,
+  rotate,
+  summarize,
+  timeAsync,
+  timeSync,
+  words,
+  type Stats,
+} from './common.js';
 import { createBarePool, warmPool } from './pools.js';
 
 export const LATENCY_IMPLS = ['c', 'libdm', 'ffi-rs', 'koffi', 'ffi-rs async', 'koffi async', 'dmsetup'] as const;
@@ -55,7 +67,13 @@ interface OpSpec {
 
 /** Each implementation messages its own thin id, so none ever sees another's. */
 const THIN_IDS: Record<LatencyImpl, number> = {
-  c: 0x100001, libdm: 0x100002, 'ffi-rs': 0x100003, koffi: 0x100004, 'ffi-rs async': 0x100005, 'koffi async': 0x100006, dmsetup: 0x100007,
+  c: 0x100001,
+  libdm: 0x100002,
+  'ffi-rs': 0x100003,
+  koffi: 0x100004,
+  'ffi-rs async': 0x100005,
+  'koffi async': 0x100006,
+  dmsetup: 0x100007,
 };
 
 export async function measureLatency(options: LatencyOptions): Promise<LatencyResult> {
@@ -63,7 +81,10 @@ export async function measureLatency(options: LatencyOptions): Promise<LatencyRe
   const rounds = quick ? 2 : 5;
   const scale = (n: number): number => (quick ? Math.max(3, Math.ceil(n / 10)) : n);
   const dmsetupSamples = quick ? 2 : 20;
-  const dms: Record<FfiBackendName, DeviceMapper> = { 'ffi-rs': DeviceMapper.open({ ffi: 'ffi-rs' }), koffi: DeviceMapper.open({ ffi: 'koffi' }) };
+  const dms: Record<FfiBackendName, DeviceMapper> = {
+    'ffi-rs': DeviceMapper.open({ ffi: 'ffi-rs' }),
+    koffi: DeviceMapper.open({ ffi: 'koffi' }),
+  };
   const dm = dms['ffi-rs'];
   const floor = new Coprocess(options.programs.dmFloor, 'dm-floor');
   const libdm = new Coprocess(options.programs.dmLibdm, 'dm-libdm');
@@ -79,17 +100,31 @@ export async function measureLatency(options: LatencyOptions): Promise<LatencyRe
 
   try {
     await run({
-      id: 'DM_VERSION', label: 'DM_VERSION', batch: scale(400), dmsetup: dmsetupSamples,
-      c: (n) => ['version', n], ts: (d) => () => d.version(), dmsetupArgv: () => [dmsetup('version')],
+      id: 'DM_VERSION',
+      label: 'DM_VERSION',
+      batch: scale(400),
+      dmsetup: dmsetupSamples,
+      c: (n) => ['version', n],
+      ts: (d) => () => d.version(),
+      dmsetupArgv: () => [dmsetup('version')],
     });
     const listOp = (count: number, batch: number): OpSpec => ({
-      id: `DM_LIST_DEVICES/${count}`, label: `DM_LIST_DEVICES (${count} devices)`, note: `${count} dm devices`, batch, dmsetup: dmsetupSamples,
-      c: (n) => ['list', n], ts: (d) => () => d.list(), dmsetupArgv: () => [dmsetup('ls')],
+      id: `DM_LIST_DEVICES/${count}`,
+      label: `DM_LIST_DEVICES (${count} devices)`,
+      note: `${count} dm devices`,
+      batch,
+      dmsetup: dmsetupSamples,
+      c: (n) => ['list', n],
+      ts: (d) => () => d.list(),
+      dmsetupArgv: () => [dmsetup('ls')],
     });
     await run(listOp(dm.list().length, scale(400)));
 
     pool = await phase('latency: pool set-up', () => {
-      const p = createBarePool(dm, join(options.tmp, 'latency-pool'), `${prefix}-lpool`, { metadata: (quick ? 16 : 64) * MiB, data: 4 * GiB });
+      const p = createBarePool(dm, join(options.tmp, 'latency-pool'), `${prefix}-lpool`, {
+        metadata: (quick ? 16 : 64) * MiB,
+        data: 4 * GiB,
+      });
       warmPool(dm, p.name, quick ? 50 : 1500);
       p.pool.createThin(1);
       thin = ThinDevice.activate(p.pool, { name: `${prefix}-lthin`, id: 1, size: 2n * 1024n * 1024n });
@@ -99,39 +134,76 @@ export async function measureLatency(options: LatencyOptions): Promise<LatencyRe
     const thinName = thin!.name;
 
     await run({
-      id: 'DM_DEV_STATUS', label: 'DM_DEV_STATUS', note: 'of the pool', batch: scale(400), dmsetup: dmsetupSamples,
-      c: (n) => ['info', poolName, n], ts: (d) => () => d.info(poolName), dmsetupArgv: () => [dmsetup('info', poolName)],
+      id: 'DM_DEV_STATUS',
+      label: 'DM_DEV_STATUS',
+      note: 'of the pool',
+      batch: scale(400),
+      dmsetup: dmsetupSamples,
+      c: (n) => ['info', poolName, n],
+      ts: (d) => () => d.info(poolName),
+      dmsetupArgv: () => [dmsetup('info', poolName)],
     });
     await run({
-      id: 'DM_TABLE_STATUS/pool', label: 'DM_TABLE_STATUS (pool)', note: 'commits metadata first', batch: scale(100), dmsetup: dmsetupSamples,
-      c: (n) => ['status', poolName, n, 0], ts: (d) => () => d.status(poolName), dmsetupArgv: () => [dmsetup('status', poolName)],
+      id: 'DM_TABLE_STATUS/pool',
+      label: 'DM_TABLE_STATUS (pool)',
+      note: 'commits metadata first',
+      batch: scale(100),
+      dmsetup: dmsetupSamples,
+      c: (n) => ['status', poolName, n, 0],
+      ts: (d) => () => d.status(poolName),
+      dmsetupArgv: () => [dmsetup('status', poolName)],
     });
     await run({
-      id: 'DM_TABLE_STATUS/pool-noflush', label: 'DM_TABLE_STATUS (pool, no-flush)', batch: scale(400), dmsetup: dmsetupSamples,
-      c: (n) => ['status', poolName, n, 1], ts: (d) => () => d.status(poolName, { noFlush: true }),
+      id: 'DM_TABLE_STATUS/pool-noflush',
+      label: 'DM_TABLE_STATUS (pool, no-flush)',
+      batch: scale(400),
+      dmsetup: dmsetupSamples,
+      c: (n) => ['status', poolName, n, 1],
+      ts: (d) => () => d.status(poolName, { noFlush: true }),
       dmsetupArgv: () => [dmsetup('status', '--noflush', poolName)],
     });
     await run({
-      id: 'DM_TARGET_MSG/create_thin+delete', label: 'DM_TARGET_MSG (create_thin + delete)', note: 'two messages per sample', batch: scale(60),
+      id: 'DM_TARGET_MSG/create_thin+delete',
+      label: 'DM_TARGET_MSG (create_thin + delete)',
+      note: 'two messages per sample',
+      batch: scale(60),
       dmsetup: dmsetupSamples,
       c: (n, id) => ['msgpair', poolName, n, id],
       ts: (d, id) => {
         const create = `create_thin ${id}`;
         const remove = `delete ${id}`;
-        return () => { d.message(poolName, 0, create); d.message(poolName, 0, remove); };
+        return () => {
+          d.message(poolName, 0, create);
+          d.message(poolName, 0, remove);
+        };
       },
-      dmsetupArgv: (id) => [dmsetup('message', poolName, '0', `create_thin ${id}`), dmsetup('message', poolName, '0', `delete ${id}`)],
+      dmsetupArgv: (id) => [
+        dmsetup('message', poolName, '0', `create_thin ${id}`),
+        dmsetup('message', poolName, '0', `delete ${id}`),
+      ],
     });
     await run({
-      id: 'DM_DEV_SUSPEND/suspend+resume', label: 'DM_DEV_SUSPEND (suspend + resume)', note: 'of an idle thin device; two ioctls per sample',
-      batch: scale(60), dmsetup: dmsetupSamples,
+      id: 'DM_DEV_SUSPEND/suspend+resume',
+      label: 'DM_DEV_SUSPEND (suspend + resume)',
+      note: 'of an idle thin device; two ioctls per sample',
+      batch: scale(60),
+      dmsetup: dmsetupSamples,
       c: (n) => ['suspres', thinName, n],
-      ts: (d) => () => { d.suspend(thinName); d.resume(thinName); },
-      tsAsync: (d) => async () => { await d.suspendAsync(thinName); await d.resumeAsync(thinName); },
+      ts: (d) => () => {
+        d.suspend(thinName);
+        d.resume(thinName);
+      },
+      tsAsync: (d) => async () => {
+        await d.suspendAsync(thinName);
+        await d.resumeAsync(thinName);
+      },
       dmsetupArgv: () => [dmsetup('--noudevsync', 'suspend', thinName), dmsetup('--noudevsync', 'resume', thinName)],
     });
 
-    for (const [count, batch] of [[100, 200], [1000, 40]] as const) {
+    for (const [count, batch] of [
+      [100, 200],
+      [1000, 40],
+    ] as const) {
       await phase(`latency: ${count} dm devices`, () => {
         for (let i = dm.list().length; i < count; i++) {
           const name = `${prefix}-filler-${String(fillers.length).padStart(4, '0')}`;
@@ -155,7 +227,13 @@ export async function measureLatency(options: LatencyOptions): Promise<LatencyRe
   return { rounds, ops };
 }
 
-async function runOp(spec: OpSpec, rounds: number, dms: Record<FfiBackendName, DeviceMapper>, floor: Coprocess, libdm: Coprocess): Promise<OpResult> {
+async function runOp(
+  spec: OpSpec,
+  rounds: number,
+  dms: Record<FfiBackendName, DeviceMapper>,
+  floor: Coprocess,
+  libdm: Coprocess,
+): Promise<OpResult> {
   const impls: LatencyImpl[] = ['c', 'libdm', 'ffi-rs', 'koffi'];
   if (spec.tsAsync) impls.push('ffi-rs async', 'koffi async');
   if (spec.dmsetup > 0) impls.push('dmsetup');

@@ -23,7 +23,14 @@ import { Coprocess, MiB, phase, progress, rotate, since, summarize, type Stats }
 import { prefillDriverMetadata, transactionId, warmPool } from './pools.js';
 
 export const LIFECYCLE_PHASES = ['create', 'get', 'put', 'remove'] as const;
-export const LIFECYCLE_IMPLS = ['driver ffi-rs', 'driver koffi', 'driver koffi +flush', 'c', 'libdm', 'dmsetup'] as const;
+export const LIFECYCLE_IMPLS = [
+  'driver ffi-rs',
+  'driver koffi',
+  'driver koffi +flush',
+  'c',
+  'libdm',
+  'dmsetup',
+] as const;
 export type LifecycleImpl = (typeof LIFECYCLE_IMPLS)[number];
 
 export interface LifecycleImplResult {
@@ -57,7 +64,9 @@ export async function measureLifecycle(options: LifecycleOptions): Promise<Lifec
   const home = join(options.tmp, 'lifecycle-home');
   const baseSize = quick ? '64M' : '512M';
   const driverOptions: DriverOptions = { home, baseSize, loopDataSize: '8G', loopMetadataSize: quick ? '16M' : '64M' };
-  const samples = new Map<LifecycleImpl, Samples>(LIFECYCLE_IMPLS.map((impl) => [impl, { create: [], get: [], put: [], remove: [] }]));
+  const samples = new Map<LifecycleImpl, Samples>(
+    LIFECYCLE_IMPLS.map((impl) => [impl, { create: [], get: [], put: [], remove: [] }]),
+  );
   const floor = new Coprocess(options.programs.dmFloor, 'dm-floor');
   const libdm = new Coprocess(options.programs.dmLibdm, 'dm-libdm');
   const dm = DeviceMapper.open();
@@ -77,7 +86,12 @@ export async function measureLifecycle(options: LifecycleOptions): Promise<Lifec
   });
   const sectors = setup.img.size / 512n;
 
-  const runDriver = async (ffi: FfiBackendName, count: number, out: Samples | undefined, forcedFlush = false): Promise<void> => {
+  const runDriver = async (
+    ffi: FfiBackendName,
+    count: number,
+    out: Samples | undefined,
+    forcedFlush = false,
+  ): Promise<void> => {
     const driver = await Driver.init({ ...driverOptions, ffi });
     const setTransactionId = ThinPool.prototype.setTransactionId;
     if (forcedFlush) {
@@ -101,7 +115,12 @@ export async function measureLifecycle(options: LifecycleOptions): Promise<Lifec
         t = process.hrtime.bigint();
         await driver.remove(id);
         const remove = since(t);
-        if (out) { out.create.push(create); out.get.push(get); out.put.push(put); out.remove.push(remove); }
+        if (out) {
+          out.create.push(create);
+          out.get.push(get);
+          out.put.push(put);
+          out.remove.push(remove);
+        }
       }
     } finally {
       ThinPool.prototype.setTransactionId = setTransactionId;
@@ -112,18 +131,31 @@ export async function measureLifecycle(options: LifecycleOptions): Promise<Lifec
     const program = impl === 'libdm' ? libdm : floor;
     const command = impl === 'dmsetup' ? 'dmlifecycle' : 'lifecycle';
     const reply = await program.call(
-      command, setup.pool, setup.poolDev, setup.img.deviceName, setup.img.deviceId, `${prefix}-lc-${impl}`, THIN_IDS[impl]!, sectors,
-      transactionId(dm, setup.pool), count, join(options.tmp, `lc-mnt-${impl}`),
+      command,
+      setup.pool,
+      setup.poolDev,
+      setup.img.deviceName,
+      setup.img.deviceId,
+      `${prefix}-lc-${impl}`,
+      THIN_IDS[impl]!,
+      sectors,
+      transactionId(dm, setup.pool),
+      count,
+      join(options.tmp, `lc-mnt-${impl}`),
     );
     if (!out) return;
     for (const key of LIFECYCLE_PHASES) out[key].push(...reply.phases![key]!);
   };
   const runImpl = (impl: LifecycleImpl, count: number, out: Samples | undefined): Promise<void> => {
     switch (impl) {
-      case 'driver ffi-rs': return runDriver('ffi-rs', count, out);
-      case 'driver koffi': return runDriver('koffi', count, out);
-      case 'driver koffi +flush': return runDriver('koffi', count, out, true);
-      default: return runC(impl, count, out);
+      case 'driver ffi-rs':
+        return runDriver('ffi-rs', count, out);
+      case 'driver koffi':
+        return runDriver('koffi', count, out);
+      case 'driver koffi +flush':
+        return runDriver('koffi', count, out, true);
+      default:
+        return runC(impl, count, out);
     }
   };
 
@@ -133,7 +165,8 @@ export async function measureLifecycle(options: LifecycleOptions): Promise<Lifec
     });
     for (let round = 0; round < rounds; round++) {
       await phase(`lifecycle: round ${round + 1}/${rounds}`, async () => {
-        for (const impl of rotate(LIFECYCLE_IMPLS, round)) await runImpl(impl, impl === 'dmsetup' ? dmsetupPerRound : perRound, samples.get(impl));
+        for (const impl of rotate(LIFECYCLE_IMPLS, round))
+          await runImpl(impl, impl === 'dmsetup' ? dmsetupPerRound : perRound, samples.get(impl));
       });
     }
   } finally {
@@ -153,8 +186,13 @@ export async function measureLifecycle(options: LifecycleOptions): Promise<Lifec
   for (const impl of LIFECYCLE_IMPLS) {
     const s = samples.get(impl)!;
     const totals = s.create.map((_, i) => s.create[i]! + s.get[i]! + s.put[i]! + s.remove[i]!);
-    impls[impl] = { total: summarize(totals), phases: Object.fromEntries(LIFECYCLE_PHASES.map((p) => [p, summarize(s[p])])) };
+    impls[impl] = {
+      total: summarize(totals),
+      phases: Object.fromEntries(LIFECYCLE_PHASES.map((p) => [p, summarize(s[p])])),
+    };
   }
-  progress(`  lifecycle medians (ms): ${LIFECYCLE_IMPLS.map((impl) => `${impl} ${(impls[impl]!.total.median / 1000).toFixed(1)}`).join(', ')}`);
+  progress(
+    `  lifecycle medians (ms): ${LIFECYCLE_IMPLS.map((impl) => `${impl} ${(impls[impl]!.total.median / 1000).toFixed(1)}`).join(', ')}`,
+  );
   return { rounds, baseSize, filesystem: 'ext4', impls };
 }

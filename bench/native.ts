@@ -34,10 +34,13 @@ const BACKENDS: FfiBackendName[] = ['ffi-rs', 'koffi'];
 /** Implementations, and the C implementation each is compared with. */
 const FLOORS: Record<string, string> = {
   c: 'c',
-  'ffi-rs': 'c', koffi: 'c',
-  'ffi-rs binding': 'c', 'koffi binding': 'c',
+  'ffi-rs': 'c',
+  koffi: 'c',
+  'ffi-rs binding': 'c',
+  'koffi binding': 'c',
   'c open+close': 'c open+close',
-  'LoopDevices ffi-rs': 'c open+close', 'LoopDevices koffi': 'c open+close',
+  'LoopDevices ffi-rs': 'c open+close',
+  'LoopDevices koffi': 'c open+close',
 };
 
 export function canRunNative(): string | undefined {
@@ -56,7 +59,10 @@ export async function measureNative(options: NativeOptions): Promise<NativeResul
   const dir = mkdtempSync(join(tmpdir(), 'devmapper-bench-native-'));
   const loops = new LoopDevices({ ffi: 'koffi' });
   const c = new Coprocess(options.programs.loopFloor, 'loop-floor');
-  const bindings: Record<FfiBackendName, LibcBinding> = { 'ffi-rs': libcBinding('ffi-rs'), koffi: libcBinding('koffi') };
+  const bindings: Record<FfiBackendName, LibcBinding> = {
+    'ffi-rs': libcBinding('ffi-rs'),
+    koffi: libcBinding('koffi'),
+  };
   const file = join(dir, 'backing');
   sparseFile(file, 64 * MiB);
   const held = loops.attachAndHold(file, { autoclear: true });
@@ -71,39 +77,54 @@ export async function measureNative(options: NativeOptions): Promise<NativeResul
     const controlFd = openOnce('/dev/loop-control', 'r+');
     const loopFd = openOnce(loopPath, 'r');
     const info = Buffer.alloc(LOOP_INFO64_LAYOUT.size);
-    const specs: Array<{ id: string; label: string; note: string; c: (n: number, reopen: 0 | 1) => Array<string | number>; ts: Record<string, () => unknown> }> = [
+    const specs: Array<{
+      id: string;
+      label: string;
+      note: string;
+      c: (n: number, reopen: 0 | 1) => Array<string | number>;
+      ts: Record<string, () => unknown>;
+    }> = [
       {
-        id: 'LOOP_CTL_GET_FREE', label: 'LOOP_CTL_GET_FREE', note: 'on /dev/loop-control',
+        id: 'LOOP_CTL_GET_FREE',
+        label: 'LOOP_CTL_GET_FREE',
+        note: 'on /dev/loop-control',
         c: (n, reopen) => ['getfree', n, reopen],
-        ts: Object.fromEntries(BACKENDS.flatMap((b) => {
-          const binding = bindings[b];
-          const lib = new LoopDevices({ ffi: b });
-          const context = { operation: 'LOOP_CTL_GET_FREE', device: '/dev/loop-control' };
-          return [
-            [b, () => ioctlInt(binding, controlFd, LOOP_REQUESTS.LOOP_CTL_GET_FREE, 0, context)],
-            [`${b} binding`, () => binding.ioctlInt(controlFd, LOOP_REQUESTS.LOOP_CTL_GET_FREE, 0)],
-            [`LoopDevices ${b}`, () => lib.findFree()],
-          ];
-        })),
+        ts: Object.fromEntries(
+          BACKENDS.flatMap((b) => {
+            const binding = bindings[b];
+            const lib = new LoopDevices({ ffi: b });
+            const context = { operation: 'LOOP_CTL_GET_FREE', device: '/dev/loop-control' };
+            return [
+              [b, () => ioctlInt(binding, controlFd, LOOP_REQUESTS.LOOP_CTL_GET_FREE, 0, context)],
+              [`${b} binding`, () => binding.ioctlInt(controlFd, LOOP_REQUESTS.LOOP_CTL_GET_FREE, 0)],
+              [`LoopDevices ${b}`, () => lib.findFree()],
+            ];
+          }),
+        ),
       },
       {
-        id: 'LOOP_GET_STATUS64', label: 'LOOP_GET_STATUS64', note: `on ${loopPath} (attached to a sparse file)`,
+        id: 'LOOP_GET_STATUS64',
+        label: 'LOOP_GET_STATUS64',
+        note: `on ${loopPath} (attached to a sparse file)`,
         c: (n, reopen) => ['getstatus', loopPath, n, reopen],
-        ts: Object.fromEntries(BACKENDS.flatMap((b) => {
-          const binding = bindings[b];
-          const lib = new LoopDevices({ ffi: b });
-          const context = { operation: 'LOOP_GET_STATUS64', device: loopPath };
-          return [
-            [b, () => ioctl(binding, loopFd, LOOP_REQUESTS.LOOP_GET_STATUS64, info, context)],
-            [`${b} binding`, () => binding.ioctl(loopFd, LOOP_REQUESTS.LOOP_GET_STATUS64, info)],
-            [`LoopDevices ${b}`, () => lib.status(loopPath)],
-          ];
-        })),
+        ts: Object.fromEntries(
+          BACKENDS.flatMap((b) => {
+            const binding = bindings[b];
+            const lib = new LoopDevices({ ffi: b });
+            const context = { operation: 'LOOP_GET_STATUS64', device: loopPath };
+            return [
+              [b, () => ioctl(binding, loopFd, LOOP_REQUESTS.LOOP_GET_STATUS64, info, context)],
+              [`${b} binding`, () => binding.ioctl(loopFd, LOOP_REQUESTS.LOOP_GET_STATUS64, info)],
+              [`LoopDevices ${b}`, () => lib.status(loopPath)],
+            ];
+          }),
+        ),
       },
     ];
     // the answer is right before anything is timed
     ioctl(bindings.koffi, loopFd, LOOP_REQUESTS.LOOP_GET_STATUS64, info, { operation: 'LOOP_GET_STATUS64' });
-    if (decodeLoopInfo64(info, 0).number !== held.status.index) throw new Error('LOOP_GET_STATUS64 answered for another device');
+    if (decodeLoopInfo64(info, 0).number !== held.status.index)
+      throw new Error('LOOP_GET_STATUS64 answered for another device');
 
     const ops: OpResult[] = [];
     for (const spec of specs) {

@@ -5,7 +5,7 @@
 // with create_thin/delete pairs before anything is measured.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { DeviceMapper } from '../src/ioctl/device-mapper.js';
+import type { DeviceMapper } from '../src/ioctl/device-mapper.js';
 import { LoopDevices } from '../src/ioctl/loop.js';
 import { ThinPool } from '../src/thin/pool.js';
 import { parsePoolStatus } from '../src/thin/status.js';
@@ -21,7 +21,12 @@ export interface BarePool {
 }
 
 /** A thin pool on a zero-filled metadata file and a sparse data file under `dir`. */
-export function createBarePool(dm: DeviceMapper, dir: string, name: string, sizes: { metadata: number; data: number }): BarePool {
+export function createBarePool(
+  dm: DeviceMapper,
+  dir: string,
+  name: string,
+  sizes: { metadata: number; data: number },
+): BarePool {
   mkdirSync(dir, { recursive: true });
   const metadataFile = join(dir, 'metadata');
   const dataFile = join(dir, 'data');
@@ -33,7 +38,10 @@ export function createBarePool(dm: DeviceMapper, dir: string, name: string, size
   try {
     data = loops.attachAndHold(dataFile, { autoclear: true });
     const pool = ThinPool.create(dm, name, {
-      metadataDevice: metadata.status.path, dataDevice: data.status.path, dataBlockSize: 128, features: { skipBlockZeroing: true },
+      metadataDevice: metadata.status.path,
+      dataDevice: data.status.path,
+      dataBlockSize: 128,
+      features: { skipBlockZeroing: true },
     });
     const { dev } = dm.info(name);
     return { pool, name, dev: `${dev.major}:${dev.minor}`, remove: () => pool.deactivate() };

@@ -66,8 +66,14 @@ export interface BenchResult {
 // ---------------------------------------------------------------------------------------------
 // targets
 
-const TS_SYNC = ['ffi-rs', 'koffi'] as const;
-const fmt = (us: number): string => (us >= 10_000 ? `${(us / 1000).toFixed(0)} ms` : us >= 1000 ? `${(us / 1000).toFixed(2)} ms` : us >= 100 ? `${us.toFixed(0)} µs` : `${us.toFixed(1)} µs`);
+const fmt = (us: number): string =>
+  us >= 10_000
+    ? `${(us / 1000).toFixed(0)} ms`
+    : us >= 1000
+      ? `${(us / 1000).toFixed(2)} ms`
+      : us >= 100
+        ? `${us.toFixed(0)} µs`
+        : `${us.toFixed(1)} µs`;
 const ratio = (a: number, b: number): string => (b > 0 ? `${(a / b).toFixed(2)}×` : 'n/a');
 
 /** The faster synchronous TypeScript backend of an op. */
@@ -91,26 +97,36 @@ export function evaluateTargets(result: Omit<BenchResult, 'targets'>): TargetLin
       const met = op.impls[best]!.median <= libdm.median;
       all &&= met;
       lines.push({
-        id: `latency:${op.id}`, met,
+        id: `latency:${op.id}`,
+        met,
         text: `${op.label}: ${best} ${fmt(op.impls[best]!.median)} vs libdevmapper ${fmt(libdm.median)} (${other} ${fmt(op.impls[other]!.median)}; C floor ${fmt(op.impls.c!.median)})`,
       });
     }
-    lines.push({ id: 'latency:all', met: all, text: 'every per-ioctl median at or below libdevmapper\'s (faster FFI backend)' });
+    lines.push({
+      id: 'latency:all',
+      met: all,
+      text: "every per-ioctl median at or below libdevmapper's (faster FFI backend)",
+    });
   }
   const lifecycle = result.guest?.lifecycle;
   if (lifecycle) {
     const c = lifecycle.impls.c!.total.median;
-    const drivers = (['driver ffi-rs', 'driver koffi'] as const).map((k) => ({ k, m: lifecycle.impls[k]!.total.median }));
+    const drivers = (['driver ffi-rs', 'driver koffi'] as const).map((k) => ({
+      k,
+      m: lifecycle.impls[k]!.total.median,
+    }));
     const best = drivers.reduce((a, b) => (b.m < a.m ? b : a));
     const other = drivers.find((d) => d !== best)!;
     lines.push({
-      id: 'lifecycle:c', met: best.m <= 1.1 * c,
+      id: 'lifecycle:c',
+      met: best.m <= 1.1 * c,
       text: `layer lifecycle within 1.1× of the C floor: ${best.k} ${fmt(best.m)} = ${ratio(best.m, c)} of C ${fmt(c)} (${other.k} ${ratio(other.m, c)})`,
     });
     const dmsetup = lifecycle.impls.dmsetup!.total.median;
     const want = backend === 'uml' ? 25 : 9;
     lines.push({
-      id: 'lifecycle:dmsetup', met: dmsetup / best.m >= want,
+      id: 'lifecycle:dmsetup',
+      met: dmsetup / best.m >= want,
       text: `layer lifecycle ≥ ${want}× faster than the dmsetup route (${backend}): ${(dmsetup / best.m).toFixed(1)}× (dmsetup ${fmt(dmsetup)})`,
     });
   }
@@ -119,7 +135,8 @@ export function evaluateTargets(result: Omit<BenchResult, 'targets'>): TargetLin
     const last = scale.metadataWork[scale.metadataWork.length - 1]!;
     const full = last.n >= 10_000;
     lines.push({
-      id: 'scale:init', met: full ? last.ms < 1000 : null,
+      id: 'scale:init',
+      met: full ? last.ms < 1000 : null,
       text: `Driver.init on ${last.n.toLocaleString('en-US')} layers: ${last.ms.toFixed(0)} ms of metadata work (init ${fmt(scale.points[scale.points.length - 1]!.init.median)} − empty home ${fmt(scale.initEmpty.median)})${full ? ' < 1 s' : ' (the 1 s target is for 10,000 layers: not evaluated)'}`,
     });
     let all = true;
@@ -127,7 +144,8 @@ export function evaluateTargets(result: Omit<BenchResult, 'targets'>): TargetLin
       all &&= curve.linear;
       const [a, b] = [curve.points[0]!, curve.points[curve.points.length - 1]!];
       lines.push({
-        id: `scale:${curve.id}`, met: curve.linear,
+        id: `scale:${curve.id}`,
+        met: curve.linear,
         text: `${curve.label} (${curve.unit}): ${fmt(a.us)} at ${a.n} → ${fmt(b.us)} at ${b.n}, ×${curve.growth}${curve.linear ? ' (linear)' : ' (grows faster than linear)'}`,
       });
     }
@@ -146,7 +164,11 @@ export function targetLines(targets: TargetLine[]): string {
 
 function table(header: string[], rows: string[][], alignLeft = 2): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]): string => cells.map((c, i) => (i < alignLeft ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
+  const line = (cells: string[]): string =>
+    cells
+      .map((c, i) => (i < alignLeft ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
 
@@ -159,7 +181,14 @@ function opRows(ops: OpResult[], compareLibdm: boolean): string[][] {
     let first = true;
     for (const [impl, s] of Object.entries(op.impls)) {
       const floor = op.impls[op.floors?.[impl] ?? 'c'];
-      const row = [first ? op.label : '', impl, num(s.min), num(s.median), num(s.p99), floor ? ratio(s.median, floor.median) : ''];
+      const row = [
+        first ? op.label : '',
+        impl,
+        num(s.min),
+        num(s.median),
+        num(s.p99),
+        floor ? ratio(s.median, floor.median) : '',
+      ];
       if (compareLibdm) row.push(op.impls.libdm ? ratio(s.median, op.impls.libdm.median) : '');
       row.push(String(s.n));
       rows.push(row);
@@ -172,18 +201,38 @@ function opRows(ops: OpResult[], compareLibdm: boolean): string[][] {
 export function renderTables(result: BenchResult): string {
   const out: string[] = [];
   const { meta } = result;
-  out.push(`devmapper benchmark — ${meta.date}, ${meta.mode} run, guest kernel under ${meta.backend.toUpperCase()}${result.guest ? ` (${result.guest.info.kernel})` : ''}, ${meta.machine}`);
+  out.push(
+    `devmapper benchmark — ${meta.date}, ${meta.mode} run, guest kernel under ${meta.backend.toUpperCase()}${result.guest ? ` (${result.guest.info.kernel})` : ''}, ${meta.machine}`,
+  );
   if (meta.loadavg) {
     const la = (v: number[]): string => v.map((x) => x.toFixed(2)).join(' ');
-    out.push(`host load average at start ${la(meta.loadavg.start)}, at end ${la(meta.loadavg.end)}${meta.note ? `; ${meta.note}` : ''}`);
+    out.push(
+      `host load average at start ${la(meta.loadavg.start)}, at end ${la(meta.loadavg.end)}${meta.note ? `; ${meta.note}` : ''}`,
+    );
   }
   if (result.guest?.latency) {
-    out.push('', `Per-ioctl latency in the ${meta.backend.toUpperCase()} guest (µs; ×C: median over the C floor's, ×libdm: over libdevmapper's)`);
-    out.push(table(['operation', 'implementation', 'min', 'median', 'p99', '×C', '×libdm', 'n'], opRows(result.guest.latency.ops, true)));
+    out.push(
+      '',
+      `Per-ioctl latency in the ${meta.backend.toUpperCase()} guest (µs; ×C: median over the C floor's, ×libdm: over libdevmapper's)`,
+    );
+    out.push(
+      table(
+        ['operation', 'implementation', 'min', 'median', 'p99', '×C', '×libdm', 'n'],
+        opRows(result.guest.latency.ops, true),
+      ),
+    );
   }
   if (result.host?.native) {
-    out.push('', `Native FFI overhead on this host, no VM (µs; ×floor: median over the C figure doing the same; fd opened once unless "open+close" / LoopDevices)`);
-    out.push(table(['operation', 'implementation', 'min', 'median', 'p99', '×floor', 'n'], opRows(result.host.native.ops, false)));
+    out.push(
+      '',
+      `Native FFI overhead on this host, no VM (µs; ×floor: median over the C figure doing the same; fd opened once unless "open+close" / LoopDevices)`,
+    );
+    out.push(
+      table(
+        ['operation', 'implementation', 'min', 'median', 'p99', '×floor', 'n'],
+        opRows(result.host.native.ops, false),
+      ),
+    );
   } else if (result.host?.skipped) {
     out.push('', `Native part skipped: ${result.host.skipped}`);
   }
@@ -192,26 +241,51 @@ export function renderTables(result: BenchResult): string {
     const c = lifecycle.impls.c?.total.median ?? NaN;
     const libdm = lifecycle.impls.libdm?.total.median ?? NaN;
     const dmsetup = lifecycle.impls.dmsetup?.total.median ?? NaN;
-    out.push('', `Layer lifecycle create → get → put → remove (ms; ${lifecycle.filesystem}, base ${lifecycle.baseSize}, image layer active and mounted)`);
-    out.push(table(
-      ['implementation', 'min', 'median', 'p99', 'create', 'get', 'put', 'remove', '×C', '×libdm', 'dmsetup ÷', 'n'],
-      Object.entries(lifecycle.impls).map(([impl, r]) => [
-        impl, ms(r.total.min), ms(r.total.median), ms(r.total.p99),
-        ...['create', 'get', 'put', 'remove'].map((p) => ms(r.phases[p]!.median)),
-        ratio(r.total.median, c), ratio(r.total.median, libdm), `${(dmsetup / r.total.median).toFixed(1)}×`, String(r.total.n),
-      ]),
-      1,
-    ));
+    out.push(
+      '',
+      `Layer lifecycle create → get → put → remove (ms; ${lifecycle.filesystem}, base ${lifecycle.baseSize}, image layer active and mounted)`,
+    );
+    out.push(
+      table(
+        ['implementation', 'min', 'median', 'p99', 'create', 'get', 'put', 'remove', '×C', '×libdm', 'dmsetup ÷', 'n'],
+        Object.entries(lifecycle.impls).map(([impl, r]) => [
+          impl,
+          ms(r.total.min),
+          ms(r.total.median),
+          ms(r.total.p99),
+          ...['create', 'get', 'put', 'remove'].map((p) => ms(r.phases[p]!.median)),
+          ratio(r.total.median, c),
+          ratio(r.total.median, libdm),
+          `${(dmsetup / r.total.median).toFixed(1)}×`,
+          String(r.total.n),
+        ]),
+        1,
+      ),
+    );
   }
   const scale = result.guest?.scale;
   if (scale) {
     const [n1, n2] = [scale.sizes[0]!, scale.sizes[scale.sizes.length - 1]!];
-    out.push('', `Scale: one pool with ${scale.sizes.map((n) => n.toLocaleString('en-US')).join(' and ')} thin devices / layers (µs per item unless "per call")`);
-    out.push(table(
-      ['curve', 'unit', `at ${n1}`, `at ${n2}`, 'growth', 'linear'],
-      scale.curves.map((c) => [c.label, c.unit, num(c.points[0]!.us), num(c.points[c.points.length - 1]!.us), `×${c.growth}`, c.linear ? 'yes' : 'NO']),
-    ));
-    out.push(`Driver.init: empty home ${ms(scale.initEmpty.median)} ms; ${scale.points.map((p) => `${p.n} layers ${ms(p.init.median)} ms (readAllLayers ${ms(p.readAllLayers.median)} ms)`).join('; ')}`);
+    out.push(
+      '',
+      `Scale: one pool with ${scale.sizes.map((n) => n.toLocaleString('en-US')).join(' and ')} thin devices / layers (µs per item unless "per call")`,
+    );
+    out.push(
+      table(
+        ['curve', 'unit', `at ${n1}`, `at ${n2}`, 'growth', 'linear'],
+        scale.curves.map((c) => [
+          c.label,
+          c.unit,
+          num(c.points[0]!.us),
+          num(c.points[c.points.length - 1]!.us),
+          `×${c.growth}`,
+          c.linear ? 'yes' : 'NO',
+        ]),
+      ),
+    );
+    out.push(
+      `Driver.init: empty home ${ms(scale.initEmpty.median)} ms; ${scale.points.map((p) => `${p.n} layers ${ms(p.init.median)} ms (readAllLayers ${ms(p.readAllLayers.median)} ms)`).join('; ')}`,
+    );
   }
   if (result.guest?.snapshotter) out.push('', snapshotterTable(result.guest.snapshotter, table));
   if (result.targets.length) out.push('', 'Targets', targetLines(result.targets));
@@ -222,14 +296,25 @@ export function renderTables(result: BenchResult): string {
 // SVG
 
 const COLORS: Record<string, string> = {
-  c: '#333333', 'c open+close': '#777777', libdm: '#1f77b4', dmsetup: '#d62728',
-  'ffi-rs': '#ff7f0e', koffi: '#2ca02c', 'ffi-rs async': '#f5b470', 'koffi async': '#98df8a',
-  'ffi-rs binding': '#c45c00', 'koffi binding': '#1a6e1a', 'LoopDevices ffi-rs': '#ffbb78', 'LoopDevices koffi': '#b5e5a5',
-  'driver ffi-rs': '#ff7f0e', 'driver koffi': '#2ca02c',
+  c: '#333333',
+  'c open+close': '#777777',
+  libdm: '#1f77b4',
+  dmsetup: '#d62728',
+  'ffi-rs': '#ff7f0e',
+  koffi: '#2ca02c',
+  'ffi-rs async': '#f5b470',
+  'koffi async': '#98df8a',
+  'ffi-rs binding': '#c45c00',
+  'koffi binding': '#1a6e1a',
+  'LoopDevices ffi-rs': '#ffbb78',
+  'LoopDevices koffi': '#b5e5a5',
+  'driver ffi-rs': '#ff7f0e',
+  'driver koffi': '#2ca02c',
 };
 const PHASE_COLORS: Record<string, string> = { create: '#4e79a7', get: '#f28e2b', put: '#76b7b2', remove: '#e15759' };
 
-const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+const esc = (s: string): string =>
+  s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 const f1 = (x: number): string => (Math.round(x * 10) / 10).toString();
 
 class Svg {
@@ -263,7 +348,8 @@ function logAxis(lo: number, hi: number): { x: (v: number) => number; ticks: num
   return { x, ticks };
 }
 
-const tickLabel = (us: number): string => (us >= 1e6 ? `${us / 1e6} s` : us >= 1000 ? `${us / 1000} ms` : us >= 1 ? `${us} µs` : `${us * 1000} ns`);
+const tickLabel = (us: number): string =>
+  us >= 1e6 ? `${us / 1e6} s` : us >= 1000 ? `${us / 1000} ms` : us >= 1 ? `${us} µs` : `${us * 1000} ns`;
 
 /** Box plots (whiskers min–p99, box q1–q3, median line) of every op × implementation. */
 function boxPanel(svg: Svg, y0: number, title: string, ops: OpResult[]): number {
@@ -284,7 +370,13 @@ function boxPanel(svg: Svg, y0: number, title: string, ops: OpResult[]): number 
       const color = COLORS[impl] ?? '#999';
       svg.text(PLOT_X - 8, cy + 3.5, `${impl} ${fmt(s.median)}`, 'font-size="9.5" text-anchor="end"');
       svg.line(axis.x(s.min), cy, axis.x(s.p99), cy, `stroke="${color}" stroke-width="1"`);
-      svg.rect(axis.x(s.q1), cy - 4, axis.x(s.q3) - axis.x(s.q1), 8, `fill="${color}" fill-opacity="0.45" stroke="${color}"`);
+      svg.rect(
+        axis.x(s.q1),
+        cy - 4,
+        axis.x(s.q3) - axis.x(s.q1),
+        8,
+        `fill="${color}" fill-opacity="0.45" stroke="${color}"`,
+      );
       svg.line(axis.x(s.median), cy - 5.5, axis.x(s.median), cy + 5.5, `stroke="${color}" stroke-width="2.5"`);
     });
     y += h + 4;
@@ -299,7 +391,12 @@ function boxPanel(svg: Svg, y0: number, title: string, ops: OpResult[]): number 
 
 function lifecyclePanel(svg: Svg, y0: number, lifecycle: LifecycleResult): number {
   let y = y0;
-  svg.text(20, y + 16, `Layer lifecycle: median per phase (ms), create → get → put → remove`, 'font-size="15" font-weight="bold"');
+  svg.text(
+    20,
+    y + 16,
+    `Layer lifecycle: median per phase (ms), create → get → put → remove`,
+    'font-size="15" font-weight="bold"',
+  );
   y += 30;
   const entries = Object.entries(lifecycle.impls);
   const maxTotal = Math.max(...entries.map(([, r]) => Object.values(r.phases).reduce((a, s) => a + s.median, 0)));
@@ -325,7 +422,16 @@ function lifecyclePanel(svg: Svg, y0: number, lifecycle: LifecycleResult): numbe
 }
 
 /** One small chart: x = devices (log), y = µs (linear from 0). */
-function miniChart(svg: Svg, x0: number, y0: number, w: number, h: number, title: string, points: Array<{ n: number; us: number }>, note: string): void {
+function miniChart(
+  svg: Svg,
+  x0: number,
+  y0: number,
+  w: number,
+  h: number,
+  title: string,
+  points: Array<{ n: number; us: number }>,
+  note: string,
+): void {
   svg.rect(x0, y0, w, h, 'fill="#f7f7f7"');
   svg.text(x0 + 6, y0 + 14, title, 'font-size="10.5" font-weight="bold"');
   svg.text(x0 + 6, y0 + 27, note, 'font-size="9.5" fill="#555"');
@@ -343,21 +449,38 @@ function miniChart(svg: Svg, x0: number, y0: number, w: number, h: number, title
   svg.line(px, py, px, py + ph, 'stroke="#888"');
   svg.text(px - 4, py + 8, fmt(ymax / 1.15), 'font-size="9" text-anchor="end"');
   svg.text(px - 4, py + ph, '0', 'font-size="9" text-anchor="end"');
-  svg.raw(`<polyline fill="none" stroke="#4e79a7" stroke-width="2" points="${points.map((p) => `${f1(X(p.n))},${f1(Y(p.us))}`).join(' ')}"/>`);
+  svg.raw(
+    `<polyline fill="none" stroke="#4e79a7" stroke-width="2" points="${points.map((p) => `${f1(X(p.n))},${f1(Y(p.us))}`).join(' ')}"/>`,
+  );
   for (const p of points) svg.raw(`<circle cx="${f1(X(p.n))}" cy="${f1(Y(p.us))}" r="2.5" fill="#4e79a7"/>`);
   const labelled = points.length <= 4 ? points : [points[0]!, points[points.length - 1]!];
-  for (const p of labelled) svg.text(X(p.n), py + ph + 12, p.n.toLocaleString('en-US'), 'font-size="9" text-anchor="middle"');
+  for (const p of labelled)
+    svg.text(X(p.n), py + ph + 12, p.n.toLocaleString('en-US'), 'font-size="9" text-anchor="middle"');
 }
 
 function scalePanel(svg: Svg, y0: number, scale: ScaleResult): number {
   let y = y0;
-  svg.text(20, y + 16, `Scale: per-item time vs devices in the pool (x log, y linear from 0)`, 'font-size="15" font-weight="bold"');
+  svg.text(
+    20,
+    y + 16,
+    `Scale: per-item time vs devices in the pool (x log, y linear from 0)`,
+    'font-size="15" font-weight="bold"',
+  );
   y += 28;
   const cols = 4;
   const gap = 10;
   const w = (WIDTH - 40 - gap * (cols - 1)) / cols;
   const h = 130;
-  miniChart(svg, 20, y, WIDTH - 40, 150, 'create_thin message during the fill (median per bucket)', scale.fillCurve, 'per item');
+  miniChart(
+    svg,
+    20,
+    y,
+    WIDTH - 40,
+    150,
+    'create_thin message during the fill (median per bucket)',
+    scale.fillCurve,
+    'per item',
+  );
   y += 160;
   scale.curves.forEach((c, i) => {
     const cx = 20 + (i % cols) * (w + gap);
@@ -373,7 +496,10 @@ function legend(svg: Svg, y: number, impls: string[]): number {
     svg.rect(x, y, 10, 10, `fill="${COLORS[impl] ?? '#999'}"`);
     svg.text(x + 14, y + 9, impl, 'font-size="10"');
     x += 18 + impl.length * 6.2;
-    if (x > WIDTH - 120) { x = 20; y += 16; }
+    if (x > WIDTH - 120) {
+      x = 20;
+      y += 16;
+    }
   }
   return y + 22;
 }
@@ -381,17 +507,25 @@ function legend(svg: Svg, y: number, impls: string[]): number {
 export function renderSvg(result: BenchResult): string {
   const svg = new Svg();
   const { meta } = result;
-  svg.text(20, 28, `devmapper benchmark — ${meta.date}, ${meta.mode} run, ${meta.backend.toUpperCase()} guest${result.guest ? ` ${result.guest.info.kernel}` : ''}; ${meta.machine}`, 'font-size="17" font-weight="bold"');
+  svg.text(
+    20,
+    28,
+    `devmapper benchmark — ${meta.date}, ${meta.mode} run, ${meta.backend.toUpperCase()} guest${result.guest ? ` ${result.guest.info.kernel}` : ''}; ${meta.machine}`,
+    'font-size="17" font-weight="bold"',
+  );
   let y = 44;
   const met = result.targets.filter((t) => t.met === true).length;
   const missed = result.targets.filter((t) => t.met === false).length;
   svg.text(20, y + 8, `targets: ${met} met, ${missed} missed (see latest.json)`, 'font-size="11" fill="#555"');
   y += 22;
   const impls = new Set<string>();
-  for (const op of [...(result.guest?.latency?.ops ?? []), ...(result.host?.native?.ops ?? [])]) for (const k of Object.keys(op.impls)) impls.add(k);
+  for (const op of [...(result.guest?.latency?.ops ?? []), ...(result.host?.native?.ops ?? [])])
+    for (const k of Object.keys(op.impls)) impls.add(k);
   y = legend(svg, y, [...impls]);
-  if (result.guest?.latency) y = boxPanel(svg, y, `Per-ioctl latency in the ${meta.backend.toUpperCase()} guest`, result.guest.latency.ops);
-  if (result.host?.native) y = boxPanel(svg, y, 'Native FFI overhead on the host (loop ioctls, no VM)', result.host.native.ops);
+  if (result.guest?.latency)
+    y = boxPanel(svg, y, `Per-ioctl latency in the ${meta.backend.toUpperCase()} guest`, result.guest.latency.ops);
+  if (result.host?.native)
+    y = boxPanel(svg, y, 'Native FFI overhead on the host (loop ioctls, no VM)', result.host.native.ops);
   if (result.guest?.lifecycle) y = lifecyclePanel(svg, y, result.guest.lifecycle);
   if (result.guest?.scale) y = scalePanel(svg, y, result.guest.scale);
   return [
@@ -411,14 +545,18 @@ export function writeResults(result: BenchResult, dir: string, name = 'latest'):
   mkdirSync(dir, { recursive: true });
   const json = join(dir, `${name}.json`);
   const svg = join(dir, `${name}.svg`);
-  writeFileSync(`${json}.tmp`, JSON.stringify(result, null, 1) + '\n');
+  writeFileSync(`${json}.tmp`, `${JSON.stringify(result, null, 1)}\n`);
   renameSync(`${json}.tmp`, json);
   writeFileSync(`${svg}.tmp`, renderSvg(result));
   renameSync(`${svg}.tmp`, svg);
   return { json, svg };
 }
 
-export function merge(meta: BenchResult['meta'], host: HostResult | undefined, guest: GuestResult | undefined): BenchResult {
+export function merge(
+  meta: BenchResult['meta'],
+  host: HostResult | undefined,
+  guest: GuestResult | undefined,
+): BenchResult {
   const partial = { meta, host, guest };
   return { ...partial, targets: evaluateTargets(partial) };
 }

@@ -72,7 +72,12 @@ export async function measureScale(options: ScaleOptions): Promise<ScaleResult> 
   const { quick, prefix } = options;
   const sizes = options.sizes ?? (quick ? [50, 200] : [1000, 10000]);
   const home = join(options.tmp, 'scale-home');
-  const driverOptions: DriverOptions = { home, baseSize: '64M', loopDataSize: '8G', loopMetadataSize: quick ? '16M' : '128M' };
+  const driverOptions: DriverOptions = {
+    home,
+    baseSize: '64M',
+    loopDataSize: '8G',
+    loopMetadataSize: quick ? '16M' : '128M',
+  };
   const reps = quick ? 2 : 3;
   const probes = quick ? 5 : 40;
   const dm = DeviceMapper.open();
@@ -100,10 +105,17 @@ export async function measureScale(options: ScaleOptions): Promise<ScaleResult> 
         const state = store.readState()!;
         const base = store.readLayer(BASE_LAYER)!;
         const tid = transactionId(dm, poolName);
-        if (String(tid) !== state.transactionId) throw new Error(`pool transaction id ${tid} is not the home's ${state.transactionId}`);
+        if (String(tid) !== state.transactionId)
+          throw new Error(`pool transaction id ${tid} is not the home's ${state.transactionId}`);
         let next = state.nextDeviceId;
         for (; layers < n; layers++) {
-          const record: LayerRecord = { id: `L${String(layers).padStart(6, '0')}`, parent: null, deviceId: next++, size: base.size, transactionId: String(tid + 1n) };
+          const record: LayerRecord = {
+            id: `L${String(layers).padStart(6, '0')}`,
+            parent: null,
+            deviceId: next++,
+            size: base.size,
+            transactionId: String(tid + 1n),
+          };
           let t = process.hrtime.bigint();
           dm.message(poolName, 0, `create_thin ${record.deviceId}`);
           messageNs.push(since(t));
@@ -146,7 +158,8 @@ export async function measureScale(options: ScaleOptions): Promise<ScaleResult> 
         const init = await timeInit(driverOptions, reps);
         const readAll = timeSync(reps * 2, () => {
           const records = new MetadataStore(join(home, 'metadata')).readAllLayers();
-          if (records.length !== n + 1) throw new Error(`readAllLayers gave ${records.length} records, expected ${n + 1}`);
+          if (records.length !== n + 1)
+            throw new Error(`readAllLayers gave ${records.length} records, expected ${n + 1}`);
         });
 
         // a tenth of the devices active
@@ -158,13 +171,24 @@ export async function measureScale(options: ScaleOptions): Promise<ScaleResult> 
         let dmListNs: number[] = [];
         let listedCount = 0;
         try {
-          const records = store.readAllLayers().filter((r) => r.id !== BASE_LAYER).slice(0, active);
+          const records = store
+            .readAllLayers()
+            .filter((r) => r.id !== BASE_LAYER)
+            .slice(0, active);
           for (const record of records) {
             const t = process.hrtime.bigint();
-            devices.push(ThinDevice.activate(pool, { name: `${prefix}-sa-${record.deviceId}`, id: record.deviceId, size: BigInt(record.size) / 512n }));
+            devices.push(
+              ThinDevice.activate(pool, {
+                name: `${prefix}-sa-${record.deviceId}`,
+                id: record.deviceId,
+                size: BigInt(record.size) / 512n,
+              }),
+            );
             activateNs.push(since(t));
           }
-          dmListNs = timeSync(reps * 5, () => { listedCount = dm.list().length; });
+          dmListNs = timeSync(reps * 5, () => {
+            listedCount = dm.list().length;
+          });
           for (const device of devices) {
             const t = process.hrtime.bigint();
             dm.status(device.name, { noFlush: true });
@@ -198,7 +222,9 @@ export async function measureScale(options: ScaleOptions): Promise<ScaleResult> 
         };
         return p;
       });
-      progress(`  at ${n}: create_thin ${point.fill.message.median} µs, Driver.create ${point.driverCreate.median} µs, Driver.init ${(point.init.median / 1000).toFixed(1)} ms, readAllLayers ${(point.readAllLayers.median / 1000).toFixed(1)} ms`);
+      progress(
+        `  at ${n}: create_thin ${point.fill.message.median} µs, Driver.create ${point.driverCreate.median} µs, Driver.init ${(point.init.median / 1000).toFixed(1)} ms, readAllLayers ${(point.readAllLayers.median / 1000).toFixed(1)} ms`,
+      );
       points.push(point);
     }
 
@@ -208,7 +234,7 @@ export async function measureScale(options: ScaleOptions): Promise<ScaleResult> 
       initEmpty: initEmptyStats,
       points,
       fillCurve: buckets(messageNs, Math.max(1, Math.round(sizes[sizes.length - 1]! / 20))),
-      metadataWork: points.map((p) => ({ n: p.n, ms: Math.round((p.init.median - initEmptyStats.median)) / 1000 })),
+      metadataWork: points.map((p) => ({ n: p.n, ms: Math.round(p.init.median - initEmptyStats.median) / 1000 })),
       curves: curves(points, initEmptyStats),
     };
   } finally {
@@ -245,14 +271,34 @@ function buckets(ns: number[], size: number): Array<{ n: number; us: number }> {
 function curves(points: ScalePoint[], initEmpty: Stats): ScaleCurve[] {
   const defs: Array<{ id: string; label: string; unit: ScaleCurve['unit']; value: (p: ScalePoint) => number }> = [
     { id: 'create_thin', label: 'create_thin message (fill)', unit: 'per item', value: (p) => p.fill.message.median },
-    { id: 'store_write', label: 'MetadataStore.writeLayer (fill)', unit: 'per item', value: (p) => p.fill.storeWrite.median },
+    {
+      id: 'store_write',
+      label: 'MetadataStore.writeLayer (fill)',
+      unit: 'per item',
+      value: (p) => p.fill.storeWrite.median,
+    },
     { id: 'driver_create', label: 'Driver.create', unit: 'per item', value: (p) => p.driverCreate.median },
     { id: 'driver_remove', label: 'Driver.remove', unit: 'per item', value: (p) => p.driverRemove.median },
     { id: 'driver_list', label: 'Driver.list / layer', unit: 'per item', value: (p) => p.driverList.median / p.n },
-    { id: 'init_metadata', label: 'Driver.init metadata work / layer', unit: 'per item', value: (p) => Math.max(0, p.init.median - initEmpty.median) / p.n },
-    { id: 'read_all', label: 'MetadataStore.readAllLayers / layer', unit: 'per item', value: (p) => p.readAllLayers.median / p.n },
+    {
+      id: 'init_metadata',
+      label: 'Driver.init metadata work / layer',
+      unit: 'per item',
+      value: (p) => Math.max(0, p.init.median - initEmpty.median) / p.n,
+    },
+    {
+      id: 'read_all',
+      label: 'MetadataStore.readAllLayers / layer',
+      unit: 'per item',
+      value: (p) => p.readAllLayers.median / p.n,
+    },
     { id: 'activate', label: 'thin device activation', unit: 'per item', value: (p) => p.activate.median },
-    { id: 'dm_list', label: 'DM_LIST_DEVICES / device listed', unit: 'per item', value: (p) => p.dmList.median / p.listed },
+    {
+      id: 'dm_list',
+      label: 'DM_LIST_DEVICES / device listed',
+      unit: 'per item',
+      value: (p) => p.dmList.median / p.listed,
+    },
     { id: 'thin_status', label: 'thin device status', unit: 'per item', value: (p) => p.thinStatus.median },
     { id: 'deactivate', label: 'thin device deactivation', unit: 'per item', value: (p) => p.deactivate.median },
     { id: 'pool_status', label: 'pool status (no-flush)', unit: 'per call', value: (p) => p.poolStatus.median },

@@ -34,28 +34,49 @@ async function drive(clients: SnapshotsClient[], cycles: number, tag: string): P
     return result;
   };
   const started = process.hrtime.bigint();
-  await Promise.all(clients.map(async (client, c) => {
-    for (let i = 0; i < cycles; i++) {
-      const key = `${tag}-c${c}-${i}`;
-      await timed('Prepare', () => client.prepare(`${key}-a`, 'load-base'));
-      await timed('Stat', () => client.stat(`${key}-a`));
-      await timed('Commit', () => client.commit(`${key}-c`, `${key}-a`));
-      await timed('View', () => client.view(`${key}-v`, `${key}-c`));
-      await timed('List', () => client.list());
-      await timed('Remove', () => client.remove(`${key}-v`));
-      await timed('Remove', () => client.remove(`${key}-c`));
-    }
-  }));
+  await Promise.all(
+    clients.map(async (client, c) => {
+      for (let i = 0; i < cycles; i++) {
+        const key = `${tag}-c${c}-${i}`;
+        await timed('Prepare', () => client.prepare(`${key}-a`, 'load-base'));
+        await timed('Stat', () => client.stat(`${key}-a`));
+        await timed('Commit', () => client.commit(`${key}-c`, `${key}-a`));
+        await timed('View', () => client.view(`${key}-v`, `${key}-c`));
+        await timed('List', () => client.list());
+        await timed('Remove', () => client.remove(`${key}-v`));
+        await timed('Remove', () => client.remove(`${key}-c`));
+      }
+    }),
+  );
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const calls = [...samples.values()].reduce((n, v) => n + v.length, 0);
   const rpcs: LoadRow['rpcs'] = {};
   for (const rpc of LOAD_RPCS) if (samples.has(rpc)) rpcs[rpc] = summarize(samples.get(rpc)!);
-  return { clients: clients.length, calls, seconds: Math.round(seconds * 100) / 100, callsPerSecond: Math.round(calls / seconds), rpcs };
+  return {
+    clients: clients.length,
+    calls,
+    seconds: Math.round(seconds * 100) / 100,
+    callsPerSecond: Math.round(calls / seconds),
+    rpcs,
+  };
 }
 
 export async function measureSnapshotterLoad(options: { quick: boolean; tmp: string }): Promise<SnapshotterLoadResult> {
   const home = join(options.tmp, 'load-home');
-  const init = await runCli(['--home', home, 'init', '--base-size', '64M', '--loop-data-size', String(4 * GiB), '--loop-metadata-size', String(128 * MiB)], 300_000);
+  const init = await runCli(
+    [
+      '--home',
+      home,
+      'init',
+      '--base-size',
+      '64M',
+      '--loop-data-size',
+      String(4 * GiB),
+      '--loop-metadata-size',
+      String(128 * MiB),
+    ],
+    300_000,
+  );
   if (init.code !== 0) throw new Error(`devmapper init: ${init.stderr}`);
   const socket = join(options.tmp, 'load.sock');
   const server = await startServer(home, socket);
@@ -68,7 +89,9 @@ export async function measureSnapshotterLoad(options: { quick: boolean; tmp: str
     const rows: LoadRow[] = [];
     for (const n of [1, 16]) {
       const row = await drive(clients.slice(0, n), cyclesPerClient[String(n) as '1' | '16'], `n${n}`);
-      progress(`  snapshotter load, ${n} client(s): ${row.calls} calls in ${row.seconds} s = ${row.callsPerSecond} calls/s`);
+      progress(
+        `  snapshotter load, ${n} client(s): ${row.calls} calls in ${row.seconds} s = ${row.callsPerSecond} calls/s`,
+      );
       rows.push(row);
     }
     await clients[0]!.remove('load-base');
@@ -84,9 +107,13 @@ export async function measureSnapshotterLoad(options: { quick: boolean; tmp: str
 export function renderSnapshotterLoad(result: SnapshotterLoadResult): string[] {
   const ms = (us: number | undefined) => (us === undefined ? '-' : (us / 1000).toFixed(2));
   const out = ['', 'Snapshotter server under load (direct gRPC, no containerd): calls/s and latency per RPC (ms)'];
-  out.push(`${'clients'.padEnd(8)} ${'calls/s'.padStart(8)}  ${LOAD_RPCS.map((r) => `${r} p50/p99`.padStart(20)).join(' ')}`);
+  out.push(
+    `${'clients'.padEnd(8)} ${'calls/s'.padStart(8)}  ${LOAD_RPCS.map((r) => `${r} p50/p99`.padStart(20)).join(' ')}`,
+  );
   for (const row of result.rows) {
-    out.push(`${String(row.clients).padEnd(8)} ${String(row.callsPerSecond).padStart(8)}  ${LOAD_RPCS.map((r) => `${ms(row.rpcs[r]?.median)}/${ms(row.rpcs[r]?.p99)}`.padStart(20)).join(' ')}`);
+    out.push(
+      `${String(row.clients).padEnd(8)} ${String(row.callsPerSecond).padStart(8)}  ${LOAD_RPCS.map((r) => `${ms(row.rpcs[r]?.median)}/${ms(row.rpcs[r]?.p99)}`.padStart(20)).join(' ')}`,
+    );
   }
   return out;
 }

@@ -14,7 +14,11 @@ import { join } from 'node:path';
 import { DeviceMapper } from '../src/ioctl/device-mapper.js';
 import { runCli } from '../test/cli-process.js';
 import {
-  startContainerd, startServer, stopServer, type Containerd, type Server,
+  startContainerd,
+  startServer,
+  stopServer,
+  type Containerd,
+  type Server,
 } from '../test/kernel/containerd-helpers.js';
 import { bulkyImage } from '../test/kernel/oci-image.js';
 import { run } from '../test/kernel/reference-tools.js';
@@ -67,7 +71,10 @@ interface Bed {
 async function setUp(tmp: string, prefix: string): Promise<Bed> {
   const undo: Array<() => Promise<void> | void> = [];
   const teardown = async () => {
-    for (const step of undo.reverse()) await Promise.resolve().then(step).catch((e) => progress(`snapshotter teardown: ${e}`));
+    for (const step of undo.reverse())
+      await Promise.resolve()
+        .then(step)
+        .catch((e) => progress(`snapshotter teardown: ${e}`));
   };
   try {
     const rootFs = join(tmp, 'ctrd-fs');
@@ -76,7 +83,10 @@ async function setUp(tmp: string, prefix: string): Promise<Bed> {
     run('mkfs.ext4', ['-q', '-F', rootImage]);
     mkdirSync(rootFs, { recursive: true });
     run('mount', ['-o', 'loop', rootImage, rootFs]);
-    undo.push(() => { run('umount', [rootFs]); rmSync(rootImage, { force: true }); });
+    undo.push(() => {
+      run('umount', [rootFs]);
+      rmSync(rootImage, { force: true });
+    });
 
     const dm = DeviceMapper.open();
     undo.push(() => dm.close());
@@ -94,23 +104,48 @@ async function setUp(tmp: string, prefix: string): Promise<Bed> {
     run('dmsetup', ['mknodes', poolName]); // containerd's devmapper opens /dev/mapper/<pool>; no udev makes it
 
     const home = join(tmp, 'dmthin-home');
-    const init = await runCli(['--home', home, 'init', '--base-size', SIZES.base, '--block-size', '64K',
-      '--loop-data-size', String(SIZES.data), '--loop-metadata-size', String(SIZES.metadata)], 300_000);
+    const init = await runCli(
+      [
+        '--home',
+        home,
+        'init',
+        '--base-size',
+        SIZES.base,
+        '--block-size',
+        '64K',
+        '--loop-data-size',
+        String(SIZES.data),
+        '--loop-metadata-size',
+        String(SIZES.metadata),
+      ],
+      300_000,
+    );
     if (init.code !== 0) throw new Error(`devmapper init: ${init.stderr}`);
-    undo.push(async () => { await runCli(['--home', home, 'cleanup']); rmSync(home, { recursive: true, force: true }); });
+    undo.push(async () => {
+      await runCli(['--home', home, 'cleanup']);
+      rmSync(home, { recursive: true, force: true });
+    });
     const socket = join(tmp, 'dmthin.sock');
     const server = await startServer(home, socket, ['--log-level', 'debug']); // per-RPC times for the import breakdown
-    undo.push(async () => { await stopServer(server); });
+    undo.push(async () => {
+      await stopServer(server);
+    });
 
     const containerd = await startContainerd({
-      proxies: { dmthin: socket }, parentDir: rootFs,
+      proxies: { dmthin: socket },
+      parentDir: rootFs,
       devmapper: { poolName, rootPath: join(rootFs, 'devmapper'), baseImageSize: '64MB' },
     });
     undo.push(() => containerd.stop());
     const plugins = await containerd.ctr(['plugins', 'ls']);
     for (const name of ['dmthin', 'devmapper', 'overlayfs']) {
       if (!new RegExp(`^io\\.containerd\\.snapshotter\\.v1\\s+${name}\\s.*\\sok\\s*$`, 'm').test(plugins)) {
-        const log = containerd.logTail(200_000).split('\n').filter((line) => line.includes(name)).slice(-15).join('\n');
+        const log = containerd
+          .logTail(200_000)
+          .split('\n')
+          .filter((line) => line.includes(name))
+          .slice(-15)
+          .join('\n');
         throw new Error(`containerd's snapshotter ${name} is not loaded:\n${plugins}\n${log}`);
       }
     }
@@ -120,7 +155,9 @@ async function setUp(tmp: string, prefix: string): Promise<Bed> {
       devmapper: new SnapshotsClient(containerd.socket, 'devmapper', NAMESPACE),
       overlayfs: new SnapshotsClient(containerd.socket, 'overlayfs', NAMESPACE),
     };
-    undo.push(() => { for (const client of Object.values(clients)) client.close(); });
+    undo.push(() => {
+      for (const client of Object.values(clients)) client.close();
+    });
     return { containerd, server, clients, teardown };
   } catch (error) {
     await teardown();
@@ -153,12 +190,16 @@ async function measureOps(bed: Bed, layers: number): Promise<SnapshotterResult['
       const client = bed.clients[backend];
       const parent = i === 0 ? '' : name(backend, `layer-${i - 1}`);
       await timed(backend, 'prepare', () => client.prepare(name(backend, `active-${i}`), parent, GC_ROOT));
-      await timed(backend, 'commit', () => client.commit(name(backend, `layer-${i}`), name(backend, `active-${i}`), GC_ROOT));
+      await timed(backend, 'commit', () =>
+        client.commit(name(backend, `layer-${i}`), name(backend, `active-${i}`), GC_ROOT),
+      );
     }
   }
   for (let i = 0; i < layers; i++) {
     for (const backend of backends) {
-      await timed(backend, 'view', () => bed.clients[backend].view(name(backend, `view-${i}`), name(backend, `layer-${layers - 1}`), GC_ROOT));
+      await timed(backend, 'view', () =>
+        bed.clients[backend].view(name(backend, `view-${i}`), name(backend, `layer-${layers - 1}`), GC_ROOT),
+      );
     }
   }
   // Removal: the direct server removes for real at once; through containerd, Remove drops the
@@ -167,8 +208,10 @@ async function measureOps(bed: Bed, layers: number): Promise<SnapshotterResult['
   // did not make, and the direct snapshots live in the same home as containerd's dmthin ones.
   for (const backend of ['dmthin direct', ...backends.filter((b) => b !== 'dmthin direct')] as const) {
     const client = bed.clients[backend];
-    const keys = [...Array.from({ length: layers }, (_, i) => name(backend, `view-${i}`)),
-      ...Array.from({ length: layers }, (_, i) => name(backend, `layer-${layers - 1 - i}`))];
+    const keys = [
+      ...Array.from({ length: layers }, (_, i) => name(backend, `view-${i}`)),
+      ...Array.from({ length: layers }, (_, i) => name(backend, `layer-${layers - 1 - i}`)),
+    ];
     const t0 = process.hrtime.bigint();
     for (const key of keys) await client.remove(key);
     if (backend !== 'dmthin direct') await collectGarbage(bed.containerd);
@@ -178,7 +221,8 @@ async function measureOps(bed: Bed, layers: number): Promise<SnapshotterResult['
   const ops: SnapshotterResult['ops'] = {};
   for (const [key, values] of samples) {
     const [backend, op] = key.split('\0') as [SnapshotBackend, SnapshotOp];
-    (ops[backend] ??= {})[op] = summarize(values);
+    ops[backend] ??= {};
+    ops[backend][op] = summarize(values);
   }
   return ops;
 }
@@ -227,12 +271,22 @@ async function measureImage(bed: Bed, tmp: string, quick: boolean): Promise<Snap
   const rows = backends.map((backend) => {
     const mine = all.filter((r) => r.backend === backend);
     const server = mine.flatMap((r) => (r.serverS === undefined ? [] : [r.serverS]));
-    return { backend, importS: median(mine.map((r) => r.importS)), serverS: server.length ? median(server) : undefined, runS: median(mine.map((r) => r.runS)), removeS: median(mine.map((r) => r.removeS)) };
+    return {
+      backend,
+      importS: median(mine.map((r) => r.importS)),
+      serverS: server.length ? median(server) : undefined,
+      runS: median(mine.map((r) => r.runS)),
+      removeS: median(mine.map((r) => r.removeS)),
+    };
   });
   return { layers, bytes: image.tarball.length, rows, rounds };
 }
 
-export async function measureSnapshotter(options: { quick: boolean; tmp: string; prefix: string }): Promise<SnapshotterResult> {
+export async function measureSnapshotter(options: {
+  quick: boolean;
+  tmp: string;
+  prefix: string;
+}): Promise<SnapshotterResult> {
   const bed = await setUp(options.tmp, options.prefix);
   try {
     const t0 = process.hrtime.bigint();

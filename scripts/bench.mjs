@@ -18,10 +18,20 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { APT_PACKAGES, build, canUseDeviceMapperHere, ensureAptPackages, ensureNodeModules, root, step } from './bootstrap.mjs';
+import {
+  APT_PACKAGES,
+  build,
+  canUseDeviceMapperHere,
+  ensureAptPackages,
+  ensureNodeModules,
+  root,
+  step,
+} from './bootstrap.mjs';
 
 function usage(message, status = 2) {
-  (status === 0 ? process.stdout : process.stderr).write(`${message}\nusage: npm run bench -- [--quick] [--uml|--qemu] [--out DIR] [--only latency,lifecycle,scale,snapshotter] [--sizes N1,N2] [--no-host] [--no-guest]\n`);
+  (status === 0 ? process.stdout : process.stderr).write(
+    `${message}\nusage: npm run bench -- [--quick] [--uml|--qemu] [--out DIR] [--only latency,lifecycle,scale,snapshotter] [--sizes N1,N2] [--no-host] [--no-guest]\n`,
+  );
   process.exit(status);
 }
 
@@ -43,7 +53,8 @@ while (args.length > 0) {
   else if (arg === '--sizes') sizes = args.shift() ?? usage('--sizes needs a list of sizes');
   else if (arg === '--no-host') runHostPart = false;
   else if (arg === '--no-guest') runGuestPart = false;
-  else if (arg === '--help' || arg === '-h') usage('npm run bench: ioctl latency, layer lifecycle and scale against C, libdevmapper and dmsetup', 0);
+  else if (arg === '--help' || arg === '-h')
+    usage('npm run bench: ioctl latency, layer lifecycle and scale against C, libdevmapper and dmsetup', 0);
   else usage(`unknown option ${arg}`);
 }
 outDir = resolve(outDir ?? (quick ? join(tmpdir(), 'devmapper-bench-quick') : join(root, 'bench/results')));
@@ -63,9 +74,15 @@ try {
   if (runHostPart) {
     step(`host part: native FFI overhead on loop ioctls (node dist/bench/host.js${quick ? ' --quick' : ''})`);
     const out = join(scratch, 'host.json');
-    const r = spawnSync(process.execPath, [join(root, 'dist/bench/host.js'), ...mode, '--out', out], { stdio: ['ignore', 'inherit', 'inherit'], cwd: root });
+    const r = spawnSync(process.execPath, [join(root, 'dist/bench/host.js'), ...mode, '--out', out], {
+      stdio: ['ignore', 'inherit', 'inherit'],
+      cwd: root,
+    });
     if (r.status === 0 && existsSync(out)) host = JSON.parse(readFileSync(out, 'utf8'));
-    else { failed = true; process.stderr.write(`host part failed (status ${r.status})\n`); }
+    else {
+      failed = true;
+      process.stderr.write(`host part failed (status ${r.status})\n`);
+    }
   }
   if (runGuestPart) {
     const out = join(scratch, 'guest.json');
@@ -90,11 +107,17 @@ try {
         // the snapshotter part compares with containerd's overlayfs
         modules: !only || only.split(',').includes('snapshotter') ? ['overlay'] : [],
       });
-      if (result.outcome !== 'exited') process.stderr.write(`the test kernel ${result.outcome} after ${result.durationMs} ms\n${result.vmStderr.slice(-2000)}\n${result.kernelLog.slice(-3000)}\n`);
+      if (result.outcome !== 'exited')
+        process.stderr.write(
+          `the test kernel ${result.outcome} after ${result.durationMs} ms\n${result.vmStderr.slice(-2000)}\n${result.kernelLog.slice(-3000)}\n`,
+        );
       status = exitStatusOf(result);
     }
     if (status === 0 && existsSync(out)) guest = JSON.parse(readFileSync(out, 'utf8'));
-    else { failed = true; process.stderr.write(`guest part failed (status ${status})\n`); }
+    else {
+      failed = true;
+      process.stderr.write(`guest part failed (status ${status})\n`);
+    }
   }
 } finally {
   rmSync(scratch, { recursive: true, force: true });
@@ -105,16 +128,21 @@ if (!host && !guest) {
   process.exit(1);
 }
 const { merge, renderTables, writeResults } = await import(join(root, 'dist/bench/report.js'));
-const hostCpu = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? cpus()[0]?.model ?? 'unknown CPU';
-const result = merge({
-  date: new Date().toISOString().slice(0, 10),
-  mode: quick ? 'quick' : 'full',
-  backend,
-  machine: `host: ${cpus().length} vCPU VM (${hostCpu})`,
-  totalS: Math.round((Date.now() - started) / 1000),
-  loadavg: { start: loadStart, end: loadavg() },
-  note: 'a shared machine: other jobs may have been running, so latency figures are noisy',
-}, host, guest);
+const hostCpu =
+  /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? cpus()[0]?.model ?? 'unknown CPU';
+const result = merge(
+  {
+    date: new Date().toISOString().slice(0, 10),
+    mode: quick ? 'quick' : 'full',
+    backend,
+    machine: `host: ${cpus().length} vCPU VM (${hostCpu})`,
+    totalS: Math.round((Date.now() - started) / 1000),
+    loadavg: { start: loadStart, end: loadavg() },
+    note: 'a shared machine: other jobs may have been running, so latency figures are noisy',
+  },
+  host,
+  guest,
+);
 mkdirSync(outDir, { recursive: true });
 const files = writeResults(result, outDir);
 process.stdout.write(`\n${renderTables(result)}\n\nwritten: ${files.json}\n         ${files.svg}\n`);

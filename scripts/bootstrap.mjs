@@ -20,8 +20,22 @@ export const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 // offline), thin-provisioning-tools (thin_check of the pool's metadata) and umoci (a reference
 // unpack of image layers).
 export const HOST_APT_PACKAGES = ['gcc', 'libc6-dev', 'linux-libc-dev'];
-export const KERNEL_APT_PACKAGES = ['user-mode-linux', 'qemu-system-x86', 'e2fsprogs', 'dmsetup', 'util-linux', 'procps', 'libdevmapper-dev',
-  'containerd', 'runc', 'busybox-static', 'golang-go', 'golang-github-containerd-containerd-dev', 'thin-provisioning-tools', 'umoci'];
+export const KERNEL_APT_PACKAGES = [
+  'user-mode-linux',
+  'qemu-system-x86',
+  'e2fsprogs',
+  'dmsetup',
+  'util-linux',
+  'procps',
+  'libdevmapper-dev',
+  'containerd',
+  'runc',
+  'busybox-static',
+  'golang-go',
+  'golang-github-containerd-containerd-dev',
+  'thin-provisioning-tools',
+  'umoci',
+];
 /** Both lists: what `npm test` (host and kernel tests) installs. */
 export const APT_PACKAGES = [...HOST_APT_PACKAGES, ...KERNEL_APT_PACKAGES];
 /** The packages the host tests that boot the test kernel (test/vm, test/power-cut) need. */
@@ -33,6 +47,7 @@ export function step(message) {
 
 export function missingAptPackages(packages) {
   return packages.filter((pkg) => {
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format syntax
     const r = spawnSync('dpkg-query', ['-W', '-f=${Status}', pkg], { encoding: 'utf8' });
     return r.status !== 0 || !r.stdout.includes('install ok installed');
   });
@@ -63,14 +78,23 @@ export function ensureNodeModules() {
 
 export function build() {
   step('tsc');
-  execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], { stdio: 'inherit', cwd: root });
+  execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], {
+    stdio: 'inherit',
+    cwd: root,
+  });
 }
 
 /** True when this process can talk to device-mapper itself (a real dm host, as root). */
 export function canUseDeviceMapperHere() {
   if (!existsSync('/dev/mapper/control')) return false;
-  const probe = spawnSync(process.execPath, ['--input-type=module', '-e',
-    "const { DeviceMapper } = await import('./dist/src/index.js'); const dm = DeviceMapper.open(); dm.version(); dm.close();"],
-  { encoding: 'utf8', cwd: root });
+  const probe = spawnSync(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      "const { DeviceMapper } = await import('./dist/src/index.js'); const dm = DeviceMapper.open(); dm.version(); dm.close();",
+    ],
+    { encoding: 'utf8', cwd: root },
+  );
   return probe.status === 0;
 }

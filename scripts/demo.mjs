@@ -17,5 +17,6 @@ if (canUseDeviceMapperHere()) {
 step('no device-mapper on this host: devmapper demo runs inside the test kernel');
 const { runInVm, exitStatusOf } = await import(join(root, 'dist/test/vm/runner.js'));
 const result = await runInVm({ command: [process.execPath, cli, 'demo', ...args], cwd: root, timeoutMs: 10 * 60_000 });
-if (result.outcome !== 'exited') process.stderr.write(`the test kernel ${result.outcome}\n${result.vmStderr.slice(-2000)}\n`);
+if (result.outcome !== 'exited')
+  process.stderr.write(`the test kernel ${result.outcome}\n${result.vmStderr.slice(-2000)}\n`);
 process.exit(exitStatusOf(result));

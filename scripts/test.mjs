@@ -13,7 +13,15 @@ import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  build, canUseDeviceMapperHere, ensureAptPackages, ensureNodeModules, HOST_APT_PACKAGES, missingAptPackages, root, step, TEST_KERNEL_APT_PACKAGES,
+  build,
+  canUseDeviceMapperHere,
+  ensureAptPackages,
+  ensureNodeModules,
+  HOST_APT_PACKAGES,
+  missingAptPackages,
+  root,
+  step,
+  TEST_KERNEL_APT_PACKAGES,
 } from './bootstrap.mjs';
 
 process.chdir(root);
@@ -33,7 +41,10 @@ while (args.length > 0) {
 
 /** Adds up ava's TAP summary (`# pass N` ...) from a stream of output. */
 class TapCounter {
-  passed = 0; failed = 0; skipped = 0; seenSummary = false;
+  passed = 0;
+  failed = 0;
+  skipped = 0;
+  seenSummary = false;
   #pending = '';
   feed(chunk) {
     const text = this.#pending + chunk.toString();
@@ -58,8 +69,14 @@ function runAvaHere(label, patterns, env = {}) {
   return new Promise((resolvePromise) => {
     step(`${label}: ava ${patterns.join(' ')}`);
     const counter = new TapCounter();
-    const child = spawn(process.execPath, avaArgs(patterns), { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
-    child.stdout.on('data', (chunk) => { process.stdout.write(chunk); counter.feed(chunk); });
+    const child = spawn(process.execPath, avaArgs(patterns), {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, ...env },
+    });
+    child.stdout.on('data', (chunk) => {
+      process.stdout.write(chunk);
+      counter.feed(chunk);
+    });
     child.on('close', (code) => resolvePromise(settle(label, counter, code)));
   });
 }
@@ -84,7 +101,9 @@ async function runKernelTests(patterns) {
   try {
     if (backend === 'uml') umlRelease();
   } catch (e) {
-    process.stderr.write(`${e.message}\nNo device-mapper on this host and no test kernel: the kernel tests cannot run.\n`);
+    process.stderr.write(
+      `${e.message}\nNo device-mapper on this host and no test kernel: the kernel tests cannot run.\n`,
+    );
     const counter = new TapCounter();
     counter.failed = 1;
     return counter;
@@ -92,7 +111,8 @@ async function runKernelTests(patterns) {
   step(`no device-mapper on this host: kernel tests run inside the ${backend} test kernel`);
   const counter = new TapCounter();
   const env = {};
-  for (const key of ['DEVMAPPER_FFI', 'DEVMAPPER_LOG', 'CI', 'DEVMAPPER_SOAK_SEED', 'DEVMAPPER_SOAK_OPS']) if (process.env[key]) env[key] = process.env[key];
+  for (const key of ['DEVMAPPER_FFI', 'DEVMAPPER_LOG', 'CI', 'DEVMAPPER_SOAK_SEED', 'DEVMAPPER_SOAK_OPS'])
+    if (process.env[key]) env[key] = process.env[key];
   const result = await runInVm({
     command: ['sh', '-c', 'echo "guest kernel: $(uname -r)"; exec "$@"', 'sh', process.execPath, ...avaArgs(patterns)],
     cwd: root,
@@ -100,10 +120,15 @@ async function runKernelTests(patterns) {
     backend,
     timeoutMs: 55 * 60_000, // containerd-suite.test.ts alone takes 3-5 min of it
     modules: ['dm-flakey', 'dm-zero'],
-    onOutput: (chunk) => { process.stdout.write(chunk); counter.feed(chunk); },
+    onOutput: (chunk) => {
+      process.stdout.write(chunk);
+      counter.feed(chunk);
+    },
   });
   if (result.outcome !== 'exited') {
-    process.stdout.write(`\nthe test kernel ${result.outcome} after ${result.durationMs} ms\n${result.vmStderr.slice(-3000)}\n--- kernel log (tail)\n${result.kernelLog.slice(-4000)}\n`);
+    process.stdout.write(
+      `\nthe test kernel ${result.outcome} after ${result.durationMs} ms\n${result.vmStderr.slice(-3000)}\n--- kernel log (tail)\n${result.kernelLog.slice(-4000)}\n`,
+    );
   }
   return settle('kernel tests (VM)', counter, exitStatusOf(result));
 }
@@ -124,15 +149,22 @@ function bootsTestKernel(file) {
  * are counted as skipped, saying why, when they are not.
  */
 function hostTestFiles(requested) {
-  const all = requested.length > 0 ? requested
-    : readdirSync(join(root, 'dist/test/host')).filter((f) => f.endsWith('.test.js')).sort().map((f) => `dist/test/host/${f}`);
+  const all =
+    requested.length > 0
+      ? requested
+      : readdirSync(join(root, 'dist/test/host'))
+          .filter((f) => f.endsWith('.test.js'))
+          .sort()
+          .map((f) => `dist/test/host/${f}`);
   if (!hostOnly) return { run: all, skipped: [] };
   const missing = missingAptPackages(TEST_KERNEL_APT_PACKAGES);
   if (missing.length === 0) return { run: all, skipped: [] };
   const skipped = all.filter(bootsTestKernel);
   if (skipped.length > 0) {
-    process.stdout.write(`--host-only: skipping ${skipped.join(', ')}: they boot the test kernel, whose packages are not installed (${missing.join(', ')}); `
-      + 'npm test without --host-only installs them\n');
+    process.stdout.write(
+      `--host-only: skipping ${skipped.join(', ')}: they boot the test kernel, whose packages are not installed (${missing.join(', ')}); ` +
+        'npm test without --host-only installs them\n',
+    );
   }
   return { run: all.filter((f) => !skipped.includes(f)), skipped };
 }
@@ -143,7 +175,11 @@ const runHost = !kernelOnly && (files.length === 0 || hostFiles.length > 0);
 const runKernel = !hostOnly && (files.length === 0 || kernelFiles.length > 0);
 
 const totals = { passed: 0, failed: 0, skipped: 0 };
-const add = (c) => { totals.passed += c.passed; totals.failed += c.failed; totals.skipped += c.skipped; };
+const add = (c) => {
+  totals.passed += c.passed;
+  totals.failed += c.failed;
+  totals.skipped += c.skipped;
+};
 // containerd's conformance suite is a Go test binary: built here on the host (a Go build under
 // UML takes minutes); the kernel test skips, saying why, when Go or containerd's sources are missing.
 if (runKernel && (kernelFiles.length === 0 || kernelFiles.some((f) => f.includes('containerd-suite')))) {

@@ -101,8 +101,13 @@ export class LayerBusyError extends DmSystemError {
   readonly layer: string;
   readonly users: number;
   constructor(args: { layer: string; users: number; device: string }) {
-    super({ errno: osConstants.errno.EBUSY, syscall: 'ioctl', operation: 'remove', device: args.device,
-      detail: `layer ${args.layer} is mounted (${args.users} users): put() it first` });
+    super({
+      errno: osConstants.errno.EBUSY,
+      syscall: 'ioctl',
+      operation: 'remove',
+      device: args.device,
+      detail: `layer ${args.layer} is mounted (${args.users} users): put() it first`,
+    });
     this.layer = args.layer;
     this.users = args.users;
   }
@@ -120,7 +125,11 @@ export class PoolModeError extends DevmapperError {
   readonly needsCheck: boolean;
   constructor(args: { pool: string; mode: string; needsCheck: boolean; operation: string; cause?: unknown }) {
     const state = `${args.mode}${args.needsCheck ? ' and needs_check' : ''}`;
-    super('ERR_DM_POOL_MODE', `${args.operation}: pool ${args.pool} is ${state}`, args.cause === undefined ? undefined : { cause: args.cause });
+    super(
+      'ERR_DM_POOL_MODE',
+      `${args.operation}: pool ${args.pool} is ${state}`,
+      args.cause === undefined ? undefined : { cause: args.cause },
+    );
     this.pool = args.pool;
     this.mode = args.mode;
     this.needsCheck = args.needsCheck;
@@ -161,8 +170,17 @@ export class InvalidArgumentError extends DevmapperError {
  */
 export class LayerTarError extends DevmapperError {
   readonly entry: string | undefined;
-  constructor(code: 'ERR_DM_LAYER_TAR_UNSAFE' | 'ERR_DM_LAYER_TAR_INVALID', entry: string | undefined, reason: string, options?: { cause?: unknown }) {
-    super(code, entry === undefined ? `layer tar: ${reason}` : `layer tar entry ${JSON.stringify(entry)}: ${reason}`, options);
+  constructor(
+    code: 'ERR_DM_LAYER_TAR_UNSAFE' | 'ERR_DM_LAYER_TAR_INVALID',
+    entry: string | undefined,
+    reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      code,
+      entry === undefined ? `layer tar: ${reason}` : `layer tar entry ${JSON.stringify(entry)}: ${reason}`,
+      options,
+    );
     this.entry = entry;
   }
 }
@@ -196,7 +214,11 @@ export class MetadataError extends DevmapperError {
   readonly file: string;
   readonly field: string | undefined;
   constructor(file: string, field: string | undefined, reason: string, options?: { cause?: unknown }) {
-    super('ERR_DM_METADATA', `metadata file ${file}${field === undefined ? '' : `, field ${JSON.stringify(field)}`}: ${reason}`, options);
+    super(
+      'ERR_DM_METADATA',
+      `metadata file ${file}${field === undefined ? '' : `, field ${JSON.stringify(field)}`}: ${reason}`,
+      options,
+    );
     this.file = file;
     this.field = field;
   }

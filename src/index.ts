@@ -4,8 +4,19 @@ export * from './thin/status.js';
 export * from './thin/messages.js';
 export { DeviceMapper, DM_CONTROL_PATH } from './ioctl/device-mapper.js';
 export type {
-  DeviceRef, DeviceNumber, DeviceInfo, ListedDevice, Target, TargetStatus, TargetVersion,
-  OpenOptions, CreateOptions, RemoveOptions, SuspendOptions, StatusOptions, Geometry,
+  DeviceRef,
+  DeviceNumber,
+  DeviceInfo,
+  ListedDevice,
+  Target,
+  TargetStatus,
+  TargetVersion,
+  OpenOptions,
+  CreateOptions,
+  RemoveOptions,
+  SuspendOptions,
+  StatusOptions,
+  Geometry,
 } from './ioctl/device-mapper.js';
 export type { FfiBackendName } from './ioctl/ffi/binding.js';
 export { logger } from './log.js';

@@ -19,8 +19,13 @@ export function runCli(args: string[], timeoutMs = 90_000): Promise<CliRun> {
   delete env.DEVMAPPER_HOME;
   delete env.DEVMAPPER_LOG;
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI_BIN, ...args], { encoding: 'utf8', env, timeout: timeoutMs, maxBuffer: 16 << 20 }, (error, stdout, stderr) => {
-      resolve({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [CLI_BIN, ...args],
+      { encoding: 'utf8', env, timeout: timeoutMs, maxBuffer: 16 << 20 },
+      (error, stdout, stderr) => {
+        resolve({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, stdout, stderr });
+      },
+    );
   });
 }

@@ -6,28 +6,51 @@ import * as protoLoader from '@grpc/proto-loader';
 
 const PROTO_DIR = fileURLToPath(new URL('../../proto/', import.meta.url));
 
-export interface WireMount { type: string; source: string; target: string; options: string[] }
+export interface WireMount {
+  type: string;
+  source: string;
+  target: string;
+  options: string[];
+}
 export interface WireInfo {
-  name: string; parent: string; kind: 'UNKNOWN' | 'VIEW' | 'ACTIVE' | 'COMMITTED';
-  created_at: { seconds: string; nanos: number }; updated_at: { seconds: string; nanos: number }; labels: Record<string, string>;
+  name: string;
+  parent: string;
+  kind: 'UNKNOWN' | 'VIEW' | 'ACTIVE' | 'COMMITTED';
+  created_at: { seconds: string; nanos: number };
+  updated_at: { seconds: string; nanos: number };
+  labels: Record<string, string>;
 }
 
 export class SnapshotsClient {
   readonly raw: grpc.Client & Record<string, any>;
 
   /** `snapshotter` names the backend (containerd's own socket serves several); `namespace` goes in containerd's header. */
-  constructor(socket: string, readonly snapshotter = 'dmthin', readonly namespace = 'default') {
+  constructor(
+    socket: string,
+    readonly snapshotter = 'dmthin',
+    readonly namespace = 'default',
+  ) {
     const definition = protoLoader.loadSync('containerd/services/snapshots/v1/snapshots.proto', {
-      includeDirs: [PROTO_DIR], keepCase: true, longs: String, enums: String, defaults: true, oneofs: true,
+      includeDirs: [PROTO_DIR],
+      keepCase: true,
+      longs: String,
+      enums: String,
+      defaults: true,
+      oneofs: true,
     });
     const pkg = grpc.loadPackageDefinition(definition) as any;
-    this.raw = new pkg.containerd.services.snapshots.v1.Snapshots(`unix://${socket}`, grpc.credentials.createInsecure());
+    this.raw = new pkg.containerd.services.snapshots.v1.Snapshots(
+      `unix://${socket}`,
+      grpc.credentials.createInsecure(),
+    );
   }
 
   call<T = any>(method: string, request: Record<string, unknown>, metadata = new grpc.Metadata()): Promise<T> {
     metadata.set('containerd-namespace', this.namespace);
     return new Promise((resolve, reject) => {
-      this.raw[method](request, metadata, (error: grpc.ServiceError | null, reply: T) => (error ? reject(error) : resolve(reply)));
+      this.raw[method](request, metadata, (error: grpc.ServiceError | null, reply: T) =>
+        error ? reject(error) : resolve(reply),
+      );
     });
   }
 

@@ -13,7 +13,9 @@ export async function demoCommand(argv: string[], io: Io): Promise<void> {
   expectPositionals(parseArgs(argv, {}), 0, 0, 'devmapper demo');
   requireDeviceMapper();
   const home = mkdtempSync(join(tmpdir(), 'devmapper-demo-'));
-  const say = (line: string): void => { if (!io.json) io.out(`${line}\n`); };
+  const say = (line: string): void => {
+    if (!io.json) io.out(`${line}\n`);
+  };
   const report: Record<string, unknown> = { home };
   let driver: Driver | undefined;
   try {
@@ -36,7 +38,7 @@ export async function demoCommand(argv: string[], io: Io): Promise<void> {
     report.status = status;
     report.layers = layers;
     if (!io.json) {
-      io.out('\n' + formatStatus(status, false) + '\n');
+      io.out(`\n${formatStatus(status, false)}\n`);
       io.out(formatLayerRows(layers));
     }
     await driver.put('container');
@@ -48,5 +50,5 @@ export async function demoCommand(argv: string[], io: Io): Promise<void> {
     rmSync(home, { recursive: true, force: true });
   }
   say('cleaned up: pool deactivated, loop devices detached, temporary home removed');
-  if (io.json) io.out(toJson({ ...report, cleanedUp: true }) + '\n');
+  if (io.json) io.out(`${toJson({ ...report, cleanedUp: true })}\n`);
 }

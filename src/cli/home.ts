@@ -57,7 +57,10 @@ function homeError(name: 'ENOTDIR' | 'EROFS' | 'EACCES', message: string): Devma
 export function assertHome(home: string, options: { write: boolean; command: string }): void {
   const st = lstatOrUndefined(home);
   if (st !== undefined && !st.isDirectory()) {
-    throw homeError('ENOTDIR', `--home ${home} is ${kindOf(st)}, not a directory: give a directory, or a path that does not exist yet (init creates it)`);
+    throw homeError(
+      'ENOTDIR',
+      `--home ${home} is ${kindOf(st)}, not a directory: give a directory, or a path that does not exist yet (init creates it)`,
+    );
   }
   if (!options.write) return;
   // The directory itself, or for a home init is to create, the nearest part of the path that exists.
@@ -71,10 +74,16 @@ export function assertHome(home: string, options: { write: boolean; command: str
   if (why === undefined) return;
   const where = dir === home ? `${home} is` : `${home} would be created in ${dir}, which is`;
   if (why === 'EROFS') {
-    throw homeError('EROFS', `${where} on a read-only filesystem: \`devmapper ${options.command}\` writes to the home `
-      + '(ls, status and check without --repair work on a read-only home); remount it read-write or choose another --home');
+    throw homeError(
+      'EROFS',
+      `${where} on a read-only filesystem: \`devmapper ${options.command}\` writes to the home ` +
+        '(ls, status and check without --repair work on a read-only home); remount it read-write or choose another --home',
+    );
   }
-  throw homeError('EACCES', `${where} not writable by this user: \`devmapper ${options.command}\` needs root (or write access to the home)`);
+  throw homeError(
+    'EACCES',
+    `${where} not writable by this user: \`devmapper ${options.command}\` needs root (or write access to the home)`,
+  );
 }
 
 /**
@@ -85,10 +94,13 @@ export function unfinishedInit(home: string): { pendingOptions: string | undefin
   const pending = join(home, PENDING_OPTIONS);
   const hasPending = existsSync(pending);
   if (!hasPending && !existsSync(join(home, 'metadata')) && !existsSync(join(home, 'devicemapper'))) return undefined;
-  const how = hasPending ? `(the options it was given are in ${pending})` : '(it left no record of its options: give the same ones again)';
+  const how = hasPending
+    ? `(the options it was given are in ${pending})`
+    : '(it left no record of its options: give the same ones again)';
   return {
     pendingOptions: hasPending ? pending : undefined,
-    message: `\`devmapper init\` on ${home} did not finish: it was interrupted, and its pool and loop devices may still be active ${how}. `
-      + `Run \`devmapper --home ${home} init\` with the same options to finish it${hasPending ? `, or \`devmapper --home ${home} cleanup\` to deactivate what it left before removing the home` : ''}`,
+    message:
+      `\`devmapper init\` on ${home} did not finish: it was interrupted, and its pool and loop devices may still be active ${how}. ` +
+      `Run \`devmapper --home ${home} init\` with the same options to finish it${hasPending ? `, or \`devmapper --home ${home} cleanup\` to deactivate what it left before removing the home` : ''}`,
   };
 }

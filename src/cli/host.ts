@@ -15,12 +15,17 @@ export const PACKAGE_ROOT = fileURLToPath(new URL('../../../', import.meta.url))
  * kernel, so it is not suggested there.
  */
 export function deviceMapperHint(root = PACKAGE_ROOT): string {
-  const load = 'load dm-mod and dm-thin-pool as root (modprobe dm_thin_pool; in a container: the host must load them, and the container needs /dev/mapper and CAP_SYS_ADMIN, e.g. --privileged)';
-  if (existsSync(`${root}/dist/test/vm/cli.js`)) return `${load}, or run this through the test kernel: npm run vm -- node dist/src/cli/bin.js ...`;
+  const load =
+    'load dm-mod and dm-thin-pool as root (modprobe dm_thin_pool; in a container: the host must load them, and the container needs /dev/mapper and CAP_SYS_ADMIN, e.g. --privileged)';
+  if (existsSync(`${root}/dist/test/vm/cli.js`))
+    return `${load}, or run this through the test kernel: npm run vm -- node dist/src/cli/bin.js ...`;
   return load;
 }
 
 export function requireDeviceMapper(): void {
   if (existsSync(DM_CONTROL_PATH)) return;
-  throw new DevmapperError('ERR_DM_UNAVAILABLE', `this kernel has no device-mapper (${DM_CONTROL_PATH} is missing): ${deviceMapperHint()}`);
+  throw new DevmapperError(
+    'ERR_DM_UNAVAILABLE',
+    `this kernel has no device-mapper (${DM_CONTROL_PATH} is missing): ${deviceMapperHint()}`,
+  );
 }

@@ -16,7 +16,12 @@ export const IMAGE_USAGE = `devmapper image <command>
   rootfs REF ID [--bundle DIR]   a writable layer ID on the image, mounted; prints its rootfs
                                  (--bundle: also writes DIR/config.json for runc/crun)`;
 
-async function withDriver<T>(io: Io, body: (driver: Awaited<ReturnType<typeof openDriver>>) => Promise<T>, command: string, write = true): Promise<T> {
+async function withDriver<T>(
+  io: Io,
+  body: (driver: Awaited<ReturnType<typeof openDriver>>) => Promise<T>,
+  command: string,
+  write = true,
+): Promise<T> {
   const driver = await openDriver(io.home, io.lockTimeoutMs, { command, write });
   try {
     return await body(driver);
@@ -33,29 +38,68 @@ export async function imageCommand(argv: string[], io: Io): Promise<void> {
       const [file] = expectPositionals(parsed, 1, 1, 'devmapper image import FILE.tar [--name REF]');
       const name = parsed.values.get('name');
       if (name !== undefined && name.trim() === '') throw new UsageError('--name must not be empty');
-      await withDriver(io, async (driver) => {
-        progress(`importing ${file}`);
-        const records = await importImage(driver, resolve(file!), { name, onProgress: progress });
-        io.out(io.json ? toJson(records.map(({ ref, configDigest, layers }) => ({ ref, configDigest, layers }))) + '\n'
-          : records.map((r) => `${r.ref} (${r.layers.length} layers)\n`).join(''));
-      }, 'image import');
+      await withDriver(
+        io,
+        async (driver) => {
+          progress(`importing ${file}`);
+          const records = await importImage(driver, resolve(file!), { name, onProgress: progress });
+          io.out(
+            io.json
+              ? `${toJson(records.map(({ ref, configDigest, layers }) => ({ ref, configDigest, layers })))}\n`
+              : records.map((r) => `${r.ref} (${r.layers.length} layers)\n`).join(''),
+          );
+        },
+        'image import',
+      );
       return;
     }
     case 'ls': {
       expectPositionals(parseArgs(rest, {}), 0, 0, 'devmapper image ls');
-      await withDriver(io, async (driver) => {
-        const images = await listImages(driver);
-        io.out(io.json ? toJson(images.map(({ ref, configDigest, manifestDigest, layers, importedAt }) => ({ ref, configDigest, manifestDigest, layers, importedAt }))) + '\n'
-          : table(['REF', 'LAYERS', 'CONFIG', 'TOP LAYER'], images.map((i) => [i.ref, i.layers.length, i.configDigest.slice(0, 19), i.layers.at(-1)?.layerId.slice(0, 16) ?? '-'])));
-      }, 'image ls', false);
+      await withDriver(
+        io,
+        async (driver) => {
+          const images = await listImages(driver);
+          io.out(
+            io.json
+              ? `${toJson(
+                  images.map(({ ref, configDigest, manifestDigest, layers, importedAt }) => ({
+                    ref,
+                    configDigest,
+                    manifestDigest,
+                    layers,
+                    importedAt,
+                  })),
+                )}\n`
+              : table(
+                  ['REF', 'LAYERS', 'CONFIG', 'TOP LAYER'],
+                  images.map((i) => [
+                    i.ref,
+                    i.layers.length,
+                    i.configDigest.slice(0, 19),
+                    i.layers.at(-1)?.layerId.slice(0, 16) ?? '-',
+                  ]),
+                ),
+          );
+        },
+        'image ls',
+        false,
+      );
       return;
     }
     case 'rm': {
       const [ref] = expectPositionals(parseArgs(rest, {}), 1, 1, 'devmapper image rm REF');
-      await withDriver(io, async (driver) => {
-        const removed = await removeImage(driver, ref!);
-        io.out(io.json ? toJson({ ref, removedLayers: removed }) + '\n' : `removed ${ref} (${removed.length} layers freed)\n`);
-      }, 'image rm');
+      await withDriver(
+        io,
+        async (driver) => {
+          const removed = await removeImage(driver, ref!);
+          io.out(
+            io.json
+              ? `${toJson({ ref, removedLayers: removed })}\n`
+              : `removed ${ref} (${removed.length} layers freed)\n`,
+          );
+        },
+        'image rm',
+      );
       return;
     }
     case 'rootfs': {
@@ -63,12 +107,21 @@ export async function imageCommand(argv: string[], io: Io): Promise<void> {
       const [ref, id] = expectPositionals(parsed, 2, 2, 'devmapper image rootfs REF ID [--bundle DIR]');
       checkArgument(() => assertLayerId(id, 'ID'));
       const bundle = parsed.values.get('bundle');
-      await withDriver(io, async (driver) => {
-        const image = await getImage(driver, ref!);
-        const rootfs = await imageRootfs(driver, ref!, id!);
-        if (bundle !== undefined) writeFileSync(resolve(bundle, 'config.json'), JSON.stringify(runtimeSpec(image.config, rootfs, id!), null, 2) + '\n', { mode: 0o644 });
-        io.out(io.json ? toJson({ ref, id, rootfs }) + '\n' : `${rootfs}\n`);
-      }, 'image rootfs');
+      await withDriver(
+        io,
+        async (driver) => {
+          const image = await getImage(driver, ref!);
+          const rootfs = await imageRootfs(driver, ref!, id!);
+          if (bundle !== undefined)
+            writeFileSync(
+              resolve(bundle, 'config.json'),
+              `${JSON.stringify(runtimeSpec(image.config, rootfs, id!), null, 2)}\n`,
+              { mode: 0o644 },
+            );
+          io.out(io.json ? `${toJson({ ref, id, rootfs })}\n` : `${rootfs}\n`);
+        },
+        'image rootfs',
+      );
       return;
     }
     default:
@@ -86,10 +139,14 @@ export async function diffCommand(argv: string[], io: Io): Promise<void> {
     if (parent !== undefined) assertLayerId(parent, 'parent');
   });
   if (process.stdout.isTTY) throw new UsageError('devmapper diff writes a tar: redirect stdout to a file or a pipe');
-  await withDriver(io, async (driver) => {
-    const parent = parsed.values.get('parent') ?? (await driver.metadata(id!)).parent;
-    const stream = await driver.diff(id!, parent);
-    await pipeline(stream, process.stdout, { end: false });
-    await stream.released; // unmounted before the driver is closed
-  }, 'diff');
+  await withDriver(
+    io,
+    async (driver) => {
+      const parent = parsed.values.get('parent') ?? (await driver.metadata(id!)).parent;
+      const stream = await driver.diff(id!, parent);
+      await pipeline(stream, process.stdout, { end: false });
+      await stream.released; // unmounted before the driver is closed
+    },
+    'diff',
+  );
 }

@@ -32,7 +32,19 @@ export interface Io {
 }
 
 const INIT_OPTIONS = {
-  values: ['base-size', 'loop-data-size', 'loop-metadata-size', 'fs', 'mount-opt', 'data-dev', 'metadata-dev', 'thin-pool-dev', 'block-size', 'min-free-space', 'ffi'],
+  values: [
+    'base-size',
+    'loop-data-size',
+    'loop-metadata-size',
+    'fs',
+    'mount-opt',
+    'data-dev',
+    'metadata-dev',
+    'thin-pool-dev',
+    'block-size',
+    'min-free-space',
+    'ffi',
+  ],
   flags: ['blkdiscard', 'deferred-removal', 'deferred-deletion', 'queue-if-no-space'],
   repeated: ['mkfs-arg'],
 } as const;
@@ -54,10 +66,13 @@ export const MAX_DEVICE_SECTORS = (1n << 54n) - 1n;
  */
 export function cliSize(value: string, flag: string, min = 0n): bigint {
   const bytes = checkArgument(() => parseSize(value, flag));
-  if (bytes % 512n !== 0n) throw new UsageError(`${flag}: ${JSON.stringify(value)} is ${bytes} bytes, not a whole number of 512-byte sectors`);
+  if (bytes % 512n !== 0n)
+    throw new UsageError(`${flag}: ${JSON.stringify(value)} is ${bytes} bytes, not a whole number of 512-byte sectors`);
   if (bytes < min) throw new UsageError(`${flag}: ${JSON.stringify(value)} is below the minimum of ${humanBytes(min)}`);
   if (bytes / 512n > MAX_DEVICE_SECTORS) {
-    throw new UsageError(`${flag}: ${JSON.stringify(value)} is more than the kernel takes for a device (at most ${MAX_DEVICE_SECTORS} sectors, 8 EiB - 512 bytes)`);
+    throw new UsageError(
+      `${flag}: ${JSON.stringify(value)} is more than the kernel takes for a device (at most ${MAX_DEVICE_SECTORS} sectors, 8 EiB - 512 bytes)`,
+    );
   }
   return bytes;
 }
@@ -76,7 +91,8 @@ export function driverOptionsFrom(parsed: Parsed, home: string): DriverOptions {
   const v = (name: string): string | undefined => parsed.values.get(name);
   const options: DriverOptions = { home };
   // Checked here with the flag's name; kept as typed (cli-options.json records them so).
-  for (const flag of ['base-size', 'loop-data-size', 'loop-metadata-size', 'block-size'] as const) if (v(flag) !== undefined) cliSize(v(flag)!, `--${flag}`);
+  for (const flag of ['base-size', 'loop-data-size', 'loop-metadata-size', 'block-size'] as const)
+    if (v(flag) !== undefined) cliSize(v(flag)!, `--${flag}`);
   if (v('base-size')) options.baseSize = v('base-size');
   if (v('loop-data-size')) options.loopDataSize = v('loop-data-size');
   if (v('loop-metadata-size')) options.loopMetadataSize = v('loop-metadata-size');
@@ -104,19 +120,35 @@ function recordedOptions(home: string, lockTimeoutMs?: number, file = optionsFil
   if (!existsSync(file)) {
     const unfinished = unfinishedInit(home);
     if (unfinished) throw new DevmapperError('ERR_DM_NOT_INITIALISED', unfinished.message);
-    throw new DevmapperError('ERR_DM_NOT_INITIALISED', `${home} is not initialised: run \`devmapper init --home ${home}\` first`);
+    throw new DevmapperError(
+      'ERR_DM_NOT_INITIALISED',
+      `${home} is not initialised: run \`devmapper init --home ${home}\` first`,
+    );
   }
   let recorded: unknown;
   try {
     recorded = JSON.parse(readFileSync(file, 'utf8'));
   } catch (error) {
-    throw new MetadataError(file, undefined, `cannot be read as JSON (${(error as Error).message}): it holds the options \`devmapper init\` was given; fix or rewrite it with the same options`, { cause: error });
+    throw new MetadataError(
+      file,
+      undefined,
+      `cannot be read as JSON (${(error as Error).message}): it holds the options \`devmapper init\` was given; fix or rewrite it with the same options`,
+      { cause: error },
+    );
   }
   if (typeof recorded !== 'object' || recorded === null || Array.isArray(recorded)) {
-    throw new MetadataError(file, undefined, `holds ${recorded === null ? 'null' : Array.isArray(recorded) ? 'an array' : typeof recorded}, not the options object \`devmapper init\` wrote`);
+    throw new MetadataError(
+      file,
+      undefined,
+      `holds ${recorded === null ? 'null' : Array.isArray(recorded) ? 'an array' : typeof recorded}, not the options object \`devmapper init\` wrote`,
+    );
   }
   if ('home' in recorded) throw new MetadataError(file, 'home', 'is not an option kept here (the home is --home)');
-  const options: DriverOptions = { ...(recorded as DriverOptions), home, ...(lockTimeoutMs === undefined ? {} : { lockTimeoutMs }) };
+  const options: DriverOptions = {
+    ...(recorded as DriverOptions),
+    home,
+    ...(lockTimeoutMs === undefined ? {} : { lockTimeoutMs }),
+  };
   try {
     resolveOptions(options);
   } catch (error) {
@@ -130,13 +162,21 @@ function recordedOptions(home: string, lockTimeoutMs?: number, file = optionsFil
  * Opens the home with the options `init` recorded (and --wait's lock timeout). `command` names
  * the command in messages; `write: false` for the commands that work on a read-only home.
  */
-export async function openDriver(home: string, lockTimeoutMs?: number, access: { command: string; write: boolean } = { command: 'this command', write: true }): Promise<Driver> {
+export async function openDriver(
+  home: string,
+  lockTimeoutMs?: number,
+  access: { command: string; write: boolean } = { command: 'this command', write: true },
+): Promise<Driver> {
   assertHome(home, access);
   requireDeviceMapper();
   return Driver.init(recordedOptions(home, lockTimeoutMs));
 }
 
-async function withDriver<T>(io: Io, body: (driver: Driver) => Promise<T>, access: { command: string; write: boolean }): Promise<T> {
+async function withDriver<T>(
+  io: Io,
+  body: (driver: Driver) => Promise<T>,
+  access: { command: string; write: boolean },
+): Promise<T> {
   const driver = await openDriver(io.home, io.lockTimeoutMs, access);
   try {
     return await body(driver);
@@ -159,24 +199,31 @@ export async function initCommand(argv: string[], io: Io): Promise<void> {
   // cleanup brings down what it left with these options. Renamed into place once init is done.
   const pending = join(io.home, PENDING_OPTIONS);
   const driver = await Progress.run(
-    `initialising ${io.home}: ${resolved.thinPoolDevice ? `adopting pool ${resolved.thinPoolDevice}` : resolved.dataDevice ? 'creating the pool' : `creating the pool on sparse loop files (${humanBytes(resolved.loopDataSize)} data)`}, `
-      + `formatting the ${humanBytes(resolved.baseSize)} base device (${resolved.filesystem})`,
+    `initialising ${io.home}: ${resolved.thinPoolDevice ? `adopting pool ${resolved.thinPoolDevice}` : resolved.dataDevice ? 'creating the pool' : `creating the pool on sparse loop files (${humanBytes(resolved.loopDataSize)} data)`}, ` +
+      `formatting the ${humanBytes(resolved.baseSize)} base device (${resolved.filesystem})`,
     async () => {
       mkdirSync(io.home, { recursive: true, mode: 0o700 });
-      writeFileSync(pending, toJson(rest) + '\n', { mode: 0o600 });
+      writeFileSync(pending, `${toJson(rest)}\n`, { mode: 0o600 });
       try {
-        return await Driver.init(io.lockTimeoutMs === undefined ? options : { ...options, lockTimeoutMs: io.lockTimeoutMs });
+        return await Driver.init(
+          io.lockTimeoutMs === undefined ? options : { ...options, lockTimeoutMs: io.lockTimeoutMs },
+        );
       } catch (error) {
         // A failed init undoes what it activated; the record stays only for a home that was
         // already half-made (its pool may still be up, for cleanup to bring down).
         if (!unfinished) rmSync(pending, { force: true });
         throw error;
       }
-    });
+    },
+  );
   try {
     renameSync(pending, optionsFile(io.home));
     const status = await driver.status();
-    io.out(io.json ? toJson(status) + '\n' : `initialised ${io.home}: pool ${status.poolName}, base ${humanBytes(status.baseDeviceSize)} ${status.backingFilesystem}\n`);
+    io.out(
+      io.json
+        ? `${toJson(status)}\n`
+        : `initialised ${io.home}: pool ${status.poolName}, base ${humanBytes(status.baseDeviceSize)} ${status.backingFilesystem}\n`,
+    );
   } finally {
     await driver.close();
   }
@@ -192,24 +239,37 @@ export async function createCommand(argv: string[], io: Io): Promise<void> {
     if (parent !== undefined) assertLayerId(parent, '--parent');
   });
   if (size !== undefined) cliSize(size, '--size');
-  await withDriver(io, async (driver) => {
-    try {
-      await driver.create(id!, parent, { size });
-    } catch (error) {
-      // Only the home knows the parent's size: a smaller --size is still a usage error.
-      if ((error as { code?: string }).code === 'ERR_DM_INVALID_ARGUMENT' && /^size: /.test((error as Error).message)) {
-        throw new UsageError(`--size: ${(error as Error).message.slice('size: '.length)}`);
+  await withDriver(
+    io,
+    async (driver) => {
+      try {
+        await driver.create(id!, parent, { size });
+      } catch (error) {
+        // Only the home knows the parent's size: a smaller --size is still a usage error.
+        if (
+          (error as { code?: string }).code === 'ERR_DM_INVALID_ARGUMENT' &&
+          /^size: /.test((error as Error).message)
+        ) {
+          throw new UsageError(`--size: ${(error as Error).message.slice('size: '.length)}`);
+        }
+        // The device takes any size the kernel does; the filesystem may not grow that far (ext4
+        // reserves descriptor blocks for about 1024 times its size at mkfs). The layer is rolled back.
+        if (
+          size !== undefined &&
+          (error as { code?: string }).code === 'ERR_DM_TOOL_FAILED' &&
+          /^(resize2fs|xfs_growfs) /.test((error as Error).message)
+        ) {
+          throw new UsageError(
+            `--size: ${JSON.stringify(size)} is more than the layer's filesystem can grow to (nothing was created): ${(error as Error).message}`,
+          );
+        }
+        throw error;
       }
-      // The device takes any size the kernel does; the filesystem may not grow that far (ext4
-      // reserves descriptor blocks for about 1024 times its size at mkfs). The layer is rolled back.
-      if (size !== undefined && (error as { code?: string }).code === 'ERR_DM_TOOL_FAILED' && /^(resize2fs|xfs_growfs) /.test((error as Error).message)) {
-        throw new UsageError(`--size: ${JSON.stringify(size)} is more than the layer's filesystem can grow to (nothing was created): ${(error as Error).message}`);
-      }
-      throw error;
-    }
-    const layer = await driver.metadata(id!);
-    io.out(io.json ? toJson(layer) + '\n' : `created ${id} (thin id ${layer.deviceId}, ${humanBytes(layer.size)})\n`);
-  }, { command: 'create', write: true });
+      const layer = await driver.metadata(id!);
+      io.out(io.json ? `${toJson(layer)}\n` : `created ${id} (thin id ${layer.deviceId}, ${humanBytes(layer.size)})\n`);
+    },
+    { command: 'create', write: true },
+  );
 }
 
 export async function mountCommand(argv: string[], io: Io): Promise<void> {
@@ -220,42 +280,61 @@ export async function mountCommand(argv: string[], io: Io): Promise<void> {
     assertLayerId(id);
     if (label !== undefined) assertMountLabel(label);
   });
-  await withDriver(io, async (driver) => {
-    // Mounted by an earlier command (adopted): the same path, nothing added (see the top of this file).
-    const already = driver.mountCount(id!) > 0 && (await driver.exists(id!));
-    const rootfs = await driver.get(id!, label);
-    if (already) {
-      await driver.put(id!); // back to the one reference the mount has across commands
-      if (!io.json) progress(`${id} was already mounted (one \`devmapper umount ${id}\` unmounts it)`);
-    }
-    io.out(io.json ? toJson({ id, rootfs, alreadyMounted: already }) + '\n' : `${rootfs}\n`);
-  }, { command: 'mount', write: true });
+  await withDriver(
+    io,
+    async (driver) => {
+      // Mounted by an earlier command (adopted): the same path, nothing added (see the top of this file).
+      const already = driver.mountCount(id!) > 0 && (await driver.exists(id!));
+      const rootfs = await driver.get(id!, label);
+      if (already) {
+        await driver.put(id!); // back to the one reference the mount has across commands
+        if (!io.json) progress(`${id} was already mounted (one \`devmapper umount ${id}\` unmounts it)`);
+      }
+      io.out(io.json ? `${toJson({ id, rootfs, alreadyMounted: already })}\n` : `${rootfs}\n`);
+    },
+    { command: 'mount', write: true },
+  );
 }
 
 export async function umountCommand(argv: string[], io: Io): Promise<void> {
   const [id] = expectPositionals(parseArgs(argv, {}), 1, 1, 'devmapper umount <id>');
   checkArgument(() => assertLayerId(id));
-  await withDriver(io, async (driver) => {
-    if (!(await driver.exists(id!))) throw new DevmapperError('ERR_DM_UNKNOWN_LAYER', `layer ${id} does not exist (\`devmapper ls\` lists the layers)`);
-    const wasMounted = driver.mountCount(id!) > 0;
-    if (wasMounted) await driver.put(id!);
-    else if (!io.json) progress(`${id} is not mounted: nothing to do`);
-    io.out(io.json ? toJson({ id, mounted: driver.mountCount(id!) > 0, wasMounted }) + '\n' : '');
-  }, { command: 'umount', write: true });
+  await withDriver(
+    io,
+    async (driver) => {
+      if (!(await driver.exists(id!)))
+        throw new DevmapperError(
+          'ERR_DM_UNKNOWN_LAYER',
+          `layer ${id} does not exist (\`devmapper ls\` lists the layers)`,
+        );
+      const wasMounted = driver.mountCount(id!) > 0;
+      if (wasMounted) await driver.put(id!);
+      else if (!io.json) progress(`${id} is not mounted: nothing to do`);
+      io.out(io.json ? `${toJson({ id, mounted: driver.mountCount(id!) > 0, wasMounted })}\n` : '');
+    },
+    { command: 'umount', write: true },
+  );
 }
 
 export async function rmCommand(argv: string[], io: Io): Promise<void> {
   const [id] = expectPositionals(parseArgs(argv, {}), 1, 1, 'devmapper rm <id>');
   checkArgument(() => assertLayerId(id));
-  await withDriver(io, async (driver) => {
-    const layer = (await driver.exists(id!)) ? await driver.metadata(id!) : undefined;
-    const discards = recordedOptions(io.home).discardOnDelete === true;
-    // Discarding a layer's blocks (--blkdiscard) takes time in proportion to its size: say so at
-    // once; otherwise only a removal that takes over a second shows a line.
-    await Progress.run(`removing ${id}${discards && layer ? ` (discarding its ${humanBytes(layer.size)} of blocks first)` : ''}`,
-      () => driver.remove(id!), { delayMs: discards && layer ? 0 : 1000 });
-    io.out(io.json ? toJson({ id, removed: !(await driver.exists(id!)) }) + '\n' : '');
-  }, { command: 'rm', write: true });
+  await withDriver(
+    io,
+    async (driver) => {
+      const layer = (await driver.exists(id!)) ? await driver.metadata(id!) : undefined;
+      const discards = recordedOptions(io.home).discardOnDelete === true;
+      // Discarding a layer's blocks (--blkdiscard) takes time in proportion to its size: say so at
+      // once; otherwise only a removal that takes over a second shows a line.
+      await Progress.run(
+        `removing ${id}${discards && layer ? ` (discarding its ${humanBytes(layer.size)} of blocks first)` : ''}`,
+        () => driver.remove(id!),
+        { delayMs: discards && layer ? 0 : 1000 },
+      );
+      io.out(io.json ? `${toJson({ id, removed: !(await driver.exists(id!)) })}\n` : '');
+    },
+    { command: 'rm', write: true },
+  );
 }
 
 /** What `ls` shows per layer: the library's view plus the bytes mapped (null when inactive). */
@@ -284,9 +363,18 @@ export async function layerRows(driver: Driver): Promise<LayerRow[]> {
 export function formatLayerRows(rows: Awaited<ReturnType<typeof layerRows>>): string {
   const snapshots = rows.map(snapshotLabel);
   const anySnapshot = snapshots.some((label) => label !== null); // the column only where containerd uses the home
-  return table(['ID', 'PARENT', 'THIN ID', 'SIZE', 'MAPPED', 'MOUNTED', ...(anySnapshot ? ['CONTAINERD SNAPSHOT'] : [])],
-    rows.map((r, i) => [r.id, r.parentRemoved ? '(removed)' : r.parent, r.deviceId, humanBytes(r.size), r.mappedBytes === null ? null : humanBytes(r.mappedBytes), r.mounted ? 'yes' : 'no',
-      ...(anySnapshot ? [snapshots[i]] : [])]));
+  return table(
+    ['ID', 'PARENT', 'THIN ID', 'SIZE', 'MAPPED', 'MOUNTED', ...(anySnapshot ? ['CONTAINERD SNAPSHOT'] : [])],
+    rows.map((r, i) => [
+      r.id,
+      r.parentRemoved ? '(removed)' : r.parent,
+      r.deviceId,
+      humanBytes(r.size),
+      r.mappedBytes === null ? null : humanBytes(r.mappedBytes),
+      r.mounted ? 'yes' : 'no',
+      ...(anySnapshot ? [snapshots[i]] : []),
+    ]),
+  );
 }
 
 /** `<kind> <name>` of the containerd snapshot a layer holds (null for a plain layer). */
@@ -301,31 +389,51 @@ function snapshotLabel(layer: LayerMetadata): string | null {
 
 export async function lsCommand(argv: string[], io: Io): Promise<void> {
   expectPositionals(parseArgs(argv, {}), 0, 0, 'devmapper ls');
-  await withDriver(io, async (driver) => {
-    const rows = await layerRows(driver);
-    io.out(io.json ? toJson(rows) + '\n' : formatLayerRows(rows));
-  }, { command: 'ls', write: false });
+  await withDriver(
+    io,
+    async (driver) => {
+      const rows = await layerRows(driver);
+      io.out(io.json ? `${toJson(rows)}\n` : formatLayerRows(rows));
+    },
+    { command: 'ls', write: false },
+  );
 }
 
 export async function statusCommand(argv: string[], io: Io): Promise<void> {
   expectPositionals(parseArgs(argv, {}), 0, 0, 'devmapper status');
-  await withDriver(io, async (driver) => {
-    io.out(formatStatus(await driver.status(), io.json));
-  }, { command: 'status', write: false });
+  await withDriver(
+    io,
+    async (driver) => {
+      io.out(formatStatus(await driver.status(), io.json));
+    },
+    { command: 'status', write: false },
+  );
 }
 
 export function formatStatus(s: Awaited<ReturnType<Driver['status']>>, json: boolean): string {
-  if (json) return toJson(s) + '\n';
-  const space = (u: { used: bigint; total: bigint; available: bigint }): string => `${humanBytes(u.used)} used, ${humanBytes(u.total)} total, ${humanBytes(u.available)} available`;
+  if (json) return `${toJson(s)}\n`;
+  const space = (u: { used: bigint; total: bigint; available: bigint }): string =>
+    `${humanBytes(u.used)} used, ${humanBytes(u.total)} total, ${humanBytes(u.available)} available`;
   return keyValues([
-    ['Pool Name', s.poolName], ['Pool Blocksize', humanBytes(s.poolBlockSize)], ['Base Device Size', humanBytes(s.baseDeviceSize)],
-    ['Backing Filesystem', s.backingFilesystem], ['Data file', s.dataFile], ['Metadata file', s.metadataFile],
-    ['Data loop device', s.dataLoopDevice], ['Metadata loop device', s.metadataLoopDevice],
-    ['Data Space', space(s.dataSpace)], ['Metadata Space', space(s.metadataSpace)],
-    ['Min Free Space', `${s.minFreeSpacePercent}%`], ['Deferred Removal Enabled', s.deferredRemovalEnabled],
-    ['Deferred Deletion Enabled', s.deferredDeletionEnabled], ['Deferred Deleted Device Count', s.deferredDeletedDeviceCount],
-    ['Library Version', `kernel dm ${s.driverVersion}`], ['Pool Mode', s.poolMode], ['Needs Check', s.needsCheck],
-    ['Transaction Id', s.transactionId], ['Layers', s.layerCount],
+    ['Pool Name', s.poolName],
+    ['Pool Blocksize', humanBytes(s.poolBlockSize)],
+    ['Base Device Size', humanBytes(s.baseDeviceSize)],
+    ['Backing Filesystem', s.backingFilesystem],
+    ['Data file', s.dataFile],
+    ['Metadata file', s.metadataFile],
+    ['Data loop device', s.dataLoopDevice],
+    ['Metadata loop device', s.metadataLoopDevice],
+    ['Data Space', space(s.dataSpace)],
+    ['Metadata Space', space(s.metadataSpace)],
+    ['Min Free Space', `${s.minFreeSpacePercent}%`],
+    ['Deferred Removal Enabled', s.deferredRemovalEnabled],
+    ['Deferred Deletion Enabled', s.deferredDeletionEnabled],
+    ['Deferred Deleted Device Count', s.deferredDeletedDeviceCount],
+    ['Library Version', `kernel dm ${s.driverVersion}`],
+    ['Pool Mode', s.poolMode],
+    ['Needs Check', s.needsCheck],
+    ['Transaction Id', s.transactionId],
+    ['Layers', s.layerCount],
   ]);
 }
 
@@ -341,8 +449,11 @@ export async function cleanupCommand(argv: string[], io: Io): Promise<void> {
     progress(`an earlier \`devmapper init\` on ${io.home} did not finish: deactivating what it left`);
     await (await Driver.init(recordedOptions(io.home, io.lockTimeoutMs, unfinished.pendingOptions))).cleanup();
     rmSync(unfinished.pendingOptions, { force: true });
-    io.out(io.json ? toJson({ home: io.home, cleanedUp: true, unfinishedInit: true }) + '\n'
-      : `unmounted and deactivated everything under ${io.home} (the interrupted init's pool included); run \`devmapper init\` to use it again, or remove it\n`);
+    io.out(
+      io.json
+        ? `${toJson({ home: io.home, cleanedUp: true, unfinishedInit: true })}\n`
+        : `unmounted and deactivated everything under ${io.home} (the interrupted init's pool included); run \`devmapper init\` to use it again, or remove it\n`,
+    );
     return;
   }
   try {
@@ -350,11 +461,17 @@ export async function cleanupCommand(argv: string[], io: Io): Promise<void> {
   } catch (error) {
     // Damaged layer records stop every other command; cleanup still brings the home down.
     if (!(error instanceof MetadataError && error.file.endsWith('.layer.json'))) throw error;
-    progress(`${error.message}\ncleaning up all the same (the damaged records are left for \`devmapper check --repair\`)`);
+    progress(
+      `${error.message}\ncleaning up all the same (the damaged records are left for \`devmapper check --repair\`)`,
+    );
     await Driver.cleanupDamaged(recordedOptions(io.home, io.lockTimeoutMs));
   }
   await driver?.cleanup();
-  io.out(io.json ? toJson({ home: io.home, cleanedUp: true }) + '\n' : `unmounted and deactivated everything under ${io.home}\n`);
+  io.out(
+    io.json
+      ? `${toJson({ home: io.home, cleanedUp: true })}\n`
+      : `unmounted and deactivated everything under ${io.home}\n`,
+  );
 }
 
 /** Exit status 3 when problems remain (1 is for a check that could not run). */
@@ -363,34 +480,57 @@ export const CHECK_PROBLEMS = 3;
 export async function checkCommand(argv: string[], io: Io): Promise<number> {
   const parsed = parseArgs(argv, { flags: ['repair', 'thin-check'] });
   expectPositionals(parsed, 0, 0, 'devmapper check [--repair] [--thin-check]');
-  assertHome(io.home, { command: parsed.flags.has('repair') ? 'check --repair' : 'check', write: parsed.flags.has('repair') });
+  assertHome(io.home, {
+    command: parsed.flags.has('repair') ? 'check --repair' : 'check',
+    write: parsed.flags.has('repair'),
+  });
   requireDeviceMapper();
   const options = recordedOptions(io.home, io.lockTimeoutMs);
   progress('probing the pool for every thin id ever allocated');
-  const report = await Driver.check(options, { repair: parsed.flags.has('repair'), thinCheck: parsed.flags.has('thin-check') });
+  const report = await Driver.check(options, {
+    repair: parsed.flags.has('repair'),
+    thinCheck: parsed.flags.has('thin-check'),
+  });
   if (io.json) {
-    io.out(toJson(report) + '\n');
+    io.out(`${toJson(report)}\n`);
   } else {
-    const list = (items: unknown[]): string => (items.length === 0 ? 'none' : items.map((i) => (typeof i === 'object' ? JSON.stringify(i) : String(i))).join(', '));
+    const list = (items: unknown[]): string =>
+      items.length === 0
+        ? 'none'
+        : items.map((i) => (typeof i === 'object' ? JSON.stringify(i) : String(i))).join(', ');
     // A layer that holds a containerd snapshot is named by it too: `ctrd-7 (active "default/3/x")`.
     const named = (layer: string): string => {
-      const label = report.layerMeta[layer] ? snapshotLabel({ id: layer, meta: report.layerMeta[layer] } as LayerMetadata) : null;
+      const label = report.layerMeta[layer]
+        ? snapshotLabel({ id: layer, meta: report.layerMeta[layer] } as LayerMetadata)
+        : null;
       return label === null ? layer : `${layer} (${label})`;
     };
-    io.out(keyValues([
-      ['Pool mode', `${report.poolMode}${report.needsCheck ? ', needs_check' : ''}`],
-      ['Leaked thin ids', list(report.leakedThinIds)],
-      ['Layers with missing thin ids', list(report.missingThinIds.map((m) => `${named(m.layer)} thin id ${m.deviceId}`))],
-      ['Damaged records', list(report.damagedRecords.map((d) => d.reason))],
-      ['Thin ids claimed twice', list(report.thinIdConflicts.map((c) => `${c.deviceId} (${c.layers.map(named).join(', ')})`))],
-      ['Quarantined files', list(report.quarantined)],
-      ['Stray dm devices', list(report.strayDevices)],
-      ['Unheld mounts', list(report.unheldMounts)],
-      ['Pending deferred deletions', list(report.pendingDeferredDeletions.map(named))],
-      ['Transaction id (pool / metadata)', `${report.transactionId.pool} / ${report.transactionId.metadata}${report.transactionId.consistent ? '' : '  MISMATCH'}`],
-      ...(report.thinCheck ? [['thin_check', report.thinCheck.summary] as const] : []),
-    ]));
-    if (report.thinCheck?.ran && !report.thinCheck.ok) io.out(report.thinCheck.output.replace(/^/gm, 'thin_check: ') + '\n');
+    io.out(
+      keyValues([
+        ['Pool mode', `${report.poolMode}${report.needsCheck ? ', needs_check' : ''}`],
+        ['Leaked thin ids', list(report.leakedThinIds)],
+        [
+          'Layers with missing thin ids',
+          list(report.missingThinIds.map((m) => `${named(m.layer)} thin id ${m.deviceId}`)),
+        ],
+        ['Damaged records', list(report.damagedRecords.map((d) => d.reason))],
+        [
+          'Thin ids claimed twice',
+          list(report.thinIdConflicts.map((c) => `${c.deviceId} (${c.layers.map(named).join(', ')})`)),
+        ],
+        ['Quarantined files', list(report.quarantined)],
+        ['Stray dm devices', list(report.strayDevices)],
+        ['Unheld mounts', list(report.unheldMounts)],
+        ['Pending deferred deletions', list(report.pendingDeferredDeletions.map(named))],
+        [
+          'Transaction id (pool / metadata)',
+          `${report.transactionId.pool} / ${report.transactionId.metadata}${report.transactionId.consistent ? '' : '  MISMATCH'}`,
+        ],
+        ...(report.thinCheck ? [['thin_check', report.thinCheck.summary] as const] : []),
+      ]),
+    );
+    if (report.thinCheck?.ran && !report.thinCheck.ok)
+      io.out(`${report.thinCheck.output.replace(/^/gm, 'thin_check: ')}\n`);
     for (const line of report.repairs) io.out(`repaired: ${line}\n`);
     for (const line of report.skipped) io.out(`left alone: ${line}\n`);
     io.out(report.clean ? 'clean\n' : 'problems found (run with --repair to fix them)\n');

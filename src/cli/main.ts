@@ -39,7 +39,10 @@ Engines:
                                    on a unix socket (default /run/devmapper/containerd.sock)
 
 Raw device-mapper:
-${DM_USAGE.split('\n').slice(1).map((l) => `  dm ${l.trim()}`).join('\n')}
+${DM_USAGE.split('\n')
+  .slice(1)
+  .map((l) => `  dm ${l.trim()}`)
+  .join('\n')}
 
 Other:
   completion bash|zsh              a shell completion script: source <(devmapper completion bash)
@@ -50,15 +53,32 @@ Options: --json (machine output), --wait[=SECONDS] (wait for a home another proc
 
 Exit status: 0 done, 1 failed, 2 usage error, 3 check found problems.`;
 
+// biome-ignore lint/suspicious/noConfusingVoidType: most commands return nothing; some return an exit status
 type Command = (argv: string[], io: Io) => Promise<void | number>;
 
 // Loaded on use: --help and usage errors need neither the library nor the FFI bindings.
-const layer = async (name: 'initCommand' | 'createCommand' | 'mountCommand' | 'umountCommand' | 'rmCommand' | 'lsCommand' | 'statusCommand' | 'cleanupCommand' | 'checkCommand'): Promise<Command> =>
-  (await import('./layer-commands.js'))[name];
+const layer = async (
+  name:
+    | 'initCommand'
+    | 'createCommand'
+    | 'mountCommand'
+    | 'umountCommand'
+    | 'rmCommand'
+    | 'lsCommand'
+    | 'statusCommand'
+    | 'cleanupCommand'
+    | 'checkCommand',
+): Promise<Command> => (await import('./layer-commands.js'))[name];
 const commands: Record<string, () => Promise<Command>> = {
-  init: () => layer('initCommand'), create: () => layer('createCommand'), mount: () => layer('mountCommand'),
-  umount: () => layer('umountCommand'), rm: () => layer('rmCommand'), ls: () => layer('lsCommand'), status: () => layer('statusCommand'),
-  cleanup: () => layer('cleanupCommand'), check: () => layer('checkCommand'),
+  init: () => layer('initCommand'),
+  create: () => layer('createCommand'),
+  mount: () => layer('mountCommand'),
+  umount: () => layer('umountCommand'),
+  rm: () => layer('rmCommand'),
+  ls: () => layer('lsCommand'),
+  status: () => layer('statusCommand'),
+  cleanup: () => layer('cleanupCommand'),
+  check: () => layer('checkCommand'),
   demo: async () => (await import('./demo.js')).demoCommand,
   image: async () => (await import('./image-commands.js')).imageCommand,
   diff: async () => (await import('./image-commands.js')).diffCommand,
@@ -66,7 +86,10 @@ const commands: Record<string, () => Promise<Command>> = {
   dm: async () => (await import('./dm-commands.js')).dmCommand,
 };
 
-export async function main(argv: string[], out: (text: string) => void = (t) => process.stdout.write(t)): Promise<number> {
+export async function main(
+  argv: string[],
+  out: (text: string) => void = (t) => process.stdout.write(t),
+): Promise<number> {
   let json = false;
   let home = process.env.DEVMAPPER_HOME ?? DEFAULT_HOME;
   let lockTimeoutMs: number | undefined;
@@ -75,18 +98,21 @@ export async function main(argv: string[], out: (text: string) => void = (t) => 
   const rest: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
-    if (arg === '--') { rest.push(...argv.slice(i)); break; }
+    if (arg === '--') {
+      rest.push(...argv.slice(i));
+      break;
+    }
     if (arg === '--json') json = true;
     else if (arg === '--help' || arg === '-h') help = true;
     else if (arg === '--version' || arg === '-V') version = true;
     else if (arg === '--no-color' || arg === '--no-colour') {
       disableColor();
       process.env.NO_COLOR = '1'; // for the logger (tslog, loaded with the commands) and the programs we run
-    }
-    else if (arg === '--home') home = argv[++i] ?? '';
+    } else if (arg === '--home') home = argv[++i] ?? '';
     else if (arg.startsWith('--home=')) home = arg.slice(7);
     else if (arg === '--wait') lockTimeoutMs = Infinity;
-    else if (arg.startsWith('--wait=')) lockTimeoutMs = /^\d+(\.\d+)?$/.test(arg.slice(7)) ? Math.round(Number(arg.slice(7)) * 1000) : NaN;
+    else if (arg.startsWith('--wait='))
+      lockTimeoutMs = /^\d+(\.\d+)?$/.test(arg.slice(7)) ? Math.round(Number(arg.slice(7)) * 1000) : NaN;
     else rest.push(arg);
   }
   const [name, ...args] = rest;
@@ -100,7 +126,8 @@ export async function main(argv: string[], out: (text: string) => void = (t) => 
     if (Number.isNaN(lockTimeoutMs)) throw new UsageError('--wait=SECONDS takes a non-negative number of seconds');
     if (name === 'completion') {
       const [shell, ...extra] = args;
-      if ((shell !== 'bash' && shell !== 'zsh') || extra.length > 0) throw new UsageError('usage: devmapper completion bash|zsh');
+      if ((shell !== 'bash' && shell !== 'zsh') || extra.length > 0)
+        throw new UsageError('usage: devmapper completion bash|zsh');
       out(completionScript(shell));
       return EXIT.ok;
     }
@@ -111,10 +138,15 @@ export async function main(argv: string[], out: (text: string) => void = (t) => 
     const usage = error instanceof UsageError;
     const code = (error as { code?: string }).code ?? 'ERR_UNKNOWN';
     // Every failure prints something: an error without a message is shown by its name or value.
-    const raw = (error as Error)?.message || (error instanceof Error ? `${error.name} (no message)${error.stack ? `\n${error.stack}` : ''}` : String(error));
+    const raw =
+      (error as Error)?.message ||
+      (error instanceof Error ? `${error.name} (no message)${error.stack ? `\n${error.stack}` : ''}` : String(error));
     const message = usage ? raw : cliMessage(error, raw, name, args);
-    if (json) process.stderr.write(JSON.stringify({ error: { code, message } }) + '\n');
-    else process.stderr.write(`${paint('1;31', 'devmapper:')} ${message}${usage ? '' : ` [${code}]`}\n${usage && (error as UsageError).showUsage ? `\n${USAGE}\n` : ''}`);
+    if (json) process.stderr.write(`${JSON.stringify({ error: { code, message } })}\n`);
+    else
+      process.stderr.write(
+        `${paint('1;31', 'devmapper:')} ${message}${usage ? '' : ` [${code}]`}\n${usage && (error as UsageError).showUsage ? `\n${USAGE}\n` : ''}`,
+      );
     return usage ? EXIT.usage : EXIT.failed;
   }
 }
@@ -123,10 +155,11 @@ export async function main(argv: string[], out: (text: string) => void = (t) => 
 function showHelp(words: string[], out: (text: string) => void): number {
   const [name, sub] = words;
   if (name === undefined) {
-    out(USAGE + '\n');
+    out(`${USAGE}\n`);
     return EXIT.ok;
   }
-  if (!Object.hasOwn(commands, name) && name !== 'completion') throw new UsageError(`unknown command ${JSON.stringify(name)}`, true);
+  if (!Object.hasOwn(commands, name) && name !== 'completion')
+    throw new UsageError(`unknown command ${JSON.stringify(name)}`, true);
   const helpFor = findHelp(words);
   const isGroup = groupHelp(name).length > 0;
   if (isGroup && (sub === undefined || helpFor === undefined || !helpFor.name.includes(' '))) {

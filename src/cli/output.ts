@@ -6,12 +6,12 @@ export function toJson(value: unknown): string {
 export function table(headers: readonly string[], rows: ReadonlyArray<readonly unknown[]>): string {
   const cells = [headers, ...rows.map((r) => r.map((c) => (c === undefined || c === null ? '-' : String(c))))];
   const widths = headers.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
-  return cells.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n') + '\n';
+  return `${cells.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n')}\n`;
 }
 
 export function keyValues(entries: ReadonlyArray<readonly [string, unknown]>): string {
   const width = Math.max(...entries.map(([k]) => k.length));
-  return entries.map(([k, v]) => `${k.padEnd(width)}  ${v === undefined || v === null ? '-' : String(v)}`).join('\n') + '\n';
+  return `${entries.map(([k, v]) => `${k.padEnd(width)}  ${v === undefined || v === null ? '-' : String(v)}`).join('\n')}\n`;
 }
 
 /** Bytes for people: 1.5 GiB. */
@@ -93,7 +93,9 @@ export class Progress {
 
   #draw(): void {
     const seconds = ((Date.now() - this.#started) / 1000).toFixed(0);
-    process.stderr.write(`\r\x1b[K${paint('36', FRAMES[this.#frame++ % FRAMES.length]!)} ${this.#message} (${seconds} s)`);
+    process.stderr.write(
+      `\r\x1b[K${paint('36', FRAMES[this.#frame++ % FRAMES.length]!)} ${this.#message} (${seconds} s)`,
+    );
   }
 
   /** Ends the step; on a terminal the spinner's line becomes "<message>: done in N s". */
@@ -102,7 +104,9 @@ export class Progress {
     clearInterval(this.#timer);
     if (!this.#shown || !this.#tty) return;
     const seconds = ((Date.now() - this.#started) / 1000).toFixed(1);
-    process.stderr.write(`\r\x1b[K${this.#message}: ${outcome === 'done' ? 'done' : paint('31', 'failed')} in ${seconds} s\n`);
+    process.stderr.write(
+      `\r\x1b[K${this.#message}: ${outcome === 'done' ? 'done' : paint('31', 'failed')} in ${seconds} s\n`,
+    );
   }
 
   /** Runs `body` as this step. */

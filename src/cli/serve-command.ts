@@ -14,8 +14,14 @@ const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'] as const;
 
 export async function serveCommand(argv: string[], io: Io): Promise<number> {
   const parsed = parseArgs(argv, { values: ['socket', 'log-level'] });
-  const [engine] = expectPositionals(parsed, 1, 1, 'devmapper serve containerd [--socket PATH] [--log-level debug|info|...]');
-  if (engine !== 'containerd') throw new UsageError(`serve: unknown engine ${JSON.stringify(engine)} (only containerd)`);
+  const [engine] = expectPositionals(
+    parsed,
+    1,
+    1,
+    'devmapper serve containerd [--socket PATH] [--log-level debug|info|...]',
+  );
+  if (engine !== 'containerd')
+    throw new UsageError(`serve: unknown engine ${JSON.stringify(engine)} (only containerd)`);
   const socket = parsed.values.get('socket') ?? DEFAULT_SOCKET;
   if (!socket.startsWith('/')) throw new UsageError('--socket must be an absolute path');
   const level = parsed.values.get('log-level') ?? (process.env.DEVMAPPER_LOG ? undefined : 'info');
@@ -33,7 +39,7 @@ export async function serveCommand(argv: string[], io: Io): Promise<number> {
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));
   });
-  let server;
+  let server: Awaited<ReturnType<typeof serveContainerd>>;
   try {
     server = await serveContainerd({ driver, socket });
   } catch (error) {

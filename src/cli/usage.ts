@@ -10,4 +10,3 @@ export const DM_USAGE = `devmapper dm <command>
   status <name> [--inactive] [--flush]   its status (no-flush unless --flush)
   targets                      loaded target types and versions
   message <name> <sector> <text...>      send a target message`;
-

@@ -4,7 +4,14 @@
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { DevmapperError, DmSystemError, InvalidArgumentError, PoolModeError } from '../errors.js';
 
-export type SnapshotErrorKind = 'NOT_FOUND' | 'ALREADY_EXISTS' | 'FAILED_PRECONDITION' | 'INVALID_ARGUMENT' | 'RESOURCE_EXHAUSTED' | 'UNIMPLEMENTED' | 'INTERNAL';
+export type SnapshotErrorKind =
+  | 'NOT_FOUND'
+  | 'ALREADY_EXISTS'
+  | 'FAILED_PRECONDITION'
+  | 'INVALID_ARGUMENT'
+  | 'RESOURCE_EXHAUSTED'
+  | 'UNIMPLEMENTED'
+  | 'INTERNAL';
 
 const CODE_OF: Record<SnapshotErrorKind, GrpcStatus> = {
   NOT_FOUND: GrpcStatus.NOT_FOUND,
@@ -39,14 +46,22 @@ function kindOf(error: unknown): SnapshotErrorKind {
   if (error instanceof InvalidArgumentError) return 'INVALID_ARGUMENT';
   if (error instanceof DevmapperError && error.code === 'ERR_DM_METADATA_FULL') return 'RESOURCE_EXHAUSTED';
   if (error instanceof PoolModeError) return 'FAILED_PRECONDITION';
-  if (error instanceof DmSystemError) return error.code === 'EBUSY' ? 'FAILED_PRECONDITION' : error.code === 'ENOSPC' ? 'RESOURCE_EXHAUSTED' : 'INTERNAL';
+  if (error instanceof DmSystemError)
+    return error.code === 'EBUSY' ? 'FAILED_PRECONDITION' : error.code === 'ENOSPC' ? 'RESOURCE_EXHAUSTED' : 'INTERNAL';
   if (error instanceof DevmapperError) {
     switch (error.code) {
-      case 'ERR_DM_UNKNOWN_LAYER': case 'ERR_DM_UNKNOWN_PARENT': return 'NOT_FOUND';
-      case 'ERR_DM_LAYER_EXISTS': return 'ALREADY_EXISTS';
-      case 'ERR_DM_NO_SPACE': case 'ERR_DM_NO_THIN_ID': return 'RESOURCE_EXHAUSTED';
-      case 'ERR_DM_INVALID_ARGUMENT': return 'INVALID_ARGUMENT';
-      case 'ERR_DM_CLOSED': return 'FAILED_PRECONDITION';
+      case 'ERR_DM_UNKNOWN_LAYER':
+      case 'ERR_DM_UNKNOWN_PARENT':
+        return 'NOT_FOUND';
+      case 'ERR_DM_LAYER_EXISTS':
+        return 'ALREADY_EXISTS';
+      case 'ERR_DM_NO_SPACE':
+      case 'ERR_DM_NO_THIN_ID':
+        return 'RESOURCE_EXHAUSTED';
+      case 'ERR_DM_INVALID_ARGUMENT':
+        return 'INVALID_ARGUMENT';
+      case 'ERR_DM_CLOSED':
+        return 'FAILED_PRECONDITION';
     }
   }
   return 'INTERNAL';

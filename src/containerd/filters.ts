@@ -32,10 +32,14 @@ export function parseFilters(filters: readonly string[]): Filter {
 function matches(selector: Selector, lookup: FieldLookup): boolean {
   const actual = lookup(selector.path);
   switch (selector.operator) {
-    case undefined: return actual !== undefined && actual !== '';
-    case '==': return actual === selector.value;
-    case '!=': return actual !== selector.value;
-    case '~=': return actual !== undefined && selector.regexp!.test(actual);
+    case undefined:
+      return actual !== undefined && actual !== '';
+    case '==':
+      return actual === selector.value;
+    case '!=':
+      return actual !== selector.value;
+    case '~=':
+      return actual !== undefined && selector.regexp!.test(actual);
   }
 }
 

@@ -47,7 +47,18 @@ export function layerNumber(layerId: string): number | undefined {
 
 export function toMeta(snapshot: Snapshot): Record<string, unknown> {
   const { name, parent, kind, created, updated, labels, mappedBytes } = snapshot;
-  return { [META_KEY]: { v: 1, name, parent, kind, created, updated, labels, ...(mappedBytes === undefined ? {} : { mappedBytes: String(mappedBytes) }) } };
+  return {
+    [META_KEY]: {
+      v: 1,
+      name,
+      parent,
+      kind,
+      created,
+      updated,
+      labels,
+      ...(mappedBytes === undefined ? {} : { mappedBytes: String(mappedBytes) }),
+    },
+  };
 }
 
 /**
@@ -68,31 +79,53 @@ export function fromLayer(layer: LayerMetadata): Snapshot | undefined {
   if (r.kind !== 'active' && r.kind !== 'view' && r.kind !== 'committed') bad('kind');
   if (!Number.isFinite(r.created) || !Number.isFinite(r.updated)) bad('time');
   const labels = r.labels;
-  if (labels === null || typeof labels !== 'object' || Object.values(labels as object).some((v) => typeof v !== 'string')) bad('labels');
-  if (r.mappedBytes !== undefined && (typeof r.mappedBytes !== 'string' || !/^[0-9]+$/.test(r.mappedBytes))) bad('mappedBytes');
+  if (
+    labels === null ||
+    typeof labels !== 'object' ||
+    Object.values(labels as object).some((v) => typeof v !== 'string')
+  )
+    bad('labels');
+  if (r.mappedBytes !== undefined && (typeof r.mappedBytes !== 'string' || !/^[0-9]+$/.test(r.mappedBytes)))
+    bad('mappedBytes');
   return {
-    name: r.name as string, parent: r.parent as string, kind: r.kind as SnapshotKind, created: r.created as number, updated: r.updated as number,
-    labels: { ...(labels as Record<string, string>) }, layerId: layer.id, mappedBytes: r.mappedBytes === undefined ? undefined : BigInt(r.mappedBytes as string),
+    name: r.name as string,
+    parent: r.parent as string,
+    kind: r.kind as SnapshotKind,
+    created: r.created as number,
+    updated: r.updated as number,
+    labels: { ...(labels as Record<string, string>) },
+    layerId: layer.id,
+    mappedBytes: r.mappedBytes === undefined ? undefined : BigInt(r.mappedBytes as string),
   };
 }
 
 /** A key or name from a client: non-empty, bounded, no NUL. */
 export function assertKey(key: unknown, field: string): asserts key is string {
   if (typeof key !== 'string' || key === '') throw new SnapshotError('INVALID_ARGUMENT', `${field} must not be empty`);
-  if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw new SnapshotError('INVALID_ARGUMENT', `${field} ${JSON.stringify(key.slice(0, 64))}… is longer than ${MAX_KEY_BYTES} bytes`);
-  if (key.includes('\0')) throw new SnapshotError('INVALID_ARGUMENT', `${field} ${JSON.stringify(key)} contains a NUL byte`);
+  if (Buffer.byteLength(key) > MAX_KEY_BYTES)
+    throw new SnapshotError(
+      'INVALID_ARGUMENT',
+      `${field} ${JSON.stringify(key.slice(0, 64))}… is longer than ${MAX_KEY_BYTES} bytes`,
+    );
+  if (key.includes('\0'))
+    throw new SnapshotError('INVALID_ARGUMENT', `${field} ${JSON.stringify(key)} contains a NUL byte`);
 }
 
 /** Labels from a client, checked against containerd's limits. */
 export function checkLabels(labels: Record<string, string> | undefined, what: string): Record<string, string> {
   const out: Record<string, string> = {};
   const entries = Object.entries(labels ?? {});
-  if (entries.length > MAX_LABELS) throw new SnapshotError('INVALID_ARGUMENT', `${what}: ${entries.length} labels, more than ${MAX_LABELS}`);
+  if (entries.length > MAX_LABELS)
+    throw new SnapshotError('INVALID_ARGUMENT', `${what}: ${entries.length} labels, more than ${MAX_LABELS}`);
   for (const [key, value] of entries) {
     if (key === '') throw new SnapshotError('INVALID_ARGUMENT', `${what}: a label has an empty key`);
-    if (typeof value !== 'string') throw new SnapshotError('INVALID_ARGUMENT', `${what}: label ${JSON.stringify(key)} is not a string`);
+    if (typeof value !== 'string')
+      throw new SnapshotError('INVALID_ARGUMENT', `${what}: label ${JSON.stringify(key)} is not a string`);
     if (Buffer.byteLength(key) + Buffer.byteLength(value) > MAX_LABEL_BYTES) {
-      throw new SnapshotError('INVALID_ARGUMENT', `${what}: label ${JSON.stringify(key.slice(0, 64))} is longer than ${MAX_LABEL_BYTES} bytes with its value`);
+      throw new SnapshotError(
+        'INVALID_ARGUMENT',
+        `${what}: label ${JSON.stringify(key.slice(0, 64))} is longer than ${MAX_LABEL_BYTES} bytes with its value`,
+      );
     }
     out[key] = value;
   }
@@ -103,10 +136,15 @@ export function checkLabels(labels: Record<string, string> | undefined, what: st
 export function snapshotField(info: SnapshotInfo, path: readonly string[]): string | undefined {
   const [field, ...rest] = path;
   switch (field) {
-    case 'kind': return rest.length === 0 ? info.kind : undefined;
-    case 'name': return rest.length === 0 ? info.name : undefined;
-    case 'parent': return rest.length === 0 ? info.parent : undefined;
-    case 'labels': return rest.length === 0 ? undefined : info.labels[rest.join('.')];
-    default: return undefined;
+    case 'kind':
+      return rest.length === 0 ? info.kind : undefined;
+    case 'name':
+      return rest.length === 0 ? info.name : undefined;
+    case 'parent':
+      return rest.length === 0 ? info.parent : undefined;
+    case 'labels':
+      return rest.length === 0 ? undefined : info.labels[rest.join('.')];
+    default:
+      return undefined;
   }
 }

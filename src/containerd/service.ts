@@ -2,7 +2,7 @@
 // call into the Snapshotter. The .proto files under proto/ are loaded at start with
 // @grpc/proto-loader (docs/containerd.md says why no generated code): messages are plain
 // objects, int64 as decimal strings, enums as their names.
-import { chmodSync, lstatSync, mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, rmSync, type Stats } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
@@ -41,8 +41,12 @@ function timestamp(ms: number): { seconds: string; nanos: number } {
 
 function wireInfo(info: SnapshotInfo): Record<string, unknown> {
   return {
-    name: info.name, parent: info.parent, kind: KIND_TO_WIRE[info.kind],
-    created_at: timestamp(info.created), updated_at: timestamp(info.updated), labels: info.labels,
+    name: info.name,
+    parent: info.parent,
+    kind: KIND_TO_WIRE[info.kind],
+    created_at: timestamp(info.created),
+    updated_at: timestamp(info.updated),
+    labels: info.labels,
   };
 }
 
@@ -50,7 +54,12 @@ const wireMounts = (mounts: Mount[]): { mounts: Mount[] } => ({ mounts });
 
 function loadService(): grpc.ServiceDefinition {
   const definition = protoLoader.loadSync(SNAPSHOTS_PROTO, {
-    includeDirs: [PROTO_DIR], keepCase: true, longs: String, enums: String, defaults: true, oneofs: true,
+    includeDirs: [PROTO_DIR],
+    keepCase: true,
+    longs: String,
+    enums: String,
+    defaults: true,
+    oneofs: true,
   });
   const pkg = grpc.loadPackageDefinition(definition) as unknown as {
     containerd: { services: { snapshots: { v1: { Snapshots: grpc.ServiceClientConstructor } } } };
@@ -58,22 +67,33 @@ function loadService(): grpc.ServiceDefinition {
   const service = pkg.containerd.services.snapshots.v1.Snapshots.service;
   // protobufjs' reader for a Node Buffer clamps a string that runs past the end of the frame
   // (a truncated key would be served as a shorter key); its plain Uint8Array reader refuses it.
-  return Object.fromEntries(Object.entries(service).map(([name, method]) => {
-    const lenient = method.requestDeserialize;
-    return [name, { ...method, requestDeserialize: (b: Buffer) => lenient(new Uint8Array(b.buffer, b.byteOffset, b.byteLength) as Buffer) }];
-  }));
+  return Object.fromEntries(
+    Object.entries(service).map(([name, method]) => {
+      const lenient = method.requestDeserialize;
+      return [
+        name,
+        {
+          ...method,
+          requestDeserialize: (b: Buffer) => lenient(new Uint8Array(b.buffer, b.byteOffset, b.byteLength) as Buffer),
+        },
+      ];
+    }),
+  );
 }
 
 /** Starts the snapshots service for `driver` on `socket`. */
 export async function serveContainerd(options: ServeContainerdOptions): Promise<ContainerdServer> {
   const { driver, socket } = options;
-  if (typeof socket !== 'string' || !socket.startsWith('/')) throw new SnapshotError('INVALID_ARGUMENT', 'socket: must be an absolute path');
+  if (typeof socket !== 'string' || !socket.startsWith('/'))
+    throw new SnapshotError('INVALID_ARGUMENT', 'socket: must be an absolute path');
   const snapshotter = await Snapshotter.open(driver, driver.mountSettings());
   const server = new grpc.Server({ 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES });
   server.addService(loadService(), handlers(snapshotter));
   prepareSocketPath(socket);
   await new Promise<void>((resolve, reject) => {
-    server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (error) => (error ? reject(error) : resolve()));
+    server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (error) =>
+      error ? reject(error) : resolve(),
+    );
   });
   chmodSync(socket, 0o660); // containerd (root) connects; nobody else should
   logger.info(`containerd snapshotter listening on ${socket}`);
@@ -81,50 +101,63 @@ export async function serveContainerd(options: ServeContainerdOptions): Promise<
   return {
     socket,
     snapshotter,
-    close: (graceMs = 10_000) => closing ??= new Promise<void>((resolve) => {
-      const timer = setTimeout(() => server.forceShutdown(), graceMs);
-      server.tryShutdown(() => {
-        clearTimeout(timer);
-        rmSync(socket, { force: true });
-        resolve();
-      });
-    }),
+    close: (graceMs = 10_000) =>
+      (closing ??= new Promise<void>((resolve) => {
+        const timer = setTimeout(() => server.forceShutdown(), graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          rmSync(socket, { force: true });
+          resolve();
+        });
+      })),
   };
 }
 
 /** A socket left by an earlier server goes; anything else at the path is refused, not deleted. */
 function prepareSocketPath(socket: string): void {
   mkdirSync(dirname(socket), { recursive: true, mode: 0o711 });
-  let stat;
+  let stat: Stats;
   try {
     stat = lstatSync(socket);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
     throw error;
   }
-  if (!stat.isSocket()) throw new DevmapperError('ERR_DM_INVALID_ARGUMENT', `socket: ${socket} exists and is not a socket: not replacing it`);
+  if (!stat.isSocket())
+    throw new DevmapperError(
+      'ERR_DM_INVALID_ARGUMENT',
+      `socket: ${socket} exists and is not a socket: not replacing it`,
+    );
   rmSync(socket);
 }
 
+// proto-loader decodes requests into untyped objects; every handler checks the fields it reads
+// (assertKey, assertLabels) before use, so `any` stops at this boundary.
+// biome-ignore lint/suspicious/noExplicitAny: see above
 type Unary = (call: grpc.ServerUnaryCall<any, any>, callback: grpc.sendUnaryData<any>) => void;
 
 /** One handler per RPC: logs a line at debug level, maps errors to gRPC codes. */
 function handlers(s: Snapshotter): grpc.UntypedServiceImplementation {
-  const unary = (name: string, work: (request: any) => Promise<unknown> | unknown): Unary => (call, callback) => {
-    const started = process.hrtime.bigint();
-    const key = call.request?.key ?? call.request?.name ?? call.request?.info?.name ?? '';
-    Promise.resolve().then(() => work(call.request)).then(
-      (reply) => {
-        logger.debug(`${name} ${JSON.stringify(key)} ok ${elapsed(started)}`);
-        callback(null, reply ?? {});
-      },
-      (error: unknown) => {
-        const failure = toSnapshotError(error, name);
-        logger.debug(`${name} ${JSON.stringify(key)} ${failure.kind} ${elapsed(started)}: ${failure.message}`);
-        callback({ code: failure.grpcCode, details: failure.message });
-      },
-    );
-  };
+  const unary =
+    // biome-ignore lint/suspicious/noExplicitAny: the untyped request, as above
+      (name: string, work: (request: any) => Promise<unknown> | unknown): Unary =>
+      (call, callback) => {
+        const started = process.hrtime.bigint();
+        const key = call.request?.key ?? call.request?.name ?? call.request?.info?.name ?? '';
+        Promise.resolve()
+          .then(() => work(call.request))
+          .then(
+            (reply) => {
+              logger.debug(`${name} ${JSON.stringify(key)} ok ${elapsed(started)}`);
+              callback(null, reply ?? {});
+            },
+            (error: unknown) => {
+              const failure = toSnapshotError(error, name);
+              logger.debug(`${name} ${JSON.stringify(key)} ${failure.kind} ${elapsed(started)}: ${failure.message}`);
+              callback({ code: failure.grpcCode, details: failure.message });
+            },
+          );
+      };
   return {
     Prepare: unary('Prepare', async (r) => wireMounts(await s.prepare(r.key, r.parent, r.labels))),
     View: unary('View', async (r) => wireMounts(await s.view(r.key, r.parent, r.labels))),
@@ -141,6 +174,7 @@ function handlers(s: Snapshotter): grpc.UntypedServiceImplementation {
       return { size: String(usage.size), inodes: String(usage.inodes) };
     }),
     Cleanup: unary('Cleanup', () => s.cleanup()),
+    // biome-ignore lint/suspicious/noExplicitAny: the untyped request, as above
     List: (call: grpc.ServerWritableStream<any, any>) => {
       const started = process.hrtime.bigint();
       try {

@@ -14,8 +14,17 @@ import { logger } from '../log.js';
 import { SnapshotError, toSnapshotError } from './errors.js';
 import { parseFilters } from './filters.js';
 import {
-  SNAPSHOT_BASE_LAYER, assertKey, checkLabels, fromLayer, layerIdFor, layerNumber, snapshotField, toMeta,
-  type Snapshot, type SnapshotInfo, type SnapshotKind,
+  SNAPSHOT_BASE_LAYER,
+  assertKey,
+  checkLabels,
+  fromLayer,
+  layerIdFor,
+  layerNumber,
+  snapshotField,
+  toMeta,
+  type Snapshot,
+  type SnapshotInfo,
+  type SnapshotKind,
 } from './records.js';
 
 export interface Mount {
@@ -91,10 +100,14 @@ export class Snapshotter {
 
   /** The parent of every parentless snapshot: the Driver's base without mkfs's lost+found. */
   async #ensureBase(): Promise<void> {
-    const base = await this.#driver.exists(SNAPSHOT_BASE_LAYER) ? await this.#driver.metadata(SNAPSHOT_BASE_LAYER) : undefined;
+    const base = (await this.#driver.exists(SNAPSHOT_BASE_LAYER))
+      ? await this.#driver.metadata(SNAPSHOT_BASE_LAYER)
+      : undefined;
     if (base?.meta?.ready === true) return;
     if (!base) await this.#driver.create(SNAPSHOT_BASE_LAYER, null, { meta: { ready: false } });
-    await this.#driver.withMounted(SNAPSHOT_BASE_LAYER, (root) => rmSync(join(root, 'lost+found'), { recursive: true, force: true }));
+    await this.#driver.withMounted(SNAPSHOT_BASE_LAYER, (root) =>
+      rmSync(join(root, 'lost+found'), { recursive: true, force: true }),
+    );
     await this.#driver.setMeta(SNAPSHOT_BASE_LAYER, { ready: true });
   }
 
@@ -108,22 +121,40 @@ export class Snapshotter {
     return this.#create('view', key, parent, labels);
   }
 
-  #create(kind: 'active' | 'view', key: string, parent: string, labels: Record<string, string> | undefined): Promise<Mount[]> {
+  #create(
+    kind: 'active' | 'view',
+    key: string,
+    parent: string,
+    labels: Record<string, string> | undefined,
+  ): Promise<Mount[]> {
     const what = `${kind === 'active' ? 'prepare' : 'view'} ${JSON.stringify(key)}`;
     assertKey(key, 'key');
     const checkedLabels = checkLabels(labels, what);
     return this.#locks.run(key, async () => {
-      if (this.#byName.has(key)) throw new SnapshotError('ALREADY_EXISTS', `${what}: snapshot ${JSON.stringify(key)} already exists`);
+      if (this.#byName.has(key))
+        throw new SnapshotError('ALREADY_EXISTS', `${what}: snapshot ${JSON.stringify(key)} already exists`);
       let origin: Entry | undefined;
       if (parent) {
         origin = this.#byName.get(parent);
-        if (!origin || origin.state !== 'ready') throw new SnapshotError('NOT_FOUND', `${what}: parent ${JSON.stringify(parent)} does not exist`);
-        if (origin.kind !== 'committed') throw new SnapshotError('INVALID_ARGUMENT', `${what}: parent ${JSON.stringify(parent)} is not a committed snapshot`);
+        if (origin?.state !== 'ready')
+          throw new SnapshotError('NOT_FOUND', `${what}: parent ${JSON.stringify(parent)} does not exist`);
+        if (origin.kind !== 'committed')
+          throw new SnapshotError(
+            'INVALID_ARGUMENT',
+            `${what}: parent ${JSON.stringify(parent)} is not a committed snapshot`,
+          );
       }
       const now = Date.now();
       const entry: Entry = {
-        name: key, parent: parent ?? '', kind, created: now, updated: now, labels: checkedLabels,
-        layerId: layerIdFor(this.#nextLayer++), mappedBytes: undefined, state: 'busy',
+        name: key,
+        parent: parent ?? '',
+        kind,
+        created: now,
+        updated: now,
+        labels: checkedLabels,
+        layerId: layerIdFor(this.#nextLayer++),
+        mappedBytes: undefined,
+        state: 'busy',
       };
       this.#byName.set(key, entry);
       if (parent) this.#link(parent, +1);
@@ -137,7 +168,10 @@ export class Snapshotter {
       } catch (error) {
         this.#byName.delete(key);
         if (parent) this.#link(parent, -1);
-        if (made) await this.#driver.remove(entry.layerId).catch((e) => logger.warn(`${what}: undoing layer ${entry.layerId}: ${e}`));
+        if (made)
+          await this.#driver
+            .remove(entry.layerId)
+            .catch((e) => logger.warn(`${what}: undoing layer ${entry.layerId}: ${e}`));
         throw toSnapshotError(error, what);
       }
     });
@@ -148,7 +182,11 @@ export class Snapshotter {
     assertKey(key, 'key');
     return this.#locks.run(key, async () => {
       const entry = this.#ready(key, `mounts ${JSON.stringify(key)}`);
-      if (entry.kind === 'committed') throw new SnapshotError('FAILED_PRECONDITION', `mounts ${JSON.stringify(key)}: snapshot is committed, not active or a view`);
+      if (entry.kind === 'committed')
+        throw new SnapshotError(
+          'FAILED_PRECONDITION',
+          `mounts ${JSON.stringify(key)}: snapshot is committed, not active or a view`,
+        );
       try {
         return await this.#mountsOf(entry);
       } catch (error) {
@@ -176,28 +214,50 @@ export class Snapshotter {
     assertKey(key, 'key');
     const checkedLabels = checkLabels(labels, what);
     const [first, second] = [name, key].sort();
-    return this.#locks.run(first!, () => this.#locks.run(second!, async () => {
-      const entry = this.#ready(key, what);
-      if (entry.kind !== 'active') throw new SnapshotError('FAILED_PRECONDITION', `${what}: snapshot ${JSON.stringify(key)} is a ${entry.kind === 'view' ? 'view' : 'committed snapshot'}, not active`);
-      if (this.#byName.has(name)) throw new SnapshotError('ALREADY_EXISTS', `${what}: snapshot ${JSON.stringify(name)} already exists`);
-      if (parent && parent !== entry.parent) throw new SnapshotError('INVALID_ARGUMENT', `${what}: its parent is ${JSON.stringify(entry.parent)}, not ${JSON.stringify(parent)} (rebasing is not supported)`);
-      entry.state = 'busy';
-      const placeholder: Entry = { ...entry };
-      this.#byName.set(name, placeholder);
-      try {
-        const mappedBytes = await this.#driver.mappedBytes(entry.layerId);
-        const now = Date.now();
-        const committed: Entry = { ...entry, name, kind: 'committed', created: now, updated: now, labels: checkedLabels, mappedBytes, state: 'ready' };
-        await this.#driver.setMeta(entry.layerId, toMeta(committed));
-        this.#byName.delete(key);
-        this.#byName.set(name, committed); // an active snapshot has no children: no links move
-        await this.#driver.deactivate(entry.layerId).catch((e) => logger.warn(`${what}: releasing ${entry.layerId}: ${e}`));
-      } catch (error) {
-        if (this.#byName.get(name) === placeholder) this.#byName.delete(name);
-        entry.state = 'ready';
-        throw toSnapshotError(error, what);
-      }
-    }));
+    return this.#locks.run(first!, () =>
+      this.#locks.run(second!, async () => {
+        const entry = this.#ready(key, what);
+        if (entry.kind !== 'active')
+          throw new SnapshotError(
+            'FAILED_PRECONDITION',
+            `${what}: snapshot ${JSON.stringify(key)} is a ${entry.kind === 'view' ? 'view' : 'committed snapshot'}, not active`,
+          );
+        if (this.#byName.has(name))
+          throw new SnapshotError('ALREADY_EXISTS', `${what}: snapshot ${JSON.stringify(name)} already exists`);
+        if (parent && parent !== entry.parent)
+          throw new SnapshotError(
+            'INVALID_ARGUMENT',
+            `${what}: its parent is ${JSON.stringify(entry.parent)}, not ${JSON.stringify(parent)} (rebasing is not supported)`,
+          );
+        entry.state = 'busy';
+        const placeholder: Entry = { ...entry };
+        this.#byName.set(name, placeholder);
+        try {
+          const mappedBytes = await this.#driver.mappedBytes(entry.layerId);
+          const now = Date.now();
+          const committed: Entry = {
+            ...entry,
+            name,
+            kind: 'committed',
+            created: now,
+            updated: now,
+            labels: checkedLabels,
+            mappedBytes,
+            state: 'ready',
+          };
+          await this.#driver.setMeta(entry.layerId, toMeta(committed));
+          this.#byName.delete(key);
+          this.#byName.set(name, committed); // an active snapshot has no children: no links move
+          await this.#driver
+            .deactivate(entry.layerId)
+            .catch((e) => logger.warn(`${what}: releasing ${entry.layerId}: ${e}`));
+        } catch (error) {
+          if (this.#byName.get(name) === placeholder) this.#byName.delete(name);
+          entry.state = 'ready';
+          throw toSnapshotError(error, what);
+        }
+      }),
+    );
   }
 
   /** Remove: any kind, by key or name; one that others were made from cannot go. */
@@ -207,7 +267,11 @@ export class Snapshotter {
     return this.#locks.run(key, async () => {
       const entry = this.#ready(key, what);
       const children = this.#children.get(key) ?? 0;
-      if (children > 0) throw new SnapshotError('FAILED_PRECONDITION', `${what}: cannot remove snapshot with child (${children} snapshot${children === 1 ? '' : 's'} made from it)`);
+      if (children > 0)
+        throw new SnapshotError(
+          'FAILED_PRECONDITION',
+          `${what}: cannot remove snapshot with child (${children} snapshot${children === 1 ? '' : 's'} made from it)`,
+        );
       entry.state = 'busy';
       try {
         await this.#driver.remove(entry.layerId);
@@ -229,7 +293,10 @@ export class Snapshotter {
    * Update: only labels can change, all of them (`labels`, or no paths) or one at a time
    * (`labels.<key>`; an absent value removes the label). Returns the updated info.
    */
-  update(info: { name: string; labels: Record<string, string> | undefined }, paths: readonly string[]): Promise<SnapshotInfo> {
+  update(
+    info: { name: string; labels: Record<string, string> | undefined },
+    paths: readonly string[],
+  ): Promise<SnapshotInfo> {
     const what = `update ${JSON.stringify(info.name)}`;
     assertKey(info.name, 'info.name');
     const given = checkLabels(info.labels, what);
@@ -244,7 +311,10 @@ export class Snapshotter {
           if (Object.hasOwn(given, label)) labels[label] = given[label]!;
           else delete labels[label];
         } else {
-          throw new SnapshotError('INVALID_ARGUMENT', `${what}: cannot update field ${JSON.stringify(path)} (only labels and labels.<key>)`);
+          throw new SnapshotError(
+            'INVALID_ARGUMENT',
+            `${what}: cannot update field ${JSON.stringify(path)} (only labels and labels.<key>)`,
+          );
         }
       }
       checkLabels(labels, what);
@@ -282,11 +352,14 @@ export class Snapshotter {
       const entry = this.#ready(key, what);
       let mapped: bigint;
       try {
-        mapped = entry.kind === 'committed' && entry.mappedBytes !== undefined ? entry.mappedBytes : await this.#driver.mappedBytes(entry.layerId);
+        mapped =
+          entry.kind === 'committed' && entry.mappedBytes !== undefined
+            ? entry.mappedBytes
+            : await this.#driver.mappedBytes(entry.layerId);
       } catch (error) {
         throw toSnapshotError(error, what);
       }
-      const parentMapped = entry.parent ? this.#byName.get(entry.parent)?.mappedBytes ?? 0n : 0n;
+      const parentMapped = entry.parent ? (this.#byName.get(entry.parent)?.mappedBytes ?? 0n) : 0n;
       return { size: mapped > parentMapped ? mapped - parentMapped : 0n, inodes: 0n };
     });
   }
@@ -302,7 +375,8 @@ export class Snapshotter {
 
   #ready(key: string, what: string): Entry {
     const entry = this.#byName.get(key);
-    if (!entry || entry.state !== 'ready') throw new SnapshotError('NOT_FOUND', `${what}: snapshot ${JSON.stringify(key)} does not exist`);
+    if (entry?.state !== 'ready')
+      throw new SnapshotError('NOT_FOUND', `${what}: snapshot ${JSON.stringify(key)} does not exist`);
     return entry;
   }
 

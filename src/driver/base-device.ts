@@ -32,7 +32,13 @@ export async function ensureBaseDevice(ctx: BaseDeviceContext): Promise<void> {
     // The base's record is missing or damaged but deviceset.json knows its thin id: rebuild
     // it rather than make a second base (whose filesystem UUID would never match). A damaged
     // file is left for check --repair to quarantine; a missing one is written back.
-    base = { id: BASE_LAYER, parent: null, deviceId: tx.state.base.deviceId, size: tx.state.base.size, transactionId: '0' };
+    base = {
+      id: BASE_LAYER,
+      parent: null,
+      deviceId: tx.state.base.deviceId,
+      size: tx.state.base.size,
+      transactionId: '0',
+    };
     if (!ctx.baseRecordDamaged()) ctx.store.writeLayer(base);
     logger.warn(`base device record rebuilt from deviceset.json (thin id ${base.deviceId})`);
     layers.set(BASE_LAYER, base);
@@ -48,21 +54,33 @@ export async function ensureBaseDevice(ctx: BaseDeviceContext): Promise<void> {
     const device = devices.activate(base);
     try {
       await makeFilesystem(device.path, fs, options.mkfsArgs);
-      tx.updateState({ base: { deviceId: base.deviceId, size: base.size, filesystem: fs, filesystemUuid: filesystemUuid(device.path, fs) } });
+      tx.updateState({
+        base: {
+          deviceId: base.deviceId,
+          size: base.size,
+          filesystem: fs,
+          filesystemUuid: filesystemUuid(device.path, fs),
+        },
+      });
     } finally {
       devices.deactivate(device);
     }
     return;
   }
   if (recorded.filesystem !== fs) {
-    throw new DevmapperError('ERR_DM_BASE_MISMATCH',
-      `the base device holds ${recorded.filesystem}, not ${fs}: the filesystem cannot change after the first start`);
+    throw new DevmapperError(
+      'ERR_DM_BASE_MISMATCH',
+      `the base device holds ${recorded.filesystem}, not ${fs}: the filesystem cannot change after the first start`,
+    );
   }
   const device = devices.activate(base);
   try {
     const uuid = filesystemUuid(device.path, fs);
     if (uuid !== recorded.filesystemUuid) {
-      throw new DevmapperError('ERR_DM_BASE_MISMATCH', `base device filesystem UUID ${uuid} is not the recorded ${recorded.filesystemUuid}`);
+      throw new DevmapperError(
+        'ERR_DM_BASE_MISMATCH',
+        `base device filesystem UUID ${uuid} is not the recorded ${recorded.filesystemUuid}`,
+      );
     }
   } finally {
     devices.deactivate(device);
@@ -73,7 +91,9 @@ export async function ensureBaseDevice(ctx: BaseDeviceContext): Promise<void> {
 /** A larger dm.basesize on a later start: the base device and its filesystem grow. */
 async function growBase(ctx: BaseDeviceContext, base: LayerRecord, size: Bytes): Promise<void> {
   const grown: LayerRecord = { ...base, size: String(size) };
-  await ctx.mounts.withPrivateMount(grown, (device, mountPoint) => growFilesystem(device.path, mountPoint, ctx.options.filesystem));
+  await ctx.mounts.withPrivateMount(grown, (device, mountPoint) =>
+    growFilesystem(device.path, mountPoint, ctx.options.filesystem),
+  );
   ctx.layers.write(grown);
   ctx.tx.updateState({ base: { ...ctx.tx.state.base!, size: String(size) } });
 }

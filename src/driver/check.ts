@@ -86,10 +86,21 @@ export interface CheckTarget {
 export async function runCheck(target: CheckTarget, repair: boolean): Promise<CheckReport> {
   const { dm, pool, layout } = target;
   const report: CheckReport = {
-    clean: true, leakedThinIds: [], missingThinIds: [], damagedRecords: [], thinIdConflicts: target.conflicts, quarantined: [...target.quarantinedFiles],
-    strayDevices: [], unheldMounts: [], pendingDeferredDeletions: [], layerMeta: {},
-    transactionId: { pool: 0n, metadata: target.metadataTransactionId, consistent: true }, poolMode: 'rw', needsCheck: false,
-    repairs: [], skipped: [],
+    clean: true,
+    leakedThinIds: [],
+    missingThinIds: [],
+    damagedRecords: [],
+    thinIdConflicts: target.conflicts,
+    quarantined: [...target.quarantinedFiles],
+    strayDevices: [],
+    unheldMounts: [],
+    pendingDeferredDeletions: [],
+    layerMeta: {},
+    transactionId: { pool: 0n, metadata: target.metadataTransactionId, consistent: true },
+    poolMode: 'rw',
+    needsCheck: false,
+    repairs: [],
+    skipped: [],
   };
   report.damagedRecords = target.damaged.map((d) => ({ file: d.path, field: d.error.field, reason: d.error.message }));
   const claimed = new Set(target.records.map((r) => r.deviceId));
@@ -99,12 +110,14 @@ export async function runCheck(target: CheckTarget, repair: boolean): Promise<Ch
   const highest = Math.max(target.highestAllocatedId, ...unsureClaims.filter((id): id is number => id !== undefined));
   const alive = probeThinIds(dm, pool, layout.probeName, highest);
   for (const id of alive) if (!claimed.has(id)) report.leakedThinIds.push(id);
-  for (const record of target.records) if (!alive.has(record.deviceId)) report.missingThinIds.push({ layer: record.id, deviceId: record.deviceId });
+  for (const record of target.records)
+    if (!alive.has(record.deviceId)) report.missingThinIds.push({ layer: record.id, deviceId: record.deviceId });
   const known = new Set(target.records.map((r) => layout.thinName(r.id)));
   for (const device of dm.list()) {
     if (layout.isLayerDevice(device.name, pool.name) && !known.has(device.name)) report.strayDevices.push(device.name);
   }
-  for (const mount of target.mounts) if (!mount.layer || !target.mountedLayers.has(mount.layer)) report.unheldMounts.push(mount.mountPoint);
+  for (const mount of target.mounts)
+    if (!mount.layer || !target.mountedLayers.has(mount.layer)) report.unheldMounts.push(mount.mountPoint);
   report.pendingDeferredDeletions = target.records.filter((r) => r.deferredDelete).map((r) => r.id);
   const poolStatus = pool.status();
   report.transactionId.pool = poolStatus.kind === 'ok' ? poolStatus.transactionId : -1n;
@@ -131,9 +144,13 @@ export async function runCheck(target: CheckTarget, repair: boolean): Promise<Ch
       }
     }
     if (report.needsCheck) {
-      report.skipped.push(`pool ${pool.name} needs_check: deactivate it (Driver.cleanup), run thin_check --clear-needs-check-flag (or thin_repair) on its metadata device, then init again`);
+      report.skipped.push(
+        `pool ${pool.name} needs_check: deactivate it (Driver.cleanup), run thin_check --clear-needs-check-flag (or thin_repair) on its metadata device, then init again`,
+      );
     } else if (state.mode !== 'rw') {
-      report.skipped.push(`pool ${pool.name} is ${state.mode}: ${state.mode === 'out_of_data_space' ? 'grow it (growPool) or remove layers' : 'reload its table read-write (or grow its metadata device)'}; check cannot change that`);
+      report.skipped.push(
+        `pool ${pool.name} is ${state.mode}: ${state.mode === 'out_of_data_space' ? 'grow it (growPool) or remove layers' : 'reload its table read-write (or grow its metadata device)'}; check cannot change that`,
+      );
     }
     // Damaged records are moved aside, never deleted: someone can read and restore them.
     for (const damaged of target.damaged) {
@@ -142,15 +159,21 @@ export async function runCheck(target: CheckTarget, repair: boolean): Promise<Ch
       report.repairs.push(`moved damaged record ${damaged.path} to ${moved} (${damaged.error.message})`);
     }
     for (const conflict of report.thinIdConflicts) {
-      report.skipped.push(`thin id ${conflict.deviceId} is named by layers ${conflict.layers.join(', ')}: at most one owns it; fix the others' records by hand (nothing deleted)`);
+      report.skipped.push(
+        `thin id ${conflict.deviceId} is named by layers ${conflict.layers.join(', ')}: at most one owns it; fix the others' records by hand (nothing deleted)`,
+      );
     }
     for (const id of report.leakedThinIds) {
       // Deleting is the one act that destroys data: only for an id the pool has and no record,
       // damaged, quarantined or conflicting, can own.
-      const reason = !takesMessages ? `pool is ${report.poolMode}${report.needsCheck ? ' and needs_check' : ''}`
-        : unsureClaims.includes(id) ? 'a damaged or quarantined record names it'
-          : unsureClaims.includes(undefined) ? 'a damaged or quarantined record names no readable thin id, so it may own this one'
-            : report.thinIdConflicts.length > 0 ? 'records conflict over thin ids, so this may be one of those layers\' real thin id'
+      const reason = !takesMessages
+        ? `pool is ${report.poolMode}${report.needsCheck ? ' and needs_check' : ''}`
+        : unsureClaims.includes(id)
+          ? 'a damaged or quarantined record names it'
+          : unsureClaims.includes(undefined)
+            ? 'a damaged or quarantined record names no readable thin id, so it may own this one'
+            : report.thinIdConflicts.length > 0
+              ? "records conflict over thin ids, so this may be one of those layers' real thin id"
               : undefined;
       if (reason) {
         report.skipped.push(`leaked thin id ${id}: ${reason}; left in place`);
@@ -169,7 +192,9 @@ export async function runCheck(target: CheckTarget, repair: boolean): Promise<Ch
     const listed = report.missingThinIds.length > 0 && target.thinLs ? await target.thinLs() : undefined;
     for (const { layer, deviceId } of report.missingThinIds) {
       if (listed?.has(deviceId)) {
-        report.skipped.push(`layer ${layer}: thin id ${deviceId} did not answer the probe but thin_ls lists it in the pool's metadata: left alone`);
+        report.skipped.push(
+          `layer ${layer}: thin id ${deviceId} did not answer the probe but thin_ls lists it in the pool's metadata: left alone`,
+        );
         continue;
       }
       if (target.mountedLayers.has(layer)) {
@@ -177,7 +202,9 @@ export async function runCheck(target: CheckTarget, repair: boolean): Promise<Ch
         continue;
       }
       if (layer === BASE_LAYER) {
-        report.skipped.push(`the base device's thin id ${deviceId} is gone from the pool: the home cannot be repaired (its layers' data may still be there as leaked thin ids)`);
+        report.skipped.push(
+          `the base device's thin id ${deviceId} is gone from the pool: the home cannot be repaired (its layers' data may still be there as leaked thin ids)`,
+        );
         continue;
       }
       // The pool's own word, asked again for this id alone, before the record is moved aside.
@@ -187,36 +214,59 @@ export async function runCheck(target: CheckTarget, repair: boolean): Promise<Ch
       }
       const moved = target.quarantine(`${layer}.layer.json`);
       report.quarantined.push(moved);
-      report.repairs.push(`moved the record of layer ${layer}, whose thin id ${deviceId} is not in the pool${listed ? ' (nor in thin_ls\'s listing)' : ''}, to ${moved}`);
+      report.repairs.push(
+        `moved the record of layer ${layer}, whose thin id ${deviceId} is not in the pool${listed ? " (nor in thin_ls's listing)" : ''}, to ${moved}`,
+      );
     }
     if (report.pendingDeferredDeletions.length > 0) {
       // A layer still mounted waits for its last put (retryDeferred leaves it alone).
       const waiting = report.pendingDeferredDeletions.filter((layer) => target.mountedLayers.has(layer));
       const ready = report.pendingDeferredDeletions.filter((layer) => !target.mountedLayers.has(layer));
-      for (const layer of waiting) report.skipped.push(`deferred deletion of layer ${layer} waits for its last put: it is mounted`);
+      for (const layer of waiting)
+        report.skipped.push(`deferred deletion of layer ${layer} waits for its last put: it is mounted`);
       if (ready.length > 0 && !takesMessages) {
-        for (const layer of ready) report.skipped.push(`deferred deletion of layer ${layer}: pool is ${report.poolMode}, left pending`);
+        for (const layer of ready)
+          report.skipped.push(`deferred deletion of layer ${layer}: pool is ${report.poolMode}, left pending`);
       } else if (ready.length > 0) {
         const stillPending = new Set(await target.retryDeferred());
         const done = ready.filter((layer) => !stillPending.has(layer));
         if (done.length > 0) report.repairs.push(`completed deferred deletions of ${done.join(', ')}`);
-        for (const layer of ready.filter((l) => stillPending.has(l))) report.skipped.push(`deferred deletion of layer ${layer}: its device is still busy`);
+        for (const layer of ready.filter((l) => stillPending.has(l)))
+          report.skipped.push(`deferred deletion of layer ${layer}: its device is still busy`);
       }
     }
     if (!report.transactionId.consistent && report.transactionId.pool >= 0n) {
       // The layers now match the pool, so the pool's id is the true one.
       target.setMetadataTransactionId(report.transactionId.pool);
-      report.repairs.push(`metadata transaction id ${target.metadataTransactionId} set to the pool's ${report.transactionId.pool}`);
+      report.repairs.push(
+        `metadata transaction id ${target.metadataTransactionId} set to the pool's ${report.transactionId.pool}`,
+      );
     }
-    if (report.thinCheck && report.thinCheck.ran && !report.thinCheck.ok) {
-      report.skipped.push(`thin_check found the pool's metadata damaged: ${report.thinCheck.summary}; see the README's failure modes (thin_repair)`);
+    if (report.thinCheck?.ran && !report.thinCheck.ok) {
+      report.skipped.push(
+        `thin_check found the pool's metadata damaged: ${report.thinCheck.summary}; see the README's failure modes (thin_repair)`,
+      );
     }
   }
-  const named = new Set([...report.missingThinIds.map((m) => m.layer), ...report.thinIdConflicts.flatMap((c) => c.layers), ...report.pendingDeferredDeletions]);
-  for (const record of target.records) if (named.has(record.id) && record.meta) report.layerMeta[record.id] = record.meta;
-  const problems = report.leakedThinIds.length + report.missingThinIds.length + report.damagedRecords.length + report.thinIdConflicts.length
-    + report.strayDevices.length + report.unheldMounts.length + report.pendingDeferredDeletions.length + (report.transactionId.consistent ? 0 : 1)
-    + (report.needsCheck ? 1 : 0) + (report.poolMode === 'rw' ? 0 : 1) + (report.thinCheck?.ran && !report.thinCheck.ok ? 1 : 0);
+  const named = new Set([
+    ...report.missingThinIds.map((m) => m.layer),
+    ...report.thinIdConflicts.flatMap((c) => c.layers),
+    ...report.pendingDeferredDeletions,
+  ]);
+  for (const record of target.records)
+    if (named.has(record.id) && record.meta) report.layerMeta[record.id] = record.meta;
+  const problems =
+    report.leakedThinIds.length +
+    report.missingThinIds.length +
+    report.damagedRecords.length +
+    report.thinIdConflicts.length +
+    report.strayDevices.length +
+    report.unheldMounts.length +
+    report.pendingDeferredDeletions.length +
+    (report.transactionId.consistent ? 0 : 1) +
+    (report.needsCheck ? 1 : 0) +
+    (report.poolMode === 'rw' ? 0 : 1) +
+    (report.thinCheck?.ran && !report.thinCheck.ok ? 1 : 0);
   report.clean = problems === 0 || (repair && report.skipped.length === 0);
   return report;
 }
@@ -230,7 +280,9 @@ function probeThinIds(dm: DeviceMapper, pool: ThinPool, probeName: string, highe
   try {
     for (let id = lowest; id <= highest; id++) {
       try {
-        dm.load(probeName, [{ start: 0n, length: 8n, type: 'thin', params: formatThinTable({ poolDev, deviceId: id }) }]);
+        dm.load(probeName, [
+          { start: 0n, length: 8n, type: 'thin', params: formatThinTable({ poolDev, deviceId: id }) },
+        ]);
         alive.add(id);
         dm.clear(probeName);
       } catch (error) {

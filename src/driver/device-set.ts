@@ -25,11 +25,25 @@ import { Mounts } from './mounts.js';
 import { LayerDevices } from './layer-devices.js';
 import { ensureBaseDevice } from './base-device.js';
 import {
-  adoptOrRemoveLeftovers, checkTransactionId, openPool, recoverTransaction, releaseQuietly, resumeSuspended, type RecoveryContext,
+  adoptOrRemoveLeftovers,
+  checkTransactionId,
+  openPool,
+  recoverTransaction,
+  releaseQuietly,
+  resumeSuspended,
+  type RecoveryContext,
 } from './recovery.js';
 import { PoolTransactions } from './transaction.js';
 import {
-  assertFreeSpace, assertNotQueueing, assertWritable, explainFailure, isOutOfMetadataSpace, metadataFullError, readPoolStatus, takesMessages, type MetadataDeviceInfo,
+  assertFreeSpace,
+  assertNotQueueing,
+  assertWritable,
+  explainFailure,
+  isOutOfMetadataSpace,
+  metadataFullError,
+  readPoolStatus,
+  takesMessages,
+  type MetadataDeviceInfo,
 } from './pool-guard.js';
 import { thinCheckLive, thinLsLive } from './thin-check.js';
 
@@ -66,8 +80,15 @@ export class DeviceSet {
   #scan: ReturnType<MetadataStore['scanLayers']> = { records: [], damaged: [], conflicts: [] };
 
   private constructor(args: {
-    options: ResolvedOptions; dm: DeviceMapper; pool: ThinPool; store: MetadataStore; storage: LoopbackStorage | undefined;
-    layout: HomeLayout; ownsPool: boolean; lock: HomeLock; state: DeviceSetState;
+    options: ResolvedOptions;
+    dm: DeviceMapper;
+    pool: ThinPool;
+    store: MetadataStore;
+    storage: LoopbackStorage | undefined;
+    layout: HomeLayout;
+    ownsPool: boolean;
+    lock: HomeLock;
+    state: DeviceSetState;
   }) {
     this.options = args.options;
     this.dm = args.dm;
@@ -106,8 +127,11 @@ export class DeviceSet {
       const savedState = store.readState();
       const { pool, storage, ownsPool, activated } = openPool(dm, options, layout, savedState === undefined);
       if (activated) activatedPool = pool;
-      const state: DeviceSetState = savedState
-        ?? { formatVersion: 1, nextDeviceId: 1, transactionId: String(readPoolStatus(pool).transactionId) };
+      const state: DeviceSetState = savedState ?? {
+        formatVersion: 1,
+        nextDeviceId: 1,
+        transactionId: String(readPoolStatus(pool).transactionId),
+      };
       if (!savedState) store.writeState(state);
       const set = new DeviceSet({ options, dm, pool, store, storage, layout, ownsPool, lock, state });
       const recovery = set.#recoveryContext();
@@ -120,15 +144,27 @@ export class DeviceSet {
       for (const record of set.#scan.records) set.#layers.set(record.id, record);
       adoptOrRemoveLeftovers(recovery, !mode.inspect);
       await ensureBaseDevice({
-        options, store, tx: set.#tx, layers: set.#layers, devices: set.#devices, mounts: set.#mounts,
-        createBase: () => set.#locks.run(POOL_LOCK, () => set.#tx.createLayer({
-          id: BASE_LAYER, parent: null, size: options.baseSize, ownsThinId: (thinId) => set.#layers.ownsThinId(thinId),
-        })),
+        options,
+        store,
+        tx: set.#tx,
+        layers: set.#layers,
+        devices: set.#devices,
+        mounts: set.#mounts,
+        createBase: () =>
+          set.#locks.run(POOL_LOCK, () =>
+            set.#tx.createLayer({
+              id: BASE_LAYER,
+              parent: null,
+              size: options.baseSize,
+              ownsThinId: (thinId) => set.#layers.ownsThinId(thinId),
+            }),
+          ),
         baseRecordDamaged: () => set.#scan.damaged.some((d) => d.name === `${BASE_LAYER}.layer.json`),
       });
       if (!mode.inspect) await set.#retryDeferredDeletions();
       if (options.deferredDeletion && options.deferredDeletionIntervalMs > 0) {
-        const retry = (): void => void set.#retryDeferredDeletions().catch((e) => logger.warn(`deferred deletion: ${e}`));
+        const retry = (): void =>
+          void set.#retryDeferredDeletions().catch((e) => logger.warn(`deferred deletion: ${e}`));
         set.#timer = setInterval(retry, options.deferredDeletionIntervalMs);
         set.#timer.unref();
       }
@@ -146,7 +182,13 @@ export class DeviceSet {
 
   #recoveryContext(): RecoveryContext {
     return {
-      dm: this.dm, pool: this.pool, ownsPool: this.#ownsPool, layout: this.layout, store: this.store, tx: this.#tx, mounts: this.#mounts,
+      dm: this.dm,
+      pool: this.pool,
+      ownsPool: this.#ownsPool,
+      layout: this.layout,
+      store: this.store,
+      tx: this.#tx,
+      mounts: this.#mounts,
       hasDevice: (id) => this.hasDevice(id),
       isActivated: (id) => this.#layers.get(id)?.activated === true,
       deactivateIfActive: (layerId) => this.#devices.deactivateIfActive(layerId),
@@ -196,24 +238,37 @@ export class DeviceSet {
       }
       const originSize = BigInt(origin.size);
       if (size !== undefined && size < originSize) {
-        throw new DevmapperError('ERR_DM_INVALID_ARGUMENT', `size: ${size} bytes is smaller than the parent's ${originSize}`);
+        throw new DevmapperError(
+          'ERR_DM_INVALID_ARGUMENT',
+          `size: ${size} bytes is smaller than the parent's ${originSize}`,
+        );
       }
       const full = metadataFullError(this.pool, 'create', this.#metadataDeviceInfo());
       if (full) throw full;
       assertFreeSpace(this.pool, this.options.minFreeSpacePercent);
-      const record = await this.#locks.run(POOL_LOCK, () => this.#tx.createLayer({
-        id, parent, size: originSize, meta, origin: { deviceId: origin.deviceId, activeDevice: this.#devices.activeName(origin.id) },
-        ownsThinId: (thinId) => this.#layers.ownsThinId(thinId),
-      })).catch((error: unknown) => {
-        // The create itself used the last metadata blocks: the kernel turned the pool read-only
-        // (its intent stays open: the next growPool, or an init on a writable pool, rolls it back).
-        throw metadataFullError(this.pool, 'create', this.#metadataDeviceInfo(), error) ?? error;
-      });
+      const record = await this.#locks
+        .run(POOL_LOCK, () =>
+          this.#tx.createLayer({
+            id,
+            parent,
+            size: originSize,
+            meta,
+            origin: { deviceId: origin.deviceId, activeDevice: this.#devices.activeName(origin.id) },
+            ownsThinId: (thinId) => this.#layers.ownsThinId(thinId),
+          }),
+        )
+        .catch((error: unknown) => {
+          // The create itself used the last metadata blocks: the kernel turned the pool read-only
+          // (its intent stays open: the next growPool, or an init on a writable pool, rolls it back).
+          throw metadataFullError(this.pool, 'create', this.#metadataDeviceInfo(), error) ?? error;
+        });
       this.#layers.set(id, record);
       if (size !== undefined && size > originSize) {
         const grown: LayerRecord = { ...record, size: String(size) };
         try {
-          await this.#mounts.withPrivateMount(grown, (device, mountPoint) => growFilesystem(device.path, mountPoint, this.options.filesystem));
+          await this.#mounts.withPrivateMount(grown, (device, mountPoint) =>
+            growFilesystem(device.path, mountPoint, this.options.filesystem),
+          );
         } catch (error) {
           await this.#deleteLayer(record).catch(() => undefined);
           throw error;
@@ -239,7 +294,8 @@ export class DeviceSet {
       try {
         await this.#deleteLayer(record);
       } catch (error) {
-        if (this.options.deferredDeletion && error instanceof DmSystemError && error.code === 'EBUSY') return this.#markDeferred(record);
+        if (this.options.deferredDeletion && error instanceof DmSystemError && error.code === 'EBUSY')
+          return this.#markDeferred(record);
         throw error;
       }
       rmSync(this.layout.mountPoint(id), { recursive: true, force: true });
@@ -255,7 +311,11 @@ export class DeviceSet {
   async #deleteLayer(record: LayerRecord): Promise<void> {
     if (this.options.discardOnDelete) {
       const device = this.#devices.activate(record);
-      try { discardBlockDevice(device.path, undefined, this.options.ffi); } finally { this.#devices.deactivate(device); }
+      try {
+        discardBlockDevice(device.path, undefined, this.options.ffi);
+      } finally {
+        this.#devices.deactivate(device);
+      }
     } else {
       this.#devices.deactivateIfActive(record.id);
     }
@@ -351,7 +411,11 @@ export class DeviceSet {
       try {
         const status = device.status();
         if (status.kind !== 'ok') {
-          throw new PoolModeError({ pool: this.pool.name, ...poolModeOf(this.pool.status()), operation: `reading the status of layer ${id}` });
+          throw new PoolModeError({
+            pool: this.pool.name,
+            ...poolModeOf(this.pool.status()),
+            operation: `reading the status of layer ${id}`,
+          });
         }
         return sectorsToBytes(status.mappedSectors);
       } finally {
@@ -405,8 +469,13 @@ export class DeviceSet {
   /** Driver.status(): the pool's usage and mode (Fail and Error read as zeros), storage and settings. */
   status(): DriverStatus {
     return driverStatus({
-      dm: this.dm, pool: this.pool, storage: this.storage, options: this.options, backingFreeBytes: this.backingFreeBytes(),
-      deferredDeletedCount: this.deferredDeletedCount, layerCount: this.layers().length,
+      dm: this.dm,
+      pool: this.pool,
+      storage: this.storage,
+      options: this.options,
+      backingFreeBytes: this.backingFreeBytes(),
+      deferredDeletedCount: this.deferredDeletedCount,
+      layerCount: this.layers().length,
     });
   }
 
@@ -423,16 +492,20 @@ export class DeviceSet {
   growPool(size: Bytes | undefined, metadataSize?: Bytes): Promise<bigint> {
     return this.#locks.run(POOL_LOCK, () => {
       this.#assertOpen();
-      if (!this.#ownsPool) throw new InvalidArgumentError('thinPoolDevice', 'an adopted pool is grown by whoever manages it');
+      if (!this.#ownsPool)
+        throw new InvalidArgumentError('thinPoolDevice', 'an adopted pool is grown by whoever manages it');
       const metadataFull = isOutOfMetadataSpace(this.pool);
       // The kernel refuses to resize a read-only or failed pool (at resume, after the suspend),
       // except one out of metadata space, which a bigger metadata device puts back to rw.
       if (!metadataFull) assertWritable(this.pool, 'growPool', { outOfDataSpaceOk: true });
       if ((size !== undefined || metadataSize !== undefined) && !this.storage) {
-        throw new InvalidArgumentError(size !== undefined ? 'dataSize' : 'metadataSize',
-          'only the driver\'s own loop files can be grown by size: grow dataDevice or metadataDevice yourself, then call growPool() without a size');
+        throw new InvalidArgumentError(
+          size !== undefined ? 'dataSize' : 'metadataSize',
+          "only the driver's own loop files can be grown by size: grow dataDevice or metadataDevice yourself, then call growPool() without a size",
+        );
       }
-      const metadataTarget = metadataSize ?? (metadataFull && this.storage ? this.storage.metadataSize() * 2n : undefined);
+      const metadataTarget =
+        metadataSize ?? (metadataFull && this.storage ? this.storage.metadataSize() * 2n : undefined);
       if (this.storage && metadataTarget !== undefined) {
         this.storage.growMetadata(metadataTarget);
         this.pool.grow(); // same table, same data length: preresume picks up the metadata device
@@ -456,7 +529,7 @@ export class DeviceSet {
    */
   #rollBackFailedCreate(): void {
     const open = this.store.readTransaction();
-    if (!open || open.op !== 'create' || !takesMessages(this.pool)) return;
+    if (open?.op !== 'create' || !takesMessages(this.pool)) return;
     if (readPoolStatus(this.pool).transactionId !== BigInt(open.transactionId) - 1n) return; // committed: left to init
     recoverTransaction(this.#recoveryContext(), false);
   }
@@ -466,13 +539,17 @@ export class DeviceSet {
     if (this.storage) {
       return {
         device: `${this.storage.metadata.file} (${this.storage.metadata.loop.path})`,
-        remedy: 'growPool(undefined, { metadataSize }) grows the metadata file (without a size it is doubled) and the pool goes back to rw; removing layers cannot help, the pool refuses deletes until then',
+        remedy:
+          'growPool(undefined, { metadataSize }) grows the metadata file (without a size it is doubled) and the pool goes back to rw; removing layers cannot help, the pool refuses deletes until then',
       };
     }
     if (this.options.metadataDevice) {
       return { device: this.options.metadataDevice, remedy: 'grow the metadata device, then call growPool()' };
     }
-    return { device: `of pool ${this.pool.name}`, remedy: 'the pool is adopted: whoever manages it must grow its metadata device' };
+    return {
+      device: `of pool ${this.pool.name}`,
+      remedy: 'the pool is adopted: whoever manages it must grow its metadata device',
+    };
   }
 
   /** Free bytes of the filesystem holding the loop files (caps what the pool can really use). */
@@ -506,38 +583,42 @@ export class DeviceSet {
     const records = [...this.#layers.values()];
     const next = this.#tx.state.nextDeviceId;
     const highest = Math.max(next - 1, ...records.map((r) => r.deviceId));
-    return runCheck({
-      dm: this.dm,
-      pool: this.pool,
-      layout: this.layout,
-      records,
-      highestAllocatedId: highest,
-      metadataTransactionId: BigInt(this.#tx.state.transactionId),
-      mountedLayers: this.#mounts.ids(),
-      mounts: this.#mounts.found(),
-      deleteThin: (deviceId) => this.#tx.deleteThinIfPresent(deviceId),
-      damaged: this.#scan.damaged,
-      conflicts: this.#scan.conflicts,
-      quarantinedThinIds: this.store.quarantinedThinIds(),
-      quarantinedFiles: this.store.quarantined(),
-      ...(options.thinCheck ? { thinCheck: () => thinCheckLive(this.pool, { ffi: this.options.ffi }) } : {}),
-      thinLs: () => thinLsLive(this.pool, { ffi: this.options.ffi }),
-      quarantine: (name) => {
-        const path = this.store.quarantine(name);
-        const layer = name.replace(/\.layer\.json$/, '');
-        this.#scan = { ...this.#scan, damaged: this.#scan.damaged.filter((d) => d.name !== name) };
-        // A base record rebuilt from deviceset.json takes the damaged one's place.
-        if (layer === BASE_LAYER && this.#layers.get(BASE_LAYER)) this.store.writeLayer(this.#layers.get(BASE_LAYER)!);
-        else this.#layers.delete(layer);
-        return path;
+    return runCheck(
+      {
+        dm: this.dm,
+        pool: this.pool,
+        layout: this.layout,
+        records,
+        highestAllocatedId: highest,
+        metadataTransactionId: BigInt(this.#tx.state.transactionId),
+        mountedLayers: this.#mounts.ids(),
+        mounts: this.#mounts.found(),
+        deleteThin: (deviceId) => this.#tx.deleteThinIfPresent(deviceId),
+        damaged: this.#scan.damaged,
+        conflicts: this.#scan.conflicts,
+        quarantinedThinIds: this.store.quarantinedThinIds(),
+        quarantinedFiles: this.store.quarantined(),
+        ...(options.thinCheck ? { thinCheck: () => thinCheckLive(this.pool, { ffi: this.options.ffi }) } : {}),
+        thinLs: () => thinLsLive(this.pool, { ffi: this.options.ffi }),
+        quarantine: (name) => {
+          const path = this.store.quarantine(name);
+          const layer = name.replace(/\.layer\.json$/, '');
+          this.#scan = { ...this.#scan, damaged: this.#scan.damaged.filter((d) => d.name !== name) };
+          // A base record rebuilt from deviceset.json takes the damaged one's place.
+          if (layer === BASE_LAYER && this.#layers.get(BASE_LAYER))
+            this.store.writeLayer(this.#layers.get(BASE_LAYER)!);
+          else this.#layers.delete(layer);
+          return path;
+        },
+        unmount: (mountPoint) => this.#mounts.unmountDetached(mountPoint),
+        setMetadataTransactionId: (id) => this.#tx.updateState({ transactionId: String(id) }),
+        retryDeferred: async () => {
+          await this.#retryDeferredDeletions();
+          return this.#layers.deferred().map((r) => r.id);
+        },
       },
-      unmount: (mountPoint) => this.#mounts.unmountDetached(mountPoint),
-      setMetadataTransactionId: (id) => this.#tx.updateState({ transactionId: String(id) }),
-      retryDeferred: async () => {
-        await this.#retryDeferredDeletions();
-        return this.#layers.deferred().map((r) => r.id);
-      },
-    }, repair);
+      repair,
+    );
   }
 
   /**

@@ -35,7 +35,11 @@ export class Driver {
   }
 
   /** A new layer: a snapshot of `parent`, or of the base device when there is none. */
-  async create(id: string, parent?: string | null, options: { size?: string | number | bigint; meta?: Record<string, unknown> } = {}): Promise<void> {
+  async create(
+    id: string,
+    parent?: string | null,
+    options: { size?: string | number | bigint; meta?: Record<string, unknown> } = {},
+  ): Promise<void> {
     assertLayerId(id);
     if (parent !== undefined && parent !== null && parent !== '') assertLayerId(parent, 'parent');
     const size = options.size === undefined ? undefined : parseSize(options.size, 'size');
@@ -125,9 +129,14 @@ export class Driver {
 
   #diffHost(): naiveDiff.DiffHost {
     return {
-      create: (id, parent) => this.create(id, parent), remove: (id) => this.remove(id), exists: (id) => this.exists(id),
-      get: (id) => this.get(id), put: (id) => this.put(id), metadata: (id) => this.metadata(id),
-      setMeta: (id, meta) => this.setMeta(id, meta), ffi: this.#set.options.ffi,
+      create: (id, parent) => this.create(id, parent),
+      remove: (id) => this.remove(id),
+      exists: (id) => this.exists(id),
+      get: (id) => this.get(id),
+      put: (id) => this.put(id),
+      metadata: (id) => this.metadata(id),
+      setMeta: (id, meta) => this.setMeta(id, meta),
+      ffi: this.#set.options.ffi,
     };
   }
 
@@ -193,7 +202,10 @@ export class Driver {
    * open transaction a crash left is still completed or rolled back first). Mounts and
    * devices are left as they are afterwards.
    */
-  static async check(options: DriverOptions, check: { repair?: boolean; thinCheck?: boolean } = {}): Promise<CheckReport> {
+  static async check(
+    options: DriverOptions,
+    check: { repair?: boolean; thinCheck?: boolean } = {},
+  ): Promise<CheckReport> {
     const inspect = async (): Promise<CheckReport> => {
       const set = await DeviceSet.init(options, { inspect: true });
       try {
@@ -226,9 +238,13 @@ export class Driver {
    * metadataDevice, grow that device yourself and call this without sizes). Returns the pool's
    * new data size in bytes.
    */
-  async growPool(dataSize?: string | number | bigint, options: { metadataSize?: string | number | bigint } = {}): Promise<bigint> {
+  async growPool(
+    dataSize?: string | number | bigint,
+    options: { metadataSize?: string | number | bigint } = {},
+  ): Promise<bigint> {
     const size = dataSize === undefined ? undefined : parseSize(dataSize, 'dataSize');
-    const metadataSize = options.metadataSize === undefined ? undefined : parseSize(options.metadataSize, 'metadataSize');
+    const metadataSize =
+      options.metadataSize === undefined ? undefined : parseSize(options.metadataSize, 'metadataSize');
     return this.#set.growPool(size, metadataSize);
   }
 

@@ -13,8 +13,15 @@ async function runTool(program: string, args: string[]): Promise<void> {
     await run(program, args, { maxBuffer: 4 * 1024 * 1024 });
   } catch (error) {
     const e = error as NodeJS.ErrnoException & { stderr?: string };
-    if (e.code === 'ENOENT') throw new DevmapperError('ERR_DM_TOOL_MISSING', `${program} is not installed (needed for this filesystem)`, { cause: error });
-    throw new DevmapperError('ERR_DM_TOOL_FAILED', `${program} ${args.join(' ')} failed: ${(e.stderr ?? e.message).trim()}`, { cause: error });
+    if (e.code === 'ENOENT')
+      throw new DevmapperError('ERR_DM_TOOL_MISSING', `${program} is not installed (needed for this filesystem)`, {
+        cause: error,
+      });
+    throw new DevmapperError(
+      'ERR_DM_TOOL_FAILED',
+      `${program} ${args.join(' ')} failed: ${(e.stderr ?? e.message).trim()}`,
+      { cause: error },
+    );
   }
 }
 
@@ -24,8 +31,20 @@ async function runTool(program: string, args: string[]): Promise<void> {
  * thread would zero the inode tables later in every snapshot that gets mounted, giving each
  * layer its own copy of them (about 6% of the layer's size) in the pool.
  */
-export async function makeFilesystem(device: string, filesystem: Filesystem, extraArgs: readonly string[]): Promise<void> {
-  if (filesystem === 'ext4') await runTool('mkfs.ext4', ['-q', '-F', '-E', 'nodiscard,lazy_itable_init=0,lazy_journal_init=0', ...extraArgs, device]);
+export async function makeFilesystem(
+  device: string,
+  filesystem: Filesystem,
+  extraArgs: readonly string[],
+): Promise<void> {
+  if (filesystem === 'ext4')
+    await runTool('mkfs.ext4', [
+      '-q',
+      '-F',
+      '-E',
+      'nodiscard,lazy_itable_init=0,lazy_journal_init=0',
+      ...extraArgs,
+      device,
+    ]);
   else await runTool('mkfs.xfs', ['-q', '-f', '-K', ...extraArgs, device]);
 }
 

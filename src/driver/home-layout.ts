@@ -79,7 +79,7 @@ export class HomeLayout {
 
   /** The layer a mount point under `<home>/mnt/` belongs to (undefined: none, or nested deeper). */
   layerOfMountPoint(mountPoint: string): string | undefined {
-    const root = this.mountRoot + '/';
+    const root = `${this.mountRoot}/`;
     if (!mountPoint.startsWith(root)) return undefined;
     const rest = mountPoint.slice(root.length);
     return rest.includes('/') ? undefined : rest;

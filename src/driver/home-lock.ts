@@ -71,7 +71,8 @@ export class HomeLock {
       writable = false;
     }
     let rc: number;
-    do rc = libc.flock(fd, LOCK_EX | LOCK_NB); while (rc === -EINTR);
+    do rc = libc.flock(fd, LOCK_EX | LOCK_NB);
+    while (rc === -EINTR);
     if (rc < 0) {
       closeSync(fd);
       if (-rc === EWOULDBLOCK) return undefined;
@@ -119,7 +120,8 @@ export function lockHolder(home: string): number | undefined {
       const f = line.trim().split(/\s+/);
       if (f[1] !== 'FLOCK' || f[3] !== 'WRITE') continue;
       const [maj, min, ino] = (f[5] ?? '').split(':');
-      if (ino === undefined || BigInt(ino) !== st.ino || parseInt(maj!, 16) !== major || parseInt(min!, 16) !== minor) continue;
+      if (ino === undefined || BigInt(ino) !== st.ino || parseInt(maj!, 16) !== major || parseInt(min!, 16) !== minor)
+        continue;
       const pid = Number(f[4]);
       if (Number.isSafeInteger(pid) && pid > 0) return pid;
     }
@@ -137,7 +139,10 @@ export function lockHolder(home: string): number | undefined {
 
 function lockedError(home: string, timeoutMs: number): DevmapperError {
   const owner = lockHolder(home);
-  const who = owner === undefined ? 'another process' : `process ${owner}${owner === process.pid ? ' (this process: call cleanup() on the other driver first)' : ''}`;
+  const who =
+    owner === undefined
+      ? 'another process'
+      : `process ${owner}${owner === process.pid ? ' (this process: call cleanup() on the other driver first)' : ''}`;
   const waited = timeoutMs > 0 ? ` (waited ${timeoutMs} ms for it)` : '';
   const error = new DevmapperError('ERR_DM_HOME_LOCKED', `${home} is in use by ${who}${waited}`);
   return Object.assign(error, { pid: owner, waitedMs: timeoutMs });

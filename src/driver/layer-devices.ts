@@ -26,13 +26,20 @@ export class LayerDevices {
     const name = this.#layout.thinName(record.id);
     if (this.#dm.exists(name)) return ThinDevice.adopt(this.#dm, name);
     try {
-      return ThinDevice.activate(this.#pool, { name, id: record.deviceId, size: bytesToSectors(bytes(BigInt(record.size))) });
+      return ThinDevice.activate(this.#pool, {
+        name,
+        id: record.deviceId,
+        size: bytesToSectors(bytes(BigInt(record.size))),
+      });
     } catch (error) {
       // The thin target refuses a table naming an id the pool does not have with ENODATA.
       if (!(error instanceof DmSystemError && error.code === 'ENODATA')) throw error;
-      throw new DevmapperError('ERR_DM_THIN_ID_MISSING',
-        `layer ${record.id}: thin id ${record.deviceId} is not in pool ${this.#pool.name} (deleted behind the driver's back?); `
-          + '`devmapper check` reports it, `check --repair` quarantines the record', { cause: error });
+      throw new DevmapperError(
+        'ERR_DM_THIN_ID_MISSING',
+        `layer ${record.id}: thin id ${record.deviceId} is not in pool ${this.#pool.name} (deleted behind the driver's back?); ` +
+          '`devmapper check` reports it, `check --repair` quarantines the record',
+        { cause: error },
+      );
     }
   }
 
@@ -54,7 +61,8 @@ export class LayerDevices {
   /** Deactivates every device of this home but the pool (cleanup). */
   deactivateAll(): void {
     for (const device of this.#dm.list()) {
-      if (this.#layout.isLayerDevice(device.name, this.#pool.name)) this.deactivate(ThinDevice.adopt(this.#dm, device.name));
+      if (this.#layout.isLayerDevice(device.name, this.#pool.name))
+        this.deactivate(ThinDevice.adopt(this.#dm, device.name));
     }
   }
 }

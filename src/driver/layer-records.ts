@@ -65,8 +65,14 @@ export class LayerRecords extends LayerTable {
     const record = this.get(id);
     if (!record || !this.isLive(id)) return undefined;
     return {
-      id, parent: record.parent, deviceId: record.deviceId, size: BigInt(record.size), deviceName: view.deviceName,
-      mounted: view.mounted, activated: record.activated === true, meta: record.meta,
+      id,
+      parent: record.parent,
+      deviceId: record.deviceId,
+      size: BigInt(record.size),
+      deviceName: view.deviceName,
+      mounted: view.mounted,
+      activated: record.activated === true,
+      meta: record.meta,
     };
   }
 }

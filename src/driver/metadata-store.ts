@@ -1,7 +1,21 @@
 // The driver's persistent state under <home>/metadata: one JSON file per layer, the set's own
 // state (deviceset.json), and the open transaction (transaction.json) of the crash protocol.
 // Every write is atomic: temp file, fsync, rename, fsync of the directory. Files 0600, dirs 0700.
-import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { MetadataError } from '../errors.js';
 
@@ -102,14 +116,21 @@ function checkLayerId(path: string, name: string, value: unknown): string {
 }
 
 function checkOptionalBoolean(path: string, record: Record<string, unknown>, name: string): void {
-  if (record[name] !== undefined && typeof record[name] !== 'boolean') field(path, name, `${JSON.stringify(record[name])} is not a boolean`);
+  if (record[name] !== undefined && typeof record[name] !== 'boolean')
+    field(path, name, `${JSON.stringify(record[name])} is not a boolean`);
 }
 
 /** A layer record as parsed from `path`, checked field by field (a MetadataError names the first bad one). */
 export function validateLayerRecord(value: unknown, path: string, expectedId?: string): LayerRecord {
-  if (!isPlainObject(value)) throw new MetadataError(path, undefined, `holds ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}, not a layer record object`);
+  if (!isPlainObject(value))
+    throw new MetadataError(
+      path,
+      undefined,
+      `holds ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}, not a layer record object`,
+    );
   const id = checkLayerId(path, 'id', value.id);
-  if (expectedId !== undefined && id !== expectedId) field(path, 'id', `${JSON.stringify(id)} does not match the file name (layer ${JSON.stringify(expectedId)})`);
+  if (expectedId !== undefined && id !== expectedId)
+    field(path, 'id', `${JSON.stringify(id)} does not match the file name (layer ${JSON.stringify(expectedId)})`);
   if (value.parent !== null) checkLayerId(path, 'parent', value.parent);
   if (value.parent === id) field(path, 'parent', 'a layer cannot be its own parent');
   checkThinId(path, 'deviceId', value.deviceId);
@@ -123,7 +144,12 @@ export function validateLayerRecord(value: unknown, path: string, expectedId?: s
 
 /** deviceset.json, checked field by field. */
 export function validateState(value: unknown, path: string): DeviceSetState {
-  if (!isPlainObject(value)) throw new MetadataError(path, undefined, `holds ${value === null ? 'null' : typeof value}, not the device set's state object`);
+  if (!isPlainObject(value))
+    throw new MetadataError(
+      path,
+      undefined,
+      `holds ${value === null ? 'null' : typeof value}, not the device set's state object`,
+    );
   if (value.formatVersion !== 1) field(path, 'formatVersion', `${JSON.stringify(value.formatVersion)} is not 1`);
   checkThinId(path, 'nextDeviceId', value.nextDeviceId, 1);
   checkDecimal(path, 'transactionId', value.transactionId);
@@ -132,7 +158,8 @@ export function validateState(value: unknown, path: string): DeviceSetState {
     if (!isPlainObject(base)) field(path, 'base', 'is not an object');
     checkThinId(path, 'base.deviceId', base.deviceId);
     checkDecimal(path, 'base.size', base.size, true);
-    if (base.filesystem !== 'ext4' && base.filesystem !== 'xfs') field(path, 'base.filesystem', `${JSON.stringify(base.filesystem)} is not ext4 or xfs`);
+    if (base.filesystem !== 'ext4' && base.filesystem !== 'xfs')
+      field(path, 'base.filesystem', `${JSON.stringify(base.filesystem)} is not ext4 or xfs`);
     if (typeof base.filesystemUuid !== 'string') field(path, 'base.filesystemUuid', 'is not a string');
   }
   return value as unknown as DeviceSetState;
@@ -140,9 +167,15 @@ export function validateState(value: unknown, path: string): DeviceSetState {
 
 /** transaction.json, checked field by field. */
 export function validateTransaction(value: unknown, path: string): OpenTransaction {
-  if (!isPlainObject(value)) throw new MetadataError(path, undefined, `holds ${value === null ? 'null' : typeof value}, not an open transaction object`);
+  if (!isPlainObject(value))
+    throw new MetadataError(
+      path,
+      undefined,
+      `holds ${value === null ? 'null' : typeof value}, not an open transaction object`,
+    );
   checkDecimal(path, 'transactionId', value.transactionId, true);
-  if (value.op !== 'create' && value.op !== 'delete') field(path, 'op', `${JSON.stringify(value.op)} is not "create" or "delete"`);
+  if (value.op !== 'create' && value.op !== 'delete')
+    field(path, 'op', `${JSON.stringify(value.op)} is not "create" or "delete"`);
   checkLayerId(path, 'layerId', value.layerId);
   checkThinId(path, 'deviceId', value.deviceId);
   if (value.record !== undefined) validateLayerRecord(value.record, `${path} (record)`, value.layerId as string);
@@ -153,7 +186,9 @@ export function validateTransaction(value: unknown, path: string): OpenTransacti
 export function thinIdConflicts(records: readonly LayerRecord[]): ThinIdConflict[] {
   const byId = new Map<number, string[]>();
   for (const r of records) byId.set(r.deviceId, [...(byId.get(r.deviceId) ?? []), r.id]);
-  return [...byId].filter(([, layers]) => layers.length > 1).map(([deviceId, layers]) => ({ deviceId, layers: layers.sort() }));
+  return [...byId]
+    .filter(([, layers]) => layers.length > 1)
+    .map(([deviceId, layers]) => ({ deviceId, layers: layers.sort() }));
 }
 
 /**
@@ -229,13 +264,22 @@ export class MetadataStore {
     const { records, damaged, conflicts } = this.scanLayers();
     if (damaged.length > 0) {
       const first = damaged[0]!.error;
-      const more = damaged.length > 1 ? ` (and ${damaged.length - 1} more damaged record${damaged.length > 2 ? 's' : ''})` : '';
-      throw new MetadataError(first.file, first.field, `${first.message.replace(/^metadata file [^:]*: /, '')}${more}; \`devmapper check --repair\` moves damaged records to ${this.quarantineDir}`, { cause: first });
+      const more =
+        damaged.length > 1 ? ` (and ${damaged.length - 1} more damaged record${damaged.length > 2 ? 's' : ''})` : '';
+      throw new MetadataError(
+        first.file,
+        first.field,
+        `${first.message.replace(/^metadata file [^:]*: /, '')}${more}; \`devmapper check --repair\` moves damaged records to ${this.quarantineDir}`,
+        { cause: first },
+      );
     }
     if (conflicts.length > 0) {
       const c = conflicts[0]!;
-      throw new MetadataError(join(this.dir, c.layers[0]! + LAYER_SUFFIX), 'deviceId',
-        `thin id ${c.deviceId} is claimed by layers ${c.layers.join(' and ')} (${c.layers.map((l) => l + LAYER_SUFFIX).join(', ')}): at most one of them owns it; fix the other record by hand (check reports the conflict)`);
+      throw new MetadataError(
+        join(this.dir, c.layers[0]! + LAYER_SUFFIX),
+        'deviceId',
+        `thin id ${c.deviceId} is claimed by layers ${c.layers.join(' and ')} (${c.layers.map((l) => l + LAYER_SUFFIX).join(', ')}): at most one of them owns it; fix the other record by hand (check reports the conflict)`,
+      );
     }
     return records;
   }
@@ -247,7 +291,9 @@ export class MetadataStore {
   scanLayers(): { records: LayerRecord[]; damaged: DamagedRecord[]; conflicts: ThinIdConflict[] } {
     const records: LayerRecord[] = [];
     const damaged: DamagedRecord[] = [];
-    for (const name of readdirSync(this.dir).filter((n) => n.endsWith(LAYER_SUFFIX)).sort()) {
+    for (const name of readdirSync(this.dir)
+      .filter((n) => n.endsWith(LAYER_SUFFIX))
+      .sort()) {
       const path = join(this.dir, name);
       let value: unknown;
       try {
@@ -256,8 +302,14 @@ export class MetadataStore {
         records.push(validateLayerRecord(value, path, name.slice(0, -LAYER_SUFFIX.length)));
       } catch (error) {
         if (!(error instanceof MetadataError)) throw error;
-        const claimed = isPlainObject(value) && typeof value.deviceId === 'number' && Number.isInteger(value.deviceId)
-          && value.deviceId >= 0 && value.deviceId <= MAX_THIN_ID ? value.deviceId : undefined;
+        const claimed =
+          isPlainObject(value) &&
+          typeof value.deviceId === 'number' &&
+          Number.isInteger(value.deviceId) &&
+          value.deviceId >= 0 &&
+          value.deviceId <= MAX_THIN_ID
+            ? value.deviceId
+            : undefined;
         damaged.push({ name, path, error, claimedDeviceId: claimed });
       }
     }
@@ -280,7 +332,11 @@ export class MetadataStore {
     for (let n = 1; existsSync(path); n++) path = join(target, `${name}.${Date.now()}.${n}`);
     renameSync(join(this.dir, name), path);
     const fd = openSync(target, 'r');
-    try { fsyncSync(fd); } finally { closeSync(fd); }
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
     this.#syncDir();
     return path;
   }
@@ -288,7 +344,9 @@ export class MetadataStore {
   /** Files in the quarantine directory (records a repair set aside, kept until someone looks at them). */
   quarantined(): string[] {
     try {
-      return readdirSync(this.quarantineDir).sort().map((name) => join(this.quarantineDir, name));
+      return readdirSync(this.quarantineDir)
+        .sort()
+        .map((name) => join(this.quarantineDir, name));
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw error;
@@ -300,15 +358,17 @@ export class MetadataStore {
    * readable). Other files kept there (a pool's old metadata after a repair) name none.
    */
   quarantinedThinIds(): Array<number | undefined> {
-    return this.quarantined().filter((path) => /\.layer\.json\.[0-9.]+$/.test(path)).map((path) => {
-      try {
-        const value: unknown = JSON.parse(readFileSync(path, 'utf8'));
-        const id = isPlainObject(value) ? value.deviceId : undefined;
-        return typeof id === 'number' && Number.isInteger(id) && id >= 0 && id <= MAX_THIN_ID ? id : undefined;
-      } catch {
-        return undefined;
-      }
-    });
+    return this.quarantined()
+      .filter((path) => /\.layer\.json\.[0-9.]+$/.test(path))
+      .map((path) => {
+        try {
+          const value: unknown = JSON.parse(readFileSync(path, 'utf8'));
+          const id = isPlainObject(value) ? value.deviceId : undefined;
+          return typeof id === 'number' && Number.isInteger(id) && id >= 0 && id <= MAX_THIN_ID ? id : undefined;
+        } catch {
+          return undefined;
+        }
+      });
   }
 
   /** Removes temp files a crash left mid-write (the renamed file is either old or new, never half). */
@@ -337,7 +397,7 @@ export class MetadataStore {
     const temp = `${path}.${process.pid}.tmp`;
     const fd = openSync(temp, 'w', 0o600);
     try {
-      writeSync(fd, JSON.stringify(value, null, 2) + '\n');
+      writeSync(fd, `${JSON.stringify(value, null, 2)}\n`);
       fsyncSync(fd);
     } finally {
       closeSync(fd);

@@ -79,14 +79,20 @@ export class Mounts {
     let mountedHere = false;
     try {
       device = this.#devices.activate(record);
-      mountFilesystem(device.path, mountPoint, this.#settings.filesystem, { data: this.#mountData(mountLabel), ffi: this.#settings.ffi });
+      mountFilesystem(device.path, mountPoint, this.#settings.filesystem, {
+        data: this.#mountData(mountLabel),
+        ffi: this.#settings.ffi,
+      });
       mountedHere = true;
       // rootfs and id live in the layer's own filesystem: a symlink found there is never
       // followed (it could point out of <home>), and the id file is only ever created.
       const rootfs = this.#layout.rootfs(id);
       mkdirSync(rootfs, { recursive: true, mode: 0o755 });
       if (!lstatSync(rootfs).isDirectory()) {
-        throw new DevmapperError('ERR_DM_UNSAFE_PATH', `${rootfs} in layer ${id} is not a directory (a symlink?): not using it`);
+        throw new DevmapperError(
+          'ERR_DM_UNSAFE_PATH',
+          `${rootfs} in layer ${id} is not a directory (a symlink?): not using it`,
+        );
       }
       const idFile = this.#layout.idFile(id);
       if (!lexists(idFile)) writeFileSync(idFile, id, { mode: 0o600, flag: 'wx' });
@@ -130,12 +136,18 @@ export class Mounts {
   }
 
   /** Runs `body` with the record's device mounted at a private mount point, then unmounts and deactivates. */
-  async withPrivateMount<T>(record: LayerRecord, body: (device: ThinDevice, mountPoint: string) => Promise<T>): Promise<T> {
+  async withPrivateMount<T>(
+    record: LayerRecord,
+    body: (device: ThinDevice, mountPoint: string) => Promise<T>,
+  ): Promise<T> {
     const device = this.#devices.activate(record);
     const mountPoint = this.#layout.privateMountPoint(record.deviceId);
     mkdirSync(mountPoint, { recursive: true, mode: 0o700 });
     try {
-      mountFilesystem(device.path, mountPoint, this.#settings.filesystem, { data: this.#mountData(undefined), ffi: this.#settings.ffi });
+      mountFilesystem(device.path, mountPoint, this.#settings.filesystem, {
+        data: this.#mountData(undefined),
+        ffi: this.#settings.ffi,
+      });
       try {
         return await body(device, mountPoint);
       } finally {
@@ -164,8 +176,10 @@ export class Mounts {
 
   /** Mount points under <home>/mnt/ now, shallowest first, with the layer each belongs to. */
   found(): Array<{ mountPoint: string; layer: string | undefined }> {
-    return mountPointsUnder(this.#layout.mountRoot + '/')
-      .map((mountPoint) => ({ mountPoint, layer: this.#layout.layerOfMountPoint(mountPoint) }));
+    return mountPointsUnder(`${this.#layout.mountRoot}/`).map((mountPoint) => ({
+      mountPoint,
+      layer: this.#layout.layerOfMountPoint(mountPoint),
+    }));
   }
 
   #mountData(mountLabel: string | undefined): string | null {
@@ -190,7 +204,10 @@ function lexists(path: string): boolean {
 /** Mount points under `prefix`, from /proc/self/mountinfo (octal escapes decoded), shallowest first. */
 function mountPointsUnder(prefix: string): string[] {
   const text = readFileSync('/proc/self/mountinfo', 'utf8');
-  return text.split('\n').map((line) => line.split(' ')[4]).filter((p): p is string => p !== undefined)
+  return text
+    .split('\n')
+    .map((line) => line.split(' ')[4])
+    .filter((p): p is string => p !== undefined)
     .map((p) => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
     .filter((p) => p.startsWith(prefix))
     .sort((a, b) => a.length - b.length);

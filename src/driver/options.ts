@@ -81,25 +81,50 @@ function shown(value: unknown): string {
 }
 
 const MOUNT_OPTION = /^[A-Za-z0-9_.+\-/:=@]+$/;
-const KNOWN = new Set(['home', 'baseSize', 'loopDataSize', 'loopMetadataSize', 'filesystem', 'mkfsArgs', 'mountOptions', 'dataDevice',
-  'metadataDevice', 'thinPoolDevice', 'blockSize', 'discardOnDelete', 'deferredRemoval', 'deferredDeletion', 'minFreeSpacePercent', 'ffi',
-  'deferredDeletionIntervalMs', 'errorIfNoSpace', 'lockTimeoutMs']);
+const KNOWN = new Set([
+  'home',
+  'baseSize',
+  'loopDataSize',
+  'loopMetadataSize',
+  'filesystem',
+  'mkfsArgs',
+  'mountOptions',
+  'dataDevice',
+  'metadataDevice',
+  'thinPoolDevice',
+  'blockSize',
+  'discardOnDelete',
+  'deferredRemoval',
+  'deferredDeletion',
+  'minFreeSpacePercent',
+  'ffi',
+  'deferredDeletionIntervalMs',
+  'errorIfNoSpace',
+  'lockTimeoutMs',
+]);
 
 export function resolveOptions(options: DriverOptions): ResolvedOptions {
   if (!options || typeof options !== 'object') throw new InvalidArgumentError('options', 'must be an object');
-  for (const key of Object.keys(options)) if (!KNOWN.has(key)) throw new InvalidArgumentError(key, 'unknown driver option');
+  for (const key of Object.keys(options))
+    if (!KNOWN.has(key)) throw new InvalidArgumentError(key, 'unknown driver option');
   const home = options.home;
   if (typeof home !== 'string' || !home.startsWith('/') || home.includes('\0') || home.includes('\n')) {
     throw new InvalidArgumentError('home', 'must be an absolute path');
   }
-  const size = (value: string | number | bigint | undefined, fallback: bigint, argument: string, min: bigint): Bytes => {
+  const size = (
+    value: string | number | bigint | undefined,
+    fallback: bigint,
+    argument: string,
+    min: bigint,
+  ): Bytes => {
     const b = value === undefined ? bytes(fallback) : parseSize(value, argument);
     if (b < min) throw new InvalidArgumentError(argument, `${b} bytes is below the minimum of ${min}`);
     if (b % 512n !== 0n) throw new InvalidArgumentError(argument, 'must be a multiple of 512 bytes');
     return b;
   };
   const filesystem = options.filesystem ?? 'ext4';
-  if (filesystem !== 'ext4' && filesystem !== 'xfs') throw new InvalidArgumentError('filesystem', `${shown(filesystem)} is not ext4 or xfs`);
+  if (filesystem !== 'ext4' && filesystem !== 'xfs')
+    throw new InvalidArgumentError('filesystem', `${shown(filesystem)} is not ext4 or xfs`);
   const mkfsArgs = options.mkfsArgs ?? [];
   if (!Array.isArray(mkfsArgs) || mkfsArgs.some((a) => typeof a !== 'string' || a.includes('\0'))) {
     throw new InvalidArgumentError('mkfsArgs', 'must be an array of strings');
@@ -110,19 +135,27 @@ export function resolveOptions(options: DriverOptions): ResolvedOptions {
   const mountOptions = (options.mountOptions ?? '').split(',').filter((o) => o !== '');
   for (const option of mountOptions) {
     // A comma or newline inside one option could smuggle extra options into mount(2)'s data.
-    if (!MOUNT_OPTION.test(option)) throw new InvalidArgumentError('mountOptions', `${JSON.stringify(option)} is not a plain mount option`);
+    if (!MOUNT_OPTION.test(option))
+      throw new InvalidArgumentError('mountOptions', `${JSON.stringify(option)} is not a plain mount option`);
   }
   if ((options.dataDevice === undefined) !== (options.metadataDevice === undefined)) {
-    throw new InvalidArgumentError(options.dataDevice === undefined ? 'dataDevice' : 'metadataDevice', 'dataDevice and metadataDevice go together');
+    throw new InvalidArgumentError(
+      options.dataDevice === undefined ? 'dataDevice' : 'metadataDevice',
+      'dataDevice and metadataDevice go together',
+    );
   }
   if (options.thinPoolDevice !== undefined && options.dataDevice !== undefined) {
     throw new InvalidArgumentError('thinPoolDevice', 'an adopted pool and data/metadata devices exclude each other');
   }
   for (const key of ['dataDevice', 'metadataDevice'] as const) {
     const v = options[key];
-    if (v !== undefined && (typeof v !== 'string' || !v.startsWith('/dev/'))) throw new InvalidArgumentError(key, 'must be a /dev/ path');
+    if (v !== undefined && (typeof v !== 'string' || !v.startsWith('/dev/')))
+      throw new InvalidArgumentError(key, 'must be a /dev/ path');
   }
-  if (options.thinPoolDevice !== undefined && (typeof options.thinPoolDevice !== 'string' || options.thinPoolDevice === '')) {
+  if (
+    options.thinPoolDevice !== undefined &&
+    (typeof options.thinPoolDevice !== 'string' || options.thinPoolDevice === '')
+  ) {
     throw new InvalidArgumentError('thinPoolDevice', 'must be the dm name of a thin pool');
   }
   const blockBytes = size(options.blockSize, 64n * 1024n, 'blockSize', 64n * 1024n);
@@ -136,13 +169,18 @@ export function resolveOptions(options: DriverOptions): ResolvedOptions {
     throw new InvalidArgumentError('deferredDeletionIntervalMs', 'must be a non-negative integer');
   }
   const lockTimeoutMs = options.lockTimeoutMs ?? 0;
-  if (typeof lockTimeoutMs !== 'number' || !(lockTimeoutMs === Infinity || (Number.isInteger(lockTimeoutMs) && lockTimeoutMs >= 0))) {
+  if (
+    typeof lockTimeoutMs !== 'number' ||
+    !(lockTimeoutMs === Infinity || (Number.isInteger(lockTimeoutMs) && lockTimeoutMs >= 0))
+  ) {
     throw new InvalidArgumentError('lockTimeoutMs', 'must be a non-negative integer or Infinity');
   }
   for (const key of ['discardOnDelete', 'deferredRemoval', 'deferredDeletion', 'errorIfNoSpace'] as const) {
-    if (options[key] !== undefined && typeof options[key] !== 'boolean') throw new InvalidArgumentError(key, 'must be true or false');
+    if (options[key] !== undefined && typeof options[key] !== 'boolean')
+      throw new InvalidArgumentError(key, 'must be true or false');
   }
-  if (options.ffi !== undefined && options.ffi !== 'ffi-rs' && options.ffi !== 'koffi') throw new InvalidArgumentError('ffi', "must be 'ffi-rs' or 'koffi'");
+  if (options.ffi !== undefined && options.ffi !== 'ffi-rs' && options.ffi !== 'koffi')
+    throw new InvalidArgumentError('ffi', "must be 'ffi-rs' or 'koffi'");
   return {
     home: home.replace(/\/+$/, '') || '/',
     baseSize: size(options.baseSize, 10n * GiB, 'baseSize', 16n * 1024n * 1024n),
@@ -173,9 +211,13 @@ const RESERVED_LAYER_IDS = new Set(['pool']);
 
 export function assertLayerId(id: unknown, argument = 'id'): asserts id is string {
   if (typeof id !== 'string' || !LAYER_ID.test(id) || id === '.' || id === '..' || id.includes('..')) {
-    throw new InvalidArgumentError(argument, `${shown(id)} is not a valid layer id (1-80 of A-Z a-z 0-9 _ . -, not starting with a separator, no '..')`);
+    throw new InvalidArgumentError(
+      argument,
+      `${shown(id)} is not a valid layer id (1-80 of A-Z a-z 0-9 _ . -, not starting with a separator, no '..')`,
+    );
   }
-  if (RESERVED_LAYER_IDS.has(id)) throw new InvalidArgumentError(argument, `${shown(id)} is reserved (the pool's dm name ends in -pool)`);
+  if (RESERVED_LAYER_IDS.has(id))
+    throw new InvalidArgumentError(argument, `${shown(id)} is reserved (the pool's dm name ends in -pool)`);
 }
 
 /**
@@ -185,11 +227,14 @@ export function assertLayerId(id: unknown, argument = 'id'): asserts id is strin
  * anything else after a comma ("x,dev,suid") could become a mount option of its own; no mount
  * option starts with c<digit>. Quotes and newlines are refused too.
  */
-const MOUNT_LABEL = /^[A-Za-z0-9_.:\-]+(,c[0-9][A-Za-z0-9_.:\-]*)*$/;
+const MOUNT_LABEL = /^[A-Za-z0-9_.:-]+(,c[0-9][A-Za-z0-9_.:-]*)*$/;
 
 export function assertMountLabel(label: unknown): asserts label is string {
   if (typeof label !== 'string' || label.length > 4096 || !MOUNT_LABEL.test(label)) {
-    throw new InvalidArgumentError('mountLabel', `${shown(label)} is not a valid SELinux context (no quotes, newlines, or commas other than between MLS categories)`);
+    throw new InvalidArgumentError(
+      'mountLabel',
+      `${shown(label)} is not a valid SELinux context (no quotes, newlines, or commas other than between MLS categories)`,
+    );
   }
 }
 
@@ -198,7 +243,12 @@ export const MAX_LAYER_META_BYTES = 256 * 1024;
 
 /** `meta` for create()/setMeta(): a plain JSON object of bounded size. */
 export function assertLayerMeta(meta: unknown): asserts meta is Record<string, unknown> {
-  if (meta === null || typeof meta !== 'object' || Array.isArray(meta) || Object.getPrototypeOf(meta) !== Object.prototype) {
+  if (
+    meta === null ||
+    typeof meta !== 'object' ||
+    Array.isArray(meta) ||
+    Object.getPrototypeOf(meta) !== Object.prototype
+  ) {
     throw new InvalidArgumentError('meta', 'must be a plain object');
   }
   let text: string;
@@ -207,5 +257,9 @@ export function assertLayerMeta(meta: unknown): asserts meta is Record<string, u
   } catch (error) {
     throw new InvalidArgumentError('meta', `cannot be stored as JSON: ${(error as Error).message}`);
   }
-  if (Buffer.byteLength(text) > MAX_LAYER_META_BYTES) throw new InvalidArgumentError('meta', `takes ${Buffer.byteLength(text)} bytes as JSON, more than ${MAX_LAYER_META_BYTES}`);
+  if (Buffer.byteLength(text) > MAX_LAYER_META_BYTES)
+    throw new InvalidArgumentError(
+      'meta',
+      `takes ${Buffer.byteLength(text)} bytes as JSON, more than ${MAX_LAYER_META_BYTES}`,
+    );
 }

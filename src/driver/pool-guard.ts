@@ -3,7 +3,7 @@
 // the real reason. Every answer is one status read with DM_NOFLUSH_FLAG (~10 µs).
 import { DevmapperError, MetadataSpaceError, PoolModeError } from '../errors.js';
 import type { ThinPool } from '../thin/pool.js';
-import { poolModeOf, poolTakesMessages, type PoolStatusOk } from '../thin/status.js';
+import { type PoolStatus, poolModeOf, poolTakesMessages, type PoolStatusOk } from '../thin/status.js';
 import { parsePoolTable } from '../thin/tables.js';
 
 /** The pool's status; Fail or Error is a PoolModeError naming the mode. */
@@ -19,11 +19,16 @@ export function takesMessages(pool: ThinPool): boolean {
 }
 
 /** A PoolModeError naming the mode unless the pool is rw (or out of data space, when that is fine). */
-export function assertWritable(pool: ThinPool, operation: string, options: { outOfDataSpaceOk?: boolean } = {}): PoolStatusOk {
+export function assertWritable(
+  pool: ThinPool,
+  operation: string,
+  options: { outOfDataSpaceOk?: boolean } = {},
+): PoolStatusOk {
   const status = pool.status();
   const { mode, needsCheck } = poolModeOf(status);
   const modeOk = mode === 'rw' || (options.outOfDataSpaceOk === true && mode === 'out_of_data_space');
-  if (status.kind !== 'ok' || !modeOk || needsCheck) throw new PoolModeError({ pool: pool.name, mode, needsCheck, operation });
+  if (status.kind !== 'ok' || !modeOk || needsCheck)
+    throw new PoolModeError({ pool: pool.name, mode, needsCheck, operation });
   return status;
 }
 
@@ -31,12 +36,18 @@ export function assertWritable(pool: ThinPool, operation: string, options: { out
 export function assertFreeSpace(pool: ThinPool, minFreeSpacePercent: number): void {
   const status = assertWritable(pool, 'create', { outOfDataSpaceOk: true });
   if (status.mode === 'out_of_data_space') {
-    throw new DevmapperError('ERR_DM_NO_SPACE', `create: pool ${pool.name} is out_of_data_space: remove layers or growPool() first`);
+    throw new DevmapperError(
+      'ERR_DM_NO_SPACE',
+      `create: pool ${pool.name} is out_of_data_space: remove layers or growPool() first`,
+    );
   }
   const min = BigInt(minFreeSpacePercent);
   const check = (what: string, free: bigint, total: bigint): void => {
     if (total > 0n && free * 100n < total * min) {
-      throw new DevmapperError('ERR_DM_NO_SPACE', `pool ${pool.name}: only ${free} of ${total} ${what} blocks free, below the ${min}% minimum`);
+      throw new DevmapperError(
+        'ERR_DM_NO_SPACE',
+        `pool ${pool.name}: only ${free} of ${total} ${what} blocks free, below the ${min}% minimum`,
+      );
     }
   };
   check('data', status.data.freeBlocks, status.data.totalBlocks);
@@ -73,7 +84,7 @@ export interface MetadataDeviceInfo {
  * its metadata device grows (pool_preresume, maybe_resize_metadata_dev).
  */
 export function isOutOfMetadataSpace(pool: ThinPool): boolean {
-  let status;
+  let status: PoolStatus;
   try {
     status = pool.status();
   } catch {
@@ -90,9 +101,20 @@ export function isOutOfMetadataSpace(pool: ThinPool): boolean {
 }
 
 /** A MetadataSpaceError when the pool is out of metadata space; otherwise undefined. */
-export function metadataFullError(pool: ThinPool, operation: string, metadata: MetadataDeviceInfo, cause?: unknown): MetadataSpaceError | undefined {
+export function metadataFullError(
+  pool: ThinPool,
+  operation: string,
+  metadata: MetadataDeviceInfo,
+  cause?: unknown,
+): MetadataSpaceError | undefined {
   if (!isOutOfMetadataSpace(pool)) return undefined;
-  return new MetadataSpaceError({ pool: pool.name, metadataDevice: metadata.device, operation, remedy: metadata.remedy, cause });
+  return new MetadataSpaceError({
+    pool: pool.name,
+    metadataDevice: metadata.device,
+    operation,
+    remedy: metadata.remedy,
+    cause,
+  });
 }
 
 /**
@@ -101,14 +123,16 @@ export function metadataFullError(pool: ThinPool, operation: string, metadata: M
  * no_space_timeout instead of failing.
  */
 export function assertNotQueueing(pool: ThinPool, operation: string): void {
-  let status;
+  let status: PoolStatus;
   try {
     status = pool.status();
   } catch {
     return;
   }
   if (status.kind === 'ok' && status.mode === 'out_of_data_space' && status.noSpace === 'queue') {
-    throw new DevmapperError('ERR_DM_NO_SPACE',
-      `${operation}: pool ${pool.name} is out_of_data_space and queues I/O (errorIfNoSpace: false): the unmount would block until the kernel's no_space_timeout and lose the layer's unwritten data; growPool() first (the layer stays mounted)`);
+    throw new DevmapperError(
+      'ERR_DM_NO_SPACE',
+      `${operation}: pool ${pool.name} is out_of_data_space and queues I/O (errorIfNoSpace: false): the unmount would block until the kernel's no_space_timeout and lose the layer's unwritten data; growPool() first (the layer stays mounted)`,
+    );
   }
 }

@@ -36,29 +36,49 @@ export interface RecoveryContext {
 }
 
 /** The pool, and whether this call activated it (false: adopted, already active). */
-export function openPool(dm: DeviceMapper, options: ResolvedOptions, layout: HomeLayout, fresh: boolean): {
-  pool: ThinPool; storage: LoopbackStorage | undefined; ownsPool: boolean; activated: boolean;
+export function openPool(
+  dm: DeviceMapper,
+  options: ResolvedOptions,
+  layout: HomeLayout,
+  fresh: boolean,
+): {
+  pool: ThinPool;
+  storage: LoopbackStorage | undefined;
+  ownsPool: boolean;
+  activated: boolean;
 } {
-  if (options.thinPoolDevice) return { pool: ThinPool.adopt(dm, options.thinPoolDevice), storage: undefined, ownsPool: false, activated: false };
+  if (options.thinPoolDevice)
+    return { pool: ThinPool.adopt(dm, options.thinPoolDevice), storage: undefined, ownsPool: false, activated: false };
   const name = layout.poolName;
   // An active pool is adopted whatever its no-space mode (one made before errorIfNoSpace existed).
   const poolOptions = { dataBlockSize: options.blockSize, features: { skipBlockZeroing: true } };
-  const tableOptions = { dataBlockSize: options.blockSize, features: { skipBlockZeroing: true, errorIfNoSpace: options.errorIfNoSpace } };
+  const tableOptions = {
+    dataBlockSize: options.blockSize,
+    features: { skipBlockZeroing: true, errorIfNoSpace: options.errorIfNoSpace },
+  };
   const activate = (devices: { metadataDevice: string; dataDevice: string }, brandNew: boolean): ThinPool => {
     const args = { ...devices, ...tableOptions };
     return brandNew ? ThinPool.create(dm, name, args) : ThinPool.reopen(dm, name, args);
   };
   if (options.dataDevice && options.metadataDevice) {
-    if (dm.exists(name)) return { pool: ThinPool.adopt(dm, name, poolOptions), storage: undefined, ownsPool: true, activated: false };
+    if (dm.exists(name))
+      return { pool: ThinPool.adopt(dm, name, poolOptions), storage: undefined, ownsPool: true, activated: false };
     const pool = activate({ metadataDevice: options.metadataDevice, dataDevice: options.dataDevice }, fresh);
     return { pool, storage: undefined, ownsPool: true, activated: true };
   }
   const storage = LoopbackStorage.open({
-    dir: layout.loopDir, dataSize: options.loopDataSize, metadataSize: options.loopMetadataSize, ffi: options.ffi,
+    dir: layout.loopDir,
+    dataSize: options.loopDataSize,
+    metadataSize: options.loopMetadataSize,
+    ffi: options.ffi,
   });
   try {
-    if (dm.exists(name)) return { pool: ThinPool.adopt(dm, name, poolOptions), storage, ownsPool: true, activated: false };
-    const pool = activate({ metadataDevice: storage.metadata.loop.path, dataDevice: storage.data.loop.path }, fresh || storage.metadata.created);
+    if (dm.exists(name))
+      return { pool: ThinPool.adopt(dm, name, poolOptions), storage, ownsPool: true, activated: false };
+    const pool = activate(
+      { metadataDevice: storage.metadata.loop.path, dataDevice: storage.data.loop.path },
+      fresh || storage.metadata.created,
+    );
     return { pool, storage, ownsPool: true, activated: true };
   } finally {
     storage.release(); // the pool holds the loops now; autoclear detaches them when it goes
@@ -82,7 +102,9 @@ export function releaseQuietly(dm: DeviceMapper, layout: HomeLayout, pool: ThinP
  */
 export function resumeSuspended(ctx: RecoveryContext): void {
   const { dm, pool } = ctx;
-  const ours = dm.list().map((d) => d.name)
+  const ours = dm
+    .list()
+    .map((d) => d.name)
     .filter((name) => (name === pool.name && ctx.ownsPool) || ctx.layout.isLayerDevice(name, pool.name))
     .sort((a, b) => Number(b === pool.name) - Number(a === pool.name));
   for (const name of ours) {
@@ -107,21 +129,33 @@ export function recoverTransaction(ctx: RecoveryContext, inspect: boolean): void
     // refused): nothing of it is visible (no record), and the pool cannot take the delete
     // until its metadata device grows, so init lets the home open for growPool(), which rolls
     // the create back once the pool is rw again.
-    const uncommittedCreate = open.op === 'create' && isOutOfMetadataSpace(pool)
-      && readPoolStatus(pool).transactionId === BigInt(open.transactionId) - 1n;
+    const uncommittedCreate =
+      open.op === 'create' &&
+      isOutOfMetadataSpace(pool) &&
+      readPoolStatus(pool).transactionId === BigInt(open.transactionId) - 1n;
     if (inspect || uncommittedCreate) {
-      logger.warn(`open transaction ${open.transactionId} (${open.op} ${open.layerId}) left open: pool is ${state.mode}`);
+      logger.warn(
+        `open transaction ${open.transactionId} (${open.op} ${open.layerId}) left open: pool is ${state.mode}`,
+      );
       return;
     }
-    throw new PoolModeError({ pool: pool.name, ...state, operation: `init: completing the interrupted ${open.op} of layer ${open.layerId}` });
+    throw new PoolModeError({
+      pool: pool.name,
+      ...state,
+      operation: `init: completing the interrupted ${open.op} of layer ${open.layerId}`,
+    });
   }
   const poolTid = readPoolStatus(pool).transactionId;
   const committed = poolTid === BigInt(open.transactionId);
   if (!committed && poolTid !== BigInt(open.transactionId) - 1n) {
-    throw new DevmapperError('ERR_DM_TRANSACTION_MISMATCH',
-      `open transaction ${open.transactionId} (${open.op} ${open.layerId}) fits neither pool transaction id ${poolTid} nor the one before it`);
+    throw new DevmapperError(
+      'ERR_DM_TRANSACTION_MISMATCH',
+      `open transaction ${open.transactionId} (${open.op} ${open.layerId}) fits neither pool transaction id ${poolTid} nor the one before it`,
+    );
   }
-  logger.info(`recovering ${committed ? 'committed' : 'uncommitted'} ${open.op} of ${open.layerId} (thin id ${open.deviceId})`);
+  logger.info(
+    `recovering ${committed ? 'committed' : 'uncommitted'} ${open.op} of ${open.layerId} (thin id ${open.deviceId})`,
+  );
   if (open.op === 'create') {
     if (committed) {
       tx.finish(open);
@@ -146,9 +180,11 @@ export function checkTransactionId(ctx: RecoveryContext): void {
   const poolTid = readPoolStatus(ctx.pool).transactionId;
   const recorded = ctx.tx.state.transactionId;
   if (poolTid !== BigInt(recorded)) {
-    throw new DevmapperError('ERR_DM_TRANSACTION_MISMATCH',
-      `pool ${ctx.pool.name} has transaction id ${poolTid} but ${ctx.store.dir} says ${recorded}: `
-        + 'the pool was changed by someone else; not overwriting it');
+    throw new DevmapperError(
+      'ERR_DM_TRANSACTION_MISMATCH',
+      `pool ${ctx.pool.name} has transaction id ${poolTid} but ${ctx.store.dir} says ${recorded}: ` +
+        'the pool was changed by someone else; not overwriting it',
+    );
   }
 }
 

@@ -47,29 +47,64 @@ export function findThinTool(name: string): string | undefined {
 
 function notInstalled(): ThinCheckResult {
   return {
-    ran: false, ok: false, output: '', command: [], through: 'none',
-    summary: 'thin_check is not installed (Debian/Ubuntu: apt-get install thin-provisioning-tools): the pool\'s metadata was not checked',
+    ran: false,
+    ok: false,
+    output: '',
+    command: [],
+    through: 'none',
+    summary:
+      "thin_check is not installed (Debian/Ubuntu: apt-get install thin-provisioning-tools): the pool's metadata was not checked",
   };
 }
 
-async function runThinCheck(tool: string, args: string[], through: ThinCheckResult['through']): Promise<ThinCheckResult> {
+async function runThinCheck(
+  tool: string,
+  args: string[],
+  through: ThinCheckResult['through'],
+): Promise<ThinCheckResult> {
   const command = [tool, ...args];
   try {
     const { stdout, stderr } = await execFileAsync(tool, args, { timeout: 10 * 60_000, maxBuffer: 16 << 20 });
-    return { ran: true, ok: true, summary: `thin_check passed (${through})`, output: stdout + stderr, command, through };
+    return {
+      ran: true,
+      ok: true,
+      summary: `thin_check passed (${through})`,
+      output: stdout + stderr,
+      command,
+      through,
+    };
   } catch (error) {
     const e = error as NodeJS.ErrnoException & { stdout?: string; stderr?: string; code?: number | string };
     if (typeof e.code === 'string') {
-      return { ran: false, ok: false, summary: `thin_check could not be run: ${e.message}`, output: '', command, through };
+      return {
+        ran: false,
+        ok: false,
+        summary: `thin_check could not be run: ${e.message}`,
+        output: '',
+        command,
+        through,
+      };
     }
     const output = `${e.stdout ?? ''}${e.stderr ?? ''}`;
     const first = output.split('\n').find((line) => line.trim() !== '') ?? `exit status ${String(e.code)}`;
-    return { ran: true, ok: false, summary: `thin_check failed (${through}): ${first.trim()}`, output, command, through };
+    return {
+      ran: true,
+      ok: false,
+      summary: `thin_check failed (${through}): ${first.trim()}`,
+      output,
+      command,
+      through,
+    };
   }
 }
 
 /** Runs `body` with a block device that reads `source`: itself, or a read-only loop over a regular file. */
-async function withBlockDevice<T>(source: string, ffi: FfiBackendName | undefined, body: (device: string) => Promise<T>, writable = false): Promise<T> {
+async function withBlockDevice<T>(
+  source: string,
+  ffi: FfiBackendName | undefined,
+  body: (device: string) => Promise<T>,
+  writable = false,
+): Promise<T> {
   if (!statSync(source).isFile()) return body(source);
   const loops = new LoopDevices({ ffi });
   const { status, fd } = loops.attachAndHold(source, { readOnly: !writable, autoclear: true });
@@ -85,11 +120,19 @@ async function withBlockDevice<T>(source: string, ffi: FfiBackendName | undefine
  * `clearNeedsCheck`, thin_check also clears the superblock's needs_check flag when the metadata
  * passes (it then writes: the file is opened read-write).
  */
-export async function thinCheckOffline(metadata: string, options: { ffi?: FfiBackendName; clearNeedsCheck?: boolean } = {}): Promise<ThinCheckResult> {
+export async function thinCheckOffline(
+  metadata: string,
+  options: { ffi?: FfiBackendName; clearNeedsCheck?: boolean } = {},
+): Promise<ThinCheckResult> {
   const tool = findThinTool('thin_check');
   if (!tool) return notInstalled();
   const args = options.clearNeedsCheck ? ['--clear-needs-check-flag'] : [];
-  return withBlockDevice(metadata, options.ffi, (device) => runThinCheck(tool, [...args, device], 'inactive-pool'), options.clearNeedsCheck === true);
+  return withBlockDevice(
+    metadata,
+    options.ffi,
+    (device) => runThinCheck(tool, [...args, device], 'inactive-pool'),
+    options.clearNeedsCheck === true,
+  );
 }
 
 /** Where the pool's metadata can be read: the loop's backing file, or the block device node. */
@@ -117,7 +160,10 @@ export function metadataSourceOf(pool: ThinPool): string {
  * snapshot: a view of the pool independent of the kernel's answers to table loads. Undefined
  * when thin_ls is not installed or the pool takes no messages (no snapshot can be reserved).
  */
-export async function thinLsLive(pool: ThinPool, options: { ffi?: FfiBackendName } = {}): Promise<Set<number> | undefined> {
+export async function thinLsLive(
+  pool: ThinPool,
+  options: { ffi?: FfiBackendName } = {},
+): Promise<Set<number> | undefined> {
   const tool = findThinTool('thin_ls');
   if (!tool || !poolTakesMessages(poolModeOf(pool.status()))) return undefined;
   return withBlockDevice(metadataSourceOf(pool), options.ffi, async (device) => {
@@ -127,8 +173,17 @@ export async function thinLsLive(pool: ThinPool, options: { ffi?: FfiBackendName
       return undefined; // one is already reserved (by someone else): no second view this time
     }
     try {
-      const { stdout } = await execFileAsync(tool, ['--metadata-snap', '--no-headers', '-o', 'DEV', device], { timeout: 10 * 60_000, maxBuffer: 64 << 20 });
-      return new Set(stdout.split('\n').map((line) => line.trim()).filter((line) => /^\d+$/.test(line)).map(Number));
+      const { stdout } = await execFileAsync(tool, ['--metadata-snap', '--no-headers', '-o', 'DEV', device], {
+        timeout: 10 * 60_000,
+        maxBuffer: 64 << 20,
+      });
+      return new Set(
+        stdout
+          .split('\n')
+          .map((line) => line.trim())
+          .filter((line) => /^\d+$/.test(line))
+          .map(Number),
+      );
     } catch {
       return undefined;
     } finally {
@@ -152,7 +207,14 @@ export async function thinCheckLive(pool: ThinPool, options: { ffi?: FfiBackendN
       pool.reserveMetadataSnap(); // commits first, then freezes a copy of the metadata
     } catch (error) {
       // The kernel keeps one metadata snapshot: another tool may hold it (EINVAL then).
-      return { ran: false, ok: false, output: '', command: [], through: 'none', summary: `thin_check not run: the pool refused reserve_metadata_snap (${(error as Error).message}); release the other snapshot (message release_metadata_snap) or check with the pool inactive` };
+      return {
+        ran: false,
+        ok: false,
+        output: '',
+        command: [],
+        through: 'none',
+        summary: `thin_check not run: the pool refused reserve_metadata_snap (${(error as Error).message}); release the other snapshot (message release_metadata_snap) or check with the pool inactive`,
+      };
     }
     try {
       return await runThinCheck(tool, ['--metadata-snap', device], 'metadata-snapshot');

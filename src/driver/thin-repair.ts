@@ -16,7 +16,18 @@
 // A pool on dataDevice/metadataDevice, or an adopted one, is left to its owner (the steps
 // are printed).
 import { execFile } from 'node:child_process';
-import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { LoopDevices } from '../ioctl/loop.js';
@@ -33,12 +44,18 @@ export interface NeedsCheckRepair {
 
 function fsyncDir(dir: string): void {
   const fd = openSync(dir, 'r');
-  try { fsyncSync(fd); } finally { closeSync(fd); }
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Mount points under <home>/mnt (the repair needs the pool inactive, so none may be in use). */
 function mountsUnder(dir: string): string[] {
-  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '')
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4] ?? '')
     .map((p) => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
     .filter((p) => p.startsWith(`${dir}/`));
 }
@@ -47,35 +64,62 @@ function mountsUnder(dir: string): string[] {
  * Repairs the metadata of a needs_check pool on the home's own loop files (see the top of this
  * file). `deactivate` brings the pool down (the caller's Driver.init + cleanup).
  */
-export async function repairNeedsCheck(input: DriverOptions, deactivate: () => Promise<void>): Promise<NeedsCheckRepair> {
+export async function repairNeedsCheck(
+  input: DriverOptions,
+  deactivate: () => Promise<void>,
+): Promise<NeedsCheckRepair> {
   const options = resolveOptions(input);
-  const manual = 'deactivate the pool (devmapper cleanup), run thin_repair -i <metadata device> -o <new metadata device>, thin_check the new one, put it in place of the old, then init again';
+  const manual =
+    'deactivate the pool (devmapper cleanup), run thin_repair -i <metadata device> -o <new metadata device>, thin_check the new one, put it in place of the old, then init again';
   if (options.thinPoolDevice || options.dataDevice || options.metadataDevice) {
     return { done: false, lines: [`the pool is not on the driver's own loop files: ${manual}`] };
   }
   const thinRepair = findThinTool('thin_repair');
   if (!thinRepair || !findThinTool('thin_check')) {
-    return { done: false, lines: [`thin_repair / thin_check are not installed (apt-get install thin-provisioning-tools): ${manual}`] };
+    return {
+      done: false,
+      lines: [`thin_repair / thin_check are not installed (apt-get install thin-provisioning-tools): ${manual}`],
+    };
   }
   const mounted = mountsUnder(join(options.home, 'mnt'));
-  if (mounted.length > 0) return { done: false, lines: [`layers are mounted (${mounted.join(', ')}): unmount them (devmapper cleanup), then check --repair again`] };
+  if (mounted.length > 0)
+    return {
+      done: false,
+      lines: [
+        `layers are mounted (${mounted.join(', ')}): unmount them (devmapper cleanup), then check --repair again`,
+      ],
+    };
   const metadata = join(options.home, 'devicemapper', 'metadata');
   const repaired = `${metadata}.repaired`;
   await deactivate();
   const lines = ['deactivated the pool (needs_check: its metadata is repaired offline)'];
   rmSync(repaired, { force: true });
   const fd = openSync(repaired, 'wx', 0o600); // sparse, the old file's size
-  try { ftruncateSync(fd, statSync(metadata).size); fsyncSync(fd); } finally { closeSync(fd); }
+  try {
+    ftruncateSync(fd, statSync(metadata).size);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
   const loops = new LoopDevices({ ffi: options.ffi });
   const source = loops.attachAndHold(metadata, { readOnly: true, autoclear: true });
   try {
     const target = loops.attachAndHold(repaired, { autoclear: true });
     try {
-      await execFileAsync(thinRepair, ['-i', source.status.path, '-o', target.status.path], { timeout: 30 * 60_000, maxBuffer: 16 << 20 });
+      await execFileAsync(thinRepair, ['-i', source.status.path, '-o', target.status.path], {
+        timeout: 30 * 60_000,
+        maxBuffer: 16 << 20,
+      });
     } catch (error) {
       const e = error as { stdout?: string; stderr?: string; message: string };
       rmSync(repaired, { force: true });
-      return { done: false, lines: [...lines, `thin_repair failed: ${(e.stderr || e.stdout || e.message).trim()}; the old metadata is untouched: ${manual}`] };
+      return {
+        done: false,
+        lines: [
+          ...lines,
+          `thin_repair failed: ${(e.stderr || e.stdout || e.message).trim()}; the old metadata is untouched: ${manual}`,
+        ],
+      };
     } finally {
       loops.release(target.fd);
     }
@@ -86,7 +130,13 @@ export async function repairNeedsCheck(input: DriverOptions, deactivate: () => P
   const checked = await thinCheckOffline(repaired, { ffi: options.ffi, clearNeedsCheck: true });
   if (!checked.ok) {
     rmSync(repaired, { force: true });
-    return { done: false, lines: [...lines, `thin_check refuses the repaired metadata (${checked.summary}); the old metadata is untouched: ${manual}`] };
+    return {
+      done: false,
+      lines: [
+        ...lines,
+        `thin_check refuses the repaired metadata (${checked.summary}); the old metadata is untouched: ${manual}`,
+      ],
+    };
   }
   lines.push('thin_check passed on the repaired metadata and cleared its needs_check flag');
   const quarantine = join(options.home, 'quarantine');

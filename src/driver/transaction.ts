@@ -70,7 +70,12 @@ export class PoolTransactions {
       if (attempts > 1000) throw new DevmapperError('ERR_DM_NO_THIN_ID', 'no free thin id found after 1000 tries');
       if (layer.ownsThinId(deviceId)) continue;
       const record: LayerRecord = {
-        id: layer.id, parent: layer.parent, deviceId, size: String(layer.size), transactionId, ...(layer.meta ? { meta: layer.meta } : {}),
+        id: layer.id,
+        parent: layer.parent,
+        deviceId,
+        size: String(layer.size),
+        transactionId,
+        ...(layer.meta ? { meta: layer.meta } : {}),
       };
       const thinId = deviceId;
       const made = this.#run({ transactionId, op: 'create', layerId: layer.id, deviceId, record }, () => {
@@ -168,11 +173,18 @@ export class PoolTransactions {
     const status = this.#pool.status();
     const { mode, needsCheck } = poolModeOf(status);
     if (status.kind !== 'ok' || !poolTakesMessages({ mode, needsCheck })) {
-      throw new PoolModeError({ pool: this.#pool.name, mode, needsCheck, operation: `${operation}: committing the pool's metadata` });
+      throw new PoolModeError({
+        pool: this.#pool.name,
+        mode,
+        needsCheck,
+        operation: `${operation}: committing the pool's metadata`,
+      });
     }
     if (status.transactionId !== transactionId) {
-      throw new DevmapperError('ERR_DM_TRANSACTION_MISMATCH',
-        `${operation}: pool ${this.#pool.name} committed transaction id ${status.transactionId}, not ${transactionId}`);
+      throw new DevmapperError(
+        'ERR_DM_TRANSACTION_MISMATCH',
+        `${operation}: pool ${this.#pool.name} committed transaction id ${status.transactionId}, not ${transactionId}`,
+      );
     }
   }
 }

@@ -41,7 +41,11 @@ export interface ImageConfigJson {
   [key: string]: unknown;
 }
 
-interface Member { offset: number; size: number; linkTo?: string }
+interface Member {
+  offset: number;
+  size: number;
+  linkTo?: string;
+}
 
 const invalid = (message: string): DevmapperError => new DevmapperError('ERR_DM_IMAGE_INVALID', message);
 const MAX_JSON = 16 << 20;
@@ -55,9 +59,12 @@ async function scan(file: string): Promise<Map<string, Member>> {
       const header = entry.header;
       const name = posix.normalize(header.name).replace(/^(\.\/)+|\/$/g, '');
       const offset = (header as unknown as { byteOffset: number }).byteOffset;
-      if (header.type === 'symlink' && header.linkname) members.set(name, { offset: 0, size: 0, linkTo: posix.join(posix.dirname(name), header.linkname) });
-      else if (header.type === 'link' && header.linkname) members.set(name, { offset: 0, size: 0, linkTo: posix.normalize(header.linkname) });
-      else if (header.type === 'file' || header.type === 'contiguous-file') members.set(name, { offset, size: header.size });
+      if (header.type === 'symlink' && header.linkname)
+        members.set(name, { offset: 0, size: 0, linkTo: posix.join(posix.dirname(name), header.linkname) });
+      else if (header.type === 'link' && header.linkname)
+        members.set(name, { offset: 0, size: 0, linkTo: posix.normalize(header.linkname) });
+      else if (header.type === 'file' || header.type === 'contiguous-file')
+        members.set(name, { offset, size: header.size });
       entry.resume();
       await new Promise<void>((resolve) => entry.once('end', resolve));
     }
@@ -71,7 +78,11 @@ async function scan(file: string): Promise<Map<string, Member>> {
       throw invalid(`${file} is compressed: decompress it first (image archives are plain tars)`);
     }
     first = false;
-    if (!extract.write(chunk as Buffer)) await firstEvent([[extract, 'drain'], [extract, 'close']]);
+    if (!extract.write(chunk as Buffer))
+      await firstEvent([
+        [extract, 'drain'],
+        [extract, 'close'],
+      ]);
   }
   extract.end(() => undefined);
   try {
@@ -113,7 +124,7 @@ class Archive {
     const buffer = Buffer.alloc(size);
     const fd = openSync(this.#file, 'r');
     try {
-      for (let at = 0; at < size;) {
+      for (let at = 0; at < size; ) {
         const n = readSync(fd, buffer, at, size - at, offset + at);
         if (n === 0) throw invalid(`${this.#file} ends inside ${name}`);
         at += n;
@@ -130,7 +141,14 @@ class Archive {
 
   stream(name: string): { size: number; open(): Readable } {
     const { offset, size } = this.member(name);
-    return { size, open: () => createReadStream(this.#file, size === 0 ? { start: offset, end: offset - 1 } : { start: offset, end: offset + size - 1 }) };
+    return {
+      size,
+      open: () =>
+        createReadStream(
+          this.#file,
+          size === 0 ? { start: offset, end: offset - 1 } : { start: offset, end: offset + size - 1 },
+        ),
+    };
   }
 }
 
@@ -140,13 +158,27 @@ const blobPath = (digest: string): string => {
   return `blobs/${m[1]}/${m[2]}`;
 };
 
-interface Descriptor { mediaType?: string; digest: string; size?: number; platform?: { architecture?: string; os?: string }; annotations?: Record<string, string> }
+interface Descriptor {
+  mediaType?: string;
+  digest: string;
+  size?: number;
+  platform?: { architecture?: string; os?: string };
+  annotations?: Record<string, string>;
+}
 
-const GOARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
+const GOARCH: Record<string, string> = {
+  x64: 'amd64',
+  arm64: 'arm64',
+  arm: 'arm',
+  ppc64: 'ppc64le',
+  s390x: 's390x',
+  riscv64: 'riscv64',
+};
 
 function diffIdsOf(config: ImageConfigJson, where: string): string[] {
   const ids = config.rootfs?.diff_ids;
-  if (!Array.isArray(ids) || ids.some((id) => typeof id !== 'string')) throw invalid(`${where}: the config has no rootfs.diff_ids`);
+  if (!Array.isArray(ids) || ids.some((id) => typeof id !== 'string'))
+    throw invalid(`${where}: the config has no rootfs.diff_ids`);
   return ids;
 }
 
@@ -158,7 +190,9 @@ function ociImages(archive: Archive): ArchiveImage[] {
       if (depth > 4) throw invalid('image indexes nested too deeply');
       const index = archive.json<{ manifests?: Descriptor[] }>(blobPath(descriptor.digest));
       const arch = GOARCH[process.arch] ?? process.arch;
-      const manifests = (index.manifests ?? []).filter((m) => !m.platform || (m.platform.os === 'linux' && m.platform.architecture === arch));
+      const manifests = (index.manifests ?? []).filter(
+        (m) => !m.platform || (m.platform.os === 'linux' && m.platform.architecture === arch),
+      );
       if (manifests.length === 0) throw invalid(`index ${descriptor.digest} has no manifest for linux/${arch}`);
       visit(manifests[0]!, ref, depth + 1);
       return;
@@ -166,10 +200,18 @@ function ociImages(archive: Archive): ArchiveImage[] {
     const manifest = archive.json<{ config: Descriptor; layers: Descriptor[] }>(blobPath(descriptor.digest));
     const config = archive.json<ImageConfigJson>(blobPath(manifest.config.digest));
     const diffIds = diffIdsOf(config, descriptor.digest);
-    if (diffIds.length !== manifest.layers.length) throw invalid(`manifest ${descriptor.digest}: ${manifest.layers.length} layers but ${diffIds.length} diff_ids`);
+    if (diffIds.length !== manifest.layers.length)
+      throw invalid(`manifest ${descriptor.digest}: ${manifest.layers.length} layers but ${diffIds.length} diff_ids`);
     images.push({
-      ref, manifestDigest: descriptor.digest, configDigest: manifest.config.digest, config,
-      layers: manifest.layers.map((layer, i) => ({ diffId: diffIds[i]!, digest: layer.digest, ...archive.stream(blobPath(layer.digest)) })),
+      ref,
+      manifestDigest: descriptor.digest,
+      configDigest: manifest.config.digest,
+      config,
+      layers: manifest.layers.map((layer, i) => ({
+        diffId: diffIds[i]!,
+        digest: layer.digest,
+        ...archive.stream(blobPath(layer.digest)),
+      })),
     });
   };
   const index = archive.json<{ manifests?: Descriptor[] }>('index.json');
@@ -181,15 +223,20 @@ function ociImages(archive: Archive): ArchiveImage[] {
 }
 
 function dockerImages(archive: Archive): ArchiveImage[] {
-  const manifest = archive.json<Array<{ Config: string; RepoTags?: string[] | null; Layers: string[] }>>('manifest.json');
+  const manifest =
+    archive.json<Array<{ Config: string; RepoTags?: string[] | null; Layers: string[] }>>('manifest.json');
   if (!Array.isArray(manifest)) throw invalid('manifest.json is not a list');
   return manifest.map((entry) => {
     const config = archive.json<ImageConfigJson>(entry.Config);
     const diffIds = diffIdsOf(config, entry.Config);
-    if (diffIds.length !== entry.Layers.length) throw invalid(`manifest.json: ${entry.Layers.length} layers but ${diffIds.length} diff_ids`);
+    if (diffIds.length !== entry.Layers.length)
+      throw invalid(`manifest.json: ${entry.Layers.length} layers but ${diffIds.length} diff_ids`);
     const configDigest = /^(?:blobs\/sha256\/)?([0-9a-f]{64})(?:\.json)?$/.exec(entry.Config)?.[1];
     return {
-      ref: entry.RepoTags?.[0], manifestDigest: undefined, configDigest: configDigest ? `sha256:${configDigest}` : entry.Config, config,
+      ref: entry.RepoTags?.[0],
+      manifestDigest: undefined,
+      configDigest: configDigest ? `sha256:${configDigest}` : entry.Config,
+      config,
       layers: entry.Layers.map((path, i) => ({ diffId: diffIds[i]!, digest: undefined, ...archive.stream(path) })),
     };
   });

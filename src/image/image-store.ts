@@ -2,7 +2,18 @@
 // (a ref may hold '/' and ':'), written atomically like the driver's own metadata (temp file,
 // fsync, rename, fsync of the directory; 0600 files in a 0700 directory).
 import { createHash } from 'node:crypto';
-import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { DevmapperError } from '../errors.js';
 import type { ImageConfigJson } from './archive.js';
@@ -44,7 +55,9 @@ export class ImageStore {
       return JSON.parse(readFileSync(this.#file(ref), 'utf8')) as ImageRecord;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw new DevmapperError('ERR_DM_METADATA', `image record of ${ref}: ${(error as Error).message}`, { cause: error });
+      throw new DevmapperError('ERR_DM_METADATA', `image record of ${ref}: ${(error as Error).message}`, {
+        cause: error,
+      });
     }
   }
 
@@ -56,7 +69,10 @@ export class ImageStore {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw error;
     }
-    return names.sort().map((name) => JSON.parse(readFileSync(join(this.dir, name), 'utf8')) as ImageRecord).sort((a, b) => a.ref.localeCompare(b.ref));
+    return names
+      .sort()
+      .map((name) => JSON.parse(readFileSync(join(this.dir, name), 'utf8')) as ImageRecord)
+      .sort((a, b) => a.ref.localeCompare(b.ref));
   }
 
   write(record: ImageRecord): void {
@@ -66,7 +82,7 @@ export class ImageStore {
     const temp = `${path}.${process.pid}.tmp`;
     const fd = openSync(temp, 'w', 0o600);
     try {
-      writeSync(fd, JSON.stringify(record, null, 2) + '\n');
+      writeSync(fd, `${JSON.stringify(record, null, 2)}\n`);
       fsyncSync(fd);
     } finally {
       closeSync(fd);

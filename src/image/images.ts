@@ -27,7 +27,9 @@ export function chainIds(diffIds: readonly string[]): string[] {
   const out: string[] = [];
   for (const diffId of diffIds) {
     const previous = out.at(-1);
-    out.push(previous === undefined ? diffId : `sha256:${createHash('sha256').update(`${previous} ${diffId}`).digest('hex')}`);
+    out.push(
+      previous === undefined ? diffId : `sha256:${createHash('sha256').update(`${previous} ${diffId}`).digest('hex')}`,
+    );
   }
   return out;
 }
@@ -35,14 +37,20 @@ export function chainIds(diffIds: readonly string[]): string[] {
 /** The driver layer id of a chain id: `img-<hex>` (68 characters, within the layer id rules). */
 export function layerIdOf(chainId: string): string {
   const m = /^sha256:([0-9a-f]{64})$/.exec(chainId);
-  if (!m) throw new DevmapperError('ERR_DM_IMAGE_INVALID', `unsupported digest ${JSON.stringify(chainId)} (sha256 only)`);
+  if (!m)
+    throw new DevmapperError('ERR_DM_IMAGE_INVALID', `unsupported digest ${JSON.stringify(chainId)} (sha256 only)`);
   return `img-${m[1]}`;
 }
 
 function hostOf(driver: Driver): DiffHost {
   return {
-    create: (id, parent) => driver.create(id, parent), remove: (id) => driver.remove(id), exists: (id) => driver.exists(id),
-    get: (id) => driver.get(id), put: (id) => driver.put(id), metadata: (id) => driver.metadata(id), setMeta: (id, meta) => driver.setMeta(id, meta),
+    create: (id, parent) => driver.create(id, parent),
+    remove: (id) => driver.remove(id),
+    exists: (id) => driver.exists(id),
+    get: (id) => driver.get(id),
+    put: (id) => driver.put(id),
+    metadata: (id) => driver.metadata(id),
+    setMeta: (id, meta) => driver.setMeta(id, meta),
   };
 }
 
@@ -51,10 +59,17 @@ function verified(stream: Readable, digest: string | undefined): Readable {
   if (digest === undefined) return stream;
   const hash = createHash(digest.startsWith('sha512:') ? 'sha512' : 'sha256');
   const check = new Transform({
-    transform(chunk: Buffer, _encoding, callback) { hash.update(chunk); callback(null, chunk); },
+    transform(chunk: Buffer, _encoding, callback) {
+      hash.update(chunk);
+      callback(null, chunk);
+    },
     flush(callback) {
       const actual = `${digest.split(':')[0]}:${hash.digest('hex')}`;
-      callback(actual === digest ? null : new DevmapperError('ERR_DM_IMAGE_DIGEST', `layer blob is ${actual}, the manifest says ${digest}`));
+      callback(
+        actual === digest
+          ? null
+          : new DevmapperError('ERR_DM_IMAGE_DIGEST', `layer blob is ${actual}, the manifest says ${digest}`),
+      );
     },
   });
   stream.on('error', (error) => check.destroy(error));
@@ -67,7 +82,13 @@ async function isCompleteImageLayer(driver: Driver, layerId: string, chainId: st
   return mark?.chainId === chainId;
 }
 
-async function importOne(driver: Driver, store: ImageStore, image: ArchiveImage, ref: string, progress: (line: string) => void): Promise<ImageRecord> {
+async function importOne(
+  driver: Driver,
+  store: ImageStore,
+  image: ArchiveImage,
+  ref: string,
+  progress: (line: string) => void,
+): Promise<ImageRecord> {
   const chain = chainIds(image.layers.map((l) => l.diffId));
   const layers: ImageLayerRecord[] = [];
   let parent: string | null = null;
@@ -83,7 +104,10 @@ async function importOne(driver: Driver, store: ImageStore, image: ArchiveImage,
       const result = await applyDiffDetailed(hostOf(driver), layerId, parent, verified(layer.open(), layer.digest));
       if (result.diffId !== layer.diffId) {
         await driver.remove(layerId);
-        throw new DevmapperError('ERR_DM_IMAGE_DIGEST', `${label}: the layer's tar is ${result.diffId}, the config says ${layer.diffId}`);
+        throw new DevmapperError(
+          'ERR_DM_IMAGE_DIGEST',
+          `${label}: the layer's tar is ${result.diffId}, the config says ${layer.diffId}`,
+        );
       }
       const meta = (await driver.metadata(layerId)).meta ?? {};
       await driver.setMeta(layerId, { ...meta, [IMAGE_LAYER_META]: { chainId, diffId: layer.diffId } });
@@ -93,8 +117,12 @@ async function importOne(driver: Driver, store: ImageStore, image: ArchiveImage,
     parent = layerId;
   }
   const record: ImageRecord = {
-    ref, ...(image.manifestDigest ? { manifestDigest: image.manifestDigest } : {}), configDigest: image.configDigest,
-    config: image.config, layers, importedAt: new Date().toISOString(),
+    ref,
+    ...(image.manifestDigest ? { manifestDigest: image.manifestDigest } : {}),
+    configDigest: image.configDigest,
+    config: image.config,
+    layers,
+    importedAt: new Date().toISOString(),
   };
   store.write(record);
   progress(`${ref}: recorded (${layers.length} layers)`);
@@ -109,7 +137,8 @@ async function importOne(driver: Driver, store: ImageStore, image: ArchiveImage,
 export async function importImage(driver: Driver, file: string, options: ImportOptions = {}): Promise<ImageRecord[]> {
   const images = await readImageArchive(file);
   if (images.length === 0) throw new DevmapperError('ERR_DM_IMAGE_INVALID', `${file} holds no image`);
-  if (options.name !== undefined && images.length !== 1) throw new InvalidArgumentError('name', `${file} holds ${images.length} images: a name fits only one`);
+  if (options.name !== undefined && images.length !== 1)
+    throw new InvalidArgumentError('name', `${file} holds ${images.length} images: a name fits only one`);
   const store = new ImageStore(driver.home);
   const records: ImageRecord[] = [];
   for (const image of images) {

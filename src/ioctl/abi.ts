@@ -218,13 +218,24 @@ export const DM_IOCTL = 0xfd;
  * Returned as bigint: the values exceed 2^31 and must travel as unsigned 64-bit.
  */
 export function iowr(type: number, nr: number, size: number, arch: string = process.arch): bigint {
-  const altLayout = arch === 'ppc' || arch === 'ppc64' || arch === 'mips' || arch === 'mipsel' || arch === 'mips64' || arch === 'mips64el';
+  const altLayout =
+    arch === 'ppc' ||
+    arch === 'ppc64' ||
+    arch === 'mips' ||
+    arch === 'mipsel' ||
+    arch === 'mips64' ||
+    arch === 'mips64el';
   const sizeBits = altLayout ? 13 : 14;
   const readWrite = altLayout ? 2 | 4 : 2 | 1; // _IOC_READ | _IOC_WRITE
   if (!Number.isInteger(size) || size < 0 || size >= 1 << sizeBits) {
     throw new InvalidArgumentError('size', `ioctl argument size ${size} does not fit _IOC`);
   }
-  return (BigInt(readWrite) << BigInt(16 + sizeBits)) | (BigInt(size) << 16n) | (BigInt(type & 0xff) << 8n) | BigInt(nr & 0xff);
+  return (
+    (BigInt(readWrite) << BigInt(16 + sizeBits)) |
+    (BigInt(size) << 16n) |
+    (BigInt(type & 0xff) << 8n) |
+    BigInt(nr & 0xff)
+  );
 }
 
 /** C names of the dm commands, in the order of the dm-ioctl.h command enum. */

@@ -23,7 +23,11 @@ function readSize(fd: number, path: string, ffi: FfiBackendName | undefined): bi
 }
 
 /** BLKDISCARD of [start, start + length) bytes (the whole device by default). */
-export function discardBlockDevice(path: string, range?: { start: bigint; length: bigint }, ffi?: FfiBackendName): void {
+export function discardBlockDevice(
+  path: string,
+  range?: { start: bigint; length: bigint },
+  ffi?: FfiBackendName,
+): void {
   withDevice(path, O_RDWR, ffi, (fd) => {
     const arg = Buffer.alloc(16);
     arg.writeBigUInt64LE(range?.start ?? 0n, 0);

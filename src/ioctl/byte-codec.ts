@@ -3,12 +3,7 @@
 // written), and the bounds checks a decoder applies to untrusted kernel output (ParseError,
 // never RangeError).
 import { InvalidArgumentError, ParseError } from '../errors.js';
-import {
-  DM_CONTROL_NODE,
-  DM_MAX_TYPE_NAME,
-  DM_NAME_LEN,
-  DM_UUID_LEN,
-} from './abi.js';
+import { DM_CONTROL_NODE, DM_MAX_TYPE_NAME, DM_NAME_LEN, DM_UUID_LEN } from './abi.js';
 
 const U32_MAX = 0xffff_ffff;
 const I32_MIN = -0x8000_0000;
@@ -46,7 +41,10 @@ export function checkRoom(buf: Buffer, offset: number, size: number, argument = 
     throw new InvalidArgumentError(argument, `${offset} is not a non-negative integer`);
   }
   if (offset + size > buf.length) {
-    throw new InvalidArgumentError('buffer', `${size} bytes at offset ${offset} do not fit in a ${buf.length}-byte buffer`);
+    throw new InvalidArgumentError(
+      'buffer',
+      `${size} bytes at offset ${offset} do not fit in a ${buf.length}-byte buffer`,
+    );
   }
 }
 
@@ -61,10 +59,14 @@ export function checkCString(value: unknown, argument: string, maxBytes: number)
   if (typeof value !== 'string') throw new InvalidArgumentError(argument, 'must be a string');
   if (value.includes('\0')) throw new InvalidArgumentError(argument, 'must not contain a NUL character');
   // A lone surrogate has no UTF-8 form: Buffer would send U+FFFD, a name the caller never gave.
-  if (LONE_SURROGATE.test(value)) throw new InvalidArgumentError(argument, 'must be well-formed Unicode (it has a lone surrogate)');
+  if (LONE_SURROGATE.test(value))
+    throw new InvalidArgumentError(argument, 'must be well-formed Unicode (it has a lone surrogate)');
   const bytes = Buffer.byteLength(value, 'utf8');
   if (bytes > maxBytes) {
-    throw new InvalidArgumentError(argument, `is ${bytes} bytes in UTF-8; at most ${maxBytes} fit (plus the terminating NUL)`);
+    throw new InvalidArgumentError(
+      argument,
+      `is ${bytes} bytes in UTF-8; at most ${maxBytes} fit (plus the terminating NUL)`,
+    );
   }
   return bytes;
 }
@@ -128,7 +130,11 @@ export function checkArea(buf: Buffer, dataStart: number, dataEnd: number, what:
     dataEnd < dataStart ||
     dataEnd > buf.length
   ) {
-    throw new ParseError(what, `data ${dataStart}..${dataEnd}`, `payload range is not inside the ${buf.length}-byte buffer`);
+    throw new ParseError(
+      what,
+      `data ${dataStart}..${dataEnd}`,
+      `payload range is not inside the ${buf.length}-byte buffer`,
+    );
   }
 }
 
@@ -138,11 +144,18 @@ export function checkArea(buf: Buffer, dataStart: number, dataEnd: number, what:
  * decoded string's UTF-8 length: kernel strings are bytes, and invalid UTF-8 decodes to
  * U+FFFD, which re-encodes longer than the bytes it replaced.
  */
-export function readCStringBytes(buf: Buffer, start: number, end: number, what: string): { value: string; bytes: number } {
+export function readCStringBytes(
+  buf: Buffer,
+  start: number,
+  end: number,
+  what: string,
+): { value: string; bytes: number } {
   const limit = Math.min(end, buf.length);
-  if (start >= limit) throw new ParseError(what, hex(buf, start, end), `string at offset ${start} lies outside its record`);
+  if (start >= limit)
+    throw new ParseError(what, hex(buf, start, end), `string at offset ${start} lies outside its record`);
   const nul = buf.subarray(start, limit).indexOf(0);
-  if (nul < 0) throw new ParseError(what, hex(buf, start, limit), `string at offset ${start} has no NUL before offset ${limit}`);
+  if (nul < 0)
+    throw new ParseError(what, hex(buf, start, limit), `string at offset ${start} has no NUL before offset ${limit}`);
   return { value: buf.toString('utf8', start, start + nul), bytes: nul };
 }
 

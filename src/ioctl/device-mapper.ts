@@ -1,10 +1,29 @@
 // DeviceMapper: the public handle on /dev/mapper/control. One method per kernel command,
 // named after dmsetup's command where one exists. Every call goes through DmIoctlEngine.
-import { DM_COMMANDS, DM_FLAGS, DM_NAME_LIST_UUID_VERSION, decodeDev, encodeDev, versionAtLeast, type DmCommand, type DmVersion } from './abi.js';
 import {
-  decodeNameList, decodeStringPayload, decodeTargetDeps, decodeTargetSpecs, decodeTargetVersions,
-  encodeStringPayload, encodeTargetMessage, encodeTargets, targetMessageSize, targetsSize,
-  type TargetSpec, type TargetStatus, type TargetVersion,
+  DM_COMMANDS,
+  DM_FLAGS,
+  DM_NAME_LIST_UUID_VERSION,
+  decodeDev,
+  encodeDev,
+  versionAtLeast,
+  type DmCommand,
+  type DmVersion,
+} from './abi.js';
+import {
+  decodeNameList,
+  decodeStringPayload,
+  decodeTargetDeps,
+  decodeTargetSpecs,
+  decodeTargetVersions,
+  encodeStringPayload,
+  encodeTargetMessage,
+  encodeTargets,
+  targetMessageSize,
+  targetsSize,
+  type TargetSpec,
+  type TargetStatus,
+  type TargetVersion,
 } from './dm-codec.js';
 import { validateDeviceName, validateTargetType, validateUuid } from './byte-codec.js';
 import { DmIoctlEngine, type DmReply, type DmRequest } from './engine.js';
@@ -17,7 +36,10 @@ export const DM_CONTROL_PATH = '/dev/mapper/control';
 /** A device is named by its dm name (a string), or by its uuid. */
 export type DeviceRef = string | { name: string } | { uuid: string };
 
-export interface DeviceNumber { major: number; minor: number }
+export interface DeviceNumber {
+  major: number;
+  minor: number;
+}
 
 export interface DeviceInfo {
   name: string;
@@ -66,10 +88,23 @@ export interface CreateOptions {
   /** Ask for this minor (DM_PERSISTENT_DEV_FLAG). A taken minor fails with ENXIO. */
   minor?: number;
 }
-export interface RemoveOptions { /** Remove when the last opener closes (DM_DEFERRED_REMOVE). */ deferred?: boolean }
-export interface SuspendOptions { /** Do not flush queued I/O (DM_NOFLUSH_FLAG). */ noFlush?: boolean; /** Do not freeze filesystems (DM_SKIP_LOCKFS_FLAG). */ skipLockfs?: boolean }
-export interface StatusOptions { /** Ask the inactive table (DM_QUERY_INACTIVE_TABLE_FLAG). */ inactive?: boolean; /** DM_NOFLUSH_FLAG: a thin-pool then skips committing metadata first. */ noFlush?: boolean }
-export interface Geometry { cylinders: number; heads: number; sectors: number; start: number }
+export interface RemoveOptions {
+  /** Remove when the last opener closes (DM_DEFERRED_REMOVE). */ deferred?: boolean;
+}
+export interface SuspendOptions {
+  /** Do not flush queued I/O (DM_NOFLUSH_FLAG). */ noFlush?: boolean /** Do not freeze filesystems (DM_SKIP_LOCKFS_FLAG). */;
+  skipLockfs?: boolean;
+}
+export interface StatusOptions {
+  /** Ask the inactive table (DM_QUERY_INACTIVE_TABLE_FLAG). */ inactive?: boolean /** DM_NOFLUSH_FLAG: a thin-pool then skips committing metadata first. */;
+  noFlush?: boolean;
+}
+export interface Geometry {
+  cylinders: number;
+  heads: number;
+  sectors: number;
+  start: number;
+}
 
 export class DeviceMapper {
   readonly #binding: LibcBinding;
@@ -115,7 +150,8 @@ export class DeviceMapper {
   }
 
   #runAsync(command: DmCommand, request?: DmRequest): Promise<DmReply> {
-    if (this.#fd < 0) return Promise.reject(new DevmapperError('ERR_DM_CLOSED', `${command.name}: the DeviceMapper handle is closed`));
+    if (this.#fd < 0)
+      return Promise.reject(new DevmapperError('ERR_DM_CLOSED', `${command.name}: the DeviceMapper handle is closed`));
     return this.#engine.runAsync(command, request);
   }
 
@@ -133,11 +169,16 @@ export class DeviceMapper {
   /** dmsetup ls: every dm device, with event numbers and uuids where the kernel reports them. */
   list(): ListedDevice[] {
     const withUuids = versionAtLeast(this.#kernel(), DM_NAME_LIST_UUID_VERSION);
-    const reply = this.#run(DM_COMMANDS.DM_LIST_DEVICES, { expectsOutput: true, flags: withUuids ? DM_FLAGS.DM_UUID_FLAG : 0 });
-    return decodeNameList(reply.buffer, reply.dataStart, reply.dataEnd, { interfaceVersion: reply.header.version }).map((entry) => ({
-      ...entry,
-      dev: decodeDev(entry.dev),
-    }));
+    const reply = this.#run(DM_COMMANDS.DM_LIST_DEVICES, {
+      expectsOutput: true,
+      flags: withUuids ? DM_FLAGS.DM_UUID_FLAG : 0,
+    });
+    return decodeNameList(reply.buffer, reply.dataStart, reply.dataEnd, { interfaceVersion: reply.header.version }).map(
+      (entry) => ({
+        ...entry,
+        dev: decodeDev(entry.dev),
+      }),
+    );
   }
 
   /** dmsetup create (without a table): a new device with no table; load() and resume() follow. */
@@ -147,7 +188,8 @@ export class DeviceMapper {
     let flags = options.readOnly ? DM_FLAGS.DM_READONLY_FLAG : 0;
     let dev: bigint | undefined;
     if (options.minor !== undefined) {
-      if (!Number.isInteger(options.minor) || options.minor < 0 || options.minor > 0xfffff) throw new InvalidArgumentError('minor', `${options.minor} is not a valid minor number`);
+      if (!Number.isInteger(options.minor) || options.minor < 0 || options.minor > 0xfffff)
+        throw new InvalidArgumentError('minor', `${options.minor} is not a valid minor number`);
       flags |= DM_FLAGS.DM_PERSISTENT_DEV_FLAG;
       dev = encodeDev(0, options.minor); // the kernel takes MINOR(huge_decode_dev(dev))
     }
@@ -161,7 +203,10 @@ export class DeviceMapper {
 
   /** remove() off the main thread (removal waits for outstanding I/O). */
   async removeAsync(device: DeviceRef, options: RemoveOptions = {}): Promise<void> {
-    await this.#runAsync(DM_COMMANDS.DM_DEV_REMOVE, { ...ref(device), flags: options.deferred ? DM_FLAGS.DM_DEFERRED_REMOVE : 0 });
+    await this.#runAsync(DM_COMMANDS.DM_DEV_REMOVE, {
+      ...ref(device),
+      flags: options.deferred ? DM_FLAGS.DM_DEFERRED_REMOVE : 0,
+    });
   }
 
   /** dmsetup remove_all: removes every device that is not open (with `deferred`, marks busy ones). */
@@ -176,12 +221,14 @@ export class DeviceMapper {
     if (setUuid) validateUuid(value, 'uuid');
     else validateDeviceName(value, 'newName');
     const size = Buffer.byteLength(value) + 1;
-    return toInfo(this.#run(DM_COMMANDS.DM_DEV_RENAME, {
-      ...ref(device),
-      flags: setUuid ? DM_FLAGS.DM_UUID_FLAG : 0,
-      payloadSize: size,
-      writePayload: (buffer, offset) => encodeStringPayload(buffer, offset, value, setUuid ? 'uuid' : 'newName'),
-    }));
+    return toInfo(
+      this.#run(DM_COMMANDS.DM_DEV_RENAME, {
+        ...ref(device),
+        flags: setUuid ? DM_FLAGS.DM_UUID_FLAG : 0,
+        payloadSize: size,
+        writePayload: (buffer, offset) => encodeStringPayload(buffer, offset, value, setUuid ? 'uuid' : 'newName'),
+      }),
+    );
   }
 
   /** dmsetup suspend. Without noFlush this waits for in-flight I/O: prefer suspendAsync then. */
@@ -227,20 +274,24 @@ export class DeviceMapper {
     // blocking call starts on its thread.
     const info = this.info(device);
     const dev = encodeDev(info.dev.major, info.dev.minor);
-    return toInfo(await this.#runAsync(DM_COMMANDS.DM_DEV_WAIT, { dev, eventNr: eventNr ?? info.eventNr, expectsOutput: true }));
+    return toInfo(
+      await this.#runAsync(DM_COMMANDS.DM_DEV_WAIT, { dev, eventNr: eventNr ?? info.eventNr, expectsOutput: true }),
+    );
   }
 
   /** dmsetup load: fills the device's inactive table slot. resume() makes it live. */
   load(device: DeviceRef, targets: readonly Target[], options: { readOnly?: boolean } = {}): DeviceInfo {
     for (const t of targets) validateTargetType(t.type);
     const size = targetsSize(targets);
-    return toInfo(this.#run(DM_COMMANDS.DM_TABLE_LOAD, {
-      ...ref(device),
-      flags: options.readOnly ? DM_FLAGS.DM_READONLY_FLAG : 0,
-      targetCount: targets.length,
-      payloadSize: size,
-      writePayload: (buffer, offset) => encodeTargets(buffer, offset, targets),
-    }));
+    return toInfo(
+      this.#run(DM_COMMANDS.DM_TABLE_LOAD, {
+        ...ref(device),
+        flags: options.readOnly ? DM_FLAGS.DM_READONLY_FLAG : 0,
+        targetCount: targets.length,
+        payloadSize: size,
+        writePayload: (buffer, offset) => encodeTargets(buffer, offset, targets),
+      }),
+    );
   }
 
   /** dmsetup clear: drops the inactive table. */
@@ -250,7 +301,11 @@ export class DeviceMapper {
 
   /** dmsetup deps: the devices the live table uses. */
   deps(device: DeviceRef, options: { inactive?: boolean } = {}): DeviceNumber[] {
-    const reply = this.#run(DM_COMMANDS.DM_TABLE_DEPS, { ...ref(device), expectsOutput: true, flags: options.inactive ? DM_FLAGS.DM_QUERY_INACTIVE_TABLE_FLAG : 0 });
+    const reply = this.#run(DM_COMMANDS.DM_TABLE_DEPS, {
+      ...ref(device),
+      expectsOutput: true,
+      flags: options.inactive ? DM_FLAGS.DM_QUERY_INACTIVE_TABLE_FLAG : 0,
+    });
     if (reply.dataEnd <= reply.dataStart) return []; // no table: the kernel writes no dm_target_deps
     return decodeTargetDeps(reply.buffer, reply.dataStart, reply.dataEnd).map(decodeDev);
   }
@@ -307,7 +362,12 @@ export class DeviceMapper {
     } catch (error) {
       // The kernel's refusal says nothing of which message: name it.
       if (error instanceof DmSystemError) {
-        throw new IoctlError({ errno: error.errno, operation: 'DM_TARGET_MSG', device: error.device, detail: `message "${text}"` });
+        throw new IoctlError({
+          errno: error.errno,
+          operation: 'DM_TARGET_MSG',
+          device: error.device,
+          detail: `message "${text}"`,
+        });
       }
       throw error;
     }
@@ -319,14 +379,17 @@ export class DeviceMapper {
   setGeometry(device: DeviceRef, geometry: Geometry): DeviceInfo {
     for (const key of ['cylinders', 'heads', 'sectors', 'start'] as const) {
       const v = geometry[key];
-      if (!Number.isInteger(v) || v < 0) throw new InvalidArgumentError(`geometry.${key}`, `${v} is not a non-negative integer`);
+      if (!Number.isInteger(v) || v < 0)
+        throw new InvalidArgumentError(`geometry.${key}`, `${v} is not a non-negative integer`);
     }
     const text = `${geometry.cylinders} ${geometry.heads} ${geometry.sectors} ${geometry.start}`;
-    return toInfo(this.#run(DM_COMMANDS.DM_DEV_SET_GEOMETRY, {
-      ...ref(device),
-      payloadSize: Buffer.byteLength(text) + 1,
-      writePayload: (buffer, offset) => encodeStringPayload(buffer, offset, text, 'geometry'),
-    }));
+    return toInfo(
+      this.#run(DM_COMMANDS.DM_DEV_SET_GEOMETRY, {
+        ...ref(device),
+        payloadSize: Buffer.byteLength(text) + 1,
+        writePayload: (buffer, offset) => encodeStringPayload(buffer, offset, text, 'geometry'),
+      }),
+    );
   }
 
   /**
@@ -366,9 +429,11 @@ function ref(device: DeviceRef): { name?: string; uuid?: string } {
 }
 
 function suspendFlags(options: SuspendOptions): number {
-  return DM_FLAGS.DM_SUSPEND_FLAG
-    | (options.noFlush ? DM_FLAGS.DM_NOFLUSH_FLAG : 0)
-    | (options.skipLockfs ? DM_FLAGS.DM_SKIP_LOCKFS_FLAG : 0);
+  return (
+    DM_FLAGS.DM_SUSPEND_FLAG |
+    (options.noFlush ? DM_FLAGS.DM_NOFLUSH_FLAG : 0) |
+    (options.skipLockfs ? DM_FLAGS.DM_SKIP_LOCKFS_FLAG : 0)
+  );
 }
 
 function toInfo(reply: DmReply): DeviceInfo {

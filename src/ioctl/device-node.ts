@@ -31,7 +31,11 @@ export function ensureDeviceNode(name: string, dev: DeviceNumber, ffi?: FfiBacke
 /** Removes a node ensureDeviceNode made; nothing for devtmpfs's own. */
 export function removeDeviceNode(node: DeviceNode): void {
   if (node.owned) {
-    try { unlinkSync(node.path); } catch (error) { if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error; }
+    try {
+      unlinkSync(node.path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
   }
 }
 

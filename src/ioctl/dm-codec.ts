@@ -23,8 +23,18 @@ import {
   type DmVersion,
 } from './abi.js';
 import {
-  checkArea, checkCString, checkI32, checkRoom, checkU32, checkU64, hex, readCString, readCStringBytes,
-  validateDeviceName, validateTargetType, validateUuid,
+  checkArea,
+  checkCString,
+  checkI32,
+  checkRoom,
+  checkU32,
+  checkU64,
+  hex,
+  readCString,
+  readCStringBytes,
+  validateDeviceName,
+  validateTargetType,
+  validateUuid,
 } from './byte-codec.js';
 
 const HDR = DM_IOCTL_LAYOUT.fields;
@@ -87,15 +97,24 @@ export function writeDmIoctlHeader(buf: Buffer, header: DmIoctlHeaderInput): voi
   }
   const [major, minor, patch] = version.map((v: unknown) => checkU32(v, 'version')) as [number, number, number];
   if (buf.length < DM_IOCTL_SIZE) {
-    throw new InvalidArgumentError('buffer', `${buf.length} bytes cannot hold the ${DM_IOCTL_SIZE}-byte dm_ioctl header`);
+    throw new InvalidArgumentError(
+      'buffer',
+      `${buf.length} bytes cannot hold the ${DM_IOCTL_SIZE}-byte dm_ioctl header`,
+    );
   }
   const dataSize = checkU32(header.dataSize, 'dataSize');
   if (dataSize < DM_IOCTL_SIZE || dataSize > buf.length) {
-    throw new InvalidArgumentError('dataSize', `${dataSize} must be between ${DM_IOCTL_SIZE} and the buffer size ${buf.length}`);
+    throw new InvalidArgumentError(
+      'dataSize',
+      `${dataSize} must be between ${DM_IOCTL_SIZE} and the buffer size ${buf.length}`,
+    );
   }
   const dataStart = checkU32(header.dataStart, 'dataStart');
   if (dataStart < DM_IOCTL_SIZE || dataStart > dataSize || dataStart % 8 !== 0) {
-    throw new InvalidArgumentError('dataStart', `${dataStart} must be 8-aligned, at least ${DM_IOCTL_SIZE} and at most dataSize ${dataSize}`);
+    throw new InvalidArgumentError(
+      'dataStart',
+      `${dataStart} must be 8-aligned, at least ${DM_IOCTL_SIZE} and at most dataSize ${dataSize}`,
+    );
   }
   const targetCount = checkU32(header.targetCount ?? 0, 'targetCount');
   const openCount = checkI32(header.openCount ?? 0, 'openCount');
@@ -208,10 +227,14 @@ export function targetsSize(targets: readonly TargetSpec[]): number {
     const length = checkU64(t.length, `targets[${i}].length`);
     if (length === 0n) throw new InvalidArgumentError(`targets[${i}].length`, 'must not be 0');
     if (start !== expectedStart) {
-      throw new InvalidArgumentError(`targets[${i}].start`, `is ${start}, but the table is contiguous from 0 and this target must start at ${expectedStart}`);
+      throw new InvalidArgumentError(
+        `targets[${i}].start`,
+        `is ${start}, but the table is contiguous from 0 and this target must start at ${expectedStart}`,
+      );
     }
     expectedStart = start + length;
-    if (expectedStart > U64_MAX + 1n) throw new InvalidArgumentError(`targets[${i}].length`, 'table end overflows 64 bits');
+    if (expectedStart > U64_MAX + 1n)
+      throw new InvalidArgumentError(`targets[${i}].length`, 'table end overflows 64 bits');
     validateTargetType(t.type, 'targetType');
     const paramBytes = checkCString(t.params, 'params', U32_MAX - SPEC_SIZE - 8);
     total += SPEC_SIZE + align8(paramBytes + 1);
@@ -229,7 +252,8 @@ export function targetsSize(targets: readonly TargetSpec[]): number {
 export function encodeTargets(buf: Buffer, offset: number, targets: readonly TargetSpec[]): number {
   const total = targetsSize(targets);
   checkRoom(buf, offset, total);
-  if (offset % 8 !== 0) throw new InvalidArgumentError('offset', `${offset} is not 8-aligned; the kernel rejects misaligned specs`);
+  if (offset % 8 !== 0)
+    throw new InvalidArgumentError('offset', `${offset} is not 8-aligned; the kernel rejects misaligned specs`);
   let at = offset;
   for (const t of targets) {
     const paramBytes = Buffer.byteLength(t.params, 'utf8');
@@ -279,7 +303,11 @@ export function decodeTargetSpecs(buf: Buffer, dataStart: number, dataEnd: numbe
   let off = 0;
   for (let i = 0; i < count; i++) {
     if (off + SPEC_SIZE + 1 > len) {
-      throw new ParseError(what, hex(buf, dataStart + off, dataEnd), `spec ${i} at offset ${off} runs past the ${len}-byte payload`);
+      throw new ParseError(
+        what,
+        hex(buf, dataStart + off, dataEnd),
+        `spec ${i} at offset ${off} runs past the ${len}-byte payload`,
+      );
     }
     const at = dataStart + off;
     const { value: params, bytes: paramBytes } = readCStringBytes(buf, at + SPEC_SIZE, dataEnd, what);
@@ -294,7 +322,11 @@ export function decodeTargetSpecs(buf: Buffer, dataStart: number, dataEnd: numbe
     const next = buf.readUInt32LE(at + SPEC.next.offset);
     const paramsEnd = off + SPEC_SIZE + paramBytes + 1;
     if (next < paramsEnd) {
-      throw new ParseError(what, hex(buf, at, at + SPEC_SIZE), `spec ${i}: next ${next} points back into the spec at ${off}..${paramsEnd}`);
+      throw new ParseError(
+        what,
+        hex(buf, at, at + SPEC_SIZE),
+        `spec ${i}: next ${next} points back into the spec at ${off}..${paramsEnd}`,
+      );
     }
     off = next;
   }
@@ -366,7 +398,11 @@ export function decodeNameList(
     const next = buf.readUInt32LE(at + NL.next.offset);
     // The smallest record is a 1-character name: align8(12 + 2) = 16 bytes.
     if (next !== 0 && (next < DM_NAME_LIST_LAYOUT.size || next % 8 !== 0 || off + next > len)) {
-      throw new ParseError(what, hex(buf, at, at + 16), `record at offset ${off}: next ${next} is not a forward, 8-aligned offset inside the payload`);
+      throw new ParseError(
+        what,
+        hex(buf, at, at + 16),
+        `record at offset ${off}: next ${next} is not a forward, 8-aligned offset inside the payload`,
+      );
     }
     const recordLen = next === 0 ? len - off : next;
     const { value: name, bytes: nameBytes } = readCStringBytes(buf, at + NL.name.offset, at + recordLen, what);
@@ -375,7 +411,11 @@ export function decodeNameList(
     const tail = align8(NL.name.offset + nameBytes + 1);
     const roomForTail = recordLen >= tail + 8;
     if (tailKnown && hasTail && !roomForTail) {
-      throw new ParseError(what, hex(buf, at, at + recordLen), `record at offset ${off} has no room for event_nr and flags`);
+      throw new ParseError(
+        what,
+        hex(buf, at, at + recordLen),
+        `record at offset ${off} has no room for event_nr and flags`,
+      );
     }
     if (tailKnown ? hasTail : roomForTail) {
       entry.eventNr = buf.readUInt32LE(at + tail);
@@ -384,7 +424,11 @@ export function decodeNameList(
         if (recordLen > tail + 8) {
           entry.uuid = readCString(buf, at + tail + 8, at + recordLen, what);
         } else if (tailKnown) {
-          throw new ParseError(what, hex(buf, at, at + recordLen), `record at offset ${off} flags a uuid but has no room for one`);
+          throw new ParseError(
+            what,
+            hex(buf, at, at + recordLen),
+            `record at offset ${off} flags a uuid but has no room for one`,
+          );
         }
         // Otherwise: an old kernel left that word unwritten; there is no uuid to read.
       } else if (hasUuidFlags && flags === DM_NAME_LIST_FLAG_DOESNT_HAVE_UUID) {
@@ -424,17 +468,29 @@ export function decodeTargetVersions(buf: Buffer, dataStart: number, dataEnd: nu
     }
     const next = buf.readUInt32LE(at + VERS.next.offset);
     if (next !== 0 && (next % 8 !== 0 || off + next > len)) {
-      throw new ParseError(what, hex(buf, at, at + 24), `record at offset ${off}: next ${next} is not an 8-aligned offset inside the payload`);
+      throw new ParseError(
+        what,
+        hex(buf, at, at + 24),
+        `record at offset ${off}: next ${next} is not an 8-aligned offset inside the payload`,
+      );
     }
     const recordLen = next === 0 ? len - off : next;
     const { value: name, bytes: nameBytes } = readCStringBytes(buf, at + VERS.name.offset, at + recordLen, what);
     // A record that does not reach past its own name would make `next` go backwards or stall.
     if (next !== 0 && next < VERS.name.offset + nameBytes + 1) {
-      throw new ParseError(what, hex(buf, at, at + 24), `record at offset ${off}: next ${next} points into its own name`);
+      throw new ParseError(
+        what,
+        hex(buf, at, at + 24),
+        `record at offset ${off}: next ${next} points into its own name`,
+      );
     }
     out.push({
       name,
-      version: [buf.readUInt32LE(at + VERS.version.offset), buf.readUInt32LE(at + VERS.version.offset + 4), buf.readUInt32LE(at + VERS.version.offset + 8)],
+      version: [
+        buf.readUInt32LE(at + VERS.version.offset),
+        buf.readUInt32LE(at + VERS.version.offset + 4),
+        buf.readUInt32LE(at + VERS.version.offset + 8),
+      ],
     });
     if (next === 0) return out;
     off += next;

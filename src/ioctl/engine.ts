@@ -121,7 +121,11 @@ export class DmIoctlEngine {
 
 function grow(command: DmCommand, request: DmRequest, dataSize: number): number {
   if (dataSize >= MAX_BUFFER_SIZE) {
-    throw ioctlError({ operation: command.name, device: deviceLabel(request) }, 105 /* ENOBUFS */, `answer larger than ${MAX_BUFFER_SIZE} bytes`);
+    throw ioctlError(
+      { operation: command.name, device: deviceLabel(request) },
+      105 /* ENOBUFS */,
+      `answer larger than ${MAX_BUFFER_SIZE} bytes`,
+    );
   }
   return Math.min(dataSize * 2, MAX_BUFFER_SIZE);
 }
@@ -132,5 +136,9 @@ function deviceLabel(request: DmRequest): string | undefined {
 
 /** Built per call only for what the error or the trace line needs: cheap strings, no formatting. */
 function context(command: DmCommand, request: DmRequest, dataSize: number): IoctlContext {
-  return { operation: command.name, device: deviceLabel(request), note: traceEnabled ? `data_size=${dataSize} flags=0x${(request.flags ?? 0).toString(16)}` : undefined };
+  return {
+    operation: command.name,
+    device: deviceLabel(request),
+    note: traceEnabled ? `data_size=${dataSize} flags=0x${(request.flags ?? 0).toString(16)}` : undefined,
+  };
 }

@@ -25,7 +25,14 @@ export function splitDev(rdev: bigint | number): { major: number; minor: number 
 }
 
 /** Makes a device node or fifo at `path` with permission bits `mode` (the umask applies; chmod after). */
-export function makeSpecialNode(path: string, kind: SpecialNodeKind, mode: number, major = 0, minor = 0, ffi?: FfiBackendName): void {
+export function makeSpecialNode(
+  path: string,
+  kind: SpecialNodeKind,
+  mode: number,
+  major = 0,
+  minor = 0,
+  ffi?: FfiBackendName,
+): void {
   const type = kind === 'fifo' ? S_IFIFO : kind === 'block-device' ? S_IFBLK : S_IFCHR;
   const rc = libcBinding(ffi).mknod(path, type | (mode & 0o7777), kind === 'fifo' ? 0n : makedev(major, minor));
   if (rc < 0) throw new DmSystemError({ errno: -rc, syscall: 'mknod', device: path });
@@ -61,7 +68,11 @@ export function listXattrs(path: string, ffi?: FfiBackendName): string[] {
     const got = binding.llistxattr(path, buffer);
     if (got === -34) continue; // ERANGE: the list grew between the two calls
     if (got < 0) throw new DmSystemError({ errno: -got, syscall: 'llistxattr', device: path });
-    return buffer.subarray(0, got).toString('utf8').split('\0').filter((name) => name !== '');
+    return buffer
+      .subarray(0, got)
+      .toString('utf8')
+      .split('\0')
+      .filter((name) => name !== '');
   }
 }
 

@@ -1,12 +1,7 @@
 // The loop device ioctl interface (linux/loop.h) in bytes: struct loop_info64 (LOOP_GET_STATUS64,
 // LOOP_SET_STATUS64) and struct loop_config (LOOP_CONFIGURE), encoded and decoded in place.
 import { InvalidArgumentError, ParseError } from '../errors.js';
-import {
-  LO_KEY_SIZE,
-  LO_NAME_SIZE,
-  LOOP_CONFIG_LAYOUT,
-  LOOP_INFO64_LAYOUT,
-} from './abi.js';
+import { LO_KEY_SIZE, LO_NAME_SIZE, LOOP_CONFIG_LAYOUT, LOOP_INFO64_LAYOUT } from './abi.js';
 import { checkU32, checkU64, checkRoom, checkCString, readCString } from './byte-codec.js';
 
 const LI = LOOP_INFO64_LAYOUT.fields;
@@ -82,7 +77,11 @@ export function encodeLoopInfo64(buf: Buffer, offset: number, info: Partial<Loop
 export function decodeLoopInfo64(buf: Buffer, offset: number): LoopInfo64 {
   const what = 'loop_info64';
   if (!Number.isInteger(offset) || offset < 0 || offset + LOOP_INFO64_LAYOUT.size > buf.length) {
-    throw new ParseError(what, `offset ${offset}`, `${LOOP_INFO64_LAYOUT.size} bytes at offset ${offset} exceed the ${buf.length}-byte buffer`);
+    throw new ParseError(
+      what,
+      `offset ${offset}`,
+      `${LOOP_INFO64_LAYOUT.size} bytes at offset ${offset} exceed the ${buf.length}-byte buffer`,
+    );
   }
   const keyAt = offset + LI.lo_encrypt_key.offset;
   return {
@@ -96,8 +95,18 @@ export function decodeLoopInfo64(buf: Buffer, offset: number): LoopInfo64 {
     encryptKeySize: buf.readUInt32LE(offset + LI.lo_encrypt_key_size.offset),
     flags: buf.readUInt32LE(offset + LI.lo_flags.offset),
     // The kernel forces lo_file_name[LO_NAME_SIZE - 1] = 0, so a missing NUL is corruption.
-    fileName: readCString(buf, offset + LI.lo_file_name.offset, offset + LI.lo_file_name.offset + LO_NAME_SIZE, 'loop_info64.lo_file_name'),
-    cryptName: readCString(buf, offset + LI.lo_crypt_name.offset, offset + LI.lo_crypt_name.offset + LO_NAME_SIZE, 'loop_info64.lo_crypt_name'),
+    fileName: readCString(
+      buf,
+      offset + LI.lo_file_name.offset,
+      offset + LI.lo_file_name.offset + LO_NAME_SIZE,
+      'loop_info64.lo_file_name',
+    ),
+    cryptName: readCString(
+      buf,
+      offset + LI.lo_crypt_name.offset,
+      offset + LI.lo_crypt_name.offset + LO_NAME_SIZE,
+      'loop_info64.lo_crypt_name',
+    ),
     encryptKey: new Uint8Array(buf.subarray(keyAt, keyAt + LO_KEY_SIZE)), // a copy, not a view
     init: [buf.readBigUInt64LE(offset + LI.lo_init.offset), buf.readBigUInt64LE(offset + LI.lo_init.offset + 8)],
   };
@@ -140,7 +149,11 @@ export function encodeLoopConfig(
 /** Reads struct loop_config at `offset` (for tests and diagnostics; the kernel never writes one). */
 export function decodeLoopConfig(buf: Buffer, offset: number): LoopConfig {
   if (!Number.isInteger(offset) || offset < 0 || offset + LOOP_CONFIG_LAYOUT.size > buf.length) {
-    throw new ParseError('loop_config', `offset ${offset}`, `${LOOP_CONFIG_LAYOUT.size} bytes at offset ${offset} exceed the ${buf.length}-byte buffer`);
+    throw new ParseError(
+      'loop_config',
+      `offset ${offset}`,
+      `${LOOP_CONFIG_LAYOUT.size} bytes at offset ${offset} exceed the ${buf.length}-byte buffer`,
+    );
   }
   return {
     fd: buf.readUInt32LE(offset + LC.fd.offset),

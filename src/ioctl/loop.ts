@@ -55,7 +55,11 @@ export class LoopDevices {
   /** LOOP_CTL_GET_FREE: the index of a free loop device (the kernel creates one if needed). */
   findFree(): number {
     return this.#withFd(LOOP_CONTROL_PATH, O_RDWR, (fd) =>
-      ioctlInt(this.#binding, fd, LOOP_REQUESTS.LOOP_CTL_GET_FREE, 0, { operation: 'LOOP_CTL_GET_FREE', device: LOOP_CONTROL_PATH }));
+      ioctlInt(this.#binding, fd, LOOP_REQUESTS.LOOP_CTL_GET_FREE, 0, {
+        operation: 'LOOP_CTL_GET_FREE',
+        device: LOOP_CONTROL_PATH,
+      }),
+    );
   }
 
   /**
@@ -78,7 +82,8 @@ export class LoopDevices {
   }
 
   #attach(file: string, options: LoopAttachOptions, hold: boolean): { status: LoopStatus; fd?: number } {
-    if (typeof file !== 'string' || file === '' || file.includes('\0')) throw new InvalidArgumentError('file', 'must be a non-empty path');
+    if (typeof file !== 'string' || file === '' || file.includes('\0'))
+      throw new InvalidArgumentError('file', 'must be a non-empty path');
     const backing = this.#binding.open(file, (options.readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
     if (backing < 0) throw new DmSystemError({ errno: -backing, syscall: 'open', device: file });
     try {
@@ -86,7 +91,12 @@ export class LoopDevices {
       if (options.readOnly) flags |= LO_FLAGS.LO_FLAGS_READ_ONLY;
       if (options.autoclear) flags |= LO_FLAGS.LO_FLAGS_AUTOCLEAR;
       if (options.directIo) flags |= LO_FLAGS.LO_FLAGS_DIRECT_IO;
-      const info = { offset: options.offset ?? 0n, sizeLimit: options.sizeLimit ?? 0n, flags, fileName: truncateUtf8(file, LO_NAME_SIZE - 1) };
+      const info = {
+        offset: options.offset ?? 0n,
+        sizeLimit: options.sizeLimit ?? 0n,
+        flags,
+        fileName: truncateUtf8(file, LO_NAME_SIZE - 1),
+      };
       for (let attempt = 1; ; attempt++) {
         const index = this.findFree();
         const path = `/dev/loop${index}`;
@@ -111,7 +121,13 @@ export class LoopDevices {
   }
 
   /** LOOP_CONFIGURE (5.8+) in one call; on older kernels LOOP_SET_FD then LOOP_SET_STATUS64. */
-  #configure(fd: number, path: string, backing: number, info: { offset: bigint; sizeLimit: bigint; flags: number; fileName: string }, blockSize: number): void {
+  #configure(
+    fd: number,
+    path: string,
+    backing: number,
+    info: { offset: bigint; sizeLimit: bigint; flags: number; fileName: string },
+    blockSize: number,
+  ): void {
     const config = Buffer.alloc(LOOP_CONFIG_LAYOUT.size);
     encodeLoopConfig(config, 0, { fd: backing, blockSize, info });
     try {
@@ -124,7 +140,10 @@ export class LoopDevices {
     try {
       const status = Buffer.alloc(LOOP_INFO64_LAYOUT.size);
       encodeLoopInfo64(status, 0, { ...info, flags: info.flags & ~LO_FLAGS.LO_FLAGS_READ_ONLY });
-      ioctl(this.#binding, fd, LOOP_REQUESTS.LOOP_SET_STATUS64, status, { operation: 'LOOP_SET_STATUS64', device: path });
+      ioctl(this.#binding, fd, LOOP_REQUESTS.LOOP_SET_STATUS64, status, {
+        operation: 'LOOP_SET_STATUS64',
+        device: path,
+      });
     } catch (error) {
       this.#binding.ioctlInt(fd, LOOP_REQUESTS.LOOP_CLR_FD, 0);
       throw error;
@@ -161,11 +180,17 @@ export class LoopDevices {
     const path = loopPath(device);
     return this.#withFd(path, O_RDONLY, (fd) => {
       const buffer = Buffer.alloc(LOOP_INFO64_LAYOUT.size);
-      ioctl(this.#binding, fd, LOOP_REQUESTS.LOOP_GET_STATUS64, buffer, { operation: 'LOOP_GET_STATUS64', device: path });
+      ioctl(this.#binding, fd, LOOP_REQUESTS.LOOP_GET_STATUS64, buffer, {
+        operation: 'LOOP_GET_STATUS64',
+        device: path,
+      });
       const info = decodeLoopInfo64(buffer, 0);
       const flags = on ? info.flags | LO_FLAGS.LO_FLAGS_AUTOCLEAR : info.flags & ~LO_FLAGS.LO_FLAGS_AUTOCLEAR;
       encodeLoopInfo64(buffer, 0, { ...info, flags });
-      ioctl(this.#binding, fd, LOOP_REQUESTS.LOOP_SET_STATUS64, buffer, { operation: 'LOOP_SET_STATUS64', device: path });
+      ioctl(this.#binding, fd, LOOP_REQUESTS.LOOP_SET_STATUS64, buffer, {
+        operation: 'LOOP_SET_STATUS64',
+        device: path,
+      });
       return this.#statusOf(fd, path);
     });
   }
@@ -173,13 +198,17 @@ export class LoopDevices {
   /** LOOP_CLR_FD. A device still open elsewhere detaches when that opener closes. */
   detach(device: string | number): void {
     const path = loopPath(device);
-    this.#withFd(path, O_RDONLY, (fd) => ioctlInt(this.#binding, fd, LOOP_REQUESTS.LOOP_CLR_FD, 0, { operation: 'LOOP_CLR_FD', device: path }));
+    this.#withFd(path, O_RDONLY, (fd) =>
+      ioctlInt(this.#binding, fd, LOOP_REQUESTS.LOOP_CLR_FD, 0, { operation: 'LOOP_CLR_FD', device: path }),
+    );
   }
 
   /** LOOP_SET_CAPACITY: picks up a grown (or shrunk) backing file. */
   refreshCapacity(device: string | number): void {
     const path = loopPath(device);
-    this.#withFd(path, O_RDONLY, (fd) => ioctlInt(this.#binding, fd, LOOP_REQUESTS.LOOP_SET_CAPACITY, 0, { operation: 'LOOP_SET_CAPACITY', device: path }));
+    this.#withFd(path, O_RDONLY, (fd) =>
+      ioctlInt(this.#binding, fd, LOOP_REQUESTS.LOOP_SET_CAPACITY, 0, { operation: 'LOOP_SET_CAPACITY', device: path }),
+    );
   }
 
   /** Every attached loop device (those with a backing file). */
@@ -215,10 +244,12 @@ export class LoopDevices {
 
 function loopPath(device: string | number): string {
   if (typeof device === 'number') {
-    if (!Number.isInteger(device) || device < 0) throw new InvalidArgumentError('device', `${device} is not a loop index`);
+    if (!Number.isInteger(device) || device < 0)
+      throw new InvalidArgumentError('device', `${device} is not a loop index`);
     return `/dev/loop${device}`;
   }
-  if (!/^\/dev\/loop\d+$/.test(device)) throw new InvalidArgumentError('device', `${JSON.stringify(device)} is not a /dev/loopN path`);
+  if (!/^\/dev\/loop\d+$/.test(device))
+    throw new InvalidArgumentError('device', `${JSON.stringify(device)} is not a /dev/loopN path`);
   return device;
 }
 
@@ -230,4 +261,3 @@ function loopIndexes(): number[] {
     .map((m) => Number(m[1]))
     .sort((a, b) => a - b);
 }
-

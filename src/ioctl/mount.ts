@@ -6,8 +6,18 @@ import { DmSystemError, InvalidArgumentError } from '../errors.js';
 /** sys/mount.h flags the project uses. */
 export const MNT_DETACH = 2;
 
-export function mountFilesystem(source: string, target: string, fstype: string, options: { flags?: bigint; data?: string | null; ffi?: FfiBackendName } = {}): void {
-  for (const [argument, value] of [['source', source], ['target', target], ['fstype', fstype], ['data', options.data ?? '']] as const) {
+export function mountFilesystem(
+  source: string,
+  target: string,
+  fstype: string,
+  options: { flags?: bigint; data?: string | null; ffi?: FfiBackendName } = {},
+): void {
+  for (const [argument, value] of [
+    ['source', source],
+    ['target', target],
+    ['fstype', fstype],
+    ['data', options.data ?? ''],
+  ] as const) {
     if (value.includes('\0')) throw new InvalidArgumentError(argument, 'must not contain NUL');
   }
   const rc = libcBinding(options.ffi).mount(source, target, fstype, options.flags ?? 0n, options.data ?? null);

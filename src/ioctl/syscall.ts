@@ -15,7 +15,13 @@ export interface IoctlContext {
 }
 
 /** ioctl(fd, request, buffer): returns the non-negative result or throws a DmSystemError. */
-export function ioctl(binding: LibcBinding, fd: number, request: bigint, buffer: Buffer, context: IoctlContext): number {
+export function ioctl(
+  binding: LibcBinding,
+  fd: number,
+  request: bigint,
+  buffer: Buffer,
+  context: IoctlContext,
+): number {
   const rc = binding.ioctl(fd, request, buffer);
   if (traceEnabled) trace(context, rc);
   if (rc < 0) throw ioctlError(context, -rc);
@@ -23,7 +29,13 @@ export function ioctl(binding: LibcBinding, fd: number, request: bigint, buffer:
 }
 
 /** ioctl(fd, request, integer): for the requests that take a number, not a pointer. */
-export function ioctlInt(binding: LibcBinding, fd: number, request: bigint, argument: number, context: IoctlContext): number {
+export function ioctlInt(
+  binding: LibcBinding,
+  fd: number,
+  request: bigint,
+  argument: number,
+  context: IoctlContext,
+): number {
   const rc = binding.ioctlInt(fd, request, argument);
   if (traceEnabled) trace(context, rc);
   if (rc < 0) throw ioctlError(context, -rc);
@@ -31,7 +43,13 @@ export function ioctlInt(binding: LibcBinding, fd: number, request: bigint, argu
 }
 
 /** The async form, for requests that block (run off the main thread). */
-export async function ioctlAsync(binding: LibcBinding, fd: number, request: bigint, buffer: Buffer, context: IoctlContext): Promise<number> {
+export async function ioctlAsync(
+  binding: LibcBinding,
+  fd: number,
+  request: bigint,
+  buffer: Buffer,
+  context: IoctlContext,
+): Promise<number> {
   const rc = await binding.ioctlAsync(fd, request, buffer);
   if (traceEnabled) trace(context, rc);
   if (rc < 0) throw ioctlError(context, -rc);

@@ -1,6 +1,15 @@
 // What the thin layer needs to know about a block device it is given: its device number (the
 // form dm tables take, `major:minor`, which needs no device node) and its size.
-import { closeSync, constants, fsyncSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
+import {
+  type BigIntStats,
+  closeSync,
+  constants,
+  fsyncSync,
+  openSync,
+  readFileSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
 import { decodeDev } from '../ioctl/abi.js';
 import { DmSystemError, InvalidArgumentError } from '../errors.js';
 import { sectors, type Sectors } from './units.js';
@@ -15,7 +24,7 @@ export interface BlockDevice {
 }
 
 export function blockDevice(path: string): BlockDevice {
-  let st;
+  let st: BigIntStats;
   try {
     st = statSync(path, { bigint: true });
   } catch (error) {

@@ -78,7 +78,12 @@ export class PoolWatcher extends EventEmitter {
         if (now === eventNr) continue; // another device's event
         eventNr = now;
         const status = this.#status();
-        this.emit('event', { kinds: classify(previous, status, this.#lowWaterMark), eventNr, status, previous } satisfies PoolEvent);
+        this.emit('event', {
+          kinds: classify(previous, status, this.#lowWaterMark),
+          eventNr,
+          status,
+          previous,
+        } satisfies PoolEvent);
         previous = status;
       }
     } catch (error) {

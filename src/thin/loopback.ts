@@ -84,7 +84,11 @@ export class LoopbackStorage {
   growData(size: Bytes | number | bigint): void {
     const target = positiveSize(size, 'dataSize');
     const current = BigInt(statSync(this.data.file).size);
-    if (target < current) throw new InvalidArgumentError('dataSize', `shrinking the data file is not supported (${target} < ${current} bytes)`);
+    if (target < current)
+      throw new InvalidArgumentError(
+        'dataSize',
+        `shrinking the data file is not supported (${target} < ${current} bytes)`,
+      );
     truncateSync(this.data.file, Number(target));
     this.#loops.refreshCapacity(this.data.loop.path);
   }
@@ -93,8 +97,16 @@ export class LoopbackStorage {
   growMetadata(size: Bytes | number | bigint): void {
     const target = positiveSize(size, 'metadataSize');
     const current = BigInt(statSync(this.metadata.file).size);
-    if (target < current) throw new InvalidArgumentError('metadataSize', `shrinking the metadata file is not supported (${target} < ${current} bytes)`);
-    if (target > MAX_METADATA_BYTES) throw new InvalidArgumentError('metadataSize', `the kernel uses at most ${MAX_METADATA_BYTES} bytes of a metadata device`);
+    if (target < current)
+      throw new InvalidArgumentError(
+        'metadataSize',
+        `shrinking the metadata file is not supported (${target} < ${current} bytes)`,
+      );
+    if (target > MAX_METADATA_BYTES)
+      throw new InvalidArgumentError(
+        'metadataSize',
+        `the kernel uses at most ${MAX_METADATA_BYTES} bytes of a metadata device`,
+      );
     truncateSync(this.metadata.file, Number(target));
     this.#loops.refreshCapacity(this.metadata.loop.path);
   }

@@ -33,7 +33,10 @@ export function assertTransactionId(id: bigint | number, argument = 'transaction
     n = BigInt(id);
   } else {
     const shown = typeof id === 'number' ? String(id) : typeof id;
-    throw new InvalidArgumentError(argument, `transaction ids are integers from 0 to ${U64_MAX} (pass a bigint above 2^53), got ${shown}`);
+    throw new InvalidArgumentError(
+      argument,
+      `transaction ids are integers from 0 to ${U64_MAX} (pass a bigint above 2^53), got ${shown}`,
+    );
   }
   if (n < 0n || n > U64_MAX) {
     throw new InvalidArgumentError(argument, `transaction ids are integers from 0 to ${U64_MAX}, got ${n}`);

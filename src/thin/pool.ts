@@ -1,13 +1,18 @@
 // ThinPool: one dm-thin pool (Documentation/admin-guide/device-mapper/thin-provisioning.rst).
 // `create` builds a new pool on a metadata and a data block device; `adopt` takes over one that
 // is already active and checks its table. Pool messages, status and growth live here too.
-import { DeviceMapper, type DeviceRef } from '../ioctl/device-mapper.js';
+import type { DeviceMapper, DeviceRef } from '../ioctl/device-mapper.js';
 import { DevmapperError, InvalidArgumentError } from '../errors.js';
 import { crashPoint } from '../crash-points.js'; // test-only hook (a no-op unless DEVMAPPER_TEST_CRASH_AT is set)
 import { blockDevice, blockDeviceById, zeroStart, type BlockDevice } from './block-device.js';
 import {
-  assertThinId, createSnapMessage, createThinMessage, deleteMessage, releaseMetadataSnapMessage,
-  reserveMetadataSnapMessage, setTransactionIdMessage,
+  assertThinId,
+  createSnapMessage,
+  createThinMessage,
+  deleteMessage,
+  releaseMetadataSnapMessage,
+  reserveMetadataSnapMessage,
+  setTransactionIdMessage,
 } from './messages.js';
 import { parsePoolStatus, type PoolStatus } from './status.js';
 import { formatPoolTable, parsePoolTable, type PoolTable, type PoolTableFeatures } from './tables.js';
@@ -70,7 +75,8 @@ export class ThinPool {
 
   static #activate(dm: DeviceMapper, name: string, options: CreatePoolOptions, fresh: boolean): ThinPool {
     const resolved = resolveOptions(options);
-    if (fresh && resolved.features.readOnly) throw new InvalidArgumentError('features.readOnly', 'a new pool cannot be created read-only');
+    if (fresh && resolved.features.readOnly)
+      throw new InvalidArgumentError('features.readOnly', 'a new pool cannot be created read-only');
     const metadata = blockDevice(options.metadataDevice);
     const data = blockDevice(options.dataDevice);
     const table: PoolTable = { metadataDev: metadata.id, dataDev: data.id, ...resolved };
@@ -93,7 +99,10 @@ export class ThinPool {
     const targets = dm.table(name);
     const target = targets[0];
     if (targets.length !== 1 || !target || target.type !== 'thin-pool') {
-      throw new DevmapperError('ERR_DM_NOT_A_POOL', `${name} is not a thin pool (its table: ${targets.map((t) => t.type).join(', ') || 'empty'})`);
+      throw new DevmapperError(
+        'ERR_DM_NOT_A_POOL',
+        `${name} is not a thin pool (its table: ${targets.map((t) => t.type).join(', ') || 'empty'})`,
+      );
     }
     const table = parsePoolTable(target.params);
     const mismatch = (what: string, have: unknown, want: unknown): never => {
@@ -195,7 +204,11 @@ export class ThinPool {
    */
   grow(): Sectors {
     const length = poolLength(blockDeviceById(this.#table.dataDev), this.#table.dataBlockSize);
-    if (length < this.#length) throw new InvalidArgumentError('dataDevice', `shrinking a pool is not supported (${length} < ${this.#length} sectors)`);
+    if (length < this.#length)
+      throw new InvalidArgumentError(
+        'dataDevice',
+        `shrinking a pool is not supported (${length} < ${this.#length} sectors)`,
+      );
     this.dm.load(this.name, [{ start: 0n, length, type: 'thin-pool', params: formatPoolTable(this.#table) }]);
     try {
       this.dm.suspend(this.name, { noFlush: true });
@@ -209,7 +222,9 @@ export class ThinPool {
       // The kernel resizes in preresume and refuses a read-only or failed pool there, which
       // would leave the pool suspended and every I/O through it hanging: back to the old
       // length (the resize is skipped then), resumed, and the refusal reported.
-      this.dm.load(this.name, [{ start: 0n, length: this.#length, type: 'thin-pool', params: formatPoolTable(this.#table) }]);
+      this.dm.load(this.name, [
+        { start: 0n, length: this.#length, type: 'thin-pool', params: formatPoolTable(this.#table) },
+      ]);
       this.dm.resume(this.name);
       throw error;
     }
@@ -227,7 +242,11 @@ function resolveOptions(options: ThinPoolOptions): ResolvedOptions {
   const dataBlockSize = assertDataBlockSize(options.dataBlockSize ?? DEFAULT_DATA_BLOCK_SIZE);
   const lowWaterMark = dataBlocks(options.lowWaterMark ?? 0, 'lowWaterMark');
   const features: PoolTableFeatures = {
-    skipBlockZeroing: false, ignoreDiscard: false, noDiscardPassdown: false, readOnly: false, errorIfNoSpace: false,
+    skipBlockZeroing: false,
+    ignoreDiscard: false,
+    noDiscardPassdown: false,
+    readOnly: false,
+    errorIfNoSpace: false,
   };
   for (const [key, value] of Object.entries(options.features ?? {})) {
     if (!(key in features)) throw new InvalidArgumentError(`features.${key}`, 'unknown thin-pool feature');
@@ -240,6 +259,7 @@ function resolveOptions(options: ThinPoolOptions): ResolvedOptions {
 /** The pool covers whole data blocks of its data device. */
 function poolLength(data: Pick<BlockDevice, 'path' | 'size'>, blockSize: Sectors): bigint {
   const length = (data.size / blockSize) * blockSize;
-  if (length === 0n) throw new InvalidArgumentError('dataDevice', `${data.path} is smaller than one data block (${blockSize} sectors)`);
+  if (length === 0n)
+    throw new InvalidArgumentError('dataDevice', `${data.path} is smaller than one data block (${blockSize} sectors)`);
   return length;
 }

@@ -111,7 +111,6 @@ export interface ParsePoolStatusOptions {
 const POOL_STATUS = 'thin-pool status';
 const THIN_STATUS = 'thin status';
 
-
 /** `<used>/<total>` as printed by pool_status(), where used = total - free (unsigned). */
 function usedTotal(token: string | undefined, field: string, line: string): [bigint, bigint] {
   if (token === undefined) throw new ParseError(POOL_STATUS, line, `missing ${field} used/total`);
@@ -129,11 +128,21 @@ function usedTotal(token: string | undefined, field: string, line: string): [big
   return [used, total];
 }
 
-function oneOf<T extends string>(token: string | undefined, allowed: Record<string, T>, field: string, what: string, line: string): T {
+function oneOf<T extends string>(
+  token: string | undefined,
+  allowed: Record<string, T>,
+  field: string,
+  what: string,
+  line: string,
+): T {
   if (token === undefined) throw new ParseError(what, line, `missing ${field}`);
-  const value = Object.prototype.hasOwnProperty.call(allowed, token) ? allowed[token] : undefined;
+  const value = Object.hasOwn(allowed, token) ? allowed[token] : undefined;
   if (value === undefined) {
-    throw new ParseError(what, line, `unknown ${field} ${JSON.stringify(token)} (expected ${Object.keys(allowed).join(' | ')})`);
+    throw new ParseError(
+      what,
+      line,
+      `unknown ${field} ${JSON.stringify(token)} (expected ${Object.keys(allowed).join(' | ')})`,
+    );
   }
   return value;
 }
@@ -179,7 +188,8 @@ export function parsePoolStatus(line: string, opts: ParsePoolStatusOptions = {})
   const mode = oneOf(t[4], MODES, 'mode', POOL_STATUS, line);
   const discard = oneOf(t[5], DISCARDS, 'discard mode', POOL_STATUS, line);
   const noSpace = oneOf(t[6], NO_SPACE, 'no-space mode', POOL_STATUS, line);
-  const needsCheck = t.length > 7 ? oneOf(t[7], NEEDS_CHECK, 'needs_check field', POOL_STATUS, line) === 'yes' : undefined;
+  const needsCheck =
+    t.length > 7 ? oneOf(t[7], NEEDS_CHECK, 'needs_check field', POOL_STATUS, line) === 'yes' : undefined;
   const metadataLowWatermark =
     t.length > 8 ? (u64(t[8], 'metadata low watermark', POOL_STATUS, line) as MetadataBlocks) : undefined;
 
@@ -264,7 +274,11 @@ export function parseThinStatus(line: string): ThinStatus {
     if (t[0] === '-') return { kind: 'unopened' };
   }
   if (t.length !== 2) {
-    throw new ParseError(THIN_STATUS, line, `expected <nr mapped sectors> <highest mapped sector | -> (or Fail / Error), got ${t.length} fields`);
+    throw new ParseError(
+      THIN_STATUS,
+      line,
+      `expected <nr mapped sectors> <highest mapped sector | -> (or Fail / Error), got ${t.length} fields`,
+    );
   }
   const mappedSectors = u64(t[0], 'nr mapped sectors', THIN_STATUS, line) as Sectors;
   const highestMappedSector = t[1] === '-' ? null : (u64(t[1], 'highest mapped sector', THIN_STATUS, line) as Sectors);

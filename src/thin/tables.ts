@@ -64,13 +64,22 @@ export const MAX_POOL_FEATURE_ARGS = 4;
 function assertDev(value: unknown, argument: string): string {
   if (typeof value !== 'string' || value === '' || /\s/.test(value)) {
     const shown = typeof value === 'string' ? JSON.stringify(value) : typeof value; // JSON.stringify throws on a bigint
-    throw new InvalidArgumentError(argument, `must be a non-empty device path or major:minor without whitespace, got ${shown}`);
+    throw new InvalidArgumentError(
+      argument,
+      `must be a non-empty device path or major:minor without whitespace, got ${shown}`,
+    );
   }
   return value;
 }
 
 function noFeatures(): PoolTableFeatures {
-  return { skipBlockZeroing: false, ignoreDiscard: false, noDiscardPassdown: false, readOnly: false, errorIfNoSpace: false };
+  return {
+    skipBlockZeroing: false,
+    ignoreDiscard: false,
+    noDiscardPassdown: false,
+    readOnly: false,
+    errorIfNoSpace: false,
+  };
 }
 
 /**
@@ -115,7 +124,11 @@ export function formatPoolTable(table: PoolTableInput): string {
 export function parsePoolTable(line: string): PoolTable {
   const t = tokens(line);
   if (t.length < 4) {
-    throw new ParseError(POOL_TABLE, line, `expected <metadata dev> <data dev> <data block size> <low water mark> [<#features> <feature>...], got ${t.length} fields`);
+    throw new ParseError(
+      POOL_TABLE,
+      line,
+      `expected <metadata dev> <data dev> <data block size> <low water mark> [<#features> <feature>...], got ${t.length} fields`,
+    );
   }
   const [metadataDev = '', dataDev = ''] = t;
   const blockSize = u64(t[2], 'data block size', POOL_TABLE, line);
@@ -134,7 +147,11 @@ export function parsePoolTable(line: string): PoolTable {
     const count = u64(t[4], 'feature count', POOL_TABLE, line);
     const rest = t.slice(5);
     if (count !== BigInt(rest.length)) {
-      throw new ParseError(POOL_TABLE, line, `feature count ${count} does not match the ${rest.length} feature(s) that follow`);
+      throw new ParseError(
+        POOL_TABLE,
+        line,
+        `feature count ${count} does not match the ${rest.length} feature(s) that follow`,
+      );
     }
     for (const name of rest) {
       // The kernel compares with strcasecmp: ASCII case only (toLowerCase would also fold e.g. the Kelvin sign to 'k').
@@ -172,7 +189,11 @@ export function formatThinTable(table: ThinTable): string {
 export function parseThinTable(line: string): ThinTable {
   const t = tokens(line);
   if (t.length !== 2 && t.length !== 3) {
-    throw new ParseError(THIN_TABLE, line, `expected <pool dev> <dev id> [<external origin dev>], got ${t.length} fields`);
+    throw new ParseError(
+      THIN_TABLE,
+      line,
+      `expected <pool dev> <dev id> [<external origin dev>], got ${t.length} fields`,
+    );
   }
   const id = u64(t[1], 'device id', THIN_TABLE, line);
   if (id > BigInt(MAX_THIN_ID)) {

@@ -50,7 +50,11 @@ export class ThinDevice {
     assertThinId(options.id);
     const size = sectors(options.size, 'size');
     if (size === 0n) throw new InvalidArgumentError('size', 'must be at least one sector');
-    const params = formatThinTable({ poolDev: pool.devno, deviceId: options.id, externalOriginDev: options.externalOrigin });
+    const params = formatThinTable({
+      poolDev: pool.devno,
+      deviceId: options.id,
+      externalOriginDev: options.externalOrigin,
+    });
     const dm = pool.dm;
     dm.create(options.name, { uuid: options.uuid, readOnly: options.readOnly });
     try {

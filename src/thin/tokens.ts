@@ -14,7 +14,8 @@ export function tokens(line: string): string[] {
 /** A u64 printed with %llu / %lu. */
 export function u64(token: string | undefined, field: string, what: string, line: string): bigint {
   if (token === undefined) throw new ParseError(what, line, `missing ${field}`);
-  if (!DECIMAL.test(token)) throw new ParseError(what, line, `${field} ${JSON.stringify(token)} is not a decimal number`);
+  if (!DECIMAL.test(token))
+    throw new ParseError(what, line, `${field} ${JSON.stringify(token)} is not a decimal number`);
   const n = BigInt(token);
   if (n > U64_MAX) throw new ParseError(what, line, `${field} ${token} does not fit in 64 bits`);
   return n;

@@ -190,12 +190,16 @@ export function parseSize(input: string | number | bigint, argument = 'size'): B
   if (!m) {
     const unit = /^[0-9]+(?:\.[0-9]+)? ?([A-Za-z]+)$/.exec(input)?.[1];
     const why = unit === undefined ? 'is not a size' : `has an unknown unit ${JSON.stringify(unit)}`;
-    throw new InvalidArgumentError(argument, `${JSON.stringify(input)} ${why} (examples: 4096, 64k, 512M, 10GB, 100GiB)`);
+    throw new InvalidArgumentError(
+      argument,
+      `${JSON.stringify(input)} ${why} (examples: 4096, 64k, 512M, 10GB, 100GiB)`,
+    );
   }
   const [, whole = '', fraction = '', unit = ''] = m;
   const multiplier = unit === '' ? 1n : 1024n ** BigInt(BINARY_PREFIXES.indexOf(unit.toLowerCase()) + 1);
   const scale = 10n ** BigInt(fraction.length);
   const result = ((BigInt(whole) * scale + BigInt(fraction === '' ? '0' : fraction)) * multiplier) / scale;
-  if (result > INT64_MAX) throw new InvalidArgumentError(argument, `${JSON.stringify(input)} is too large (at most 8 EiB - 1 byte)`);
+  if (result > INT64_MAX)
+    throw new InvalidArgumentError(argument, `${JSON.stringify(input)} is too large (at most 8 EiB - 1 byte)`);
   return result as Bytes;
 }

@@ -17,9 +17,7 @@ const OUT_DIR = join(PROJECT_ROOT, '.vm/containerd-suite');
 export const SUITE_BINARY = join(OUT_DIR, 'suite.test');
 const STAMP = join(OUT_DIR, 'suite.stamp');
 
-export type SuiteBuild =
-  | { ok: true; binary: string; built: boolean }
-  | { ok: false; reason: string };
+export type SuiteBuild = { ok: true; binary: string; built: boolean } | { ok: false; reason: string };
 
 function goBinary(): string | undefined {
   const which = spawnSync('sh', ['-c', 'command -v go'], { encoding: 'utf8' });
@@ -72,7 +70,12 @@ export function buildContainerdSuite(): SuiteBuild {
     CGO_ENABLED: '0',
   };
   try {
-    execFileSync(go, ['test', '-c', '-o', SUITE_BINARY, './test/containerd-suite'], { cwd: PROJECT_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+    execFileSync(go, ['test', '-c', '-o', SUITE_BINARY, './test/containerd-suite'], {
+      cwd: PROJECT_ROOT,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      encoding: 'utf8',
+    });
   } catch (error) {
     const e = error as { stderr?: string; stdout?: string; message: string };
     throw new Error(`building the containerd conformance suite failed: ${e.stderr || e.stdout || e.message}`);

@@ -162,14 +162,23 @@ function runProbe(): Probe {
     const cc = spawnSync('gcc', ['-std=gnu11', '-Wall', '-o', exe, src], { encoding: 'utf8' });
     if (cc.error) {
       const err = cc.error as NodeJS.ErrnoException;
-      return { ok: false, error: `cannot run gcc (${err.code ?? err.message}): the ABI probe needs gcc and the kernel uapi headers; ${APT_HINT}` };
+      return {
+        ok: false,
+        error: `cannot run gcc (${err.code ?? err.message}): the ABI probe needs gcc and the kernel uapi headers; ${APT_HINT}`,
+      };
     }
     if (cc.status !== 0) {
       if (/linux\/(dm-ioctl|loop)\.h/.test(cc.stderr) && /No such file/.test(cc.stderr)) {
-        return { ok: false, error: `kernel uapi headers are missing (<linux/dm-ioctl.h>, <linux/loop.h>); ${APT_HINT}\n${cc.stderr}` };
+        return {
+          ok: false,
+          error: `kernel uapi headers are missing (<linux/dm-ioctl.h>, <linux/loop.h>); ${APT_HINT}\n${cc.stderr}`,
+        };
       }
       // An "undeclared" error names something abi.ts declares that the headers lack.
-      return { ok: false, error: `the ABI probe did not compile (an undeclared name is one abi.ts declares but the headers lack):\n${cc.stderr}` };
+      return {
+        ok: false,
+        error: `the ABI probe did not compile (an undeclared name is one abi.ts declares but the headers lack):\n${cc.stderr}`,
+      };
     }
     const run = spawnSync(exe, [], { encoding: 'utf8' });
     if (run.status !== 0) return { ok: false, error: `the ABI probe failed: ${run.stderr}` };
@@ -210,7 +219,10 @@ function differences(expected: Map<string, bigint>, actual: Record<string, strin
   for (const [key, value] of expected) {
     const got = actual[key];
     if (got === undefined) diffs.push(`${key}: not printed by the probe`);
-    else if (BigInt(got) !== value) diffs.push(`${key}: abi.ts says ${value} (0x${value.toString(16)}), header says ${got} (0x${BigInt(got).toString(16)})`);
+    else if (BigInt(got) !== value)
+      diffs.push(
+        `${key}: abi.ts says ${value} (0x${value.toString(16)}), header says ${got} (0x${BigInt(got).toString(16)})`,
+      );
   }
   return diffs;
 }
@@ -257,10 +269,13 @@ test('every DM_*, LOOP_* and LO_* name the headers define is declared in abi.ts'
   // Deliberately not in abi.ts: the header's build-date string, the legacy struct loop_info
   // requests (arch-dependent layout, replaced by the *64 pair) and the obsolete crypto types.
   const ignored = (name: string) =>
-    name === 'DM_VERSION_EXTRA' || name === 'LOOP_SET_STATUS' || name === 'LOOP_GET_STATUS' || name.startsWith('LO_CRYPT_');
+    name === 'DM_VERSION_EXTRA' ||
+    name === 'LOOP_SET_STATUS' ||
+    name === 'LOOP_GET_STATUS' ||
+    name.startsWith('LO_CRYPT_');
   const declared = new Set([...expectedConstants().keys(), ...Object.keys(expectedStrings)]);
   const missing = [...probe.macros].filter((n) => !ignored(n) && !declared.has(n)).sort();
-  t.true(probe.macros.size > 50, 'the preprocessor listed the headers\' names');
+  t.true(probe.macros.size > 50, "the preprocessor listed the headers' names");
   t.deepEqual(missing, [], `names in the headers that abi.ts does not declare: ${missing.join(', ')}`);
 });
 
@@ -390,12 +405,14 @@ function refDifferences(layout: StructLayout, decl: Decl): string[] {
   if (fixed.size !== layout.size) diffs.push(`sizeof(${s}): abi.ts ${layout.size}, ref-struct ${fixed.size}`);
   const declared = decl.map(([name]) => name);
   const inAbi = Object.keys(layout.fields);
-  if (declared.join() !== inAbi.join()) diffs.push(`${s} fields: abi.ts [${inAbi.join()}], ref-struct [${declared.join()}]`);
+  if (declared.join() !== inAbi.join())
+    diffs.push(`${s} fields: abi.ts [${inAbi.join()}], ref-struct [${declared.join()}]`);
   for (const [name, , flex] of decl) {
     const want = layout.fields[name];
     if (!want) continue;
     const got = flex ? structOf(decl, name).fields[name]! : fixed.fields[name]!;
-    if (got.offset !== want.offset) diffs.push(`offsetof(${s}, ${name}): abi.ts ${want.offset}, ref-struct ${got.offset}`);
+    if (got.offset !== want.offset)
+      diffs.push(`offsetof(${s}, ${name}): abi.ts ${want.offset}, ref-struct ${got.offset}`);
     const size = flex ? 0 : got.type.size;
     if (size !== want.size) diffs.push(`sizeof(${s}.${name}): abi.ts ${want.size}, ref-struct ${size}`);
   }
@@ -424,7 +441,15 @@ test('ref-struct-di sizes match the well-known totals', (t) => {
   t.is(structOf(refDecls.dm_ioctl!).fields.dev!.offset, 40);
   t.is(structOf(refDecls.dm_name_list!, 'name').fields.name!.offset, 12);
   t.deepEqual(
-    [DM_TARGET_SPEC_LAYOUT, DM_TARGET_DEPS_LAYOUT, DM_NAME_LIST_LAYOUT, DM_TARGET_VERSIONS_LAYOUT, DM_TARGET_MSG_LAYOUT, LOOP_INFO64_LAYOUT, LOOP_CONFIG_LAYOUT].map((l) => l.size),
+    [
+      DM_TARGET_SPEC_LAYOUT,
+      DM_TARGET_DEPS_LAYOUT,
+      DM_NAME_LIST_LAYOUT,
+      DM_TARGET_VERSIONS_LAYOUT,
+      DM_TARGET_MSG_LAYOUT,
+      LOOP_INFO64_LAYOUT,
+      LOOP_CONFIG_LAYOUT,
+    ].map((l) => l.size),
     [40, 8, 16, 16, 8, 232, 304],
   );
 });

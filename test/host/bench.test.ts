@@ -10,31 +10,89 @@ import { fileURLToPath } from 'node:url';
 import type { Stats } from '../../bench/common.js';
 import { summarize } from '../../bench/common.js';
 import { canRunNative } from '../../bench/native.js';
-import { evaluateTargets, merge, renderSvg, renderTables, writeResults, type GuestResult, type HostResult } from '../../bench/report.js';
+import {
+  evaluateTargets,
+  merge,
+  renderSvg,
+  renderTables,
+  writeResults,
+  type GuestResult,
+  type HostResult,
+} from '../../bench/report.js';
 
 const stats = (medianUs: number): Stats => summarize([medianUs * 900, medianUs * 1000, medianUs * 1100]);
 const info = { kernel: 'test', cpus: 1, cpuModel: 'test', node: process.version, timerOverheadNs: 30, durationS: 1 };
 
 function syntheticGuest(): GuestResult {
   const op = (id: string, c: number, libdm: number, ffiRs: number, koffi: number) => ({
-    id, label: id, impls: { c: stats(c), libdm: stats(libdm), 'ffi-rs': stats(ffiRs), koffi: stats(koffi), dmsetup: stats(100_000) },
+    id,
+    label: id,
+    impls: { c: stats(c), libdm: stats(libdm), 'ffi-rs': stats(ffiRs), koffi: stats(koffi), dmsetup: stats(100_000) },
   });
-  const lc = (total: number) => ({ total: stats(total), phases: { create: stats(total / 4), get: stats(total / 4), put: stats(total / 4), remove: stats(total / 4) } });
+  const lc = (total: number) => ({
+    total: stats(total),
+    phases: { create: stats(total / 4), get: stats(total / 4), put: stats(total / 4), remove: stats(total / 4) },
+  });
   const point = (n: number) => {
     const s = stats(10);
     return {
-      n, fill: { from: 0, to: n, message: s, storeWrite: s }, driverCreate: s, driverRemove: s, driverList: stats(n), readAllLayers: stats(n),
-      init: stats(1000 + n * 10), active: n / 10, activate: s, thinStatus: s, deactivate: s, listed: n / 10, dmList: stats(n / 10), poolStatus: s, poolStatusFlush: s,
+      n,
+      fill: { from: 0, to: n, message: s, storeWrite: s },
+      driverCreate: s,
+      driverRemove: s,
+      driverList: stats(n),
+      readAllLayers: stats(n),
+      init: stats(1000 + n * 10),
+      active: n / 10,
+      activate: s,
+      thinStatus: s,
+      deactivate: s,
+      listed: n / 10,
+      dmList: stats(n / 10),
+      poolStatus: s,
+      poolStatusFlush: s,
     };
   };
   return {
     info,
     latency: { rounds: 1, ops: [op('DM_VERSION', 1, 40, 30, 20), op('DM_DEV_STATUS', 4, 26, 50, 30)] },
-    lifecycle: { rounds: 1, baseSize: '64M', filesystem: 'ext4', impls: { 'driver ffi-rs': lc(95_000), 'driver koffi': lc(99_000), c: lc(89_000), libdm: lc(97_000), dmsetup: lc(1_030_000) } },
+    lifecycle: {
+      rounds: 1,
+      baseSize: '64M',
+      filesystem: 'ext4',
+      impls: {
+        'driver ffi-rs': lc(95_000),
+        'driver koffi': lc(99_000),
+        c: lc(89_000),
+        libdm: lc(97_000),
+        dmsetup: lc(1_030_000),
+      },
+    },
     scale: {
-      sizes: [1000, 10000], initEmpty: stats(1000), points: [point(1000), point(10000)], fillCurve: [{ n: 500, us: 2 }, { n: 10000, us: 2 }],
-      metadataWork: [{ n: 1000, ms: 10 }, { n: 10000, ms: 100 }],
-      curves: [{ id: 'create_thin', label: 'create_thin', unit: 'per item', points: [{ n: 1000, us: 10 }, { n: 10000, us: 11 }], growth: 1.1, linear: true }],
+      sizes: [1000, 10000],
+      initEmpty: stats(1000),
+      points: [point(1000), point(10000)],
+      fillCurve: [
+        { n: 500, us: 2 },
+        { n: 10000, us: 2 },
+      ],
+      metadataWork: [
+        { n: 1000, ms: 10 },
+        { n: 10000, ms: 100 },
+      ],
+      curves: [
+        {
+          id: 'create_thin',
+          label: 'create_thin',
+          unit: 'per item',
+          points: [
+            { n: 1000, us: 10 },
+            { n: 10000, us: 11 },
+          ],
+          growth: 1.1,
+          linear: true,
+        },
+      ],
     },
   };
 }
@@ -57,7 +115,18 @@ test('targets: MET and MISSED are computed from the medians, per backend', (t) =
 test('report: table, SVG and files from a merged result', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'devmapper-bench-report-'));
   try {
-    const result = merge({ date: '2026-11-30', mode: 'quick', backend: 'qemu', machine: 'test', totalS: 1, loadavg: { start: [1, 2, 3], end: [1, 2, 3] } }, undefined, syntheticGuest());
+    const result = merge(
+      {
+        date: '2026-11-30',
+        mode: 'quick',
+        backend: 'qemu',
+        machine: 'test',
+        totalS: 1,
+        loadavg: { start: [1, 2, 3], end: [1, 2, 3] },
+      },
+      undefined,
+      syntheticGuest(),
+    );
     const tables = renderTables(result);
     t.regex(tables, /Per-ioctl latency in the QEMU guest/);
     t.regex(tables, /host load average at start 1\.00 2\.00 3\.00/);
@@ -75,30 +144,50 @@ test('report: table, SVG and files from a merged result', (t) => {
 
 const nativeReason = canRunNative();
 const hostScript = fileURLToPath(new URL('../../bench/host.js', import.meta.url));
-(nativeReason ? test.skip : test)(`bench host part, quick mode: loop ioctls through both FFI backends against C${nativeReason ? ` (skipped: ${nativeReason})` : ''}`, async (t) => {
-  t.timeout(120_000);
-  const dir = mkdtempSync(join(tmpdir(), 'devmapper-bench-host-'));
-  try {
-    const out = join(dir, 'host.json');
-    await new Promise<void>((resolve, reject) => {
-      execFile(process.execPath, [hostScript, '--quick', '--out', out], (error, _stdout, stderr) => {
-        if (error) reject(new Error(`bench host part failed: ${error.message}\n${stderr.slice(-4000)}`));
-        else resolve();
+(nativeReason ? test.skip : test)(
+  `bench host part, quick mode: loop ioctls through both FFI backends against C${nativeReason ? ` (skipped: ${nativeReason})` : ''}`,
+  async (t) => {
+    t.timeout(120_000);
+    const dir = mkdtempSync(join(tmpdir(), 'devmapper-bench-host-'));
+    try {
+      const out = join(dir, 'host.json');
+      await new Promise<void>((resolve, reject) => {
+        execFile(process.execPath, [hostScript, '--quick', '--out', out], (error, _stdout, stderr) => {
+          if (error) reject(new Error(`bench host part failed: ${error.message}\n${stderr.slice(-4000)}`));
+          else resolve();
+        });
       });
-    });
-    const host = JSON.parse(readFileSync(out, 'utf8')) as HostResult;
-    t.is(host.skipped, undefined);
-    const ops = host.native!.ops;
-    t.deepEqual(ops.map((op) => op.id), ['LOOP_CTL_GET_FREE', 'LOOP_GET_STATUS64']);
-    for (const op of ops) {
-      for (const impl of ['c', 'c open+close', 'ffi-rs', 'koffi', 'ffi-rs binding', 'koffi binding', 'LoopDevices ffi-rs', 'LoopDevices koffi']) {
-        const s = op.impls[impl];
-        t.true(s !== undefined && s.n > 0 && Number.isFinite(s.median) && s.median > 0, `${op.id} ${impl}: ${JSON.stringify(s)}`);
+      const host = JSON.parse(readFileSync(out, 'utf8')) as HostResult;
+      t.is(host.skipped, undefined);
+      const ops = host.native!.ops;
+      t.deepEqual(
+        ops.map((op) => op.id),
+        ['LOOP_CTL_GET_FREE', 'LOOP_GET_STATUS64'],
+      );
+      for (const op of ops) {
+        for (const impl of [
+          'c',
+          'c open+close',
+          'ffi-rs',
+          'koffi',
+          'ffi-rs binding',
+          'koffi binding',
+          'LoopDevices ffi-rs',
+          'LoopDevices koffi',
+        ]) {
+          const s = op.impls[impl];
+          t.true(
+            s !== undefined && s.n > 0 && Number.isFinite(s.median) && s.median > 0,
+            `${op.id} ${impl}: ${JSON.stringify(s)}`,
+          );
+        }
       }
+      const tables = renderTables(
+        merge({ date: '2026-11-30', mode: 'quick', backend: 'qemu', machine: 'test', totalS: 1 }, host, undefined),
+      );
+      t.regex(tables, /Native FFI overhead/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
-    const tables = renderTables(merge({ date: '2026-11-30', mode: 'quick', backend: 'qemu', machine: 'test', totalS: 1 }, host, undefined));
-    t.regex(tables, /Native FFI overhead/);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+  },
+);

@@ -23,15 +23,35 @@ const cli = (...args: string[]): Promise<Run> => runCli(args, 60_000);
 const home = mkdtempSync(join(tmpdir(), 'devmapper-cli-host-'));
 test.after.always(() => rmSync(home, { recursive: true, force: true }));
 
-const demoDirs = (): string[] => readdirSync(tmpdir()).filter((n) => n.startsWith('devmapper-demo-')).sort();
+const demoDirs = (): string[] =>
+  readdirSync(tmpdir())
+    .filter((n) => n.startsWith('devmapper-demo-'))
+    .sort();
 
 // On a host that has device-mapper these cases are the kernel tests' business.
 const withoutDm = HAS_DM ? test.skip : test;
 
 withoutDm('each command that needs the kernel exits 1 and explains that device-mapper is missing', async (t) => {
   const before = demoDirs();
-  const commands = [['ls'], ['init'], ['create', 'img'], ['mount', 'img'], ['umount', 'img'], ['rm', 'img'], ['status'], ['cleanup'], ['check'], ['demo'],
-    ['dm', 'version'], ['dm', 'ls'], ['dm', 'info', 'x'], ['dm', 'table', 'x'], ['dm', 'status', 'x'], ['dm', 'targets'], ['dm', 'message', 'x', '0', 'hi']];
+  const commands = [
+    ['ls'],
+    ['init'],
+    ['create', 'img'],
+    ['mount', 'img'],
+    ['umount', 'img'],
+    ['rm', 'img'],
+    ['status'],
+    ['cleanup'],
+    ['check'],
+    ['demo'],
+    ['dm', 'version'],
+    ['dm', 'ls'],
+    ['dm', 'info', 'x'],
+    ['dm', 'table', 'x'],
+    ['dm', 'status', 'x'],
+    ['dm', 'targets'],
+    ['dm', 'message', 'x', '0', 'hi'],
+  ];
   const runs = await Promise.all(commands.map((args) => cli('--home', home, ...args)));
   commands.forEach((args, i) => {
     const run = runs[i]!;
@@ -48,7 +68,10 @@ withoutDm('each command that needs the kernel exits 1 and explains that device-m
   // The way out it names is a command that exists in this checkout: the package's bin, in the VM.
   const suggestion = /npm run vm -- node (\S+) \.\.\./.exec(runs[0]!.stderr);
   t.truthy(suggestion, runs[0]!.stderr);
-  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string>; scripts: Record<string, string> };
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+    bin: Record<string, string>;
+    scripts: Record<string, string>;
+  };
   t.is(resolve(ROOT, suggestion![1]!), resolve(ROOT, pkg.bin.devmapper!));
   t.true(existsSync(join(ROOT, suggestion![1]!)));
   t.truthy(pkg.scripts.vm, 'npm run vm exists');
@@ -73,7 +96,10 @@ test('usage errors exit 2 before anything needs the kernel; --help exits 0', asy
     [['ls', '--bogus'], /unknown option --bogus/],
     [['create', 'x', '--size', '12Q'], /^devmapper: --size: "12Q" has an unknown unit/],
     [['create', 'x', '--size', '99999999999999999999'], /^devmapper: --size: "99999999999999999999" is too large/],
-    [['create', 'x', '--size', '1000'], /^devmapper: --size: "1000" is 1000 bytes, not a whole number of 512-byte sectors/],
+    [
+      ['create', 'x', '--size', '1000'],
+      /^devmapper: --size: "1000" is 1000 bytes, not a whole number of 512-byte sectors/,
+    ],
     [['create', 'x', '--size', '-1G'], /^devmapper: --size: "-1G" is not a size/],
     [['create', 'x', '--parent', '../up'], /^devmapper: --parent: /],
     [['init', '--loop-data-size', '10X'], /^devmapper: --loop-data-size: "10X" has an unknown unit/],
@@ -115,7 +141,9 @@ test('usage errors exit 2 before anything needs the kernel; --help exits 0', asy
   t.regex(relative.stderr, /--home must be an absolute path/);
   const json = await cli('--home', home, '--json', 'create');
   t.is(json.code, 2);
-  t.deepEqual(JSON.parse(json.stderr), { error: { code: 'ERR_DM_USAGE', message: 'usage: devmapper create <id> [--parent <id>] [--size <size>]' } });
+  t.deepEqual(JSON.parse(json.stderr), {
+    error: { code: 'ERR_DM_USAGE', message: 'usage: devmapper create <id> [--parent <id>] [--size <size>]' },
+  });
   t.deepEqual(readdirSync(home), []);
 
   for (const args of [['--help'], ['-h'], ['--home', home, '--help']]) {
@@ -124,18 +152,62 @@ test('usage errors exit 2 before anything needs the kernel; --help exits 0', asy
     t.is(help.stderr, '');
     t.regex(help.stdout, /^usage: devmapper \[--home DIR\] \[--json\] \[--wait\[=SECONDS\]\] \[--no-color\] <command>/);
     t.regex(help.stdout, /^Exit status: 0 done, 1 failed, 2 usage error, 3 check found problems\.$/m);
-    for (const command of ['init', 'create', 'mount', 'umount', 'rm', 'ls', 'status', 'cleanup', 'check', 'demo', 'dm version', 'dm ls', 'dm info', 'dm table',
-      'dm status', 'dm targets', 'dm message']) {
+    for (const command of [
+      'init',
+      'create',
+      'mount',
+      'umount',
+      'rm',
+      'ls',
+      'status',
+      'cleanup',
+      'check',
+      'demo',
+      'dm version',
+      'dm ls',
+      'dm info',
+      'dm table',
+      'dm status',
+      'dm targets',
+      'dm message',
+    ]) {
       t.regex(help.stdout, new RegExp(`^  ${command}\\b`, 'm'), `${args.join(' ')} lists ${command}`);
     }
   }
 });
 
-test('<command> --help prints that command\'s usage, options and an example, exit 0, for every command', async (t) => {
+test("<command> --help prints that command's usage, options and an example, exit 0, for every command", async (t) => {
   t.true(COMMANDS.length >= 23, 'every command has a help entry');
-  for (const name of ['init', 'create', 'mount', 'umount', 'rm', 'ls', 'status', 'cleanup', 'check', 'demo', 'diff', 'image import', 'image ls', 'image rm',
-    'image rootfs', 'serve containerd', 'dm version', 'dm ls', 'dm info', 'dm table', 'dm status', 'dm targets', 'dm message', 'completion']) {
-    t.truthy(COMMANDS.find((c) => c.name === name), `${name} has help`);
+  for (const name of [
+    'init',
+    'create',
+    'mount',
+    'umount',
+    'rm',
+    'ls',
+    'status',
+    'cleanup',
+    'check',
+    'demo',
+    'diff',
+    'image import',
+    'image ls',
+    'image rm',
+    'image rootfs',
+    'serve containerd',
+    'dm version',
+    'dm ls',
+    'dm info',
+    'dm table',
+    'dm status',
+    'dm targets',
+    'dm message',
+    'completion',
+  ]) {
+    t.truthy(
+      COMMANDS.find((c) => c.name === name),
+      `${name} has help`,
+    );
   }
   const runs = await Promise.all(COMMANDS.map((c) => cli(...c.name.split(' '), '--help')));
   COMMANDS.forEach((command, i) => {
@@ -143,29 +215,43 @@ test('<command> --help prints that command\'s usage, options and an example, exi
     t.is(run.code, 0, `${command.name} --help: ${run.stderr}`);
     t.is(run.stderr, '', command.name);
     t.true(run.stdout.startsWith(`usage: ${command.usage}\n`), `${command.name}: ${run.stdout.slice(0, 200)}`);
-    for (const [flag] of command.flags) t.true(run.stdout.includes(`  ${flag}  `) || run.stdout.includes(`  ${flag} `), `${command.name} --help names ${flag}`);
+    for (const [flag] of command.flags)
+      t.true(
+        run.stdout.includes(`  ${flag}  `) || run.stdout.includes(`  ${flag} `),
+        `${command.name} --help names ${flag}`,
+      );
     t.regex(run.stdout, /^Global options:\n {2}--home DIR/m, command.name);
-    t.regex(run.stdout, new RegExp(`^Example:\n {2}.*devmapper`, 'm'), `${command.name}: one example`);
+    t.regex(run.stdout, /^Example:\n {2}.*devmapper/m, `${command.name}: one example`);
     t.notRegex(run.stdout, /^Layers \(over --home/m, `${command.name}: not the global list`);
   });
   // --help wherever it is, and before the command's own arguments are checked.
-  const spots = [['create', 'x', '--size', 'nonsense', '--help'], ['--help', 'create'], ['--json', 'create', '--help'], ['create', '-h']];
+  const spots = [
+    ['create', 'x', '--size', 'nonsense', '--help'],
+    ['--help', 'create'],
+    ['--json', 'create', '--help'],
+    ['create', '-h'],
+  ];
   for (const args of spots) {
     const run = await cli(...args);
     t.is(run.code, 0, args.join(' '));
     t.true(run.stdout.startsWith('usage: devmapper create <id>'), args.join(' '));
   }
   // A group without its sub-command lists the group.
-  for (const [group, members] of [['image', ['import', 'ls', 'rm', 'rootfs']], ['dm', ['version', 'ls', 'info', 'table', 'status', 'targets', 'message']], ['serve', ['containerd']]] as const) {
+  for (const [group, members] of [
+    ['image', ['import', 'ls', 'rm', 'rootfs']],
+    ['dm', ['version', 'ls', 'info', 'table', 'status', 'targets', 'message']],
+    ['serve', ['containerd']],
+  ] as const) {
     const run = await cli(group, '--help');
     t.is(run.code, 0, group);
     t.true(run.stdout.startsWith(`usage: devmapper ${group} <command>`), group);
-    for (const member of members) t.regex(run.stdout, new RegExp(`^ {2}devmapper ${group} ${member}\\b`, 'm'), `${group} --help lists ${member}`);
+    for (const member of members)
+      t.regex(run.stdout, new RegExp(`^ {2}devmapper ${group} ${member}\\b`, 'm'), `${group} --help lists ${member}`);
   }
   t.deepEqual(readdirSync(home), [], 'help touched nothing');
 });
 
-test('--version prints package.json\'s version (plain and --json), exit 0', async (t) => {
+test("--version prints package.json's version (plain and --json), exit 0", async (t) => {
   const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
   for (const args of [['--version'], ['-V'], ['--home', home, '--version']]) {
     const run = await cli(...args);
@@ -176,21 +262,56 @@ test('--version prints package.json\'s version (plain and --json), exit 0', asyn
   t.deepEqual(JSON.parse((await cli('--json', '--version')).stdout), { version });
 });
 
-test('completion bash: sourced in bash it registers devmapper and completes commands, sub-commands and each command\'s flags', async (t) => {
+test("completion bash: sourced in bash it registers devmapper and completes commands, sub-commands and each command's flags", async (t) => {
   const script = await cli('completion', 'bash');
   t.is(script.code, 0, script.stderr);
   const file = join(home, '..', `devmapper-completion-${process.pid}.bash`);
   writeFileSync(file, script.stdout);
   try {
     // COMP_WORDS/COMP_CWORD as bash sets them for the line being completed; prints COMPREPLY.
-    const complete = (...words: string[]): string[] => execFileSync('bash', ['--noprofile', '--norc', '-c',
-      `source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(( $# - 1 )); _devmapper; printf '%s\\n' "\${COMPREPLY[@]}"`, 'bash', file, ...words], { encoding: 'utf8' })
-      .split('\n').filter((w) => w !== '');
-    const registered = execFileSync('bash', ['--noprofile', '--norc', '-c', 'source "$1"; complete -p devmapper', 'bash', file], { encoding: 'utf8' });
+    const complete = (...words: string[]): string[] =>
+      execFileSync(
+        'bash',
+        [
+          '--noprofile',
+          '--norc',
+          '-c',
+          `source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(( $# - 1 )); _devmapper; printf '%s\\n' "\${COMPREPLY[@]}"`,
+          'bash',
+          file,
+          ...words,
+        ],
+        { encoding: 'utf8' },
+      )
+        .split('\n')
+        .filter((w) => w !== '');
+    const registered = execFileSync(
+      'bash',
+      ['--noprofile', '--norc', '-c', 'source "$1"; complete -p devmapper', 'bash', file],
+      { encoding: 'utf8' },
+    );
     t.is(registered.trim(), 'complete -F _devmapper devmapper');
     t.deepEqual(complete('devmapper', 'cr'), ['create']);
-    t.true(['init', 'create', 'mount', 'umount', 'rm', 'ls', 'status', 'cleanup', 'check', 'image', 'diff', 'serve', 'demo', 'dm', 'completion']
-      .every((c) => complete('devmapper', '').includes(c)), complete('devmapper', '').join(' '));
+    t.true(
+      [
+        'init',
+        'create',
+        'mount',
+        'umount',
+        'rm',
+        'ls',
+        'status',
+        'cleanup',
+        'check',
+        'image',
+        'diff',
+        'serve',
+        'demo',
+        'dm',
+        'completion',
+      ].every((c) => complete('devmapper', '').includes(c)),
+      complete('devmapper', '').join(' '),
+    );
     t.deepEqual(complete('devmapper', 'image', 'r'), ['rm', 'rootfs']);
     t.deepEqual(complete('devmapper', '--home', '/x', 'dm', 'ta'), ['table', 'targets']);
     t.deepEqual(complete('devmapper', 'completion', ''), ['bash', 'zsh']);
@@ -217,24 +338,40 @@ test('completion bash: sourced in bash it registers devmapper and completes comm
 });
 
 test('colour: only where asked for; NO_COLOR and --no-color turn it off, FORCE_COLOR cannot override them', async (t) => {
-  const run = (env: Record<string, string>, ...args: string[]): Promise<CliRun> => new Promise((resolvePromise) => {
-    const child = spawnSync(process.execPath, [CLI_BIN, ...args], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env } });
-    resolvePromise({ code: child.status, stdout: child.stdout, stderr: child.stderr });
-  });
+  const run = (env: Record<string, string>, ...args: string[]): Promise<CliRun> =>
+    new Promise((resolvePromise) => {
+      const child = spawnSync(process.execPath, [CLI_BIN, ...args], {
+        encoding: 'utf8',
+        env: { PATH: process.env.PATH ?? '', ...env },
+      });
+      resolvePromise({ code: child.status, stdout: child.stdout, stderr: child.stderr });
+    });
   const ESC = '\u001b[';
   const forced = await run({ FORCE_COLOR: '1' }, 'frobnicate');
   t.is(forced.code, 2);
   t.true(forced.stderr.includes(ESC), 'FORCE_COLOR colours the error');
   t.regex(forced.stderr, /unknown command "frobnicate"/);
-  for (const [env, args] of [[{ FORCE_COLOR: '1', NO_COLOR: '1' }, []], [{ FORCE_COLOR: '1' }, ['--no-color']], [{}, []], [{ NO_COLOR: '1' }, []]] as const) {
+  for (const [env, args] of [
+    [{ FORCE_COLOR: '1', NO_COLOR: '1' }, []],
+    [{ FORCE_COLOR: '1' }, ['--no-color']],
+    [{}, []],
+    [{ NO_COLOR: '1' }, []],
+  ] as const) {
     const plain = await run(env, ...args, 'frobnicate');
     t.is(plain.code, 2);
     t.false(plain.stderr.includes(ESC), `no colour with ${JSON.stringify(env)} ${args.join(' ')}`);
     t.true(plain.stderr.startsWith('devmapper: unknown command "frobnicate"'));
   }
   // The logger (tslog's pretty output) follows NO_COLOR too: its setting is read from the environment at load.
-  const log = spawnSync(process.execPath, ['--input-type=module', '-e', `const { logger } = await import(${JSON.stringify(join(ROOT, 'dist/src/log.js'))}); console.log(logger.settings.stylePrettyLogs)`],
-    { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', NO_COLOR: '1' } });
+  const log = spawnSync(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      `const { logger } = await import(${JSON.stringify(join(ROOT, 'dist/src/log.js'))}); console.log(logger.settings.stylePrettyLogs)`,
+    ],
+    { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', NO_COLOR: '1' } },
+  );
   t.is(log.stdout.trim(), 'false');
 });
 
@@ -242,18 +379,35 @@ test('progress of a long step: a spinner with the seconds on a terminal, one pla
   const snippet = `const { Progress } = await import(${JSON.stringify(join(ROOT, 'dist/src/cli/output.js'))});
 await Progress.run('formatting the base device', () => new Promise((r) => setTimeout(r, 700)));
 await Progress.run('a quick step', () => new Promise((r) => setTimeout(r, 10)), { delayMs: 1000 });`;
-  const plain = spawnSync(process.execPath, ['--input-type=module', '-e', snippet], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' } });
+  const plain = spawnSync(process.execPath, ['--input-type=module', '-e', snippet], {
+    encoding: 'utf8',
+    env: { PATH: process.env.PATH ?? '' },
+  });
   t.is(plain.status, 0, plain.stderr);
-  t.is(plain.stderr, 'formatting the base device\n', 'no terminal: one line, no control characters; a quick step shows nothing');
+  t.is(
+    plain.stderr,
+    'formatting the base device\n',
+    'no terminal: one line, no control characters; a quick step shows nothing',
+  );
   // script(1) gives the child a pseudo-terminal.
   const file = join(home, '..', `devmapper-progress-${process.pid}.mjs`);
   writeFileSync(file, snippet);
   try {
-    const tty = spawnSync('script', ['-qec', `${process.execPath} ${file}`, '/dev/null'], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', TERM: 'xterm', NO_COLOR: '1' } });
+    const tty = spawnSync('script', ['-qec', `${process.execPath} ${file}`, '/dev/null'], {
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH ?? '', TERM: 'xterm', NO_COLOR: '1' },
+    });
     t.is(tty.status, 0, tty.stderr);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: matching the terminal's escape sequences
     t.regex(tty.stdout, /\r\u001b\[K[|/\\-] formatting the base device \(0 s\)/, 'a spinner frame with the seconds');
-    t.regex(tty.stdout, /\r\u001b\[Kformatting the base device: done in 0\.\d s\r?\n/, 'ends as one line with the time taken');
+    t.regex(
+      tty.stdout,
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: as above
+      /\r\u001b\[Kformatting the base device: done in 0\.\d s\r?\n/,
+      'ends as one line with the time taken',
+    );
     t.notRegex(tty.stdout, /a quick step/);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: as above
     t.notRegex(tty.stdout, /\u001b\[3\dm/, 'NO_COLOR: the spinner is not coloured');
   } finally {
     rmSync(file, { force: true });
@@ -267,7 +421,11 @@ test('a regular file as --home: an error naming it (no advice to init, no raw EE
     for (const args of [['init'], ['ls'], ['status'], ['create', 'x'], ['check'], ['cleanup'], ['image', 'ls']]) {
       const run = await cli('--home', file, ...args);
       t.is(run.code, 1, `${args.join(' ')}: ${run.stderr}`);
-      t.is(run.stderr, `devmapper: --home ${file} is a regular file, not a directory: give a directory, or a path that does not exist yet (init creates it) [ENOTDIR]\n`, args.join(' '));
+      t.is(
+        run.stderr,
+        `devmapper: --home ${file} is a regular file, not a directory: give a directory, or a path that does not exist yet (init creates it) [ENOTDIR]\n`,
+        args.join(' '),
+      );
     }
     const below = await cli('--home', join(file, 'sub'), 'init');
     t.is(below.code, 1);

@@ -80,7 +80,11 @@ interface NameRecord {
  * '445'    - event_nr, flags and, with HAS_UUID, the uuid.
  * Returns the buffer and the data area [start, end).
  */
-function nameListPayload(records: NameRecord[], style: 'pre437' | '437' | '445', fill = 0): { buf: Buffer; start: number; end: number } {
+function nameListPayload(
+  records: NameRecord[],
+  style: 'pre437' | '437' | '445',
+  fill = 0,
+): { buf: Buffer; start: number; end: number } {
   const start = 16; // a nonzero data_start, to catch offsets taken from the buffer's start
   const buf = Buffer.alloc(4096, fill);
   let at = start;
@@ -136,7 +140,7 @@ function versionsPayload(records: Array<{ name: string; version: [number, number
   for (const r of records) {
     if (prev >= 0) buf.writeUInt32LE(at - prev, prev);
     buf.writeUInt32LE(0, at);
-    r.version.forEach((v, i) => buf.writeUInt32LE(v, at + 4 + i * 4));
+    for (const [i, v] of r.version.entries()) buf.writeUInt32LE(v, at + 4 + i * 4);
     putString(buf, at + 16, r.name);
     prev = at;
     at = start + align8(at - start + 16 + Buffer.byteLength(r.name) + 1);
@@ -180,8 +184,14 @@ test('dm_ioctl header round trip, with padding and string tails zeroed', (t) => 
   t.is(buf.readUInt32LE(36), 0, 'padding');
   t.is(buf.readUInt32LE(24), 0xfffffffe, 'open_count at 24');
   t.is(buf.readBigUInt64LE(40), 0x1234_5678_9abc_def0n, 'dev at 40');
-  t.true(buf.subarray(48 + Buffer.byteLength('pool-ü'), 176).every((b) => b === 0), 'name tail');
-  t.true(buf.subarray(176 + 7, 312).every((b) => b === 0), 'uuid tail and data[7]');
+  t.true(
+    buf.subarray(48 + Buffer.byteLength('pool-ü'), 176).every((b) => b === 0),
+    'name tail',
+  );
+  t.true(
+    buf.subarray(176 + 7, 312).every((b) => b === 0),
+    'uuid tail and data[7]',
+  );
   t.is(buf[312], 0xff, 'nothing past the header is touched');
 });
 
@@ -208,7 +218,7 @@ test('device name limits are counted in UTF-8 bytes', (t) => {
   invalid(t, () => validateDeviceName('a'.repeat(128)), 'name');
   // 64 two-byte characters: 64 UTF-16 units but 128 bytes, one too many.
   invalid(t, () => validateDeviceName('é'.repeat(64)), 'name');
-  t.is(validateDeviceName('é'.repeat(63) + 'a'), 127);
+  t.is(validateDeviceName(`${'é'.repeat(63)}a`), 127);
   invalid(t, () => validateDeviceName(''), 'name');
   invalid(t, () => validateDeviceName('a/b'), 'name');
   invalid(t, () => validateDeviceName('a\0b'), 'name');
@@ -290,7 +300,7 @@ test('encodeTargets lays out specs with next relative to the current spec', (t) 
   const buf = Buffer.alloc(1024, 0xee);
   const size = encodeTargets(buf, 312, table);
   t.is(size, targetsSize(table));
-  t.is(size, (40 + 16) + (40 + 16) + (40 + 8) + (40 + 8));
+  t.is(size, 40 + 16 + (40 + 16) + (40 + 8) + (40 + 8));
   let at = 312;
   for (const [i, spec] of table.entries()) {
     const recordSize = 40 + align8(Buffer.byteLength(spec.params) + 1);
@@ -299,9 +309,15 @@ test('encodeTargets lays out specs with next relative to the current spec', (t) 
     t.is(buf.readInt32LE(at + 16), 0, `status ${i}`);
     t.is(buf.readUInt32LE(at + 20), recordSize, `next ${i}`);
     t.is(buf.toString('utf8', at + 24, at + 24 + spec.type.length), spec.type);
-    t.true(buf.subarray(at + 24 + spec.type.length, at + 40).every((b) => b === 0), `type tail ${i}`);
+    t.true(
+      buf.subarray(at + 24 + spec.type.length, at + 40).every((b) => b === 0),
+      `type tail ${i}`,
+    );
     t.is(buf.toString('utf8', at + 40, at + 40 + Buffer.byteLength(spec.params)), spec.params);
-    t.true(buf.subarray(at + 40 + Buffer.byteLength(spec.params), at + recordSize).every((b) => b === 0), `NUL and padding ${i}`);
+    t.true(
+      buf.subarray(at + 40 + Buffer.byteLength(spec.params), at + recordSize).every((b) => b === 0),
+      `NUL and padding ${i}`,
+    );
     at += recordSize;
   }
   t.is(buf[at], 0xee, 'nothing written past the table');
@@ -342,7 +358,13 @@ test('encodeTargets rejects bad tables with the offending argument', (t) => {
 
 test('decodeTargetSpecs reads DM_TABLE_STATUS output', (t) => {
   const specs = [
-    { start: 0n, length: 409600n, type: 'thin-pool', params: '0 1/1024 0/3200 - rw discard_passdown queue_if_no_space - 1024 ', status: 0 },
+    {
+      start: 0n,
+      length: 409600n,
+      type: 'thin-pool',
+      params: '0 1/1024 0/3200 - rw discard_passdown queue_if_no_space - 1024 ',
+      status: 0,
+    },
     { start: 409600n, length: 8n, type: 'abcdefghijklmno', params: '', status: -1 }, // 15-char type
   ];
   const { buf, start, end } = statusPayload(specs);
@@ -562,7 +584,7 @@ test('decodeTargetDeps reads DM_TABLE_DEPS output and refuses overflowing counts
   buf.writeUInt32LE(3, start);
   buf.writeUInt32LE(0, start + 4);
   const devs = [encodeDev(7, 0), encodeDev(259, 3), encodeDev(8, 16)];
-  devs.forEach((d, i) => buf.writeBigUInt64LE(d, start + 8 + i * 8));
+  for (const [i, d] of devs.entries()) buf.writeBigUInt64LE(d, start + 8 + i * 8);
   t.deepEqual(decodeTargetDeps(buf, start, start + 32), devs);
   parseError(t, () => decodeTargetDeps(buf, start, start + 31), /do not fit/);
   buf.writeUInt32LE(0, start);
@@ -634,7 +656,10 @@ test('loop_info64 round trip and field placement', (t) => {
   t.is(buf.readBigUInt64LE(8 + 24), 1n << 33n, 'lo_offset at 24');
   t.is(buf.readUInt32LE(8 + 52), info.flags, 'lo_flags at 52');
   t.is(buf.toString('utf8', 8 + 56, 8 + 56 + 4), '/var', 'lo_file_name at 56');
-  t.true(buf.subarray(8 + 56 + Buffer.byteLength(info.fileName), 8 + 120).every((b) => b === 0), 'file name tail zeroed');
+  t.true(
+    buf.subarray(8 + 56 + Buffer.byteLength(info.fileName), 8 + 120).every((b) => b === 0),
+    'file name tail zeroed',
+  );
   t.is(buf.readBigUInt64LE(8 + 216), 1n, 'lo_init at 216');
   t.is(buf[8 + 232], 0xab, 'nothing past the struct');
   // Defaults: everything zero.
@@ -655,12 +680,12 @@ test('loop_info64 limits and malformed kernel output', (t) => {
   invalid(t, () => encodeLoopInfo64(buf, 0, { init: [0n] as unknown as [bigint, bigint] }), 'init');
   invalid(t, () => encodeLoopInfo64(Buffer.alloc(231), 0, {}), 'buffer');
   // truncateUtf8 fits a long path without splitting a character.
-  const long = '/srv/' + 'é'.repeat(40);
+  const long = `/srv/${'é'.repeat(40)}`;
   const cut = truncateUtf8(long, 63);
   t.true(Buffer.byteLength(cut) <= 63);
   t.true(long.startsWith(cut));
   t.is(Buffer.byteLength(cut), 63); // 5 + 29*2 = 63 exactly
-  t.is(truncateUtf8('/srv/' + 'é'.repeat(40), 62), '/srv/' + 'é'.repeat(28));
+  t.is(truncateUtf8(`/srv/${'é'.repeat(40)}`, 62), `/srv/${'é'.repeat(28)}`);
   t.is(encodeLoopInfo64(buf, 0, { fileName: cut }), 232);
   // lo_file_name without a NUL: the kernel always terminates it.
   buf.fill(0x41, 56, 120);
@@ -674,7 +699,10 @@ test('loop_config round trip, reserved words zeroed, limits', (t) => {
   t.deepEqual(decodeLoopConfig(buf, 0), { fd: 12, blockSize: 4096, info });
   t.is(buf.readUInt32LE(4), 4096);
   t.deepEqual(decodeLoopInfo64(buf, 8), info, 'info at offset 8');
-  t.true(buf.subarray(240, 304).every((b) => b === 0), '__reserved zeroed');
+  t.true(
+    buf.subarray(240, 304).every((b) => b === 0),
+    '__reserved zeroed',
+  );
   t.is(buf[304], 0xcd);
   encodeLoopConfig(buf, 0, { fd: 0 });
   t.deepEqual(decodeLoopConfig(buf, 0).blockSize, 0);

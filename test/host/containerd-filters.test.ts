@@ -3,13 +3,34 @@
 import test from 'ava';
 import { parseFilters } from '../../src/containerd/filters.js';
 import { SnapshotError } from '../../src/containerd/errors.js';
-import { assertKey, checkLabels, fromLayer, snapshotField, toMeta, type SnapshotInfo } from '../../src/containerd/records.js';
+import {
+  assertKey,
+  checkLabels,
+  fromLayer,
+  snapshotField,
+  toMeta,
+  type SnapshotInfo,
+} from '../../src/containerd/records.js';
 
-const info = (over: Partial<SnapshotInfo>): SnapshotInfo => ({ name: 'n', parent: '', kind: 'active', created: 0, updated: 0, labels: {}, ...over });
-const matches = (filters: string[], i: SnapshotInfo): boolean => parseFilters(filters)((path) => snapshotField(i, path));
+const info = (over: Partial<SnapshotInfo>): SnapshotInfo => ({
+  name: 'n',
+  parent: '',
+  kind: 'active',
+  created: 0,
+  updated: 0,
+  labels: {},
+  ...over,
+});
+const matches = (filters: string[], i: SnapshotInfo): boolean =>
+  parseFilters(filters)((path) => snapshotField(i, path));
 
 test('selectors: ==, !=, ~=, presence; comma is AND, several filters OR', (t) => {
-  const a = info({ name: 'sha256:abc', parent: 'p', kind: 'committed', labels: { 'containerd.io/gc.root': 'x', tier: 'base' } });
+  const a = info({
+    name: 'sha256:abc',
+    parent: 'p',
+    kind: 'committed',
+    labels: { 'containerd.io/gc.root': 'x', tier: 'base' },
+  });
   t.true(matches([], a));
   t.true(matches([''], a), 'an empty filter matches all');
   t.true(matches(['kind==committed'], a));
@@ -40,22 +61,48 @@ test('malformed filters are INVALID_ARGUMENT errors naming the filter', (t) => {
   }
 });
 
-test('keys and labels are checked against containerd\'s limits', (t) => {
-  t.notThrows(() => assertKey('default/12/sha256:' + 'a'.repeat(64), 'key'));
-  for (const bad of ['', 'a\0b', 'x'.repeat(4097), 7]) t.throws(() => assertKey(bad, 'key'), { instanceOf: SnapshotError });
+test("keys and labels are checked against containerd's limits", (t) => {
+  t.notThrows(() => assertKey(`default/12/sha256:${'a'.repeat(64)}`, 'key'));
+  for (const bad of ['', 'a\0b', 'x'.repeat(4097), 7])
+    t.throws(() => assertKey(bad, 'key'), { instanceOf: SnapshotError });
   t.deepEqual(checkLabels({ a: 'b' }, 'w'), { a: 'b' });
   t.throws(() => checkLabels({ a: 'x'.repeat(4096) }, 'w'), { message: /longer than 4096/ });
   t.throws(() => checkLabels({ '': 'x' }, 'w'), { message: /empty key/ });
-  t.throws(() => checkLabels(Object.fromEntries(Array.from({ length: 257 }, (_, i) => [`k${i}`, 'v'])), 'w'), { message: /257 labels/ });
+  t.throws(() => checkLabels(Object.fromEntries(Array.from({ length: 257 }, (_, i) => [`k${i}`, 'v'])), 'w'), {
+    message: /257 labels/,
+  });
 });
 
 test('snapshot records: what toMeta writes fromLayer reads back; a damaged one is an error naming the layer', (t) => {
-  const snapshot = { ...info({ name: 'x', parent: 'p', kind: 'committed', labels: { a: 'b' } }), layerId: 'ctrd-4', mappedBytes: 123n };
-  const layer = { id: 'ctrd-4', parent: 'ctrd-3', deviceId: 9, size: 1n, deviceName: 'd', mounted: false, activated: false, meta: toMeta(snapshot) };
+  const snapshot = {
+    ...info({ name: 'x', parent: 'p', kind: 'committed', labels: { a: 'b' } }),
+    layerId: 'ctrd-4',
+    mappedBytes: 123n,
+  };
+  const layer = {
+    id: 'ctrd-4',
+    parent: 'ctrd-3',
+    deviceId: 9,
+    size: 1n,
+    deviceName: 'd',
+    mounted: false,
+    activated: false,
+    meta: toMeta(snapshot),
+  };
   t.deepEqual(fromLayer(layer), snapshot);
   t.is(fromLayer({ ...layer, meta: undefined }), undefined, 'a plain layer holds no snapshot');
-  for (const damaged of [null, 5, { v: 2 }, { ...(toMeta(snapshot).containerd as object), kind: 'weird' }, { ...(toMeta(snapshot).containerd as object), labels: { a: 1 } },
-    { ...(toMeta(snapshot).containerd as object), mappedBytes: '-1' }]) {
-    t.throws(() => fromLayer({ ...layer, meta: { containerd: damaged } }), { message: /layer ctrd-4/ }, JSON.stringify(damaged));
+  for (const damaged of [
+    null,
+    5,
+    { v: 2 },
+    { ...(toMeta(snapshot).containerd as object), kind: 'weird' },
+    { ...(toMeta(snapshot).containerd as object), labels: { a: 1 } },
+    { ...(toMeta(snapshot).containerd as object), mappedBytes: '-1' },
+  ]) {
+    t.throws(
+      () => fromLayer({ ...layer, meta: { containerd: damaged } }),
+      { message: /layer ctrd-4/ },
+      JSON.stringify(damaged),
+    );
   }
 });

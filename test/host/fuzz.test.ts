@@ -84,7 +84,9 @@ function attempt<T>(fn: () => T, allowed: readonly ErrorClass[]): Outcome<T> {
     if (!(e instanceof DevmapperError) || !allowed.some((c) => e instanceof c)) {
       const kind = e instanceof Error ? e.constructor.name : typeof e;
       const message = e instanceof Error ? e.message : String(e);
-      throw new Error(`threw ${kind} (expected a value or ${allowed.map((c) => c.name).join(' / ')}): ${message}`, { cause: e });
+      throw new Error(`threw ${kind} (expected a value or ${allowed.map((c) => c.name).join(' / ')}): ${message}`, {
+        cause: e,
+      });
     }
     if (typeof e.code !== 'string' || e.code === '') throw new Error(`${e.name} without a string code`);
     outcome = { ok: false, error: e };
@@ -99,7 +101,8 @@ function attempt<T>(fn: () => T, allowed: readonly ErrorClass[]): Outcome<T> {
     }
     ms = performance.now() - again;
   }
-  if (ms > BUDGET_MS) throw new Error(`call took ${ms.toFixed(1)} ms, over the ${BUDGET_MS} ms budget, ${RETIMES + 1} times`);
+  if (ms > BUDGET_MS)
+    throw new Error(`call took ${ms.toFixed(1)} ms, over the ${BUDGET_MS} ms budget, ${RETIMES + 1} times`);
   return outcome;
 }
 
@@ -173,7 +176,10 @@ type TokenOp =
   | { op: 'drop' | 'dup'; i: number }
   | { op: 'swap'; i: number; j: number }
   | { op: 'replace'; i: number; token: string };
-type CharOp = { op: 'char'; pos: number; ch: string } | { op: 'insert'; pos: number; junk: string } | { op: 'delete'; pos: number; n: number };
+type CharOp =
+  | { op: 'char'; pos: number; ch: string }
+  | { op: 'insert'; pos: number; junk: string }
+  | { op: 'delete'; pos: number; n: number };
 interface LineMutation {
   tokenOps: TokenOp[];
   charOps: CharOp[];
@@ -183,17 +189,69 @@ const beyondU64 = fc.bigInt({ min: U64_MAX + 1n, max: U64_MAX << 70n });
 const negative = fc.bigInt({ min: -U64_MAX - 2n, max: -1n });
 const numeral = fc.oneof(u64.map(String), beyondU64.map(String), negative.map(String));
 const GRAMMAR_TOKENS = [
-  'rw', 'ro', 'out_of_data_space', 'ignore_discard', 'discard_passdown', 'no_discard_passdown', 'error_if_no_space',
-  'queue_if_no_space', 'needs_check', '-', 'Fail', 'Error', 'skip_block_zeroing', 'read_only', 'SKIP_BLOCK_ZEROING',
-  'Read_Only', '0', '1', '4', '5', '128', '127', '2097152', '2097280', '16777215', '16777216', '253:0', '/dev/loop0',
+  'rw',
+  'ro',
+  'out_of_data_space',
+  'ignore_discard',
+  'discard_passdown',
+  'no_discard_passdown',
+  'error_if_no_space',
+  'queue_if_no_space',
+  'needs_check',
+  '-',
+  'Fail',
+  'Error',
+  'skip_block_zeroing',
+  'read_only',
+  'SKIP_BLOCK_ZEROING',
+  'Read_Only',
+  '0',
+  '1',
+  '4',
+  '5',
+  '128',
+  '127',
+  '2097152',
+  '2097280',
+  '16777215',
+  '16777216',
+  '253:0',
+  '/dev/loop0',
 ];
 const nastyToken = fc.oneof(
   numeral,
   fc.tuple(numeral, numeral).map(([a, b]) => `${a}/${b}`),
   fc.constantFrom(
-    '18446744073709551616', '18446744073709551615', '00000000000000000000000000001', '-0', '+1', '0x10', '1e3', '1.5',
-    '--', '/', '1/', '/1', '1/2/3', '5/3', '-/-', '', '__proto__', 'constructor', 'toString', 'hasOwnProperty',
-    'valueOf', '١٢٣', '１２', 'NaN', 'Infinity', '\u00a0', '\u2028', '\ufeff', '\0', 's\u212aip_block_zeroing',
+    '18446744073709551616',
+    '18446744073709551615',
+    '00000000000000000000000000001',
+    '-0',
+    '+1',
+    '0x10',
+    '1e3',
+    '1.5',
+    '--',
+    '/',
+    '1/',
+    '/1',
+    '1/2/3',
+    '5/3',
+    '-/-',
+    '',
+    '__proto__',
+    'constructor',
+    'toString',
+    'hasOwnProperty',
+    'valueOf',
+    '١٢٣',
+    '１２',
+    'NaN',
+    'Infinity',
+    '\u00a0',
+    '\u2028',
+    '\ufeff',
+    '\0',
+    's\u212aip_block_zeroing',
   ),
   fc.constantFrom(...GRAMMAR_TOKENS),
   fc.string({ unit: 'binary', maxLength: 6 }),
@@ -208,12 +266,19 @@ const charOp: fc.Arbitrary<CharOp> = fc.oneof(
   fc.record({
     op: fc.constant('char' as const),
     pos: fc.nat(300),
-    ch: fc.oneof(fc.string({ unit: 'binary', minLength: 1, maxLength: 1 }), fc.constantFrom(' ', '/', '-', '0', '9', '\0', '\u00a0', '\n', '\ud800')),
+    ch: fc.oneof(
+      fc.string({ unit: 'binary', minLength: 1, maxLength: 1 }),
+      fc.constantFrom(' ', '/', '-', '0', '9', '\0', '\u00a0', '\n', '\ud800'),
+    ),
   }),
   fc.record({
     op: fc.constant('insert' as const),
     pos: fc.nat(300),
-    junk: fc.oneof(fc.string({ unit: 'binary', maxLength: 8 }), nastyToken, fc.constantFrom(' ', ' - ', '/', '99999999999999999999999')),
+    junk: fc.oneof(
+      fc.string({ unit: 'binary', maxLength: 8 }),
+      nastyToken,
+      fc.constantFrom(' ', ' - ', '/', '99999999999999999999999'),
+    ),
   }),
   fc.record({ op: fc.constant('delete' as const), pos: fc.nat(300), n: fc.integer({ min: 1, max: 6 }) }),
 );
@@ -263,9 +328,9 @@ const randomLine = fc.oneof(
   fc.string({ unit: 'binary', maxLength: 80 }),
   fc.string({ unit: 'binary-ascii', maxLength: 80 }),
   fc.string({ unit: 'grapheme-ascii', maxLength: 80 }),
-  fc.tuple(fc.array(nastyToken, { maxLength: 11 }), fc.array(sepArb, { minLength: 1, maxLength: 3 }), leadArb, trailArb).map(
-    ([tokens, seps, lead, trail]) => joinLine(tokens, seps, lead, trail),
-  ),
+  fc
+    .tuple(fc.array(nastyToken, { maxLength: 11 }), fc.array(sepArb, { minLength: 1, maxLength: 3 }), leadArb, trailArb)
+    .map(([tokens, seps, lead, trail]) => joinLine(tokens, seps, lead, trail)),
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -428,12 +493,22 @@ test('parsePoolStatus: valid lines from the grammar round-trip', (t) => {
     else deepStrictEqual(value(out, line), expected);
   });
   for (const word of ['Fail', 'Error'] as const) {
-    for (const line of [word, `${word} `, ` ${word}\n`]) t.deepEqual(parsePoolStatus(line), { kind: word === 'Fail' ? 'fail' : 'error' });
+    for (const line of [word, `${word} `, ` ${word}\n`])
+      t.deepEqual(parsePoolStatus(line), { kind: word === 'Fail' ? 'fail' : 'error' });
   }
 });
 
 test('parsePoolStatus: mutated valid lines give a value or ParseError', (t) => {
-  const arb = fc.tuple(fc.oneof({ weight: 9, arbitrary: poolLineArb.map(poolTokens) }, { weight: 1, arbitrary: fc.constantFrom(['Fail'], ['Error']) }), lineMutation, fc.option(blockSizeArb, { nil: undefined }), fc.array(sepArb, { minLength: 1, maxLength: 3 }), trailArb);
+  const arb = fc.tuple(
+    fc.oneof(
+      { weight: 9, arbitrary: poolLineArb.map(poolTokens) },
+      { weight: 1, arbitrary: fc.constantFrom(['Fail'], ['Error']) },
+    ),
+    lineMutation,
+    fc.option(blockSizeArb, { nil: undefined }),
+    fc.array(sepArb, { minLength: 1, maxLength: 3 }),
+    trailArb,
+  );
   check(t, arb, runs(4000), ([tokens, mutation, blockSize, seps, trail]) => {
     const line = mutateChars(joinLine(mutateTokens(tokens, mutation.tokenOps), seps, '', trail), mutation.charOps);
     const opts = poolOpts({ blockSize });
@@ -453,7 +528,13 @@ interface ThinLine {
   lead: string;
   trail: string;
 }
-const thinLineArb: fc.Arbitrary<ThinLine> = fc.record({ mapped: u64, highest: fc.option(u64, { nil: null }), sep: sepArb, lead: leadArb, trail: trailArb });
+const thinLineArb: fc.Arbitrary<ThinLine> = fc.record({
+  mapped: u64,
+  highest: fc.option(u64, { nil: null }),
+  sep: sepArb,
+  lead: leadArb,
+  trail: trailArb,
+});
 const thinTokens = (l: ThinLine): string[] => [String(l.mapped), l.highest === null ? '-' : String(l.highest)];
 
 function checkThinStatus(s: ThinStatus): void {
@@ -476,11 +557,17 @@ test('parseThinStatus: random lines give a value or ParseError', (t) => {
 test('parseThinStatus: valid lines round-trip', (t) => {
   check(t, thinLineArb, runs(2000), (l) => {
     const line = joinLine(thinTokens(l), [l.sep], l.lead, l.trail);
-    deepStrictEqual(value(attempt(() => parseThinStatus(line), [ParseError]), line), {
-      kind: 'ok',
-      mappedSectors: l.mapped,
-      highestMappedSector: l.highest,
-    });
+    deepStrictEqual(
+      value(
+        attempt(() => parseThinStatus(line), [ParseError]),
+        line,
+      ),
+      {
+        kind: 'ok',
+        mappedSectors: l.mapped,
+        highestMappedSector: l.highest,
+      },
+    );
   });
   t.deepEqual(parseThinStatus('Fail '), { kind: 'fail' });
   t.deepEqual(parseThinStatus('Error'), { kind: 'error' });
@@ -488,12 +575,20 @@ test('parseThinStatus: valid lines round-trip', (t) => {
 });
 
 test('parseThinStatus: mutated valid lines give a value or ParseError', (t) => {
-  const tokens = fc.oneof({ weight: 9, arbitrary: thinLineArb.map(thinTokens) }, { weight: 1, arbitrary: fc.constantFrom(['Fail'], ['Error'], ['-']) });
-  check(t, fc.tuple(tokens, lineMutation, fc.array(sepArb, { minLength: 1, maxLength: 2 }), trailArb), runs(3000), ([toks, mutation, seps, trail]) => {
-    const line = mutateChars(joinLine(mutateTokens(toks, mutation.tokenOps), seps, '', trail), mutation.charOps);
-    const out = attempt(() => parseThinStatus(line), [ParseError]);
-    if (out.ok) checkThinStatus(out.value);
-  });
+  const tokens = fc.oneof(
+    { weight: 9, arbitrary: thinLineArb.map(thinTokens) },
+    { weight: 1, arbitrary: fc.constantFrom(['Fail'], ['Error'], ['-']) },
+  );
+  check(
+    t,
+    fc.tuple(tokens, lineMutation, fc.array(sepArb, { minLength: 1, maxLength: 2 }), trailArb),
+    runs(3000),
+    ([toks, mutation, seps, trail]) => {
+      const line = mutateChars(joinLine(mutateTokens(toks, mutation.tokenOps), seps, '', trail), mutation.charOps);
+      const out = attempt(() => parseThinStatus(line), [ParseError]);
+      if (out.ok) checkThinStatus(out.value);
+    },
+  );
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -511,7 +606,9 @@ const FEATURES: ReadonlyArray<readonly [keyof PoolTableFeatures, string]> = [
 /** A device argument: major:minor, a path, or any text without whitespace. */
 const devArb = fc.oneof(
   fc.tuple(fc.integer({ min: 0, max: 4095 }), fc.integer({ min: 0, max: 1048575 })).map(([a, b]) => `${a}:${b}`),
-  fc.string({ unit: fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz0123456789/_-.:'), minLength: 1, maxLength: 20 }).map((s) => `/dev/${s}`),
+  fc
+    .string({ unit: fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz0123456789/_-.:'), minLength: 1, maxLength: 20 })
+    .map((s) => `/dev/${s}`),
   fc.string({ unit: 'binary', minLength: 1, maxLength: 10 }).filter((s) => !/\s/.test(s)),
 );
 const featuresArb = fc.record({
@@ -541,12 +638,20 @@ function echoedPoolTable(c: PoolTableCase): string {
     .map(([, n], i) => ({ n, key: c.order[i] ?? 0 }))
     .sort((a, b) => a.key - b.key)
     .map(({ n }) => [...n].map((ch, i) => (c.upper[i % c.upper.length] ? ch.toUpperCase() : ch)).join(''));
-  const tokens = [c.metadataDev, c.dataDev, String(c.dataBlockSize), String(c.lowWaterMark), String(names.length), ...names];
+  const tokens = [
+    c.metadataDev,
+    c.dataDev,
+    String(c.dataBlockSize),
+    String(c.lowWaterMark),
+    String(names.length),
+    ...names,
+  ];
   return joinLine(tokens, c.seps, '', c.trail);
 }
 
 function checkPoolTable(table: PoolTable): void {
-  for (const dev of [table.metadataDev, table.dataDev]) assertOk(typeof dev === 'string' && dev !== '' && !/\s/.test(dev));
+  for (const dev of [table.metadataDev, table.dataDev])
+    assertOk(typeof dev === 'string' && dev !== '' && !/\s/.test(dev));
   const bs = table.dataBlockSize;
   assertOk(bs >= 128n && bs <= 2097152n && bs % 128n === 0n);
   assertOk(inU64(table.lowWaterMark));
@@ -563,7 +668,9 @@ function checkPoolTable(table: PoolTable): void {
 test('formatPoolTable / parsePoolTable round-trip random valid tables', (t) => {
   check(t, poolTableArb, runs(2000), (c) => {
     const on = FEATURES.filter(([k]) => c.features[k]).length;
-    const features: Partial<PoolTableFeatures> = c.omitFalse ? Object.fromEntries(FEATURES.filter(([k]) => c.features[k]).map(([k]) => [k, true])) : c.features;
+    const features: Partial<PoolTableFeatures> = c.omitFalse
+      ? Object.fromEntries(FEATURES.filter(([k]) => c.features[k]).map(([k]) => [k, true]))
+      : c.features;
     const input: PoolTableInput = {
       metadataDev: c.metadataDev,
       dataDev: c.dataDev,
@@ -577,7 +684,10 @@ test('formatPoolTable / parsePoolTable round-trip random valid tables', (t) => {
     else deepStrictEqual(parsePoolTable(value(formatted, 'formatPoolTable') + c.trail), expected);
     // The kernel's echo (feature group always present, any order, any case) parses the same.
     const echoed = echoedPoolTable(c);
-    const parsed = value(attempt(() => parsePoolTable(echoed), [ParseError]), echoed);
+    const parsed = value(
+      attempt(() => parsePoolTable(echoed), [ParseError]),
+      echoed,
+    );
     deepStrictEqual(parsed, expected);
     if (on <= 4) strictEqual(formatPoolTable(parsed), formatPoolTable(input));
   });
@@ -587,9 +697,11 @@ test('parsePoolTable: random and mutated lines give a value or ParseError', (t) 
   const valid = poolTableArb.map((c) => echoedPoolTable(c).trim().split(/\s+/));
   const arb = fc.oneof(
     randomLine,
-    fc.tuple(valid, lineMutation, fc.array(sepArb, { minLength: 1, maxLength: 2 }), trailArb).map(([tokens, m, seps, trail]) =>
-      mutateChars(joinLine(mutateTokens(tokens, m.tokenOps), seps, '', trail), m.charOps),
-    ),
+    fc
+      .tuple(valid, lineMutation, fc.array(sepArb, { minLength: 1, maxLength: 2 }), trailArb)
+      .map(([tokens, m, seps, trail]) =>
+        mutateChars(joinLine(mutateTokens(tokens, m.tokenOps), seps, '', trail), m.charOps),
+      ),
   );
   check(t, arb, runs(3000), (line) => {
     const out = attempt(() => parsePoolTable(line), [ParseError]);
@@ -597,23 +709,43 @@ test('parsePoolTable: random and mutated lines give a value or ParseError', (t) 
   });
 });
 
-const featureValue = fc.oneof({ weight: 4, arbitrary: fc.boolean() as fc.Arbitrary<unknown> }, { weight: 1, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: anyValue });
-const partialFeaturesArb = fc.record(Object.fromEntries(FEATURES.map(([k]) => [k, featureValue])), { requiredKeys: [] });
+const featureValue = fc.oneof(
+  { weight: 4, arbitrary: fc.boolean() as fc.Arbitrary<unknown> },
+  { weight: 1, arbitrary: fc.constant(undefined) },
+  { weight: 1, arbitrary: anyValue },
+);
+const partialFeaturesArb = fc.record(Object.fromEntries(FEATURES.map(([k]) => [k, featureValue])), {
+  requiredKeys: [],
+});
 
 test('formatPoolTable: values of any type give a line or InvalidArgumentError', (t) => {
   const arb = fc.record(
     {
       metadataDev: mostly(devArb),
       dataDev: mostly(devArb),
-      dataBlockSize: mostly(fc.oneof(blockSizeArb, fc.integer({ min: -1, max: 3_000_000 }), fc.bigInt({ min: -1n, max: 1n << 65n }))),
+      dataBlockSize: mostly(
+        fc.oneof(blockSizeArb, fc.integer({ min: -1, max: 3_000_000 }), fc.bigInt({ min: -1n, max: 1n << 65n })),
+      ),
       lowWaterMark: mostly(fc.oneof(u64, fc.integer(), fc.double(), beyondU64)),
-      features: mostly(fc.oneof(partialFeaturesArb, featuresArb, fc.dictionary(fc.string({ maxLength: 20 }), anyValue, { maxKeys: 3 }))),
+      features: mostly(
+        fc.oneof(
+          partialFeaturesArb,
+          featuresArb,
+          fc.dictionary(fc.string({ maxLength: 20 }), anyValue, { maxKeys: 3 }),
+        ),
+      ),
     },
     { requiredKeys: [] },
   );
   check(t, arb, runs(2000), (input) => {
     const out = attempt(() => formatPoolTable(input as unknown as PoolTableInput), [InvalidArgumentError]);
-    if (out.ok) checkPoolTable(value(attempt(() => parsePoolTable(out.value), [ParseError]), out.value));
+    if (out.ok)
+      checkPoolTable(
+        value(
+          attempt(() => parsePoolTable(out.value), [ParseError]),
+          out.value,
+        ),
+      );
   });
 });
 
@@ -628,30 +760,51 @@ const thinTableArb = fc.record({
 function checkThinTable(table: ThinTable): void {
   assertOk(typeof table.poolDev === 'string' && table.poolDev !== '' && !/\s/.test(table.poolDev));
   assertOk(Number.isInteger(table.deviceId) && table.deviceId >= 0 && table.deviceId <= 0xffffff);
-  assertOk(table.externalOriginDev === undefined || (table.externalOriginDev !== '' && !/\s/.test(table.externalOriginDev)));
-  const formatted = value(attempt(() => formatThinTable(table), [InvalidArgumentError]), 'format of a parsed thin table');
+  assertOk(
+    table.externalOriginDev === undefined || (table.externalOriginDev !== '' && !/\s/.test(table.externalOriginDev)),
+  );
+  const formatted = value(
+    attempt(() => formatThinTable(table), [InvalidArgumentError]),
+    'format of a parsed thin table',
+  );
   deepStrictEqual(parseThinTable(formatted), table);
 }
 
 test('formatThinTable / parseThinTable round-trip random valid tables', (t) => {
   check(t, thinTableArb, runs(2000), (c) => {
-    const table: ThinTable = c.externalOriginDev === undefined
-      ? { poolDev: c.poolDev, deviceId: c.deviceId }
-      : { poolDev: c.poolDev, deviceId: c.deviceId, externalOriginDev: c.externalOriginDev };
-    const line = value(attempt(() => formatThinTable(table), [InvalidArgumentError]), 'formatThinTable');
-    deepStrictEqual(value(attempt(() => parseThinTable(line + c.trail), [ParseError]), line), table);
+    const table: ThinTable =
+      c.externalOriginDev === undefined
+        ? { poolDev: c.poolDev, deviceId: c.deviceId }
+        : { poolDev: c.poolDev, deviceId: c.deviceId, externalOriginDev: c.externalOriginDev };
+    const line = value(
+      attempt(() => formatThinTable(table), [InvalidArgumentError]),
+      'formatThinTable',
+    );
+    deepStrictEqual(
+      value(
+        attempt(() => parseThinTable(line + c.trail), [ParseError]),
+        line,
+      ),
+      table,
+    );
     const spaced = joinLine(line.split(' '), [c.sep], '', c.trail);
     deepStrictEqual(parseThinTable(spaced), table);
   });
 });
 
 test('parseThinTable: random and mutated lines give a value or ParseError', (t) => {
-  const valid = thinTableArb.map((c) => [c.poolDev, String(c.deviceId), ...(c.externalOriginDev === undefined ? [] : [c.externalOriginDev])]);
+  const valid = thinTableArb.map((c) => [
+    c.poolDev,
+    String(c.deviceId),
+    ...(c.externalOriginDev === undefined ? [] : [c.externalOriginDev]),
+  ]);
   const arb = fc.oneof(
     randomLine,
-    fc.tuple(valid, lineMutation, fc.array(sepArb, { minLength: 1, maxLength: 2 }), trailArb).map(([tokens, m, seps, trail]) =>
-      mutateChars(joinLine(mutateTokens(tokens, m.tokenOps), seps, '', trail), m.charOps),
-    ),
+    fc
+      .tuple(valid, lineMutation, fc.array(sepArb, { minLength: 1, maxLength: 2 }), trailArb)
+      .map(([tokens, m, seps, trail]) =>
+        mutateChars(joinLine(mutateTokens(tokens, m.tokenOps), seps, '', trail), m.charOps),
+      ),
   );
   check(t, arb, runs(3000), (line) => {
     const out = attempt(() => parseThinTable(line), [ParseError]);
@@ -663,14 +816,22 @@ test('formatThinTable: values of any type give a line or InvalidArgumentError', 
   const arb = fc.record(
     {
       poolDev: mostly(devArb),
-      deviceId: mostly(fc.oneof(fc.integer({ min: -2, max: (1 << 24) + 2 }), fc.double(), fc.bigInt({ min: 0n, max: 1n << 30n }))),
+      deviceId: mostly(
+        fc.oneof(fc.integer({ min: -2, max: (1 << 24) + 2 }), fc.double(), fc.bigInt({ min: 0n, max: 1n << 30n })),
+      ),
       externalOriginDev: mostly(devArb),
     },
     { requiredKeys: [] },
   );
   check(t, arb, runs(2000), (input) => {
     const out = attempt(() => formatThinTable(input as unknown as ThinTable), [InvalidArgumentError]);
-    if (out.ok) checkThinTable(value(attempt(() => parseThinTable(out.value), [ParseError]), out.value));
+    if (out.ok)
+      checkThinTable(
+        value(
+          attempt(() => parseThinTable(out.value), [ParseError]),
+          out.value,
+        ),
+      );
   });
 });
 
@@ -681,14 +842,25 @@ test('formatThinTable: values of any type give a line or InvalidArgumentError', 
 /** Bytes without NUL: the raw names the kernel may hold (dm names are bytes, not UTF-8). */
 const cBytes = (min: number, max: number): fc.Arbitrary<Buffer> =>
   fc.oneof(
-    fc.string({ unit: fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz0123456789-_.'), minLength: min, maxLength: max }).map((s) => Buffer.from(s)),
-    fc.string({ unit: 'binary', minLength: min, maxLength: max }).map((s) => Buffer.from(s, 'utf8')).filter((b) => b.length >= min && b.length <= max && !b.includes(0)),
+    fc
+      .string({ unit: fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz0123456789-_.'), minLength: min, maxLength: max })
+      .map((s) => Buffer.from(s)),
+    fc
+      .string({ unit: 'binary', minLength: min, maxLength: max })
+      .map((s) => Buffer.from(s, 'utf8'))
+      .filter((b) => b.length >= min && b.length <= max && !b.includes(0)),
     fc.uint8Array({ minLength: min, maxLength: max, min: 1, max: 255 }).map((a) => Buffer.from(a)),
   );
 
 /** A random byte buffer, biased toward the small, 8-aligned values that make plausible offsets. */
 const randomBuffer = fc
-  .array(fc.oneof({ weight: 3, arbitrary: fc.integer({ min: 0, max: 255 }) }, { weight: 2, arbitrary: fc.constantFrom(0, 0, 1, 8, 16, 24, 40, 0xff) }), { maxLength: 512 })
+  .array(
+    fc.oneof(
+      { weight: 3, arbitrary: fc.integer({ min: 0, max: 255 }) },
+      { weight: 2, arbitrary: fc.constantFrom(0, 0, 1, 8, 16, 24, 40, 0xff) },
+    ),
+    { maxLength: 512 },
+  )
   .map((a) => Buffer.from(a));
 
 /** An offset into a buffer of `len` bytes: mostly inside, sometimes beyond, sometimes not an integer. */
@@ -696,7 +868,20 @@ const offsetIn = (len: number): fc.Arbitrary<number> =>
   fc.oneof(
     { weight: 6, arbitrary: fc.integer({ min: 0, max: len }) },
     { weight: 2, arbitrary: fc.integer({ min: -16, max: len + 64 }) },
-    { weight: 1, arbitrary: fc.constantFrom(NaN, Infinity, -Infinity, 1.5, -0, -1, 2 ** 32, Number.MAX_SAFE_INTEGER, Number.MAX_VALUE) },
+    {
+      weight: 1,
+      arbitrary: fc.constantFrom(
+        NaN,
+        Infinity,
+        -Infinity,
+        1.5,
+        -0,
+        -1,
+        2 ** 32,
+        Number.MAX_SAFE_INTEGER,
+        Number.MAX_VALUE,
+      ),
+    },
   );
 
 interface RandomPayload {
@@ -712,32 +897,71 @@ const countArb = fc.oneof(
 );
 const versionArb = fc.oneof(
   fc.constant(undefined),
-  fc.constantFrom([4, 0, 0], [4, 36, 9], [4, 37, 0], [4, 44, 0], [4, 45, 0], [4, 47, 0], [4, 50, 1], [5, 0, 0], [3, 99, 0]),
+  fc.constantFrom(
+    [4, 0, 0],
+    [4, 36, 9],
+    [4, 37, 0],
+    [4, 44, 0],
+    [4, 45, 0],
+    [4, 47, 0],
+    [4, 50, 1],
+    [5, 0, 0],
+    [3, 99, 0],
+  ),
   fc.array(fc.integer({ min: 0, max: 60 }), { maxLength: 4 }),
 );
 const randomPayload: fc.Arbitrary<RandomPayload> = randomBuffer.chain((buf) =>
-  fc.record({ buf: fc.constant(buf), start: offsetIn(buf.length), end: offsetIn(buf.length), count: countArb, version: versionArb }),
+  fc.record({
+    buf: fc.constant(buf),
+    start: offsetIn(buf.length),
+    end: offsetIn(buf.length),
+    count: countArb,
+    version: versionArb,
+  }),
 );
 
-type ByteMutation = { op: 'byte'; pos: number; value: number } | { op: 'u32'; pos: number; value: number } | { op: 'range'; start: number; end: number };
+type ByteMutation =
+  | { op: 'byte'; pos: number; value: number }
+  | { op: 'u32'; pos: number; value: number }
+  | { op: 'range'; start: number; end: number };
 const byteMutations: fc.Arbitrary<ByteMutation[]> = fc.array(
   fc.oneof(
-    { weight: 3, arbitrary: fc.record({ op: fc.constant('byte' as const), pos: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }) },
+    {
+      weight: 3,
+      arbitrary: fc.record({
+        op: fc.constant('byte' as const),
+        pos: fc.nat(),
+        value: fc.integer({ min: 0, max: 255 }),
+      }),
+    },
     {
       weight: 3,
       arbitrary: fc.record({
         op: fc.constant('u32' as const),
         pos: fc.nat(),
-        value: fc.oneof(fc.constantFrom(0, 1, 7, 8, 9, 12, 13, 16, 17, 24, 40, 41, 48, 0x7fffffff, 0x80000000, U32_MAX), u32),
+        value: fc.oneof(
+          fc.constantFrom(0, 1, 7, 8, 9, 12, 13, 16, 17, 24, 40, 41, 48, 0x7fffffff, 0x80000000, U32_MAX),
+          u32,
+        ),
       }),
     },
-    { weight: 1, arbitrary: fc.record({ op: fc.constant('range' as const), start: fc.integer({ min: -24, max: 24 }), end: fc.integer({ min: -48, max: 48 }) }) },
+    {
+      weight: 1,
+      arbitrary: fc.record({
+        op: fc.constant('range' as const),
+        start: fc.integer({ min: -24, max: 24 }),
+        end: fc.integer({ min: -48, max: 48 }),
+      }),
+    },
   ),
   { minLength: 1, maxLength: 6 },
 );
 
 /** Applies mutations to a copy of a payload; byte and word writes land inside [start, end). */
-function mutatePayload(p: { buf: Buffer; start: number; end: number }, muts: readonly ByteMutation[]): { buf: Buffer; start: number; end: number } {
+function mutatePayload(
+  p: { buf: Buffer; start: number; end: number },
+  muts: readonly ByteMutation[],
+): { buf: Buffer; start: number; end: number } {
   const buf = Buffer.from(p.buf);
   let { start, end } = p;
   const span = Math.max(1, p.end - p.start);
@@ -780,7 +1004,10 @@ const nameRecordArb: fc.Arbitrary<NameRecord> = fc.record({
   name: cBytes(1, 127),
   eventNr: u32,
   flags: fc.constantFrom(0 as const, 1 as const, 2 as const),
-  uuid: fc.oneof(cBytes(0, 128), fc.uuid().map((s) => Buffer.from(`LVM-${s}`))),
+  uuid: fc.oneof(
+    cBytes(0, 128),
+    fc.uuid().map((s) => Buffer.from(`LVM-${s}`)),
+  ),
 });
 const nameListArb = fc.record({
   records: fc.array(nameRecordArb, { minLength: 1, maxLength: 6 }),
@@ -793,7 +1020,13 @@ const nameListArb = fc.record({
 type NameListCase = typeof nameListArb extends fc.Arbitrary<infer T> ? T : never;
 
 /** The payload as list_devices() in drivers/md/dm-ioctl.c writes it, in each generation's layout. */
-function buildNameList(c: NameListCase): { buf: Buffer; start: number; end: number; version: number[] | undefined; expected: NameListEntry[] } {
+function buildNameList(c: NameListCase): {
+  buf: Buffer;
+  start: number;
+  end: number;
+  version: number[] | undefined;
+  expected: NameListEntry[];
+} {
   const buf = Buffer.alloc(c.start + c.records.length * 512 + c.slack + 64, c.fill);
   let at = c.start;
   let prev = -1;
@@ -826,8 +1059,14 @@ function buildNameList(c: NameListCase): { buf: Buffer; start: number; end: numb
     expected.push(entry);
   }
   const versions: Record<NameStyle, Array<number[] | undefined>> = {
-    pre437: [[4, 0, 0], [4, 36, 7]],
-    '437': [[4, 37, 0], [4, 44, 0]],
+    pre437: [
+      [4, 0, 0],
+      [4, 36, 7],
+    ],
+    '437': [
+      [4, 37, 0],
+      [4, 44, 0],
+    ],
     '445': [[4, 45, 0], [4, 47, 0], [4, 60, 1], undefined], // undefined: the decoder guesses the tail
   };
   const choices = versions[c.style];
@@ -838,7 +1077,13 @@ test('decodeNameList: valid payloads of every kernel generation round-trip', (t)
   check(t, nameListArb, runs(2000), (c) => {
     const p = buildNameList(c);
     const opts = p.version === undefined ? {} : { interfaceVersion: p.version };
-    deepStrictEqual(value(attempt(() => decodeNameList(p.buf, p.start, p.end, opts), [ParseError]), 'decodeNameList'), p.expected);
+    deepStrictEqual(
+      value(
+        attempt(() => decodeNameList(p.buf, p.start, p.end, opts), [ParseError]),
+        'decodeNameList',
+      ),
+      p.expected,
+    );
   });
 });
 
@@ -865,7 +1110,10 @@ test('decodeNameList: random and mutated payloads give a value or ParseError', (
 // --- dm_target_versions (DM_LIST_VERSIONS) -----------------------------------------------------
 
 const versionsArb = fc.record({
-  records: fc.array(fc.record({ name: cBytes(1, 40), version: fc.tuple(u32, u32, u32) }), { minLength: 1, maxLength: 8 }),
+  records: fc.array(fc.record({ name: cBytes(1, 40), version: fc.tuple(u32, u32, u32) }), {
+    minLength: 1,
+    maxLength: 8,
+  }),
   start: fc.integer({ min: 0, max: 40 }),
   fill: fc.constantFrom(0, 0x55, 0xff),
   slack: fc.integer({ min: 0, max: 7 }),
@@ -880,7 +1128,7 @@ function buildVersions(c: VersionsCase): { buf: Buffer; start: number; end: numb
   for (const r of c.records) {
     if (prev >= 0) buf.writeUInt32LE(at - prev, prev);
     buf.writeUInt32LE(0, at);
-    r.version.forEach((v, i) => buf.writeUInt32LE(v, at + 4 + i * 4));
+    for (const [i, v] of r.version.entries()) buf.writeUInt32LE(v, at + 4 + i * 4);
     putBytes(buf, at + 16, r.name);
     prev = at;
     at += align8(16 + r.name.length + 1);
@@ -892,7 +1140,13 @@ test('decodeTargetVersions: valid payloads round-trip', (t) => {
   check(t, versionsArb, runs(2000), (c) => {
     const p = buildVersions(c);
     const expected = c.records.map((r) => ({ name: r.name.toString('utf8'), version: r.version }));
-    deepStrictEqual(value(attempt(() => decodeTargetVersions(p.buf, p.start, p.end), [ParseError]), 'decodeTargetVersions'), expected);
+    deepStrictEqual(
+      value(
+        attempt(() => decodeTargetVersions(p.buf, p.start, p.end), [ParseError]),
+        'decodeTargetVersions',
+      ),
+      expected,
+    );
   });
   t.deepEqual(decodeTargetVersions(Buffer.alloc(8), 4, 4), []);
 });
@@ -900,7 +1154,9 @@ test('decodeTargetVersions: valid payloads round-trip', (t) => {
 test('decodeTargetVersions: random and mutated payloads give a value or ParseError', (t) => {
   const arb = fc.oneof(
     randomPayload,
-    fc.tuple(versionsArb, byteMutations).map(([c, muts]): RandomPayload => ({ ...mutatePayload(buildVersions(c), muts), count: 0, version: undefined })),
+    fc
+      .tuple(versionsArb, byteMutations)
+      .map(([c, muts]): RandomPayload => ({ ...mutatePayload(buildVersions(c), muts), count: 0, version: undefined })),
   );
   check(t, arb, runs(4000), (p) => {
     const out = attempt(() => decodeTargetVersions(p.buf, p.start, p.end), [ParseError]);
@@ -913,11 +1169,19 @@ test('decodeTargetVersions: random and mutated payloads give a value or ParseErr
 const targetTypeArb = fc.oneof(
   fc.string({ unit: fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz-_0123456789'), minLength: 1, maxLength: 15 }),
   fc.constantFrom('thin-pool', 'thin', 'linear', 'error', 'zero', 'striped', 'ü-target', 'x'.repeat(15)),
-  fc.string({ unit: 'binary', minLength: 1, maxLength: 6 }).filter((s) => !s.includes('\0') && Buffer.byteLength(s) <= 15),
+  fc
+    .string({ unit: 'binary', minLength: 1, maxLength: 6 })
+    .filter((s) => !s.includes('\0') && Buffer.byteLength(s) <= 15),
 );
 const specsArb = fc.record({
   records: fc.array(
-    fc.record({ length: fc.bigInt({ min: 1n, max: 1n << 40n }), type: targetTypeArb, params: cBytes(0, 60), status: fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }), stale: fc.integer({ min: 0, max: 255 }) }),
+    fc.record({
+      length: fc.bigInt({ min: 1n, max: 1n << 40n }),
+      type: targetTypeArb,
+      params: cBytes(0, 60),
+      status: fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }),
+      stale: fc.integer({ min: 0, max: 255 }),
+    }),
     { minLength: 1, maxLength: 6 },
   ),
   start: fc.integer({ min: 0, max: 6 }).map((k) => k * 8),
@@ -931,7 +1195,12 @@ type SpecsCase = typeof specsArb extends fc.Arbitrary<infer T> ? T : never;
  * turned into retrieve_status()'s form: raw params bytes, the status word, a stale last byte
  * of the type field (strncpy of 15 leaves it), and `next` counted from the data area.
  */
-function buildSpecs(c: SpecsCase): { buf: Buffer; start: number; end: number; expected: Array<TargetSpec & { status: number }> } {
+function buildSpecs(c: SpecsCase): {
+  buf: Buffer;
+  start: number;
+  end: number;
+  expected: Array<TargetSpec & { status: number }>;
+} {
   let sector = 0n;
   const targets: TargetSpec[] = c.records.map((r) => {
     const spec = { start: sector, length: r.length, type: r.type, params: 'x'.repeat(r.params.length) };
@@ -960,9 +1229,21 @@ test('decodeTargetSpecs: valid payloads round-trip, and any count up to theirs d
   check(t, fc.tuple(specsArb, fc.nat()), runs(2000), ([c, k]) => {
     const p = buildSpecs(c);
     const n = p.expected.length;
-    deepStrictEqual(value(attempt(() => decodeTargetSpecs(p.buf, p.start, p.end, n), [ParseError]), 'decodeTargetSpecs'), p.expected);
+    deepStrictEqual(
+      value(
+        attempt(() => decodeTargetSpecs(p.buf, p.start, p.end, n), [ParseError]),
+        'decodeTargetSpecs',
+      ),
+      p.expected,
+    );
     const fewer = k % (n + 1);
-    deepStrictEqual(value(attempt(() => decodeTargetSpecs(p.buf, p.start, p.end, fewer), [ParseError]), 'prefix'), p.expected.slice(0, fewer));
+    deepStrictEqual(
+      value(
+        attempt(() => decodeTargetSpecs(p.buf, p.start, p.end, fewer), [ParseError]),
+        'prefix',
+      ),
+      p.expected.slice(0, fewer),
+    );
     attempt(() => decodeTargetSpecs(p.buf, p.start, p.end, n + 1 + (k % 3)), [ParseError]);
   });
 });
@@ -979,7 +1260,8 @@ test('decodeTargetSpecs: random and mutated payloads with random counts give a v
     const out = attempt(() => decodeTargetSpecs(p.buf, p.start, p.end, p.count), [ParseError]);
     if (out.ok) {
       strictEqual(out.value.length, p.count);
-      for (const s of out.value) assertOk(inU64(s.start) && inU64(s.length) && s.type !== '' && Number.isInteger(s.status));
+      for (const s of out.value)
+        assertOk(inU64(s.start) && inU64(s.length) && s.type !== '' && Number.isInteger(s.status));
     }
   });
 });
@@ -998,19 +1280,30 @@ function buildDeps(c: DepsCase): { buf: Buffer; start: number; end: number } {
   const buf = Buffer.alloc(c.start + 8 + c.devs.length * 8 + c.slack, 0xcc);
   buf.writeUInt32LE(c.devs.length, c.start);
   buf.writeUInt32LE(c.padding, c.start + 4);
-  c.devs.forEach((d, i) => buf.writeBigUInt64LE(d, c.start + 8 + i * 8));
+  for (const [i, d] of c.devs.entries()) buf.writeBigUInt64LE(d, c.start + 8 + i * 8);
   return { buf, start: c.start, end: buf.length };
 }
 
 test('decodeTargetDeps: valid payloads round-trip', (t) => {
   check(t, depsArb, runs(2000), (c) => {
     const p = buildDeps(c);
-    deepStrictEqual(value(attempt(() => decodeTargetDeps(p.buf, p.start, p.end), [ParseError]), 'decodeTargetDeps'), c.devs);
+    deepStrictEqual(
+      value(
+        attempt(() => decodeTargetDeps(p.buf, p.start, p.end), [ParseError]),
+        'decodeTargetDeps',
+      ),
+      c.devs,
+    );
   });
 });
 
 test('decodeTargetDeps: random and mutated payloads give a value or ParseError', (t) => {
-  const arb = fc.oneof(randomPayload, fc.tuple(depsArb, byteMutations).map(([c, muts]): RandomPayload => ({ ...mutatePayload(buildDeps(c), muts), count: 0, version: undefined })));
+  const arb = fc.oneof(
+    randomPayload,
+    fc
+      .tuple(depsArb, byteMutations)
+      .map(([c, muts]): RandomPayload => ({ ...mutatePayload(buildDeps(c), muts), count: 0, version: undefined })),
+  );
   check(t, arb, runs(3000), (p) => {
     const out = attempt(() => decodeTargetDeps(p.buf, p.start, p.end), [ParseError]);
     if (out.ok) assertOk(8 + out.value.length * 8 <= p.end - p.start && out.value.every(inU64));
@@ -1036,13 +1329,24 @@ function buildString(c: StringCase): { buf: Buffer; start: number; end: number }
 test('decodeStringPayload: valid payloads round-trip', (t) => {
   check(t, stringPayloadArb, runs(2000), (c) => {
     const p = buildString(c);
-    strictEqual(value(attempt(() => decodeStringPayload(p.buf, p.start, p.end), [ParseError]), 'decodeStringPayload'), c.text);
+    strictEqual(
+      value(
+        attempt(() => decodeStringPayload(p.buf, p.start, p.end), [ParseError]),
+        'decodeStringPayload',
+      ),
+      c.text,
+    );
     strictEqual(decodeStringPayload(p.buf, p.start, p.start), '');
   });
 });
 
 test('decodeStringPayload: random and mutated payloads give a value or ParseError', (t) => {
-  const arb = fc.oneof(randomPayload, fc.tuple(stringPayloadArb, byteMutations).map(([c, muts]): RandomPayload => ({ ...mutatePayload(buildString(c), muts), count: 0, version: undefined })));
+  const arb = fc.oneof(
+    randomPayload,
+    fc
+      .tuple(stringPayloadArb, byteMutations)
+      .map(([c, muts]): RandomPayload => ({ ...mutatePayload(buildString(c), muts), count: 0, version: undefined })),
+  );
   check(t, arb, runs(3000), (p) => {
     const out = attempt(() => decodeStringPayload(p.buf, p.start, p.end), [ParseError]);
     if (out.ok) assertOk(Buffer.byteLength(out.value) <= 3 * (p.end - p.start) && !out.value.includes('\0'));
@@ -1082,7 +1386,13 @@ test('decodeLoopInfo64: encoded structs round-trip at any offset', (t) => {
     const key = new Uint8Array(32);
     key.set(info.encryptKey);
     const expected: LoopInfo64 = { ...info, encryptKey: key };
-    deepStrictEqual(value(attempt(() => decodeLoopInfo64(buf, offset), [ParseError]), 'decodeLoopInfo64'), expected);
+    deepStrictEqual(
+      value(
+        attempt(() => decodeLoopInfo64(buf, offset), [ParseError]),
+        'decodeLoopInfo64',
+      ),
+      expected,
+    );
   });
 });
 
@@ -1107,22 +1417,64 @@ test('decodeLoopInfo64: random and mutated buffers at random offsets give a valu
 // ---------------------------------------------------------------------------------------------
 
 const sizeString = fc.oneof(
-  fc.constantFrom('64k', '128k', '192k', '1M', '16M', '10G', '100GiB', '2G', '1.5G', '512', '0', '64K', '3k', '1e3', '-1G', '0x10', ' 10 G ', '1GB', '65536', '2m'),
-  fc.tuple(fc.integer({ min: 0, max: 4096 }), fc.constantFrom('', 'b', 'k', 'K', 'm', 'M', 'g', 'G', 'KiB', 'MB', 'gib', 'T', 'x')).map(([n, s]) => `${n}${s}`),
+  fc.constantFrom(
+    '64k',
+    '128k',
+    '192k',
+    '1M',
+    '16M',
+    '10G',
+    '100GiB',
+    '2G',
+    '1.5G',
+    '512',
+    '0',
+    '64K',
+    '3k',
+    '1e3',
+    '-1G',
+    '0x10',
+    ' 10 G ',
+    '1GB',
+    '65536',
+    '2m',
+  ),
+  fc
+    .tuple(
+      fc.integer({ min: 0, max: 4096 }),
+      fc.constantFrom('', 'b', 'k', 'K', 'm', 'M', 'g', 'G', 'KiB', 'MB', 'gib', 'T', 'x'),
+    )
+    .map(([n, s]) => `${n}${s}`),
 );
-const sizeValue = fc.oneof(sizeString, fc.bigInt({ min: -1n, max: 1n << 42n }), fc.integer(), fc.double(), fc.constantFrom(65536, 65536n, 1 << 30, 2 ** 60));
+const sizeValue = fc.oneof(
+  sizeString,
+  fc.bigInt({ min: -1n, max: 1n << 42n }),
+  fc.integer(),
+  fc.double(),
+  fc.constantFrom(65536, 65536n, 1 << 30, 2 ** 60),
+);
 const optionsArb = fc
   .tuple(
     fc.record(
       {
-        home: mostly(fc.oneof(fc.constantFrom('/var/lib/dm', '/', '///', '/a/b/', 'relative', '', '/x\0y', '/x\ny', '/tmp/dm home'), fc.string({ maxLength: 20 }).map((s) => `/${s}`))),
+        home: mostly(
+          fc.oneof(
+            fc.constantFrom('/var/lib/dm', '/', '///', '/a/b/', 'relative', '', '/x\0y', '/x\ny', '/tmp/dm home'),
+            fc.string({ maxLength: 20 }).map((s) => `/${s}`),
+          ),
+        ),
         baseSize: mostly(sizeValue),
         loopDataSize: mostly(sizeValue),
         loopMetadataSize: mostly(sizeValue),
         blockSize: mostly(sizeValue),
         filesystem: mostly(fc.constantFrom('ext4', 'xfs', 'btrfs', 'EXT4', '')),
         mkfsArgs: mostly(fc.array(fc.oneof(fc.string({ maxLength: 8 }), fc.constant('a\0b')), { maxLength: 3 })),
-        mountOptions: mostly(fc.oneof(fc.constantFrom('', 'discard', 'noatime,nodiratime', 'a,,b', 'a\nb', 'x,"y"', 'context=a', ',', 'a\0b'), fc.string({ maxLength: 20 }))),
+        mountOptions: mostly(
+          fc.oneof(
+            fc.constantFrom('', 'discard', 'noatime,nodiratime', 'a,,b', 'a\nb', 'x,"y"', 'context=a', ',', 'a\0b'),
+            fc.string({ maxLength: 20 }),
+          ),
+        ),
         dataDevice: mostly(fc.constantFrom('/dev/sdb', '/dev/', 'sdb', '')),
         metadataDevice: mostly(fc.constantFrom('/dev/sdc', '/dev/', 'sdc', '')),
         thinPoolDevice: mostly(fc.constantFrom('pool', '', 'docker-pool')),
@@ -1146,9 +1498,26 @@ const optionsArb = fc
   });
 
 /** Valid options, then up to three keys set to values of any type (or unknown keys added). */
-const OPTION_KEYS = ['home', 'baseSize', 'loopDataSize', 'loopMetadataSize', 'blockSize', 'filesystem', 'mkfsArgs', 'mountOptions', 'dataDevice',
-  'metadataDevice', 'thinPoolDevice', 'discardOnDelete', 'deferredRemoval', 'deferredDeletion', 'minFreeSpacePercent', 'ffi',
-  'deferredDeletionIntervalMs', 'lockTimeoutMs'] as const;
+const OPTION_KEYS = [
+  'home',
+  'baseSize',
+  'loopDataSize',
+  'loopMetadataSize',
+  'blockSize',
+  'filesystem',
+  'mkfsArgs',
+  'mountOptions',
+  'dataDevice',
+  'metadataDevice',
+  'thinPoolDevice',
+  'discardOnDelete',
+  'deferredRemoval',
+  'deferredDeletion',
+  'minFreeSpacePercent',
+  'ffi',
+  'deferredDeletionIntervalMs',
+  'lockTimeoutMs',
+] as const;
 const validOptionsArb = fc
   .record(
     {
@@ -1158,7 +1527,10 @@ const validOptionsArb = fc
       loopMetadataSize: fc.constantFrom('2G', '2M', '4GiB', 2097152),
       blockSize: fc.constantFrom('64k', '128k', '1M', '1G', 65536, 65536n, '192k'),
       filesystem: fc.constantFrom('ext4', 'xfs'),
-      mkfsArgs: fc.array(fc.string({ maxLength: 8 }).filter((a) => !a.includes('\0')), { maxLength: 3 }),
+      mkfsArgs: fc.array(
+        fc.string({ maxLength: 8 }).filter((a) => !a.includes('\0')),
+        { maxLength: 3 },
+      ),
       mountOptions: fc.constantFrom('', 'discard', 'noatime,nodiratime', 'a,,b', 'context=system_u:object_r:x:s0', ','),
       dataDevice: fc.constantFrom('/dev/sdb', '/dev/vdb1'),
       metadataDevice: fc.constantFrom('/dev/sdc', '/dev/vdc1'),
@@ -1185,10 +1557,20 @@ const validOptionsArb = fc
 const perturbedOptionsArb = fc
   .tuple(
     validOptionsArb,
-    fc.array(fc.tuple(fc.oneof({ weight: 5, arbitrary: fc.constantFrom<string>(...OPTION_KEYS) }, { weight: 1, arbitrary: fc.string({ maxLength: 10 }) }), anyValue), { maxLength: 3 }),
+    fc.array(
+      fc.tuple(
+        fc.oneof(
+          { weight: 5, arbitrary: fc.constantFrom<string>(...OPTION_KEYS) },
+          { weight: 1, arbitrary: fc.string({ maxLength: 10 }) },
+        ),
+        anyValue,
+      ),
+      { maxLength: 3 },
+    ),
   )
   .map(([options, perturb]) => {
-    for (const [key, v] of perturb) Object.defineProperty(options, key, { value: v, enumerable: true, writable: true, configurable: true });
+    for (const [key, v] of perturb)
+      Object.defineProperty(options, key, { value: v, enumerable: true, writable: true, configurable: true });
     return options as unknown;
   });
 
@@ -1210,15 +1592,22 @@ test('resolveOptions: objects with random keys and values give options or Invali
     const r = out.value;
     assertOk(typeof r.home === 'string' && r.home.startsWith('/') && !r.home.includes('\0') && !r.home.includes('\n'));
     assertOk(r.home === '/' || !r.home.endsWith('/'));
-    for (const [size, min] of [[r.baseSize, 16n << 20n], [r.loopDataSize, 16n << 20n], [r.loopMetadataSize, 2n << 20n]] as const) {
+    for (const [size, min] of [
+      [r.baseSize, 16n << 20n],
+      [r.loopDataSize, 16n << 20n],
+      [r.loopMetadataSize, 2n << 20n],
+    ] as const) {
       assertOk(typeof size === 'bigint' && size >= min && size % 512n === 0n);
     }
     assertOk(r.blockSize >= 128n && r.blockSize <= 2097152n && r.blockSize % 128n === 0n);
     assertOk(r.filesystem === 'ext4' || r.filesystem === 'xfs');
     assertOk(Array.isArray(r.mkfsArgs) && r.mkfsArgs.every((a) => typeof a === 'string' && !a.includes('\0')));
-    assertOk(Array.isArray(r.mountOptions) && r.mountOptions.every((o) => typeof o === 'string' && MOUNT_OPTION.test(o)));
+    assertOk(
+      Array.isArray(r.mountOptions) && r.mountOptions.every((o) => typeof o === 'string' && MOUNT_OPTION.test(o)),
+    );
     assertOk((r.dataDevice === undefined) === (r.metadataDevice === undefined));
-    for (const d of [r.dataDevice, r.metadataDevice]) assertOk(d === undefined || (typeof d === 'string' && d.startsWith('/dev/')));
+    for (const d of [r.dataDevice, r.metadataDevice])
+      assertOk(d === undefined || (typeof d === 'string' && d.startsWith('/dev/')));
     assertOk(r.thinPoolDevice === undefined || (typeof r.thinPoolDevice === 'string' && r.thinPoolDevice !== ''));
     assertOk(r.thinPoolDevice === undefined || r.dataDevice === undefined);
     assertOk(Number.isInteger(r.minFreeSpacePercent) && r.minFreeSpacePercent >= 0 && r.minFreeSpacePercent <= 99);
@@ -1235,26 +1624,55 @@ const idArb = fc.oneof(
   fc.string({ unit: fc.constantFrom(...'aZ09_.-/\\\0 \n%'), maxLength: 90 }),
   fc.string({ unit: fc.constantFrom(...'abcdef0123456789._-'), minLength: 1, maxLength: 82 }),
   fc.string({ unit: 'binary', maxLength: 90 }),
-  fc.constantFrom('.', '..', '...', 'a..b', '..a', 'a/..', '/etc', 'a'.repeat(80), 'a'.repeat(81), '.hidden', '-x', '_x', 'a.', 'a-', 'a\n', 'a\r', '\u0130', '\u212a', 'ａ', 'a\u0000'),
+  fc.constantFrom(
+    '.',
+    '..',
+    '...',
+    'a..b',
+    '..a',
+    'a/..',
+    '/etc',
+    'a'.repeat(80),
+    'a'.repeat(81),
+    '.hidden',
+    '-x',
+    '_x',
+    'a.',
+    'a-',
+    'a\n',
+    'a\r',
+    '\u0130',
+    '\u212a',
+    'ａ',
+    'a\u0000',
+  ),
 );
 
 test('assertLayerId: accepted ids cannot name a path outside <home>/mnt', (t) => {
   let accepted = 0;
-  check(t, fc.tuple(fc.oneof({ weight: 6, arbitrary: idArb as fc.Arbitrary<unknown> }, { weight: 1, arbitrary: anyValue }), fc.constantFrom('/var/lib/dm', '/', '/tmp/x/')), runs(5000), ([id, home]) => {
-    const out = attempt(() => assertLayerId(id), [InvalidArgumentError]);
-    if (!out.ok) return;
-    accepted++;
-    assertOk(typeof id === 'string');
-    assertOk(id.length >= 1 && id.length <= 80);
-    assertOk(!id.includes('/') && !id.includes('\\') && !id.includes('\0') && !id.includes('\n'));
-    assertOk(id !== '.' && id !== '..' && !id.includes('..'));
-    assertOk(/^[\x21-\x7e]+$/.test(id), 'printable ASCII only');
-    const base = join(home, 'mnt');
-    const full = join(home, 'mnt', id);
-    assertOk(full.startsWith(base + sep), `${full} is inside ${base}`);
-    strictEqual(relative(base, full), id);
-    strictEqual(resolve(full), full);
-  });
+  check(
+    t,
+    fc.tuple(
+      fc.oneof({ weight: 6, arbitrary: idArb as fc.Arbitrary<unknown> }, { weight: 1, arbitrary: anyValue }),
+      fc.constantFrom('/var/lib/dm', '/', '/tmp/x/'),
+    ),
+    runs(5000),
+    ([id, home]) => {
+      const out = attempt(() => assertLayerId(id), [InvalidArgumentError]);
+      if (!out.ok) return;
+      accepted++;
+      assertOk(typeof id === 'string');
+      assertOk(id.length >= 1 && id.length <= 80);
+      assertOk(!id.includes('/') && !id.includes('\\') && !id.includes('\0') && !id.includes('\n'));
+      assertOk(id !== '.' && id !== '..' && !id.includes('..'));
+      assertOk(/^[\x21-\x7e]+$/.test(id), 'printable ASCII only');
+      const base = join(home, 'mnt');
+      const full = join(home, 'mnt', id);
+      assertOk(full.startsWith(base + sep), `${full} is inside ${base}`);
+      strictEqual(relative(base, full), id);
+      strictEqual(resolve(full), full);
+    },
+  );
   t.log(`${accepted} accepted`);
   t.true(accepted > 0);
 });
@@ -1265,12 +1683,17 @@ test('assertMountLabel: accepted labels hold no quote, newline or NUL', (t) => {
     fc.string({ unit: 'binary', maxLength: 40 }),
     fc.constantFrom('system_u:object_r:container_file_t:s0:c10,c20', 'a"b', 'a\nb', 'a\0', '', 'x y'),
   );
-  check(t, fc.oneof({ weight: 6, arbitrary: labelArb as fc.Arbitrary<unknown> }, { weight: 1, arbitrary: anyValue }), runs(3000), (label) => {
-    const out = attempt(() => assertMountLabel(label), [InvalidArgumentError]);
-    if (!out.ok) return;
-    assertOk(typeof label === 'string' && label !== '');
-    assertOk(!/["\n\r\0\s\\]/.test(label), JSON.stringify(label));
-  });
+  check(
+    t,
+    fc.oneof({ weight: 6, arbitrary: labelArb as fc.Arbitrary<unknown> }, { weight: 1, arbitrary: anyValue }),
+    runs(3000),
+    (label) => {
+      const out = attempt(() => assertMountLabel(label), [InvalidArgumentError]);
+      if (!out.ok) return;
+      assertOk(typeof label === 'string' && label !== '');
+      assertOk(!/["\n\r\0\s\\]/.test(label), JSON.stringify(label));
+    },
+  );
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -1287,9 +1710,14 @@ const INT64_MAX = (1n << 63n) - 1n;
 const sizeGrammarArb = fc.record({
   lead: fc.constantFrom('', '', '', ' ', '\t'),
   whole: fc.string({ unit: fc.constantFrom(...'0123456789'), minLength: 1, maxLength: 25 }),
-  fraction: fc.option(fc.string({ unit: fc.constantFrom(...'0123456789'), minLength: 1, maxLength: 12 }), { nil: undefined }),
+  fraction: fc.option(fc.string({ unit: fc.constantFrom(...'0123456789'), minLength: 1, maxLength: 12 }), {
+    nil: undefined,
+  }),
   gap: fc.constantFrom('', '', ' ', '  ', '\t'),
-  suffix: fc.oneof(fc.constantFrom(...Object.keys(SUFFIXES), 'e', 'eb').chain((s) => fc.mixedCase(fc.constant(s))), fc.string({ unit: fc.constantFrom(...'abgikmpteBIGKx'), maxLength: 4 })),
+  suffix: fc.oneof(
+    fc.constantFrom(...Object.keys(SUFFIXES), 'e', 'eb').chain((s) => fc.mixedCase(fc.constant(s))),
+    fc.string({ unit: fc.constantFrom(...'abgikmpteBIGKx'), maxLength: 4 }),
+  ),
   trail: fc.constantFrom('', '', '', ' ', '\n'),
 });
 
@@ -1335,7 +1763,10 @@ test('parseSize: random strings, numbers and values give Bytes or InvalidArgumen
 const deviceNameArb = fc.oneof(
   fc.string({ unit: 'binary', maxLength: 140 }),
   fc.string({ unit: 'grapheme', maxLength: 50 }),
-  fc.string({ unit: fc.constantFrom('a', '/', '.', '\0', 'é', '€', '😀', '\ud800', '\udc00', ' ', '\n'), maxLength: 130 }),
+  fc.string({
+    unit: fc.constantFrom('a', '/', '.', '\0', 'é', '€', '😀', '\ud800', '\udc00', ' ', '\n'),
+    maxLength: 130,
+  }),
   fc.integer({ min: 120, max: 135 }).map((n) => 'y'.repeat(n)),
   fc.integer({ min: 60, max: 66 }).map((n) => 'é'.repeat(n)),
   fc.constantFrom('', '.', '..', 'control', 'a/b', 'a\0', 'pool', 'docker-253:0-1-pool', '...'),
@@ -1344,68 +1775,134 @@ const deviceNameArb = fc.oneof(
 function nameAcceptable(name: unknown): boolean {
   if (typeof name !== 'string') return false;
   const bytes = Buffer.byteLength(name, 'utf8');
-  return bytes >= 1 && bytes < 128 && !name.includes('/') && !name.includes('\0') && !['.', '..', 'control'].includes(name) && wellFormed(name);
+  return (
+    bytes >= 1 &&
+    bytes < 128 &&
+    !name.includes('/') &&
+    !name.includes('\0') &&
+    !['.', '..', 'control'].includes(name) &&
+    wellFormed(name)
+  );
 }
 
 /** String.prototype.isWellFormed (Node 20; not in the ES2022 lib typings): no lone surrogate. */
 const wellFormed = (s: string): boolean => (s as unknown as { isWellFormed(): boolean }).isWellFormed();
 
 test('validateDeviceName and writeDmIoctlHeader accept exactly the names dm can hold', (t) => {
-  check(t, fc.tuple(fc.oneof({ weight: 8, arbitrary: deviceNameArb as fc.Arbitrary<unknown> }, { weight: 1, arbitrary: anyValue }), fc.integer({ min: 0, max: 64 })), runs(4000), ([name, extra]) => {
-    const out = attempt(() => validateDeviceName(name as string), [InvalidArgumentError]);
-    strictEqual(out.ok, nameAcceptable(name), `validateDeviceName(${show(name)})`);
-    if (out.ok) {
-      const s = name as string;
-      strictEqual(out.value, Buffer.byteLength(s, 'utf8'));
-      assertOk(out.value < 128 && !s.includes('/') && !s.includes('\0'));
-    }
-    const size = DM_IOCTL_SIZE + 8 + extra;
-    const buf = Buffer.alloc(size, 0x5a);
-    const written = attempt(() => writeDmIoctlHeader(buf, { version: [4, 0, 0], dataSize: size, dataStart: DM_IOCTL_SIZE, name: name as string }), [InvalidArgumentError]);
-    // An absent name (undefined, null or '') is written as no name.
-    strictEqual(written.ok, name === undefined || name === null || name === '' || nameAcceptable(name), `writeDmIoctlHeader name ${show(name)}`);
-    if (written.ok) {
-      strictEqual(readDmIoctlHeader(buf).name, Buffer.from((name as string | null | undefined) ?? '', 'utf8').toString('utf8'));
-      assertOk(buf.subarray(DM_IOCTL_SIZE).every((b) => b === 0x5a), 'nothing past the header is written');
-    } else {
-      assertOk(buf.every((b) => b === 0x5a), 'nothing is written when the header is refused');
-    }
-  });
+  check(
+    t,
+    fc.tuple(
+      fc.oneof({ weight: 8, arbitrary: deviceNameArb as fc.Arbitrary<unknown> }, { weight: 1, arbitrary: anyValue }),
+      fc.integer({ min: 0, max: 64 }),
+    ),
+    runs(4000),
+    ([name, extra]) => {
+      const out = attempt(() => validateDeviceName(name as string), [InvalidArgumentError]);
+      strictEqual(out.ok, nameAcceptable(name), `validateDeviceName(${show(name)})`);
+      if (out.ok) {
+        const s = name as string;
+        strictEqual(out.value, Buffer.byteLength(s, 'utf8'));
+        assertOk(out.value < 128 && !s.includes('/') && !s.includes('\0'));
+      }
+      const size = DM_IOCTL_SIZE + 8 + extra;
+      const buf = Buffer.alloc(size, 0x5a);
+      const written = attempt(
+        () =>
+          writeDmIoctlHeader(buf, {
+            version: [4, 0, 0],
+            dataSize: size,
+            dataStart: DM_IOCTL_SIZE,
+            name: name as string,
+          }),
+        [InvalidArgumentError],
+      );
+      // An absent name (undefined, null or '') is written as no name.
+      strictEqual(
+        written.ok,
+        name === undefined || name === null || name === '' || nameAcceptable(name),
+        `writeDmIoctlHeader name ${show(name)}`,
+      );
+      if (written.ok) {
+        strictEqual(
+          readDmIoctlHeader(buf).name,
+          Buffer.from((name as string | null | undefined) ?? '', 'utf8').toString('utf8'),
+        );
+        assertOk(
+          buf.subarray(DM_IOCTL_SIZE).every((b) => b === 0x5a),
+          'nothing past the header is written',
+        );
+      } else {
+        assertOk(
+          buf.every((b) => b === 0x5a),
+          'nothing is written when the header is refused',
+        );
+      }
+    },
+  );
 });
 
 test('writeDmIoctlHeader: random field values give a header or InvalidArgumentError', (t) => {
   // Primitive values only: error messages print them with String().
-  const prim = fc.oneof(fc.integer(), fc.double(), fc.bigInt(), fc.boolean(), fc.constantFrom(null, undefined), fc.string({ maxLength: 8 }));
+  const prim = fc.oneof(
+    fc.integer(),
+    fc.double(),
+    fc.bigInt(),
+    fc.boolean(),
+    fc.constantFrom(null, undefined),
+    fc.string({ maxLength: 8 }),
+  );
   const validHeader = fc.integer({ min: DM_IOCTL_SIZE, max: 700 }).chain((bufLen) =>
     fc.integer({ min: DM_IOCTL_SIZE, max: bufLen }).chain((dataSize) =>
       fc.record({
         bufLen: fc.constant(bufLen),
         version: fc.tuple(u32, u32, u32),
         dataSize: fc.constant(dataSize),
-        dataStart: fc.integer({ min: 0, max: Math.floor((dataSize - DM_IOCTL_SIZE) / 8) }).map((k) => DM_IOCTL_SIZE + 8 * k),
+        dataStart: fc
+          .integer({ min: 0, max: Math.floor((dataSize - DM_IOCTL_SIZE) / 8) })
+          .map((k) => DM_IOCTL_SIZE + 8 * k),
         targetCount: u32,
         openCount: fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }),
         flags: u32,
         eventNr: u32,
         dev: u64,
         name: deviceNameArb,
-        uuid: fc.oneof(fc.string({ unit: 'binary', maxLength: 140 }), fc.integer({ min: 125, max: 131 }).map((n) => 'u'.repeat(n))),
+        uuid: fc.oneof(
+          fc.string({ unit: 'binary', maxLength: 140 }),
+          fc.integer({ min: 125, max: 131 }).map((n) => 'u'.repeat(n)),
+        ),
       }),
     ),
   );
-  const FIELDS = ['bufLen', 'version', 'dataSize', 'dataStart', 'targetCount', 'openCount', 'flags', 'eventNr', 'dev', 'name', 'uuid'] as const;
+  const FIELDS = [
+    'bufLen',
+    'version',
+    'dataSize',
+    'dataStart',
+    'targetCount',
+    'openCount',
+    'flags',
+    'eventNr',
+    'dev',
+    'name',
+    'uuid',
+  ] as const;
   const wild = fc.oneof(
     prim,
     fc.integer({ min: -1, max: 800 }),
     fc.constantFrom(-1, 2 ** 31, -(2 ** 31) - 1, U32_MAX + 1, 1.5, NaN, -0, 313, 316, 2n ** 64n, -1n),
     fc.array(prim, { maxLength: 4 }),
-    fc.tuple(fc.integer({ min: -1, max: U32_MAX + 1 }), fc.integer({ min: -1, max: U32_MAX + 1 }), fc.integer({ min: -1, max: U32_MAX + 1 })),
+    fc.tuple(
+      fc.integer({ min: -1, max: U32_MAX + 1 }),
+      fc.integer({ min: -1, max: U32_MAX + 1 }),
+      fc.integer({ min: -1, max: U32_MAX + 1 }),
+    ),
   );
   const arb = fc
     .tuple(validHeader, fc.array(fc.tuple(fc.constantFrom(...FIELDS), wild), { maxLength: 2 }))
     .map(([h, perturb]) => {
       const header: Record<string, unknown> = { ...h };
-      for (const [k, v] of perturb) header[k] = k === 'bufLen' ? Math.max(0, Math.min(800, Math.trunc(Number(v) || 0))) : v;
+      for (const [k, v] of perturb)
+        header[k] = k === 'bufLen' ? Math.max(0, Math.min(800, Math.trunc(Number(v) || 0))) : v;
       return header as typeof h;
     });
   let accepted = 0;
@@ -1413,7 +1910,10 @@ test('writeDmIoctlHeader: random field values give a header or InvalidArgumentEr
     const buf = Buffer.alloc(bufLen, 0x5a);
     const out = attempt(() => writeDmIoctlHeader(buf, header as never), [InvalidArgumentError]);
     if (!out.ok) {
-      assertOk(buf.every((b) => b === 0x5a), 'nothing is written when the header is refused');
+      assertOk(
+        buf.every((b) => b === 0x5a),
+        'nothing is written when the header is refused',
+      );
       return;
     }
     accepted++;
@@ -1429,7 +1929,10 @@ test('writeDmIoctlHeader: random field values give a header or InvalidArgumentEr
     strictEqual(h.dev, header.dev ?? 0n);
     strictEqual(h.name, Buffer.from(header.name ?? '', 'utf8').toString('utf8'));
     strictEqual(h.uuid, Buffer.from(header.uuid ?? '', 'utf8').toString('utf8'));
-    assertOk(buf.subarray(DM_IOCTL_SIZE).every((b) => b === 0x5a), 'nothing past the header is written');
+    assertOk(
+      buf.subarray(DM_IOCTL_SIZE).every((b) => b === 0x5a),
+      'nothing past the header is written',
+    );
   });
   t.log(`${accepted} accepted`);
   t.true(accepted > 0);

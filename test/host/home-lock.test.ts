@@ -25,7 +25,9 @@ function newHome(): string {
   homes.push(home);
   return home;
 }
-test.after.always(() => { for (const home of homes) rmSync(home, { recursive: true, force: true }); });
+test.after.always(() => {
+  for (const home of homes) rmSync(home, { recursive: true, force: true });
+});
 
 // A contender: loads HomeLock, says "ready", waits for "go" on stdin, tries the lock
 // (HOLD_MS: how long to hold it; TIMEOUT_MS: how long to wait), and while it holds the home
@@ -59,32 +61,62 @@ process.stdin.once('data', async () => {
 });
 `;
 
-interface Report { pid: number; at: number; ready?: boolean; failed?: boolean; acquired?: boolean; releasing?: boolean; code?: string; message?: string; pid2?: number; overlap?: false | string; waited?: number }
-interface Contender { child: ChildProcess; reports: Report[]; ready: Promise<void>; done: Promise<{ code: number | null; signal: string | null; stderr: string }> }
+interface Report {
+  pid: number;
+  at: number;
+  ready?: boolean;
+  failed?: boolean;
+  acquired?: boolean;
+  releasing?: boolean;
+  code?: string;
+  message?: string;
+  pid2?: number;
+  overlap?: false | string;
+  waited?: number;
+}
+interface Contender {
+  child: ChildProcess;
+  reports: Report[];
+  ready: Promise<void>;
+  done: Promise<{ code: number | null; signal: string | null; stderr: string }>;
+}
 
 function contender(home: string, env: { holdMs: number; timeoutMs: number; ffi?: string }): Contender {
   const child = spawn(process.execPath, ['--input-type=module', '-e', CONTENDER], {
-    env: { ...process.env, HOME_LOCK_JS: homeLockJs, LOCK_HOME: home, HOLD_MS: String(env.holdMs), TIMEOUT_MS: String(env.timeoutMs), LOCK_FFI: env.ffi ?? '' },
+    env: {
+      ...process.env,
+      HOME_LOCK_JS: homeLockJs,
+      LOCK_HOME: home,
+      HOLD_MS: String(env.holdMs),
+      TIMEOUT_MS: String(env.timeoutMs),
+      LOCK_FFI: env.ffi ?? '',
+    },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   const reports: Report[] = [];
   let stderr = '';
   let buffered = '';
   let onReady!: () => void;
-  const ready = new Promise<void>((resolve) => { onReady = resolve; });
+  const ready = new Promise<void>((resolve) => {
+    onReady = resolve;
+  });
   child.stdout!.on('data', (chunk: Buffer) => {
     buffered += chunk.toString();
-    let nl: number;
-    while ((nl = buffered.indexOf('\n')) >= 0) {
+    for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
       const report = JSON.parse(buffered.slice(0, nl)) as Report;
       buffered = buffered.slice(nl + 1);
       reports.push(report);
       if (report.ready) onReady();
     }
   });
-  child.stderr!.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+  child.stderr!.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
   const done = new Promise<{ code: number | null; signal: string | null; stderr: string }>((resolve) => {
-    child.on('exit', (code, signal) => { onReady(); resolve({ code, signal, stderr }); });
+    child.on('exit', (code, signal) => {
+      onReady();
+      resolve({ code, signal, stderr });
+    });
   });
   return { child, reports, ready, done };
 }
@@ -113,19 +145,27 @@ for (const stale of ['a live unrelated pid', 'a dead pid'] as const) {
       for (const c of all) c.child.stdin!.write('go\n');
       const exits = await Promise.all(all.map((c) => c.done));
       const label = `trial ${trial} (${ffi}, stale pid ${stalePid})`;
-      for (const exit of exits) t.deepEqual({ code: exit.code, signal: exit.signal }, { code: 0, signal: null }, `${label}: ${exit.stderr}`);
+      for (const exit of exits)
+        t.deepEqual({ code: exit.code, signal: exit.signal }, { code: 0, signal: null }, `${label}: ${exit.stderr}`);
       const reports = all.flatMap((c) => c.reports);
       const winners = reports.filter((r) => r.acquired);
       const losers = reports.filter((r) => r.failed);
       t.is(winners.length, 1, `${label}: exactly one holder: ${JSON.stringify(reports)}`);
       t.is(losers.length, CONTENDERS - 1, `${label}: the others failed`);
-      t.true(winners.every((w) => w.overlap === false), `${label}: no holder saw another holder`);
+      t.true(
+        winners.every((w) => w.overlap === false),
+        `${label}: no holder saw another holder`,
+      );
       for (const loser of losers) {
         t.is(loser.code, 'ERR_DM_HOME_LOCKED', `${label}: ${loser.message}`);
         t.is(loser.pid2, winners[0]!.pid, `${label}: the error names the holder: ${loser.message}`);
         t.regex(loser.message!, new RegExp(`in use by process ${winners[0]!.pid}\\b`));
       }
-      t.is(readFileSync(join(home, 'lock'), 'utf8'), '', `${label}: the holder cleared its pid on release (the file stays)`);
+      t.is(
+        readFileSync(join(home, 'lock'), 'utf8'),
+        '',
+        `${label}: the holder cleared its pid on release (the file stays)`,
+      );
     }
   });
 }
@@ -165,7 +205,10 @@ test('a wait that runs out is ERR_DM_HOME_LOCKED saying it waited', async (t) =>
   t.regex(failed!.message!, /waited 400 ms/);
   t.regex(failed!.message!, new RegExp(`in use by process ${holder.child.pid}\\b`));
   t.true(failed!.waited! >= 400 && failed!.waited! < 2000, `gave up after its timeout (${failed!.waited} ms)`);
-  t.true(holder.reports.every((r) => !r.releasing), 'while the holder still held the home');
+  t.true(
+    holder.reports.every((r) => !r.releasing),
+    'while the holder still held the home',
+  );
   holder.child.kill('SIGKILL');
   await holder.done;
   // The kernel dropped the SIGKILLed holder's lock: the next process takes the home at once.
@@ -173,7 +216,10 @@ test('a wait that runs out is ERR_DM_HOME_LOCKED saying it waited', async (t) =>
   await next.ready;
   next.child.stdin!.write('go\n');
   await next.done;
-  t.truthy(next.reports.find((r) => r.acquired), `a killed holder leaves no stale lock: ${JSON.stringify(next.reports)}`);
+  t.truthy(
+    next.reports.find((r) => r.acquired),
+    `a killed holder leaves no stale lock: ${JSON.stringify(next.reports)}`,
+  );
 });
 
 test('a worker thread that imports the package, parses and calls libc through koffi, then exits, leaves the process alive', async (t) => {
@@ -198,12 +244,28 @@ await new Promise((r) => setTimeout(r, 200));
 process.stdout.write(JSON.stringify({ ...message, workerExit: code }));
 `;
   const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
-    env: { ...process.env, INDEX_JS: indexJs, HOME_LOCK_JS: homeLockJs, LOCK_HOME: home }, encoding: 'utf8', timeout: 60_000,
+    env: { ...process.env, INDEX_JS: indexJs, HOME_LOCK_JS: homeLockJs, LOCK_HOME: home },
+    encoding: 'utf8',
+    timeout: 60_000,
   });
-  t.deepEqual({ status: child.status, signal: child.signal }, { status: 0, signal: null }, `the process survived the worker's exit: ${child.stderr}`);
-  const result = JSON.parse(child.stdout) as { loadedAtImport: string[]; status: string; took: boolean; second: boolean; workerExit: number };
+  t.deepEqual(
+    { status: child.status, signal: child.signal },
+    { status: 0, signal: null },
+    `the process survived the worker's exit: ${child.stderr}`,
+  );
+  const result = JSON.parse(child.stdout) as {
+    loadedAtImport: string[];
+    status: string;
+    took: boolean;
+    second: boolean;
+    workerExit: number;
+  };
   t.deepEqual(result.loadedAtImport, [], 'importing the package loads no FFI package');
-  t.deepEqual(JSON.parse(result.status), { kind: 'ok', mappedSectors: '2048', highestMappedSector: '4095' }, 'the parser worked in the worker');
+  t.deepEqual(
+    JSON.parse(result.status),
+    { kind: 'ok', mappedSectors: '2048', highestMappedSector: '4095' },
+    'the parser worked in the worker',
+  );
   t.true(result.took, 'koffi took the lock (flock) in the worker');
   t.false(result.second, 'and a second open of the lock file could not');
   t.is(result.workerExit, 0);
@@ -223,7 +285,9 @@ process.stdout.write(JSON.stringify({ took: first !== undefined, writable: first
 first?.release();
 `;
   const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
-    env: { ...process.env, HOME_LOCK_JS: homeLockJs, LOCK_HOME: home }, encoding: 'utf8', timeout: 60_000,
+    env: { ...process.env, HOME_LOCK_JS: homeLockJs, LOCK_HOME: home },
+    encoding: 'utf8',
+    timeout: 60_000,
   });
   t.is(child.status, 0, child.stderr);
   t.deepEqual(JSON.parse(child.stdout), { took: true, writable: false, second: false });

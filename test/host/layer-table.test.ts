@@ -3,7 +3,13 @@ import test from 'ava';
 import { LayerTable } from '../../src/driver/layer-table.js';
 import type { LayerRecord } from '../../src/driver/metadata-store.js';
 
-const record = (id: string, deviceId: number): LayerRecord => ({ id, parent: null, deviceId, size: '1024', transactionId: '1' });
+const record = (id: string, deviceId: number): LayerRecord => ({
+  id,
+  parent: null,
+  deviceId,
+  size: '1024',
+  transactionId: '1',
+});
 
 test('ownsThinId follows set, replace, delete and clear', (t) => {
   const table = new LayerTable();

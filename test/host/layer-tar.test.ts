@@ -9,8 +9,23 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { LayerTarError } from '../../src/errors.js';
-import { ancestorsOf, entryRole, layerPath, opaqueMarkerName, whiteoutName } from '../../src/driver/diff/entry-paths.js';
-import { compressionOf, decompressed, encodePaxRecord, layerExtract, layerPack, parsePaxRecords, xattrsOf, type PackHeader } from '../../src/driver/diff/tar-format.js';
+import {
+  ancestorsOf,
+  entryRole,
+  layerPath,
+  opaqueMarkerName,
+  whiteoutName,
+} from '../../src/driver/diff/entry-paths.js';
+import {
+  compressionOf,
+  decompressed,
+  encodePaxRecord,
+  layerExtract,
+  layerPack,
+  parsePaxRecords,
+  xattrsOf,
+  type PackHeader,
+} from '../../src/driver/diff/tar-format.js';
 import { chainIds, layerIdOf } from '../../src/image/images.js';
 
 const unsafe = (fn: () => unknown): LayerTarError | undefined => {
@@ -46,20 +61,27 @@ test('whiteouts, opaque markers and aufs metadata', (t) => {
   t.deepEqual(entryRole('.wh..wh.plnk/123.4'), { role: 'ignored', path: '.wh..wh.plnk/123.4' });
   t.deepEqual(entryRole('etc/passwd'), { role: 'content', path: 'etc/passwd' });
   t.deepEqual(entryRole('etc/x.wh.y'), { role: 'content', path: 'etc/x.wh.y' });
-  for (const bad of ['a/.wh...', 'a/.wh..', 'a/.wh.']) t.is(unsafe(() => entryRole(bad))?.code, 'ERR_DM_LAYER_TAR_UNSAFE', bad);
+  for (const bad of ['a/.wh...', 'a/.wh..', 'a/.wh.'])
+    t.is(unsafe(() => entryRole(bad))?.code, 'ERR_DM_LAYER_TAR_UNSAFE', bad);
   t.is(whiteoutName('etc/passwd'), 'etc/.wh.passwd');
   t.is(whiteoutName('top'), '.wh.top');
   t.is(opaqueMarkerName('opt'), 'opt/.wh..wh..opq');
 });
 
-const CAPABILITY = Buffer.from([0x01, 0x00, 0x00, 0x02, 0x80, 0x20, 0x00, 0x00, 0xff, 0xfe, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+const CAPABILITY = Buffer.from([
+  0x01, 0x00, 0x00, 0x02, 0x80, 0x20, 0x00, 0x00, 0xff, 0xfe, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+]);
 
 async function packOne(xattrs: Map<string, Buffer>, name: string): Promise<Buffer> {
   const pack = layerPack();
   const chunks: Buffer[] = [];
-  const done = (async () => { for await (const chunk of pack) chunks.push(chunk as Buffer); })();
+  const done = (async () => {
+    for await (const chunk of pack) chunks.push(chunk as Buffer);
+  })();
   const header: PackHeader = { name, type: 'file', mode: 0o755, size: 5, xattrs };
-  await new Promise<void>((resolve, reject) => pack.entry(header, Buffer.from('hello'), (e) => (e ? reject(e) : resolve())));
+  await new Promise<void>((resolve, reject) =>
+    pack.entry(header, Buffer.from('hello'), (e) => (e ? reject(e) : resolve())),
+  );
   pack.finalize();
   await done;
   return Buffer.concat(chunks);
@@ -67,7 +89,10 @@ async function packOne(xattrs: Map<string, Buffer>, name: string): Promise<Buffe
 
 test('PAX xattrs: binary values written and read back byte for byte; GNU tar reads the same entry', async (t) => {
   const name = `dir/${'long-component/'.repeat(8)}naïve.bin`;
-  const xattrs = new Map([['security.capability', CAPABILITY], ['user.note', Buffer.from('ünïcode')]]);
+  const xattrs = new Map([
+    ['security.capability', CAPABILITY],
+    ['user.note', Buffer.from('ünïcode')],
+  ]);
   const tarball = await packOne(xattrs, name);
   const extract = layerExtract();
   const seen: Array<{ name: string; xattrs: Map<string, Buffer>; body: string }> = [];
@@ -114,7 +139,10 @@ test('compression by magic bytes; bzip2 and xz refused with ERR_DM_LAYER_TAR_INV
   const data = Buffer.from('some tar bytes '.repeat(1000));
   t.true((await collect([gzipSync(data)])).equals(data));
   const gz = gzipSync(data);
-  t.true((await collect([gz.subarray(0, 1), gz.subarray(1, 3), gz.subarray(3)])).equals(data), 'magic split over chunks');
+  t.true(
+    (await collect([gz.subarray(0, 1), gz.subarray(1, 3), gz.subarray(3)])).equals(data),
+    'magic split over chunks',
+  );
   t.true((await collect([data])).equals(data));
   const bad = await t.throwsAsync(collect([Buffer.from('BZh91AY&SY')]));
   t.is((bad as LayerTarError).code, 'ERR_DM_LAYER_TAR_INVALID');
@@ -143,8 +171,11 @@ test('apply onto a directory: whiteouts, an opaque directory, a whiteout under a
     for (const file of ['a/x', 'a/y', 'b/z', 'c/1']) writeFileSync(join(root, file), file);
     const pack = layerPack();
     const chunks: Buffer[] = [];
-    const done = (async () => { for await (const chunk of pack) chunks.push(chunk as Buffer); })();
-    const entry = (header: PackHeader, data = Buffer.alloc(0)) => new Promise<void>((resolve, reject) => pack.entry(header, data, (e) => (e ? reject(e) : resolve())));
+    const done = (async () => {
+      for await (const chunk of pack) chunks.push(chunk as Buffer);
+    })();
+    const entry = (header: PackHeader, data = Buffer.alloc(0)) =>
+      new Promise<void>((resolve, reject) => pack.entry(header, data, (e) => (e ? reject(e) : resolve())));
     await entry({ name: 'a/.wh.x', type: 'file', mode: 0o644 });
     await entry({ name: '.wh.b', type: 'file', mode: 0o644 });
     await entry({ name: 'c/', type: 'directory', mode: 0o755 });
@@ -164,8 +195,14 @@ test('apply onto a directory: whiteouts, an opaque directory, a whiteout under a
     symlinkSync(outside, join(root, 'evil'));
     const hostile = layerPack();
     const bad: Buffer[] = [];
-    const reading = (async () => { for await (const chunk of hostile) bad.push(chunk as Buffer); })();
-    await new Promise<void>((resolve, reject) => hostile.entry({ name: 'evil/x', type: 'file', mode: 0o644, size: 1 }, Buffer.from('x'), (e) => (e ? reject(e) : resolve())));
+    const reading = (async () => {
+      for await (const chunk of hostile) bad.push(chunk as Buffer);
+    })();
+    await new Promise<void>((resolve, reject) =>
+      hostile.entry({ name: 'evil/x', type: 'file', mode: 0o644, size: 1 }, Buffer.from('x'), (e) =>
+        e ? reject(e) : resolve(),
+      ),
+    );
     hostile.finalize();
     await reading;
     const error = await t.throwsAsync(applyLayerTar(root, Readable.from([Buffer.concat(bad)])));

@@ -55,7 +55,11 @@ test('the image layout: oci-layout, index.json with the name annotation, and blo
   const config = JSON.parse(blob(manifest.config.digest).toString());
   t.is(manifest.config.size, blob(manifest.config.digest).length);
   t.is(manifest.layers.length, 4);
-  t.deepEqual(config.rootfs.diff_ids, manifest.layers.map((l: { digest: string }) => sha(gunzipSync(blob(l.digest)))), 'diff_ids are the digests of the uncompressed layers');
+  t.deepEqual(
+    config.rootfs.diff_ids,
+    manifest.layers.map((l: { digest: string }) => sha(gunzipSync(blob(l.digest)))),
+    'diff_ids are the digests of the uncompressed layers',
+  );
   for (const layer of manifest.layers) {
     t.is(layer.mediaType, 'application/vnd.oci.image.layer.v1.tar+gzip');
     t.is(layer.size, blob(layer.digest).length);
@@ -71,19 +75,24 @@ test('the same description gives the same digests (fixed mtimes, deterministic g
 });
 
 test('layer tars: whiteout and opaque markers, hard links, setuid and sticky modes, owners', async (t) => {
-  const below: LayerEntry[][] = [[
-    { kind: 'dir', path: 'd' },
-    { kind: 'file', path: 'd/gone', content: 'x' },
-    { kind: 'file', path: 'target', content: 'shared', mode: 0o640, uid: 3, gid: 4 },
-  ]];
-  const layer = await buildLayer([
-    { kind: 'dir', path: 'd', mode: 0o1777, uid: 10, gid: 20 },
-    { kind: 'whiteout', path: 'd/gone' },
-    { kind: 'opaque', path: 'd' },
-    { kind: 'hardlink', path: 'link', target: 'target' },
-    { kind: 'file', path: 'suid', content: '#!', mode: 0o4755, uid: 1000, gid: 1001 },
-    { kind: 'symlink', path: 'sym', target: '/target' },
-  ], below);
+  const below: LayerEntry[][] = [
+    [
+      { kind: 'dir', path: 'd' },
+      { kind: 'file', path: 'd/gone', content: 'x' },
+      { kind: 'file', path: 'target', content: 'shared', mode: 0o640, uid: 3, gid: 4 },
+    ],
+  ];
+  const layer = await buildLayer(
+    [
+      { kind: 'dir', path: 'd', mode: 0o1777, uid: 10, gid: 20 },
+      { kind: 'whiteout', path: 'd/gone' },
+      { kind: 'opaque', path: 'd' },
+      { kind: 'hardlink', path: 'link', target: 'target' },
+      { kind: 'file', path: 'suid', content: '#!', mode: 0o4755, uid: 1000, gid: 1001 },
+      { kind: 'symlink', path: 'sym', target: '/target' },
+    ],
+    below,
+  );
   const items = await readTar(gunzipSync(layer.blob));
   t.is(layer.diffId, sha(layer.tar));
   t.is(layer.digest, sha(layer.blob));
@@ -94,7 +103,10 @@ test('layer tars: whiteout and opaque markers, hard links, setuid and sticky mod
   t.like(h('link'), { type: 'link', linkname: 'target', mode: 0o640, uid: 3, gid: 4 });
   t.like(h('suid'), { type: 'file', mode: 0o4755, uid: 1000, gid: 1001 });
   t.like(h('sym'), { type: 'symlink', linkname: '/target' });
-  t.deepEqual(items.map((i) => i.header.name), ['d/', 'd/.wh.gone', 'd/.wh..wh..opq', 'link', 'suid', 'sym']);
+  t.deepEqual(
+    items.map((i) => i.header.name),
+    ['d/', 'd/.wh.gone', 'd/.wh..wh..opq', 'link', 'suid', 'sym'],
+  );
 });
 
 test('mergedView: whiteouts, opaque directories, replacements and hard links, as written out by hand', (t) => {
@@ -122,7 +134,11 @@ test('mergedView: whiteouts, opaque directories, replacements and hard links, as
     ],
   ]);
   t.deepEqual([...view.keys()], ['/a', '/a/x', '/f', '/g', '/h', '/o', '/o/new', '/t']);
-  t.like(view.get('/a'), { type: 'dir', mode: 0o711, uid: 1, gid: 2 }, 'a directory over a directory takes the new metadata, keeps its children');
+  t.like(
+    view.get('/a'),
+    { type: 'dir', mode: 0o711, uid: 1, gid: 2 },
+    'a directory over a directory takes the new metadata, keeps its children',
+  );
   t.like(view.get('/f'), { type: 'dir', mode: 0o700 });
   t.like(view.get('/g'), { type: 'file', size: 10 });
   t.deepEqual(view.get('/h'), view.get('/t'), 'a hard link is its target');
@@ -133,7 +149,11 @@ test('mergedView: whiteouts, opaque directories, replacements and hard links, as
 test('descriptions that cannot be right are refused', async (t) => {
   t.throws(() => mergedView([[{ kind: 'whiteout', path: 'nothing' }]]), { message: /nothing below/ });
   t.throws(() => mergedView([[{ kind: 'file', path: 'no/parent', content: '' }]]), { message: /parent/ });
-  await t.throwsAsync(buildLayer([{ kind: 'hardlink', path: 'l', target: 'missing' }]), { message: /not a regular file/ });
+  await t.throwsAsync(buildLayer([{ kind: 'hardlink', path: 'l', target: 'missing' }]), {
+    message: /not a regular file/,
+  });
   await t.throwsAsync(buildLayer([{ kind: 'file', path: 'zero', content: '', mode: 0 }]), { message: /mode 0/ });
-  await t.throwsAsync(buildOciImage({ name: 'x:y', layers: [[{ kind: 'dir', path: '/' }]] }), { message: /names the root/ });
+  await t.throwsAsync(buildOciImage({ name: 'x:y', layers: [[{ kind: 'dir', path: '/' }]] }), {
+    message: /names the root/,
+  });
 });

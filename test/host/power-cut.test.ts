@@ -8,7 +8,11 @@ test('power cuts during a stream of layer operations: every boot after a cut fin
   t.timeout(600_000);
   const seed = Number(process.env.DEVMAPPER_POWER_CUT_SEED ?? Math.floor(Math.random() * 1e6));
   t.log(`seed ${seed} (DEVMAPPER_POWER_CUT_SEED=${seed} replays the stream)`);
-  const result = await runPowerCuts({ cuts: Number(process.env.DEVMAPPER_POWER_CUTS ?? 4), seed, log: (line) => t.log(line) });
+  const result = await runPowerCuts({
+    cuts: Number(process.env.DEVMAPPER_POWER_CUTS ?? 4),
+    seed,
+    log: (line) => t.log(line),
+  });
   t.log(formatPowerCuts(result));
   t.is(result.cuts.length, Number(process.env.DEVMAPPER_POWER_CUTS ?? 4));
   t.true(result.acked.create > 0, 'the stream did work before the cuts');

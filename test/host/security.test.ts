@@ -33,7 +33,11 @@ const CHILD_PROCESS = new Set(['child_process', 'node:child_process']);
 const ALLOWED_IMPORTS = new Set(['execFile', 'execFileSync', 'spawn', 'spawnSync']);
 const SHELLS = /^(?:\/(?:usr\/)?bin\/)?(?:sh|bash|dash|zsh|ksh|ash|busybox)$/;
 
-interface Finding { file: string; line: number; what: string }
+interface Finding {
+  file: string;
+  line: number;
+  what: string;
+}
 
 /** Every way src/ could run a program through a shell, found in the syntax tree. */
 function shellFindings(file: string): { findings: Finding[]; runners: string[] } {
@@ -42,10 +46,18 @@ function shellFindings(file: string): { findings: Finding[]; runners: string[] }
   const findings: Finding[] = [];
   const runners: string[] = []; // local names bound to execFile/spawn...
   const at = (node: ts.Node, what: string): void => {
-    findings.push({ file: relative(projectRoot, file), line: source.getLineAndCharacterOfPosition(node.getStart()).line + 1, what });
+    findings.push({
+      file: relative(projectRoot, file),
+      line: source.getLineAndCharacterOfPosition(node.getStart()).line + 1,
+      what,
+    });
   };
   const visit = (node: ts.Node): void => {
-    if (ts.isImportDeclaration(node) && ts.isStringLiteral(node.moduleSpecifier) && CHILD_PROCESS.has(node.moduleSpecifier.text)) {
+    if (
+      ts.isImportDeclaration(node) &&
+      ts.isStringLiteral(node.moduleSpecifier) &&
+      CHILD_PROCESS.has(node.moduleSpecifier.text)
+    ) {
       const clause = node.importClause;
       if (clause?.name) at(node, 'default import of child_process');
       const bindings = clause?.namedBindings;
@@ -63,14 +75,30 @@ function shellFindings(file: string): { findings: Finding[]; runners: string[] }
       const firstArg = node.arguments[0];
       const isRequire = ts.isIdentifier(callee) && callee.text === 'require';
       const isDynamicImport = callee.kind === ts.SyntaxKind.ImportKeyword;
-      if ((isRequire || isDynamicImport) && firstArg && ts.isStringLiteralLike(firstArg) && CHILD_PROCESS.has(firstArg.text)) {
+      if (
+        (isRequire || isDynamicImport) &&
+        firstArg &&
+        ts.isStringLiteralLike(firstArg) &&
+        CHILD_PROCESS.has(firstArg.text)
+      ) {
         at(node, `${isRequire ? 'require' : 'import'}() of child_process`);
       }
-      if (ts.isIdentifier(callee) && runners.includes(callee.text) && firstArg && ts.isStringLiteralLike(firstArg) && SHELLS.test(firstArg.text)) {
+      if (
+        ts.isIdentifier(callee) &&
+        runners.includes(callee.text) &&
+        firstArg &&
+        ts.isStringLiteralLike(firstArg) &&
+        SHELLS.test(firstArg.text)
+      ) {
         at(node, `${callee.text}() runs the shell ${firstArg.text}`);
       }
     }
-    if ((ts.isPropertyAssignment(node) || ts.isShorthandPropertyAssignment(node)) && node.name && ts.isIdentifier(node.name) && node.name.text === 'shell') {
+    if (
+      (ts.isPropertyAssignment(node) || ts.isShorthandPropertyAssignment(node)) &&
+      node.name &&
+      ts.isIdentifier(node.name) &&
+      node.name.text === 'shell'
+    ) {
       at(node, 'an object literal sets `shell`');
     }
     ts.forEachChild(node, visit);
@@ -113,33 +141,100 @@ test('no shell: the checker itself catches each forbidden form', (t) => {
     "spawn('bash', ['-c', 'x']);",
   ];
   try {
-    writeFileSync(file, samples.join('\n') + '\n');
+    writeFileSync(file, `${samples.join('\n')}\n`);
     const { findings } = shellFindings(file);
-    t.deepEqual(findings.map((f) => f.line), [1, 2, 3, 4, 6, 7, 8, 9, 10, 11], findings.map((f) => `${f.line}: ${f.what}`).join('\n'));
+    t.deepEqual(
+      findings.map((f) => f.line),
+      [1, 2, 3, 4, 6, 7, 8, 9, 10, 11],
+      findings.map((f) => `${f.line}: ${f.what}`).join('\n'),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });
 
 const BAD_IDS: unknown[] = [
-  '../x', '..', '.', '/abs', '/', 'a/b', 'a/../b', 'a\\b', 'a\0b', '\0', 'x'.repeat(81), 'a\nb', 'a\n', '\n', 'a\r', '', ' ', 'a b',
-  '-x', '.hidden', '.base', 'a..b', '..a', 'ünï', 'a,b', 'a"b', "a'b", 'a;b', '$(x)', 'a*', 'pool', 42, null, undefined, {}, ['a'],
+  '../x',
+  '..',
+  '.',
+  '/abs',
+  '/',
+  'a/b',
+  'a/../b',
+  'a\\b',
+  'a\0b',
+  '\0',
+  'x'.repeat(81),
+  'a\nb',
+  'a\n',
+  '\n',
+  'a\r',
+  '',
+  ' ',
+  'a b',
+  '-x',
+  '.hidden',
+  '.base',
+  'a..b',
+  '..a',
+  'ünï',
+  'a,b',
+  'a"b',
+  "a'b",
+  'a;b',
+  '$(x)',
+  'a*',
+  'pool',
+  42,
+  null,
+  undefined,
+  {},
+  ['a'],
 ];
 
-test('layer ids that could escape <home>, or take the pool\'s dm name, are refused with InvalidArgumentError', (t) => {
+test("layer ids that could escape <home>, or take the pool's dm name, are refused with InvalidArgumentError", (t) => {
   for (const id of BAD_IDS) {
-    const error = t.throws(() => assertLayerId(id), { instanceOf: InvalidArgumentError }, JSON.stringify(id) ?? String(id));
+    const error = t.throws(
+      () => assertLayerId(id),
+      { instanceOf: InvalidArgumentError },
+      JSON.stringify(id) ?? String(id),
+    );
     t.is(error?.code, 'ERR_DM_INVALID_ARGUMENT');
     t.is(error?.argument, 'id');
   }
-  for (const id of ['img', 'a.b', 'a-b_c', 'x'.repeat(80), 'a'.repeat(64), 'pool2', 'my-pool', '0', 'A.b-C_d']) t.notThrows(() => assertLayerId(id), id);
+  for (const id of ['img', 'a.b', 'a-b_c', 'x'.repeat(80), 'a'.repeat(64), 'pool2', 'my-pool', '0', 'A.b-C_d'])
+    t.notThrows(() => assertLayerId(id), id);
 });
 
 test('a mount label with a comma (outside an MLS category list), quote or newline is refused', (t) => {
-  for (const label of ['a,ro', 'x,dev,suid', 'system_u:object_r:t:s0,nosuid', 's0:c1,exec', 'a,', ',a', 'a\nb', 'a\n', 'a"b', 'a b', '', 'a\0', 'a,c', 'a\r']) {
-    t.throws(() => assertMountLabel(label), { instanceOf: InvalidArgumentError, code: 'ERR_DM_INVALID_ARGUMENT' }, JSON.stringify(label));
+  for (const label of [
+    'a,ro',
+    'x,dev,suid',
+    'system_u:object_r:t:s0,nosuid',
+    's0:c1,exec',
+    'a,',
+    ',a',
+    'a\nb',
+    'a\n',
+    'a"b',
+    'a b',
+    '',
+    'a\0',
+    'a,c',
+    'a\r',
+  ]) {
+    t.throws(
+      () => assertMountLabel(label),
+      { instanceOf: InvalidArgumentError, code: 'ERR_DM_INVALID_ARGUMENT' },
+      JSON.stringify(label),
+    );
   }
-  for (const label of ['system_u:object_r:container_file_t:s0', 'system_u:object_r:container_file_t:s0:c1,c2', 's0-s0:c0.c1023', 's0:c1,c2-s0:c1,c2,c3']) {
+  for (const label of [
+    'system_u:object_r:container_file_t:s0',
+    'system_u:object_r:container_file_t:s0:c1,c2',
+    's0-s0:c0.c1023',
+    's0:c1,c2-s0:c1,c2,c3',
+  ]) {
     t.notThrows(() => assertMountLabel(label), label);
   }
 });
@@ -147,7 +242,11 @@ test('a mount label with a comma (outside an MLS category list), quote or newlin
 test('a mount option with a newline or other unusual character is refused before anything is touched', (t) => {
   const home = '/nonexistent/devmapper-security-test';
   for (const mountOptions of ['ro\nexec', 'noatime\n', 'a b', 'context="x"', 'x;y', 'a\0', 'a\r']) {
-    t.throws(() => resolveOptions({ home, mountOptions }), { instanceOf: InvalidArgumentError, code: 'ERR_DM_INVALID_ARGUMENT' }, JSON.stringify(mountOptions));
+    t.throws(
+      () => resolveOptions({ home, mountOptions }),
+      { instanceOf: InvalidArgumentError, code: 'ERR_DM_INVALID_ARGUMENT' },
+      JSON.stringify(mountOptions),
+    );
   }
   // Commas separate options (Docker's dm.mountopt): each piece is checked on its own.
   t.deepEqual(resolveOptions({ home, mountOptions: 'noatime,nodiratime' }).mountOptions, ['noatime', 'nodiratime']);

@@ -33,15 +33,35 @@ function ok(line: string, opts?: Parameters<typeof parsePoolStatus>[1]): PoolSta
 // ---------------------------------------------------------------------------------------------
 // pool status: field-by-field forms
 
-type PoolField = 'transactionId' | 'heldMetadataRoot' | 'mode' | 'discard' | 'noSpace' | 'needsCheck' | 'metadataLowWatermark';
+type PoolField =
+  | 'transactionId'
+  | 'heldMetadataRoot'
+  | 'mode'
+  | 'discard'
+  | 'noSpace'
+  | 'needsCheck'
+  | 'metadataLowWatermark';
 type PoolCase = [line: string, expected: Partial<Record<PoolField, bigint | string | boolean | null | undefined>>];
 
 const poolCases: PoolCase[] = [
   // Current kernels: 9 fields and a trailing space.
-  ['0 10/4096 0/16384 - rw discard_passdown queue_if_no_space - 1024 ',
-    { transactionId: 0n, heldMetadataRoot: null, mode: 'rw', discard: 'discard_passdown', noSpace: 'queue', needsCheck: false, metadataLowWatermark: 1024n }],
+  [
+    '0 10/4096 0/16384 - rw discard_passdown queue_if_no_space - 1024 ',
+    {
+      transactionId: 0n,
+      heldMetadataRoot: null,
+      mode: 'rw',
+      discard: 'discard_passdown',
+      noSpace: 'queue',
+      needsCheck: false,
+      metadataLowWatermark: 1024n,
+    },
+  ],
   ['5 10/4096 0/16384 - ro discard_passdown queue_if_no_space - 1024', { mode: 'ro', transactionId: 5n }],
-  ['5 10/4096 16384/16384 - out_of_data_space discard_passdown error_if_no_space - 1024', { mode: 'out_of_data_space', noSpace: 'error' }],
+  [
+    '5 10/4096 16384/16384 - out_of_data_space discard_passdown error_if_no_space - 1024',
+    { mode: 'out_of_data_space', noSpace: 'error' },
+  ],
   ['5 10/4096 0/16384 - rw no_discard_passdown queue_if_no_space - 1024', { discard: 'no_discard_passdown' }],
   ['5 10/4096 0/16384 - rw ignore_discard queue_if_no_space - 1024', { discard: 'ignore_discard' }],
   ['5 10/4096 0/16384 - rw discard_passdown error_if_no_space - 1024', { noSpace: 'error' }],
@@ -49,14 +69,29 @@ const poolCases: PoolCase[] = [
   // Held metadata root as a number (after reserve_metadata_snap).
   ['5 20/4096 0/16384 17 rw discard_passdown queue_if_no_space - 1024', { heldMetadataRoot: 17n }],
   // u64 transaction id above 2^53 stays exact.
-  ['18446744073709551615 10/4096 0/16384 - rw discard_passdown queue_if_no_space - 1024', { transactionId: 18446744073709551615n }],
+  [
+    '18446744073709551615 10/4096 0/16384 - rw discard_passdown queue_if_no_space - 1024',
+    { transactionId: 18446744073709551615n },
+  ],
   // Kernels before 4.19: no metadata low watermark.
-  ['5 10/4096 0/16384 - rw discard_passdown queue_if_no_space - ', { needsCheck: false, metadataLowWatermark: undefined }],
-  ['5 10/4096 0/16384 - rw discard_passdown queue_if_no_space needs_check', { needsCheck: true, metadataLowWatermark: undefined }],
+  [
+    '5 10/4096 0/16384 - rw discard_passdown queue_if_no_space - ',
+    { needsCheck: false, metadataLowWatermark: undefined },
+  ],
+  [
+    '5 10/4096 0/16384 - rw discard_passdown queue_if_no_space needs_check',
+    { needsCheck: true, metadataLowWatermark: undefined },
+  ],
   // Kernels before the needs_check field: the flag is not reported (undefined, not false).
-  ['5 10/4096 0/16384 - rw discard_passdown queue_if_no_space ', { needsCheck: undefined, metadataLowWatermark: undefined }],
+  [
+    '5 10/4096 0/16384 - rw discard_passdown queue_if_no_space ',
+    { needsCheck: undefined, metadataLowWatermark: undefined },
+  ],
   // Separators other than one space are tolerated, as is a trailing newline.
-  ['5  10/4096\t0/16384 - rw discard_passdown queue_if_no_space - 1024\n', { transactionId: 5n, metadataLowWatermark: 1024n }],
+  [
+    '5  10/4096\t0/16384 - rw discard_passdown queue_if_no_space - 1024\n',
+    { transactionId: 5n, metadataLowWatermark: 1024n },
+  ],
 ];
 
 for (const [line, expected] of poolCases) {
@@ -115,9 +150,12 @@ test('pool status: Fail and Error', (t) => {
 });
 
 test('pool status: a bad dataBlockSize option is an InvalidArgumentError', (t) => {
-  const e = t.throws(() => parsePoolStatus('1 1/2 1/2 - rw discard_passdown queue_if_no_space - 1', { dataBlockSize: sectors(100) }), {
-    instanceOf: InvalidArgumentError,
-  });
+  const e = t.throws(
+    () => parsePoolStatus('1 1/2 1/2 - rw discard_passdown queue_if_no_space - 1', { dataBlockSize: sectors(100) }),
+    {
+      instanceOf: InvalidArgumentError,
+    },
+  );
   t.is(e?.argument, 'dataBlockSize');
 });
 
@@ -143,7 +181,10 @@ const badPoolLines: [line: string, why: RegExp][] = [
   ['0 10/4096 0x1/16384 - rw discard_passdown queue_if_no_space - 1024', /used data blocks "0x1"/],
   ['0 10/4096 1.5/16384 - rw discard_passdown queue_if_no_space - 1024', /used data blocks "1.5"/],
   // used > total: only possible from a wrapped (corrupt) free count; rejected.
-  ['0 4097/4096 0/16384 - rw discard_passdown queue_if_no_space - 1024', /used metadata blocks 4097 exceed the total 4096/],
+  [
+    '0 4097/4096 0/16384 - rw discard_passdown queue_if_no_space - 1024',
+    /used metadata blocks 4097 exceed the total 4096/,
+  ],
   ['0 10/4096 16385/16384 - rw discard_passdown queue_if_no_space - 1024', /used data blocks 16385 exceed/],
   ['0 10/4096 0/16384 none rw discard_passdown queue_if_no_space - 1024', /held metadata root "none"/],
   ['0 10/4096 0/16384 - RW discard_passdown queue_if_no_space - 1024', /unknown mode "RW"/],
@@ -170,8 +211,16 @@ for (const [line, why] of badPoolLines) {
 // thin status
 
 test('thin status: mapped and highest sector', (t) => {
-  t.deepEqual(parseThinStatus('1048576 2097151'), { kind: 'ok', mappedSectors: 1048576n, highestMappedSector: 2097151n });
-  t.deepEqual(parseThinStatus('1048576 2097151 '), { kind: 'ok', mappedSectors: 1048576n, highestMappedSector: 2097151n });
+  t.deepEqual(parseThinStatus('1048576 2097151'), {
+    kind: 'ok',
+    mappedSectors: 1048576n,
+    highestMappedSector: 2097151n,
+  });
+  t.deepEqual(parseThinStatus('1048576 2097151 '), {
+    kind: 'ok',
+    mappedSectors: 1048576n,
+    highestMappedSector: 2097151n,
+  });
 });
 
 test('thin status: nothing mapped', (t) => {
@@ -213,16 +262,43 @@ for (const [line, why] of badThinLines) {
 // ---------------------------------------------------------------------------------------------
 // thin-pool table
 
-const allOff = { skipBlockZeroing: false, ignoreDiscard: false, noDiscardPassdown: false, readOnly: false, errorIfNoSpace: false };
+const allOff = {
+  skipBlockZeroing: false,
+  ignoreDiscard: false,
+  noDiscardPassdown: false,
+  readOnly: false,
+  errorIfNoSpace: false,
+};
 
 const poolTables: [table: PoolTable, text: string][] = [
-  [{ metadataDev: '253:0', dataDev: '253:1', dataBlockSize: sectors(128), lowWaterMark: dataBlocks(0), features: allOff }, '253:0 253:1 128 0'],
   [
-    { metadataDev: '/dev/loop0', dataDev: '/dev/loop1', dataBlockSize: sectors(2097152), lowWaterMark: dataBlocks(2n ** 60n), features: { ...allOff, skipBlockZeroing: true } },
+    {
+      metadataDev: '253:0',
+      dataDev: '253:1',
+      dataBlockSize: sectors(128),
+      lowWaterMark: dataBlocks(0),
+      features: allOff,
+    },
+    '253:0 253:1 128 0',
+  ],
+  [
+    {
+      metadataDev: '/dev/loop0',
+      dataDev: '/dev/loop1',
+      dataBlockSize: sectors(2097152),
+      lowWaterMark: dataBlocks(2n ** 60n),
+      features: { ...allOff, skipBlockZeroing: true },
+    },
     `/dev/loop0 /dev/loop1 2097152 ${2n ** 60n} 1 skip_block_zeroing`,
   ],
   [
-    { metadataDev: '7:0', dataDev: '7:1', dataBlockSize: sectors(1024), lowWaterMark: dataBlocks(32), features: { ...allOff, noDiscardPassdown: true, errorIfNoSpace: true } },
+    {
+      metadataDev: '7:0',
+      dataDev: '7:1',
+      dataBlockSize: sectors(1024),
+      lowWaterMark: dataBlocks(32),
+      features: { ...allOff, noDiscardPassdown: true, errorIfNoSpace: true },
+    },
     '7:0 7:1 1024 32 2 no_discard_passdown error_if_no_space',
   ],
   [
@@ -231,7 +307,13 @@ const poolTables: [table: PoolTable, text: string][] = [
       dataDev: '7:1',
       dataBlockSize: sectors(256),
       lowWaterMark: dataBlocks(1),
-      features: { skipBlockZeroing: true, ignoreDiscard: true, noDiscardPassdown: false, readOnly: true, errorIfNoSpace: true },
+      features: {
+        skipBlockZeroing: true,
+        ignoreDiscard: true,
+        noDiscardPassdown: false,
+        readOnly: true,
+        errorIfNoSpace: true,
+      },
     },
     '7:0 7:1 256 1 4 skip_block_zeroing ignore_discard read_only error_if_no_space',
   ],
@@ -256,8 +338,16 @@ test('pool table: features in any order, case-insensitive like parse_pool_featur
 });
 
 test('pool table: the kernel may echo all five features (emit_flags has no cap)', (t) => {
-  const p = parsePoolTable('253:0 253:1 128 10 5 skip_block_zeroing ignore_discard no_discard_passdown read_only error_if_no_space ');
-  t.deepEqual(p.features, { skipBlockZeroing: true, ignoreDiscard: true, noDiscardPassdown: true, readOnly: true, errorIfNoSpace: true });
+  const p = parsePoolTable(
+    '253:0 253:1 128 10 5 skip_block_zeroing ignore_discard no_discard_passdown read_only error_if_no_space ',
+  );
+  t.deepEqual(p.features, {
+    skipBlockZeroing: true,
+    ignoreDiscard: true,
+    noDiscardPassdown: true,
+    readOnly: true,
+    errorIfNoSpace: true,
+  });
 });
 
 test('pool table: format with features omitted or partial', (t) => {
@@ -292,24 +382,46 @@ for (const [line, why] of badPoolTables) {
   });
 }
 
-const goodBase: PoolTableInput = { metadataDev: '253:0', dataDev: '253:1', dataBlockSize: sectors(128), lowWaterMark: dataBlocks(0) };
+const goodBase: PoolTableInput = {
+  metadataDev: '253:0',
+  dataDev: '253:1',
+  dataBlockSize: sectors(128),
+  lowWaterMark: dataBlocks(0),
+};
 
 const badPoolInputs: [name: string, input: PoolTableInput, argument: string][] = [
   ['block size below 128', { ...goodBase, dataBlockSize: sectors(64) }, 'dataBlockSize'],
   ['block size not a multiple of 128', { ...goodBase, dataBlockSize: sectors(192) }, 'dataBlockSize'],
   ['block size above 2097152', { ...goodBase, dataBlockSize: sectors(2097152 + 128) }, 'dataBlockSize'],
   ['block size 0', { ...goodBase, dataBlockSize: sectors(0) }, 'dataBlockSize'],
-  ['block size a fraction', { ...goodBase, dataBlockSize: 128.5 as unknown as PoolTableInput['dataBlockSize'] }, 'dataBlockSize'],
+  [
+    'block size a fraction',
+    { ...goodBase, dataBlockSize: 128.5 as unknown as PoolTableInput['dataBlockSize'] },
+    'dataBlockSize',
+  ],
   ['negative low water mark', { ...goodBase, lowWaterMark: -1n as PoolTableInput['lowWaterMark'] }, 'lowWaterMark'],
   ['empty metadata dev', { ...goodBase, metadataDev: '' }, 'metadataDev'],
   ['metadata dev with a space', { ...goodBase, metadataDev: '/dev/my disk' }, 'metadataDev'],
   ['data dev with a tab', { ...goodBase, dataDev: '/dev/a\tb' }, 'dataDev'],
   ['empty data dev', { ...goodBase, dataDev: '' }, 'dataDev'],
-  ['unknown feature key', { ...goodBase, features: { zeroBlocks: true } as Partial<PoolTable['features']> }, 'features.zeroBlocks'],
+  [
+    'unknown feature key',
+    { ...goodBase, features: { zeroBlocks: true } as Partial<PoolTable['features']> },
+    'features.zeroBlocks',
+  ],
   ['non-boolean feature', { ...goodBase, features: { readOnly: 'yes' as unknown as boolean } }, 'features.readOnly'],
   [
     'five features (the kernel takes at most 4)',
-    { ...goodBase, features: { skipBlockZeroing: true, ignoreDiscard: true, noDiscardPassdown: true, readOnly: true, errorIfNoSpace: true } },
+    {
+      ...goodBase,
+      features: {
+        skipBlockZeroing: true,
+        ignoreDiscard: true,
+        noDiscardPassdown: true,
+        readOnly: true,
+        errorIfNoSpace: true,
+      },
+    },
     'features',
   ],
 ];
@@ -379,7 +491,8 @@ for (const [name, input, argument] of badThinInputs) {
 
 test('pool mode: messages are taken in rw and out_of_data_space, not in ro, Fail, Error or needs_check', (t) => {
   const opts = { dataBlockSize: sectors(128) };
-  const line = (mode: string, needsCheck: string): string => `1 10/100 5/50 - ${mode} discard_passdown queue_if_no_space ${needsCheck} 0`;
+  const line = (mode: string, needsCheck: string): string =>
+    `1 10/100 5/50 - ${mode} discard_passdown queue_if_no_space ${needsCheck} 0`;
   const cases: [status: ReturnType<typeof parsePoolStatus>, mode: string, needsCheck: boolean, takes: boolean][] = [
     [parsePoolStatus(line('rw', '-'), opts), 'rw', false, true],
     [parsePoolStatus(line('out_of_data_space', '-'), opts), 'out_of_data_space', false, true],

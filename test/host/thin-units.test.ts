@@ -148,7 +148,12 @@ test('dataBlocksToSectors / sectorsToDataBlocks', (t) => {
 });
 
 test('sectorsToDataBlocks rejects partial blocks by default, zero block sizes, bad rounding', (t) => {
-  invalid(t, () => sectorsToDataBlocks(sectors(1300), sectors(128)), 'sectors', /not a whole number of 128-sector data blocks/);
+  invalid(
+    t,
+    () => sectorsToDataBlocks(sectors(1300), sectors(128)),
+    'sectors',
+    /not a whole number of 128-sector data blocks/,
+  );
   invalid(t, () => sectorsToDataBlocks(sectors(1300), sectors(0)), 'blockSize', /positive/);
   invalid(t, () => dataBlocksToSectors(dataBlocks(1), sectors(0)), 'blockSize', /positive/);
   invalid(t, () => sectorsToDataBlocks(sectors(1300), sectors(128), 'round' as 'floor'), 'rounding');

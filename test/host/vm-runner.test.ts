@@ -10,7 +10,9 @@ function processesMentioning(needle: string): number[] {
     if (!/^\d+$/.test(entry)) continue;
     try {
       if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(needle)) found.push(Number(entry));
-    } catch { /* exited meanwhile */ }
+    } catch {
+      /* exited meanwhile */
+    }
   }
   return found;
 }
@@ -53,8 +55,13 @@ test.serial('aborting the signal hard-stops the guest (a power cut): outcome kil
   const controller = new AbortController();
   let seen = '';
   const running = runInVm({
-    command: ['sh', '-c', 'echo started; sleep 600'], timeoutMs: 120_000, signal: controller.signal,
-    onOutput: (c) => { seen += c.toString(); if (seen.includes('started')) controller.abort(); },
+    command: ['sh', '-c', 'echo started; sleep 600'],
+    timeoutMs: 120_000,
+    signal: controller.signal,
+    onOutput: (c) => {
+      seen += c.toString();
+      if (seen.includes('started')) controller.abort();
+    },
   });
   const result = await running;
   t.is(result.outcome, 'killed');
@@ -70,18 +77,25 @@ test.serial('a command killed by a signal is reported as such', async (t) => {
   t.is(exitStatusOf(result), 128 + 15);
 });
 
-test.serial('the QEMU backend boots the Debian kernel with device-mapper and keeps exit status and output', async (t) => {
-  const result = await runInVm({
-    backend: 'qemu',
-    command: ['sh', '-c', 'echo "kernel $(uname -r)"; test -c /dev/mapper/control && echo has-dm; grep -c "^dm_thin_pool " /proc/modules; exit 9'],
-    timeoutMs: 300_000,
-    onOutput: () => {},
-  });
-  t.is(result.outcome, 'exited', result.vmStderr.slice(-2000));
-  t.is(result.exitCode, 9);
-  t.regex(result.output, /^kernel \d+\.\d+\.\d+-\d+-amd64\nhas-dm\n1\n$/);
-  t.deepEqual(processesMentioning(result.vmId), [], 'no process of this VM left on the host');
-});
+test.serial(
+  'the QEMU backend boots the Debian kernel with device-mapper and keeps exit status and output',
+  async (t) => {
+    const result = await runInVm({
+      backend: 'qemu',
+      command: [
+        'sh',
+        '-c',
+        'echo "kernel $(uname -r)"; test -c /dev/mapper/control && echo has-dm; grep -c "^dm_thin_pool " /proc/modules; exit 9',
+      ],
+      timeoutMs: 300_000,
+      onOutput: () => {},
+    });
+    t.is(result.outcome, 'exited', result.vmStderr.slice(-2000));
+    t.is(result.exitCode, 9);
+    t.regex(result.output, /^kernel \d+\.\d+\.\d+-\d+-amd64\nhas-dm\n1\n$/);
+    t.deepEqual(processesMentioning(result.vmId), [], 'no process of this VM left on the host');
+  },
+);
 
 test.serial('a QEMU guest that hangs is killed at the timeout', async (t) => {
   const result = await runInVm({ backend: 'qemu', command: ['sleep', '600'], timeoutMs: 20_000, onOutput: () => {} });

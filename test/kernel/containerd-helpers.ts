@@ -4,7 +4,16 @@
 // the devmapper CLI's `serve containerd` as a child process, and a teardown that leaves no
 // containerd, shim, container or mount behind.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLI_BIN, runCli, type CliRun } from '../cli-process.js';
@@ -21,13 +30,17 @@ export const NAMESPACE = 'devmapper-test';
 export function assertContainerdTools(): void {
   const missing = [CONTAINERD, CTR, RUNC, '/bin/busybox'].filter((path) => !existsSync(path));
   if (missing.length > 0) {
-    throw new Error(`the containerd engine tests need ${missing.join(', ')}: apt-get install containerd runc busybox-static (scripts/bootstrap.mjs lists them)`);
+    throw new Error(
+      `the containerd engine tests need ${missing.join(', ')}: apt-get install containerd runc busybox-static (scripts/bootstrap.mjs lists them)`,
+    );
   }
 }
 
 /** Mounts cgroup v2 at /sys/fs/cgroup when nothing is mounted there; returns whether it did. */
 export function ensureCgroup2(): boolean {
-  const mounted = readFileSync('/proc/self/mounts', 'utf8').split('\n').some((line) => line.split(' ')[1] === '/sys/fs/cgroup');
+  const mounted = readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .some((line) => line.split(' ')[1] === '/sys/fs/cgroup');
   if (mounted) return false;
   mkdirSync('/sys/fs/cgroup', { recursive: true });
   run('mount', ['-t', 'cgroup2', 'none', '/sys/fs/cgroup']);
@@ -44,7 +57,11 @@ export interface CommandResult {
 export function execute(program: string, args: string[], timeoutMs = 120_000): Promise<CommandResult> {
   return new Promise((resolve) => {
     execFile(program, args, { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 << 20 }, (error, stdout, stderr) => {
-      const code = error ? (typeof (error as NodeJS.ErrnoException).code === 'number' ? (error as unknown as { code: number }).code : null) : 0;
+      const code = error
+        ? typeof (error as NodeJS.ErrnoException).code === 'number'
+          ? (error as unknown as { code: number }).code
+          : null
+        : 0;
       resolve({ code, stdout, stderr: stderr + (error && code === null ? `\n(${error.message})` : '') });
     });
   });
@@ -110,8 +127,13 @@ function configToml(dir: string, socket: string, options: ContainerdOptions): st
   }
   if (options.devmapper) {
     const { poolName, rootPath, baseImageSize } = options.devmapper;
-    lines.push('[plugins."io.containerd.snapshotter.v1.devmapper"]', `  pool_name = ${JSON.stringify(poolName)}`,
-      `  root_path = ${JSON.stringify(rootPath)}`, `  base_image_size = ${JSON.stringify(baseImageSize)}`, '');
+    lines.push(
+      '[plugins."io.containerd.snapshotter.v1.devmapper"]',
+      `  pool_name = ${JSON.stringify(poolName)}`,
+      `  root_path = ${JSON.stringify(rootPath)}`,
+      `  base_image_size = ${JSON.stringify(baseImageSize)}`,
+      '',
+    );
   }
   if (options.extraConfig) lines.push(options.extraConfig);
   return lines.join('\n');
@@ -138,18 +160,31 @@ export async function startContainerd(options: ContainerdOptions = {}): Promise<
   child.stdout!.on('data', collect);
   child.stderr!.on('data', collect);
   let exited: string | undefined;
-  child.on('exit', (code, signal) => { exited = `containerd exited (${code ?? signal})`; });
+  child.on('exit', (code, signal) => {
+    exited = `containerd exited (${code ?? signal})`;
+  });
   const logTail = (bytes = 6000) => Buffer.concat(log).toString('utf8').slice(-bytes);
-  const ctrResult = (args: string[], timeoutMs?: number) => execute(CTR, ['-a', socket, '-n', NAMESPACE, ...args], timeoutMs);
+  const ctrResult = (args: string[], timeoutMs?: number) =>
+    execute(CTR, ['-a', socket, '-n', NAMESPACE, ...args], timeoutMs);
   const ctr = async (args: string[], timeoutMs?: number) => {
     const result = await ctrResult(args, timeoutMs);
     if (result.code !== 0) {
-      throw new Error(`ctr ${args.join(' ')} failed (${result.code}): ${result.stderr.trim()}\n--- containerd log (tail)\n${logTail(3000)}`);
+      throw new Error(
+        `ctr ${args.join(' ')} failed (${result.code}): ${result.stderr.trim()}\n--- containerd log (tail)\n${logTail(3000)}`,
+      );
     }
     return result.stdout;
   };
   const instance: Containerd = {
-    dir, socket, root: join(dir, 'root'), state: join(dir, 'state'), logFile, process: child, ctr, ctrResult, logTail,
+    dir,
+    socket,
+    root: join(dir, 'root'),
+    state: join(dir, 'state'),
+    logFile,
+    process: child,
+    ctr,
+    ctrResult,
+    logTail,
     stop: () => stopContainerd(instance, () => exited !== undefined),
   };
   started.push(instance);
@@ -175,7 +210,11 @@ export interface PluginRow {
 /** `ctr plugins ls`, parsed (TYPE ID PLATFORMS STATUS). */
 export async function plugins(c: Containerd): Promise<PluginRow[]> {
   const out = await c.ctr(['plugins', 'ls']);
-  return out.split('\n').slice(1).map((line) => line.trim().split(/\s+/)).filter((cols) => cols.length >= 3)
+  return out
+    .split('\n')
+    .slice(1)
+    .map((line) => line.trim().split(/\s+/))
+    .filter((cols) => cols.length >= 3)
     .map((cols) => ({ type: cols[0]!, id: cols[1]!, status: cols[cols.length - 1]! }));
 }
 
@@ -198,7 +237,10 @@ export function pidsWithArg(needle: string): number[] {
 export function shimPids(c: Containerd): number[] {
   return pidsWithArg(c.socket).filter((pid) => {
     try {
-      return /containerd-shim/.test(readlinkSync(`/proc/${pid}/exe`)) || /containerd-shim/.test(readFileSync(`/proc/${pid}/cmdline`, 'utf8'));
+      return (
+        /containerd-shim/.test(readlinkSync(`/proc/${pid}/exe`)) ||
+        /containerd-shim/.test(readFileSync(`/proc/${pid}/cmdline`, 'utf8'))
+      );
     } catch {
       return false;
     }
@@ -225,7 +267,10 @@ async function waitGone(pids: number[], timeoutMs: number): Promise<boolean> {
 
 /** Kills and deletes every task, then every container, in the test namespace. */
 export async function removeAllContainers(c: Containerd): Promise<void> {
-  const tasks = (await c.ctrResult(['tasks', 'ls', '-q'])).stdout.split('\n').map((s) => s.trim()).filter(Boolean);
+  const tasks = (await c.ctrResult(['tasks', 'ls', '-q'])).stdout
+    .split('\n')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const id of tasks) {
     await c.ctrResult(['tasks', 'kill', '-s', 'SIGKILL', id]);
     for (let i = 0; i < 50; i++) {
@@ -233,7 +278,10 @@ export async function removeAllContainers(c: Containerd): Promise<void> {
       await sleep(100);
     }
   }
-  const containers = (await c.ctrResult(['containers', 'ls', '-q'])).stdout.split('\n').map((s) => s.trim()).filter(Boolean);
+  const containers = (await c.ctrResult(['containers', 'ls', '-q'])).stdout
+    .split('\n')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const id of containers) await c.ctrResult(['containers', 'delete', id]);
 }
 
@@ -285,8 +333,21 @@ export interface Server {
 const servers: Server[] = [];
 
 /** `devmapper --home HOME init ...` with the sizes the engine tests use. */
-export async function initHome(home: string, sizes = { baseSize: '256M', loopDataSize: '4G', loopMetadataSize: '64M' }): Promise<CliRun> {
-  const result = await runCli(['--home', home, 'init', '--base-size', sizes.baseSize, '--loop-data-size', sizes.loopDataSize, '--loop-metadata-size', sizes.loopMetadataSize]);
+export async function initHome(
+  home: string,
+  sizes = { baseSize: '256M', loopDataSize: '4G', loopMetadataSize: '64M' },
+): Promise<CliRun> {
+  const result = await runCli([
+    '--home',
+    home,
+    'init',
+    '--base-size',
+    sizes.baseSize,
+    '--loop-data-size',
+    sizes.loopDataSize,
+    '--loop-metadata-size',
+    sizes.loopMetadataSize,
+  ]);
   if (result.code !== 0) throw new Error(`devmapper init failed (${result.code}): ${result.stderr}`);
   return result;
 }
@@ -296,7 +357,11 @@ export async function startServer(home: string, socket: string, extraArgs: strin
   const env = { ...process.env };
   delete env.DEVMAPPER_HOME;
   delete env.DEVMAPPER_LOG;
-  const child = spawn(process.execPath, [CLI_BIN, '--home', home, 'serve', 'containerd', '--socket', socket, ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const child = spawn(
+    process.execPath,
+    [CLI_BIN, '--home', home, 'serve', 'containerd', '--socket', socket, ...extraArgs],
+    { stdio: ['ignore', 'pipe', 'pipe'], env },
+  );
   let text = '';
   const listeners = new Set<() => void>();
   const feed = (chunk: Buffer) => {
@@ -305,27 +370,39 @@ export async function startServer(home: string, socket: string, extraArgs: strin
   };
   child.stdout!.on('data', feed);
   child.stderr!.on('data', feed);
-  const exited = new Promise<number | string>((resolve) => child.on('exit', (code, signal) => {
-    resolve(code ?? signal ?? 'unknown');
-    for (const listener of listeners) listener();
-  }));
+  const exited = new Promise<number | string>((resolve) =>
+    child.on('exit', (code, signal) => {
+      resolve(code ?? signal ?? 'unknown');
+      for (const listener of listeners) listener();
+    }),
+  );
   let done = false;
-  void exited.then(() => { done = true; });
-  const waitFor = (pattern: RegExp, timeoutMs = 60_000) => new Promise<string>((resolve, reject) => {
-    const check = () => {
-      const line = text.split('\n').find((l) => pattern.test(l));
-      if (line !== undefined) finish(() => resolve(line));
-      else if (done) finish(() => reject(new Error(`devmapper serve exited before printing ${pattern}:\n${text.slice(-4000)}`)));
-    };
-    const timer = setTimeout(() => finish(() => reject(new Error(`devmapper serve printed no ${pattern} within ${timeoutMs} ms:\n${text.slice(-4000)}`))), timeoutMs);
-    const finish = (action: () => void) => {
-      clearTimeout(timer);
-      listeners.delete(check);
-      action();
-    };
-    listeners.add(check);
-    check();
+  void exited.then(() => {
+    done = true;
   });
+  const waitFor = (pattern: RegExp, timeoutMs = 60_000) =>
+    new Promise<string>((resolve, reject) => {
+      const check = () => {
+        const line = text.split('\n').find((l) => pattern.test(l));
+        if (line !== undefined) finish(() => resolve(line));
+        else if (done)
+          finish(() => reject(new Error(`devmapper serve exited before printing ${pattern}:\n${text.slice(-4000)}`)));
+      };
+      const timer = setTimeout(
+        () =>
+          finish(() =>
+            reject(new Error(`devmapper serve printed no ${pattern} within ${timeoutMs} ms:\n${text.slice(-4000)}`)),
+          ),
+        timeoutMs,
+      );
+      const finish = (action: () => void) => {
+        clearTimeout(timer);
+        listeners.delete(check);
+        action();
+      };
+      listeners.add(check);
+      check();
+    });
   const server: Server = { home, socket, process: child, output: () => text, exited, waitFor };
   servers.push(server);
   void exited.then(() => servers.splice(servers.indexOf(server), 1));
@@ -353,7 +430,8 @@ export async function killAllServers(): Promise<void> {
 /** `devmapper --home HOME <args> --json` parsed; throws with stderr on failure. */
 export async function cliJson<T = unknown>(home: string, args: string[]): Promise<T> {
   const result = await runCli(['--home', home, ...args, '--json']);
-  if (result.code !== 0) throw new Error(`devmapper ${args.join(' ')} --json failed (${result.code}): ${result.stderr}${result.stdout}`);
+  if (result.code !== 0)
+    throw new Error(`devmapper ${args.join(' ')} --json failed (${result.code}): ${result.stderr}${result.stdout}`);
   return JSON.parse(result.stdout) as T;
 }
 

@@ -50,7 +50,15 @@ class Recorder {
     this.inFlight.set(id, `${name} ${what}`);
     let timer: NodeJS.Timeout | undefined;
     const watchdog = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`deadlock? ${name} ${what} has not returned after ${WATCHDOG_MS} ms; in flight: ${[...this.inFlight.values()].join('; ')}`)), WATCHDOG_MS);
+      timer = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `deadlock? ${name} ${what} has not returned after ${WATCHDOG_MS} ms; in flight: ${[...this.inFlight.values()].join('; ')}`,
+            ),
+          ),
+        WATCHDOG_MS,
+      );
     });
     const t0 = process.hrtime.bigint();
     try {
@@ -61,7 +69,9 @@ class Recorder {
       this.lastProgress = Date.now();
       return result;
     } catch (error) {
-      throw new Error(`${name} ${what}: ${(error as { details?: string }).details ?? (error as Error).message}`, { cause: error });
+      throw new Error(`${name} ${what}: ${(error as { details?: string }).details ?? (error as Error).message}`, {
+        cause: error,
+      });
     } finally {
       clearTimeout(timer);
       this.inFlight.delete(id);
@@ -71,27 +81,51 @@ class Recorder {
   /** One line per call name: n, p50, p99 (ms). */
   table(): string[] {
     const q = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
-    return [...this.samples].sort(([a], [b]) => a.localeCompare(b)).map(([name, values]) => {
-      const sorted = [...values].sort((a, b) => a - b);
-      return `  ${name.padEnd(10)} n ${String(sorted.length).padStart(6)}  p50 ${(q(sorted, 0.5) / 1e6).toFixed(2).padStart(8)} ms  p99 ${(q(sorted, 0.99) / 1e6).toFixed(2).padStart(8)} ms`;
-    });
+    return [...this.samples]
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([name, values]) => {
+        const sorted = [...values].sort((a, b) => a - b);
+        return `  ${name.padEnd(10)} n ${String(sorted.length).padStart(6)}  p50 ${(q(sorted, 0.5) / 1e6).toFixed(2).padStart(8)} ms  p99 ${(q(sorted, 0.99) / 1e6).toFixed(2).padStart(8)} ms`;
+      });
   }
 }
 
 /** RSS samples (KiB) of a process, with the number of calls done when each was taken. */
-function sampleRss(pid: number | 'self', recorder: Recorder): { samples: Array<{ calls: number; kib: number }>; stop(): void } {
+function sampleRss(
+  pid: number | 'self',
+  recorder: Recorder,
+): { samples: Array<{ calls: number; kib: number }>; stop(): void } {
   const samples: Array<{ calls: number; kib: number }> = [];
   const read = () => {
     const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     if (m) samples.push({ calls: recorder.calls, kib: Number(m[1]) });
   };
   read();
-  const timer = setInterval(() => { try { read(); } catch { /* exited */ } }, 250);
-  return { samples, stop: () => { clearInterval(timer); try { read(); } catch { /* exited */ } } };
+  const timer = setInterval(() => {
+    try {
+      read();
+    } catch {
+      /* exited */
+    }
+  }, 250);
+  return {
+    samples,
+    stop: () => {
+      clearInterval(timer);
+      try {
+        read();
+      } catch {
+        /* exited */
+      }
+    },
+  };
 }
 
 /** RSS after warm-up (the first quarter of the calls) against the rest: growth in KiB. */
-function rssGrowth(samples: Array<{ calls: number; kib: number }>, total: number): { warm: number; last: number; max: number; growth: number; n: number } {
+function rssGrowth(
+  samples: Array<{ calls: number; kib: number }>,
+  total: number,
+): { warm: number; last: number; max: number; growth: number; n: number } {
   const after = samples.filter((s) => s.calls >= total / 4);
   const warm = after[0]?.kib ?? samples[samples.length - 1]!.kib;
   const max = Math.max(...after.map((s) => s.kib), warm);
@@ -99,14 +133,20 @@ function rssGrowth(samples: Array<{ calls: number; kib: number }>, total: number
   return { warm, last, max, growth: max - warm, n: samples.length };
 }
 
-function report(t: ExecutionContext, title: string, recorder: Recorder, seconds: number, rss: ReturnType<typeof rssGrowth>): void {
+function report(
+  t: ExecutionContext,
+  title: string,
+  recorder: Recorder,
+  seconds: number,
+  rss: ReturnType<typeof rssGrowth>,
+): void {
   const lines = [
     `${title}: ${recorder.calls} calls in ${seconds.toFixed(1)} s = ${(recorder.calls / seconds).toFixed(0)} calls/s (${CLIENTS} clients, seed ${SEED})`,
     ...recorder.table(),
     `  RSS after warm-up ${(rss.warm / 1024).toFixed(1)} MiB, max ${(rss.max / 1024).toFixed(1)} MiB, at the end ${(rss.last / 1024).toFixed(1)} MiB (growth ${(rss.growth / 1024).toFixed(1)} MiB; ${rss.n} samples)`,
   ];
   for (const line of lines) t.log(line);
-  process.stderr.write(lines.join('\n') + '\n');
+  process.stderr.write(`${lines.join('\n')}\n`);
 }
 
 test.after.always(async () => {
@@ -114,191 +154,259 @@ test.after.always(async () => {
   removeHomes();
 });
 
-test.serial(`containerd snapshotter: ${CLIENTS} clients, ${OPS} random calls: no unexpected error, no deadlock, RSS flat, check and thin_check clean`, async (t) => {
-  t.timeout(Math.max(600_000, OPS * 400), 'the whole run');
-  t.log(`seed ${SEED} (DEVMAPPER_LOAD_SEED), ${OPS} calls (DEVMAPPER_LOAD_OPS)`);
-  const home = newHome('load');
-  await initHome(home, { baseSize: '64M', loopDataSize: '4G', loopMetadataSize: '128M' });
-  const socket = join(home, 'dmthin.sock');
-  const server = await startServer(home, socket);
-  const clients = Array.from({ length: CLIENTS }, () => new SnapshotsClient(socket));
-  const recorder = new Recorder();
-  try {
-    // Two committed snapshots every client may build on (never removed until the end).
-    const admin = clients[0]!;
-    await admin.prepare('shared-a-active', '');
-    await admin.commit('shared-a', 'shared-a-active');
-    await admin.prepare('shared-b-active', 'shared-a');
-    await admin.commit('shared-b', 'shared-b-active');
-    const shared = ['shared-a', 'shared-b'];
+test.serial(
+  `containerd snapshotter: ${CLIENTS} clients, ${OPS} random calls: no unexpected error, no deadlock, RSS flat, check and thin_check clean`,
+  async (t) => {
+    t.timeout(Math.max(600_000, OPS * 400), 'the whole run');
+    t.log(`seed ${SEED} (DEVMAPPER_LOAD_SEED), ${OPS} calls (DEVMAPPER_LOAD_OPS)`);
+    const home = newHome('load');
+    await initHome(home, { baseSize: '64M', loopDataSize: '4G', loopMetadataSize: '128M' });
+    const socket = join(home, 'dmthin.sock');
+    const server = await startServer(home, socket);
+    const clients = Array.from({ length: CLIENTS }, () => new SnapshotsClient(socket));
+    const recorder = new Recorder();
+    try {
+      // Two committed snapshots every client may build on (never removed until the end).
+      const admin = clients[0]!;
+      await admin.prepare('shared-a-active', '');
+      await admin.commit('shared-a', 'shared-a-active');
+      await admin.prepare('shared-b-active', 'shared-a');
+      await admin.commit('shared-b', 'shared-b-active');
+      const shared = ['shared-a', 'shared-b'];
 
-    const rss = sampleRss(server.process.pid!, recorder);
-    let budget = OPS;
-    const started = process.hrtime.bigint();
-    await Promise.all(clients.map(async (client, c) => {
-      const rand = prng(SEED + c * 7919);
-      // The client's own snapshots; a committed one counts the snapshots made from it.
-      const actives = new Map<string, string>(); // key -> parent
-      const views = new Map<string, string>();
-      const committed = new Map<string, { parent: string; children: number }>();
-      let serial = 0;
-      const parentOf = (): string => {
-        const own = [...committed.keys()];
-        return own.length > 0 && rand() < 0.5 ? pick(rand, own) : pick(rand, shared);
-      };
-      const adopt = (parent: string) => { const p = committed.get(parent); if (p) p.children++; };
-      const release = (parent: string) => { const p = committed.get(parent); if (p) p.children--; };
-      const removable = (): string[] => [...actives.keys(), ...views.keys(), ...[...committed].filter(([, v]) => v.children === 0).map(([k]) => k)];
-      while (budget-- > 0) {
-        const live = actives.size + views.size + committed.size;
-        const r = rand();
-        const op = live >= MAX_LIVE ? 'remove'
-          : r < 0.22 ? 'prepare' : r < 0.36 ? 'commit' : r < 0.50 ? 'view' : r < 0.70 ? 'remove' : r < 0.90 ? 'stat' : 'list';
-        if (op === 'prepare' || (op === 'commit' && actives.size === 0) || (op === 'remove' && removable().length === 0)) {
-          const key = `c${c}-a${++serial}`;
-          const parent = parentOf();
-          const mounts = await recorder.time('Prepare', key, () => client.prepare(key, parent, { 'load.test/client': String(c) }));
-          if (mounts.length !== 1) throw new Error(`Prepare ${key}: ${mounts.length} mounts`);
-          actives.set(key, parent);
-          adopt(parent);
-        } else if (op === 'commit') {
-          const key = pick(rand, [...actives.keys()]);
-          const name = `c${c}-c${++serial}`;
-          await recorder.time('Commit', key, () => client.commit(name, key));
-          committed.set(name, { parent: actives.get(key)!, children: 0 });
-          actives.delete(key);
-        } else if (op === 'view') {
-          const key = `c${c}-v${++serial}`;
-          const parent = parentOf();
-          await recorder.time('View', key, () => client.view(key, parent));
-          views.set(key, parent);
-          adopt(parent);
-        } else if (op === 'remove') {
-          const key = pick(rand, removable());
-          await recorder.time('Remove', key, () => client.remove(key));
-          const parent = actives.get(key) ?? views.get(key) ?? committed.get(key)?.parent;
-          actives.delete(key); views.delete(key); committed.delete(key);
-          if (parent !== undefined) release(parent);
-        } else if (op === 'stat') {
-          const keys = [...actives.keys(), ...views.keys(), ...committed.keys(), ...shared];
-          const key = pick(rand, keys);
-          const info = await recorder.time('Stat', key, () => client.stat(key));
-          const want = actives.has(key) ? 'ACTIVE' : views.has(key) ? 'VIEW' : 'COMMITTED';
-          if (info.name !== key || info.kind !== want) throw new Error(`Stat ${key}: ${info.name} ${info.kind}, expected ${want}`);
-        } else {
-          const all = await recorder.time('List', '', () => client.list());
-          const names = new Set(all.map((i) => i.name));
-          for (const key of [...actives.keys(), ...committed.keys(), ...views.keys()]) {
-            if (!names.has(key)) throw new Error(`List: ${key} of client ${c} is missing (${all.length} listed)`);
+      const rss = sampleRss(server.process.pid!, recorder);
+      let budget = OPS;
+      const started = process.hrtime.bigint();
+      await Promise.all(
+        clients.map(async (client, c) => {
+          const rand = prng(SEED + c * 7919);
+          // The client's own snapshots; a committed one counts the snapshots made from it.
+          const actives = new Map<string, string>(); // key -> parent
+          const views = new Map<string, string>();
+          const committed = new Map<string, { parent: string; children: number }>();
+          let serial = 0;
+          const parentOf = (): string => {
+            const own = [...committed.keys()];
+            return own.length > 0 && rand() < 0.5 ? pick(rand, own) : pick(rand, shared);
+          };
+          const adopt = (parent: string) => {
+            const p = committed.get(parent);
+            if (p) p.children++;
+          };
+          const release = (parent: string) => {
+            const p = committed.get(parent);
+            if (p) p.children--;
+          };
+          const removable = (): string[] => [
+            ...actives.keys(),
+            ...views.keys(),
+            ...[...committed].filter(([, v]) => v.children === 0).map(([k]) => k),
+          ];
+          while (budget-- > 0) {
+            const live = actives.size + views.size + committed.size;
+            const r = rand();
+            const op =
+              live >= MAX_LIVE
+                ? 'remove'
+                : r < 0.22
+                  ? 'prepare'
+                  : r < 0.36
+                    ? 'commit'
+                    : r < 0.5
+                      ? 'view'
+                      : r < 0.7
+                        ? 'remove'
+                        : r < 0.9
+                          ? 'stat'
+                          : 'list';
+            if (
+              op === 'prepare' ||
+              (op === 'commit' && actives.size === 0) ||
+              (op === 'remove' && removable().length === 0)
+            ) {
+              const key = `c${c}-a${++serial}`;
+              const parent = parentOf();
+              const mounts = await recorder.time('Prepare', key, () =>
+                client.prepare(key, parent, { 'load.test/client': String(c) }),
+              );
+              if (mounts.length !== 1) throw new Error(`Prepare ${key}: ${mounts.length} mounts`);
+              actives.set(key, parent);
+              adopt(parent);
+            } else if (op === 'commit') {
+              const key = pick(rand, [...actives.keys()]);
+              const name = `c${c}-c${++serial}`;
+              await recorder.time('Commit', key, () => client.commit(name, key));
+              committed.set(name, { parent: actives.get(key)!, children: 0 });
+              actives.delete(key);
+            } else if (op === 'view') {
+              const key = `c${c}-v${++serial}`;
+              const parent = parentOf();
+              await recorder.time('View', key, () => client.view(key, parent));
+              views.set(key, parent);
+              adopt(parent);
+            } else if (op === 'remove') {
+              const key = pick(rand, removable());
+              await recorder.time('Remove', key, () => client.remove(key));
+              const parent = actives.get(key) ?? views.get(key) ?? committed.get(key)?.parent;
+              actives.delete(key);
+              views.delete(key);
+              committed.delete(key);
+              if (parent !== undefined) release(parent);
+            } else if (op === 'stat') {
+              const keys = [...actives.keys(), ...views.keys(), ...committed.keys(), ...shared];
+              const key = pick(rand, keys);
+              const info = await recorder.time('Stat', key, () => client.stat(key));
+              const want = actives.has(key) ? 'ACTIVE' : views.has(key) ? 'VIEW' : 'COMMITTED';
+              if (info.name !== key || info.kind !== want)
+                throw new Error(`Stat ${key}: ${info.name} ${info.kind}, expected ${want}`);
+            } else {
+              const all = await recorder.time('List', '', () => client.list());
+              const names = new Set(all.map((i) => i.name));
+              for (const key of [...actives.keys(), ...committed.keys(), ...views.keys()]) {
+                if (!names.has(key)) throw new Error(`List: ${key} of client ${c} is missing (${all.length} listed)`);
+              }
+            }
           }
-        }
-      }
-      // Tear down this client's snapshots, children first.
-      for (const key of [...actives.keys(), ...views.keys()]) await recorder.time('Remove', key, () => client.remove(key));
-      while (committed.size > 0) {
-        for (const name of [...committed.keys()]) {
-          if ([...committed.values()].some((o) => o.parent === name)) continue;
-          await recorder.time('Remove', name, () => client.remove(name));
-          committed.delete(name);
-        }
-      }
-    }));
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    rss.stop();
-    const growth = rssGrowth(rss.samples, recorder.calls);
-    report(t, 'snapshotter load', recorder, seconds, growth);
-    t.true(growth.growth <= RSS_SLACK_KIB, `server RSS grew ${(growth.growth / 1024).toFixed(1)} MiB after warm-up (at most ${RSS_SLACK_KIB / 1024} MiB)`);
+          // Tear down this client's snapshots, children first.
+          for (const key of [...actives.keys(), ...views.keys()])
+            await recorder.time('Remove', key, () => client.remove(key));
+          while (committed.size > 0) {
+            for (const name of [...committed.keys()]) {
+              if ([...committed.values()].some((o) => o.parent === name)) continue;
+              await recorder.time('Remove', name, () => client.remove(name));
+              committed.delete(name);
+            }
+          }
+        }),
+      );
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      rss.stop();
+      const growth = rssGrowth(rss.samples, recorder.calls);
+      report(t, 'snapshotter load', recorder, seconds, growth);
+      t.true(
+        growth.growth <= RSS_SLACK_KIB,
+        `server RSS grew ${(growth.growth / 1024).toFixed(1)} MiB after warm-up (at most ${RSS_SLACK_KIB / 1024} MiB)`,
+      );
 
-    const left = await clients[0]!.list();
-    t.deepEqual(left.map((i) => i.name).sort(), ['shared-a', 'shared-b'], 'only the shared snapshots are left');
-    await clients[0]!.remove('shared-b');
-    await clients[0]!.remove('shared-a');
-  } finally {
-    for (const client of clients) client.close();
-    await stopServer(server);
-  }
-  const check = await runCli(['--home', home, 'check'], 300_000);
-  t.is(check.code, 0, `devmapper check: ${check.stdout}${check.stderr}`);
-  t.regex(check.stdout, /^clean$/m);
-  const thin = await runCli(['--home', home, 'check', '--thin-check'], 300_000);
-  t.is(thin.code, 0, `devmapper check --thin-check: ${thin.stdout}${thin.stderr}`);
-  t.regex(thin.stdout, /thin_check passed/);
-  const cleanup = await runCli(['--home', home, 'cleanup'], 300_000);
-  t.is(cleanup.code, 0, cleanup.stderr);
-});
+      const left = await clients[0]!.list();
+      t.deepEqual(left.map((i) => i.name).sort(), ['shared-a', 'shared-b'], 'only the shared snapshots are left');
+      await clients[0]!.remove('shared-b');
+      await clients[0]!.remove('shared-a');
+    } finally {
+      for (const client of clients) client.close();
+      await stopServer(server);
+    }
+    const check = await runCli(['--home', home, 'check'], 300_000);
+    t.is(check.code, 0, `devmapper check: ${check.stdout}${check.stderr}`);
+    t.regex(check.stdout, /^clean$/m);
+    const thin = await runCli(['--home', home, 'check', '--thin-check'], 300_000);
+    t.is(thin.code, 0, `devmapper check --thin-check: ${thin.stdout}${thin.stderr}`);
+    t.regex(thin.stdout, /thin_check passed/);
+    const cleanup = await runCli(['--home', home, 'cleanup'], 300_000);
+    t.is(cleanup.code, 0, cleanup.stderr);
+  },
+);
 
-test.serial(`Driver: ${CLIENTS} parallel callers, ${OPS} random create/get/put/remove/exists/metadata: no unexpected error, no deadlock, RSS flat, check clean`, async (t) => {
-  t.timeout(Math.max(600_000, OPS * 400), 'the whole run');
-  const home = newHome('load-driver');
-  const driver = await Driver.init({ home, ...SMALL, loopDataSize: '4G', loopMetadataSize: '128M' });
-  const recorder = new Recorder();
-  try {
-    await driver.create('img');
-    const rss = sampleRss('self', recorder);
-    let budget = OPS;
-    const started = process.hrtime.bigint();
-    await Promise.all(Array.from({ length: CLIENTS }, async (_, c) => {
-      const rand = prng(SEED + 104729 + c * 7919);
-      const layers = new Map<string, { parent: string; children: number; mounts: number }>();
-      let serial = 0;
-      const removable = () => [...layers].filter(([, v]) => v.children === 0 && v.mounts === 0).map(([k]) => k);
-      while (budget-- > 0) {
-        const r = rand();
-        const op = layers.size >= MAX_LIVE && removable().length > 0 ? 'remove'
-          : r < 0.25 ? 'create' : r < 0.45 ? 'get' : r < 0.65 ? 'put' : r < 0.85 ? 'remove' : r < 0.93 ? 'exists' : 'metadata';
-        const mounted = [...layers].filter(([, v]) => v.mounts > 0).map(([k]) => k);
-        if (op === 'create' || layers.size === 0 || (op === 'remove' && removable().length === 0)) {
-          const id = `c${c}-l${++serial}`;
-          const parent = layers.size > 0 && rand() < 0.5 ? pick(rand, [...layers.keys()]) : 'img';
-          await recorder.time('create', id, () => driver.create(id, parent));
-          layers.set(id, { parent, children: 0, mounts: 0 });
-          const p = layers.get(parent);
-          if (p) p.children++;
-        } else if (op === 'get' || (op === 'put' && mounted.length === 0)) {
-          const id = pick(rand, [...layers.keys()]);
-          await recorder.time('get', id, () => driver.get(id));
-          layers.get(id)!.mounts++;
-        } else if (op === 'put') {
-          const id = pick(rand, mounted);
-          await recorder.time('put', id, () => driver.put(id));
-          layers.get(id)!.mounts--;
-        } else if (op === 'remove') {
-          const id = pick(rand, removable());
-          await recorder.time('remove', id, () => driver.remove(id));
-          const p = layers.get(layers.get(id)!.parent);
-          if (p) p.children--;
-          layers.delete(id);
-        } else if (op === 'exists') {
-          const id = pick(rand, [...layers.keys()]);
-          if (!(await recorder.time('exists', id, () => driver.exists(id)))) throw new Error(`exists ${id}: false`);
-        } else {
-          const id = pick(rand, [...layers.keys()]);
-          const meta = await recorder.time('metadata', id, () => driver.metadata(id));
-          if (meta.id !== id) throw new Error(`metadata ${id}: ${meta.id}`);
-        }
-      }
-      for (const [id, v] of layers) for (; v.mounts > 0; v.mounts--) await recorder.time('put', id, () => driver.put(id));
-      while (layers.size > 0) {
-        for (const id of removable()) {
-          await recorder.time('remove', id, () => driver.remove(id));
-          const p = layers.get(layers.get(id)!.parent);
-          if (p) p.children--;
-          layers.delete(id);
-        }
-      }
-    }));
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    rss.stop();
-    const growth = rssGrowth(rss.samples, recorder.calls);
-    report(t, 'Driver load', recorder, seconds, growth);
-    t.true(growth.growth <= RSS_SLACK_KIB, `RSS grew ${(growth.growth / 1024).toFixed(1)} MiB after warm-up (at most ${RSS_SLACK_KIB / 1024} MiB)`);
-    t.deepEqual((await driver.list()).map((l) => l.id).filter((id) => !id.startsWith('.')), ['img'], 'only the image layer is left');
-    await driver.remove('img');
-    const check = await driver.check({ thinCheck: true });
-    t.true(check.clean, JSON.stringify(check, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v)));
-    t.true(check.thinCheck?.ran === true && check.thinCheck.ok, check.thinCheck?.summary);
-  } finally {
-    await driver.cleanup();
-  }
-  assertNothingLeaked(t);
-});
+test.serial(
+  `Driver: ${CLIENTS} parallel callers, ${OPS} random create/get/put/remove/exists/metadata: no unexpected error, no deadlock, RSS flat, check clean`,
+  async (t) => {
+    t.timeout(Math.max(600_000, OPS * 400), 'the whole run');
+    const home = newHome('load-driver');
+    const driver = await Driver.init({ home, ...SMALL, loopDataSize: '4G', loopMetadataSize: '128M' });
+    const recorder = new Recorder();
+    try {
+      await driver.create('img');
+      const rss = sampleRss('self', recorder);
+      let budget = OPS;
+      const started = process.hrtime.bigint();
+      await Promise.all(
+        Array.from({ length: CLIENTS }, async (_, c) => {
+          const rand = prng(SEED + 104729 + c * 7919);
+          const layers = new Map<string, { parent: string; children: number; mounts: number }>();
+          let serial = 0;
+          const removable = () => [...layers].filter(([, v]) => v.children === 0 && v.mounts === 0).map(([k]) => k);
+          while (budget-- > 0) {
+            const r = rand();
+            const op =
+              layers.size >= MAX_LIVE && removable().length > 0
+                ? 'remove'
+                : r < 0.25
+                  ? 'create'
+                  : r < 0.45
+                    ? 'get'
+                    : r < 0.65
+                      ? 'put'
+                      : r < 0.85
+                        ? 'remove'
+                        : r < 0.93
+                          ? 'exists'
+                          : 'metadata';
+            const mounted = [...layers].filter(([, v]) => v.mounts > 0).map(([k]) => k);
+            if (op === 'create' || layers.size === 0 || (op === 'remove' && removable().length === 0)) {
+              const id = `c${c}-l${++serial}`;
+              const parent = layers.size > 0 && rand() < 0.5 ? pick(rand, [...layers.keys()]) : 'img';
+              await recorder.time('create', id, () => driver.create(id, parent));
+              layers.set(id, { parent, children: 0, mounts: 0 });
+              const p = layers.get(parent);
+              if (p) p.children++;
+            } else if (op === 'get' || (op === 'put' && mounted.length === 0)) {
+              const id = pick(rand, [...layers.keys()]);
+              await recorder.time('get', id, () => driver.get(id));
+              layers.get(id)!.mounts++;
+            } else if (op === 'put') {
+              const id = pick(rand, mounted);
+              await recorder.time('put', id, () => driver.put(id));
+              layers.get(id)!.mounts--;
+            } else if (op === 'remove') {
+              const id = pick(rand, removable());
+              await recorder.time('remove', id, () => driver.remove(id));
+              const p = layers.get(layers.get(id)!.parent);
+              if (p) p.children--;
+              layers.delete(id);
+            } else if (op === 'exists') {
+              const id = pick(rand, [...layers.keys()]);
+              if (!(await recorder.time('exists', id, () => driver.exists(id)))) throw new Error(`exists ${id}: false`);
+            } else {
+              const id = pick(rand, [...layers.keys()]);
+              const meta = await recorder.time('metadata', id, () => driver.metadata(id));
+              if (meta.id !== id) throw new Error(`metadata ${id}: ${meta.id}`);
+            }
+          }
+          for (const [id, v] of layers)
+            for (; v.mounts > 0; v.mounts--) await recorder.time('put', id, () => driver.put(id));
+          while (layers.size > 0) {
+            for (const id of removable()) {
+              await recorder.time('remove', id, () => driver.remove(id));
+              const p = layers.get(layers.get(id)!.parent);
+              if (p) p.children--;
+              layers.delete(id);
+            }
+          }
+        }),
+      );
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      rss.stop();
+      const growth = rssGrowth(rss.samples, recorder.calls);
+      report(t, 'Driver load', recorder, seconds, growth);
+      t.true(
+        growth.growth <= RSS_SLACK_KIB,
+        `RSS grew ${(growth.growth / 1024).toFixed(1)} MiB after warm-up (at most ${RSS_SLACK_KIB / 1024} MiB)`,
+      );
+      t.deepEqual(
+        (await driver.list()).map((l) => l.id).filter((id) => !id.startsWith('.')),
+        ['img'],
+        'only the image layer is left',
+      );
+      await driver.remove('img');
+      const check = await driver.check({ thinCheck: true });
+      t.true(
+        check.clean,
+        JSON.stringify(check, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v)),
+      );
+      t.true(check.thinCheck?.ran === true && check.thinCheck.ok, check.thinCheck?.summary);
+    } finally {
+      await driver.cleanup();
+    }
+    assertNothingLeaked(t);
+  },
+);

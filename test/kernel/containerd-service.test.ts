@@ -11,7 +11,15 @@ import { Driver } from '../../src/driver/driver.js';
 import { serveContainerd, type ContainerdServer } from '../../src/containerd/service.js';
 import { SnapshotsClient, type WireMount } from '../snapshots-client.js';
 import { assertKernelTestBed, dmsetup } from './reference-tools.js';
-import { SMALL, assertNothingLeaked, driverDmNames, metadataSnapshot, mountsUnder, newHome, removeHomes } from './driver-helpers.js';
+import {
+  SMALL,
+  assertNothingLeaked,
+  driverDmNames,
+  metadataSnapshot,
+  mountsUnder,
+  newHome,
+  removeHomes,
+} from './driver-helpers.js';
 
 assertKernelTestBed();
 
@@ -29,7 +37,13 @@ async function serve(home = newHome('ctrd')): Promise<Served> {
   const driver = await Driver.init({ home, ...SMALL });
   const socket = join(home, 'ctrd.sock');
   const server = await serveContainerd({ driver, socket });
-  const s = { home, driver, server, client: new SnapshotsClient(socket), work: mkdtempSync(join(tmpdir(), 'ctrd-work-')) };
+  const s = {
+    home,
+    driver,
+    server,
+    client: new SnapshotsClient(socket),
+    work: mkdtempSync(join(tmpdir(), 'ctrd-work-')),
+  };
   served.push(s);
   return s;
 }
@@ -65,8 +79,14 @@ function dir(s: Served, name: string): string {
 }
 
 /** A gRPC error with this status code whose message names `key`. */
-async function rejects(t: ExecutionContext, promise: Promise<unknown>, code: grpc.status, key: string, what: string): Promise<void> {
-  const error = await t.throwsAsync(promise, undefined, what) as (grpc.ServiceError | undefined);
+async function rejects(
+  t: ExecutionContext,
+  promise: Promise<unknown>,
+  code: grpc.status,
+  key: string,
+  what: string,
+): Promise<void> {
+  const error = (await t.throwsAsync(promise, undefined, what)) as grpc.ServiceError | undefined;
   t.is(error?.code, code, `${what}: status ${error?.code} (${error?.details})`);
   t.true(error?.details.includes(key) ?? false, `${what}: message ${JSON.stringify(error?.details)} names ${key}`);
 }
@@ -88,7 +108,11 @@ test.serial('prepare, write, commit, prepare on it, view: the data and kinds con
   t.false(mounts[0]!.options.includes('ro'));
   const a = dir(s, active);
   mountAt(mounts, a);
-  t.deepEqual(execFileSync('ls', ['-A', a], { encoding: 'utf8' }), '', 'a parentless snapshot starts empty (no lost+found)');
+  t.deepEqual(
+    execFileSync('ls', ['-A', a], { encoding: 'utf8' }),
+    '',
+    'a parentless snapshot starts empty (no lost+found)',
+  );
   t.is(statSync(a).mode & 0o777, 0o755, 'its root is 0755');
   writeFileSync(join(a, 'layer1'), 'one\n');
   execFileSync('umount', [a]);
@@ -107,7 +131,7 @@ test.serial('prepare, write, commit, prepare on it, view: the data and kinds con
   const child = await client.prepare('default/2/child', 'layer1');
   const c = dir(s, 'child');
   mountAt(child, c);
-  t.is(readFileSync(join(c, 'layer1'), 'utf8'), 'one\n', 'the child sees the parent\'s file');
+  t.is(readFileSync(join(c, 'layer1'), 'utf8'), 'one\n', "the child sees the parent's file");
   writeFileSync(join(c, 'layer2'), 'two\n');
   execFileSync('umount', [c]);
   await client.commit('layer2', 'default/2/child');
@@ -117,7 +141,10 @@ test.serial('prepare, write, commit, prepare on it, view: the data and kinds con
   t.true(view[0]!.options.includes('ro'), 'a view mounts read-only');
   const v = dir(s, 'view');
   mountAt(view, v);
-  t.deepEqual(execFileSync('ls', ['-A', v], { encoding: 'utf8' }).split('\n').filter(Boolean).sort(), ['layer1', 'layer2']);
+  t.deepEqual(execFileSync('ls', ['-A', v], { encoding: 'utf8' }).split('\n').filter(Boolean).sort(), [
+    'layer1',
+    'layer2',
+  ]);
   t.throws(() => writeFileSync(join(v, 'nope'), 'x'), { code: 'EROFS' });
   t.is((await client.stat('default/3/view')).kind, 'VIEW');
   t.deepEqual(await client.mounts('default/3/view'), view, 'Mounts answers what View did');
@@ -129,7 +156,10 @@ test.serial('prepare, write, commit, prepare on it, view: the data and kinds con
   await client.remove('default/3/view');
   await client.remove('layer2');
   await client.remove('layer1');
-  t.deepEqual((await client.list()).map((i) => i.name), []);
+  t.deepEqual(
+    (await client.list()).map((i) => i.name),
+    [],
+  );
   await teardown(s);
 });
 
@@ -140,7 +170,8 @@ test.serial('List: containerd filter syntax (kind, name, parent, labels, ~=, sev
   await client.commit('base', 'tmp-a', { tier: 'base', 'a.b/c': 'dotted' });
   await client.prepare('active-1', 'base', { tier: 'top' });
   await client.view('view-1', 'base', { tier: 'view' });
-  const names = async (...filters: string[]): Promise<string[]> => (await client.list(filters)).map((i) => i.name).sort();
+  const names = async (...filters: string[]): Promise<string[]> =>
+    (await client.list(filters)).map((i) => i.name).sort();
   t.deepEqual(await names(), ['active-1', 'base', 'view-1']);
   t.deepEqual(await names('kind==committed'), ['base']);
   t.deepEqual(await names('kind==active'), ['active-1']);
@@ -153,134 +184,189 @@ test.serial('List: containerd filter syntax (kind, name, parent, labels, ~=, sev
   t.deepEqual(await names('parent==base,labels.tier==view'), ['view-1'], 'a comma is AND');
   t.deepEqual(await names('kind==committed', 'kind==view'), ['base', 'view-1'], 'several filters are OR');
   t.deepEqual(await names('labels.tier=="top"'), ['active-1'], 'quoted value');
-  await rejects(t, client.list(['labels.=='] ), grpc.status.INVALID_ARGUMENT, 'labels.==', 'a malformed filter');
+  await rejects(t, client.list(['labels.==']), grpc.status.INVALID_ARGUMENT, 'labels.==', 'a malformed filter');
   await rejects(t, client.list(['name~=(']), grpc.status.INVALID_ARGUMENT, 'name~=(', 'a bad regular expression');
   await teardown(s);
 });
 
-test.serial('Update honours field paths; bad input is a clear gRPC error and changes nothing on disk or in the kernel', async (t) => {
-  const s = await serve();
-  const { client } = s;
-  await client.prepare('k', '', { keep: '1', drop: '2' });
-  await client.commit('c', 'k', { keep: '1', drop: '2' });
-  await client.prepare('busy', 'c');
-  const before = await client.stat('c');
-  await new Promise((r) => setTimeout(r, 5));
-  const one = await client.update({ name: 'c', labels: { keep: 'changed', extra: 'no' } }, ['labels.keep', 'labels.drop']);
-  t.deepEqual(one.labels, { keep: 'changed' }, 'labels.<key> sets or removes one label, nothing else');
-  t.is(one.created_at.seconds, before.created_at.seconds);
-  t.true(BigInt(one.updated_at.seconds) * 1000n + BigInt(one.updated_at.nanos / 1e6) > BigInt(before.updated_at.seconds) * 1000n + BigInt(before.updated_at.nanos / 1e6));
-  t.deepEqual((await client.update({ name: 'c', labels: { a: 'b' } }, ['labels'])).labels, { a: 'b' });
-  t.deepEqual((await client.stat('c')).labels, { a: 'b' }, 'persisted');
+test.serial(
+  'Update honours field paths; bad input is a clear gRPC error and changes nothing on disk or in the kernel',
+  async (t) => {
+    const s = await serve();
+    const { client } = s;
+    await client.prepare('k', '', { keep: '1', drop: '2' });
+    await client.commit('c', 'k', { keep: '1', drop: '2' });
+    await client.prepare('busy', 'c');
+    const before = await client.stat('c');
+    await new Promise((r) => setTimeout(r, 5));
+    const one = await client.update({ name: 'c', labels: { keep: 'changed', extra: 'no' } }, [
+      'labels.keep',
+      'labels.drop',
+    ]);
+    t.deepEqual(one.labels, { keep: 'changed' }, 'labels.<key> sets or removes one label, nothing else');
+    t.is(one.created_at.seconds, before.created_at.seconds);
+    t.true(
+      BigInt(one.updated_at.seconds) * 1000n + BigInt(one.updated_at.nanos / 1e6) >
+        BigInt(before.updated_at.seconds) * 1000n + BigInt(before.updated_at.nanos / 1e6),
+    );
+    t.deepEqual((await client.update({ name: 'c', labels: { a: 'b' } }, ['labels'])).labels, { a: 'b' });
+    t.deepEqual((await client.stat('c')).labels, { a: 'b' }, 'persisted');
 
-  await client.view('v', 'c');
-  const metadata = metadataSnapshot(s.home);
-  const devices = driverDmNames();
-  const long = 'x'.repeat(5000);
-  await rejects(t, client.update({ name: 'c', labels: {} }, ['parent']), grpc.status.INVALID_ARGUMENT, 'parent', 'only labels can be updated');
-  await rejects(t, client.stat('nope'), grpc.status.NOT_FOUND, 'nope', 'unknown key');
-  await rejects(t, client.mounts('nope'), grpc.status.NOT_FOUND, 'nope', 'Mounts of an unknown key');
-  await rejects(t, client.remove('nope'), grpc.status.NOT_FOUND, 'nope', 'Remove of an unknown key');
-  await rejects(t, client.usage('nope'), grpc.status.NOT_FOUND, 'nope', 'Usage of an unknown key');
-  await rejects(t, client.prepare('busy', 'c'), grpc.status.ALREADY_EXISTS, 'busy', 'a key that exists');
-  await rejects(t, client.prepare('c', ''), grpc.status.ALREADY_EXISTS, '"c"', 'a key that is a committed name');
-  await rejects(t, client.prepare('x', 'busy'), grpc.status.INVALID_ARGUMENT, 'busy', 'an active parent');
-  await rejects(t, client.prepare('x', 'missing'), grpc.status.NOT_FOUND, 'missing', 'a parent that does not exist');
-  await rejects(t, client.view('x', 'busy'), grpc.status.INVALID_ARGUMENT, 'busy', 'a view of an active snapshot');
-  await rejects(t, client.commit('again', 'k'), grpc.status.NOT_FOUND, '"k"', 'a second commit of the same key');
-  await rejects(t, client.commit('c', 'busy'), grpc.status.ALREADY_EXISTS, '"c"', 'commit onto a name that exists');
-  await rejects(t, client.mounts('c'), grpc.status.FAILED_PRECONDITION, '"c"', 'Mounts of a committed snapshot');
-  await rejects(t, client.prepare(long, ''), grpc.status.INVALID_ARGUMENT, 'key', 'an over-long key');
-  await rejects(t, client.prepare('', ''), grpc.status.INVALID_ARGUMENT, 'key', 'an empty key');
-  await rejects(t, client.prepare('y', '', { big: long }), grpc.status.INVALID_ARGUMENT, 'big', 'an over-long label');
-  await rejects(t, client.commit('fromview', 'v'), grpc.status.FAILED_PRECONDITION, '"v"', 'a view cannot be committed');
-  t.deepEqual(metadataSnapshot(s.home), metadata, 'no record changed');
-  t.deepEqual(driverDmNames(), devices, 'no dm device appeared or went');
+    await client.view('v', 'c');
+    const metadata = metadataSnapshot(s.home);
+    const devices = driverDmNames();
+    const long = 'x'.repeat(5000);
+    await rejects(
+      t,
+      client.update({ name: 'c', labels: {} }, ['parent']),
+      grpc.status.INVALID_ARGUMENT,
+      'parent',
+      'only labels can be updated',
+    );
+    await rejects(t, client.stat('nope'), grpc.status.NOT_FOUND, 'nope', 'unknown key');
+    await rejects(t, client.mounts('nope'), grpc.status.NOT_FOUND, 'nope', 'Mounts of an unknown key');
+    await rejects(t, client.remove('nope'), grpc.status.NOT_FOUND, 'nope', 'Remove of an unknown key');
+    await rejects(t, client.usage('nope'), grpc.status.NOT_FOUND, 'nope', 'Usage of an unknown key');
+    await rejects(t, client.prepare('busy', 'c'), grpc.status.ALREADY_EXISTS, 'busy', 'a key that exists');
+    await rejects(t, client.prepare('c', ''), grpc.status.ALREADY_EXISTS, '"c"', 'a key that is a committed name');
+    await rejects(t, client.prepare('x', 'busy'), grpc.status.INVALID_ARGUMENT, 'busy', 'an active parent');
+    await rejects(t, client.prepare('x', 'missing'), grpc.status.NOT_FOUND, 'missing', 'a parent that does not exist');
+    await rejects(t, client.view('x', 'busy'), grpc.status.INVALID_ARGUMENT, 'busy', 'a view of an active snapshot');
+    await rejects(t, client.commit('again', 'k'), grpc.status.NOT_FOUND, '"k"', 'a second commit of the same key');
+    await rejects(t, client.commit('c', 'busy'), grpc.status.ALREADY_EXISTS, '"c"', 'commit onto a name that exists');
+    await rejects(t, client.mounts('c'), grpc.status.FAILED_PRECONDITION, '"c"', 'Mounts of a committed snapshot');
+    await rejects(t, client.prepare(long, ''), grpc.status.INVALID_ARGUMENT, 'key', 'an over-long key');
+    await rejects(t, client.prepare('', ''), grpc.status.INVALID_ARGUMENT, 'key', 'an empty key');
+    await rejects(t, client.prepare('y', '', { big: long }), grpc.status.INVALID_ARGUMENT, 'big', 'an over-long label');
+    await rejects(
+      t,
+      client.commit('fromview', 'v'),
+      grpc.status.FAILED_PRECONDITION,
+      '"v"',
+      'a view cannot be committed',
+    );
+    t.deepEqual(metadataSnapshot(s.home), metadata, 'no record changed');
+    t.deepEqual(driverDmNames(), devices, 'no dm device appeared or went');
 
-  // Frames containerd would never send: a key whose length runs past the frame, a huge length,
-  // a bad wire type, a truncated label entry. Each refused; the server keeps serving.
-  for (const frame of [[0x12, 0x05, 0x61], [0x12, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01], [0x0f], [0x12, 0x01, 0x61, 0x22, 0x03, 0x0a, 0x09, 0x61]]) {
-    const error = await new Promise<grpc.ServiceError | null>((resolve) => {
-      s.client.raw.makeUnaryRequest('/containerd.services.snapshots.v1.Snapshots/Prepare', (b: Buffer) => b, (b: Buffer) => b,
-        Buffer.from(frame), (e: grpc.ServiceError | null) => resolve(e));
-    });
-    t.truthy(error, `frame ${Buffer.from(frame).toString('hex')} is refused`);
-    t.not(error?.code, grpc.status.OK);
-  }
-  // An unknown field (a newer containerd's) is skipped, as protobuf requires.
-  const withUnknown = Buffer.concat([Buffer.from([0x12, 0x07]), Buffer.from('unknown'), Buffer.from([0xf8, 0x07, 0x01])]);
-  const accepted = await new Promise<grpc.ServiceError | null>((resolve) => {
-    s.client.raw.makeUnaryRequest('/containerd.services.snapshots.v1.Snapshots/Stat', (b: Buffer) => b, (b: Buffer) => b, withUnknown, (e: grpc.ServiceError | null) => resolve(e));
-  });
-  t.is(accepted?.code, grpc.status.NOT_FOUND, 'decoded: Stat of "unknown" is NOT_FOUND');
-  t.is((await client.stat('c')).name, 'c', 'and the server still answers');
-  t.deepEqual(metadataSnapshot(s.home), metadata);
-  await client.remove('v');
-  await client.remove('busy');
-  await client.remove('c');
-  await teardown(s);
-});
-
-test.serial('parallel calls: 16 layers unpacked at once, chains committed, removed in parallel — no error, nothing left', async (t) => {
-  const s = await serve();
-  const { client } = s;
-  const chains = 8;
-  const depth = 3;
-  await Promise.all(Array.from({ length: chains }, async (_, c) => {
-    let parent = '';
-    for (let d = 0; d < depth; d++) {
-      const key = `default/${c}-${d}/extract`;
-      await client.prepare(key, parent);
-      await client.commit(`chain${c}-layer${d}`, key);
-      parent = `chain${c}-layer${d}`;
+    // Frames containerd would never send: a key whose length runs past the frame, a huge length,
+    // a bad wire type, a truncated label entry. Each refused; the server keeps serving.
+    for (const frame of [
+      [0x12, 0x05, 0x61],
+      [0x12, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01],
+      [0x0f],
+      [0x12, 0x01, 0x61, 0x22, 0x03, 0x0a, 0x09, 0x61],
+    ]) {
+      const error = await new Promise<grpc.ServiceError | null>((resolve) => {
+        s.client.raw.makeUnaryRequest(
+          '/containerd.services.snapshots.v1.Snapshots/Prepare',
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          Buffer.from(frame),
+          (e: grpc.ServiceError | null) => resolve(e),
+        );
+      });
+      t.truthy(error, `frame ${Buffer.from(frame).toString('hex')} is refused`);
+      t.not(error?.code, grpc.status.OK);
     }
-  }));
-  // The same key asked for twice at once: exactly one wins.
-  const race = await Promise.allSettled([client.prepare('same', ''), client.prepare('same', '')]);
-  t.is(race.filter((r) => r.status === 'fulfilled').length, 1);
-  t.is((race.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason.code, grpc.status.ALREADY_EXISTS);
-  t.is((await client.list(['kind==committed'])).length, chains * depth);
-  // Every chain removed top-down, the chains in parallel.
-  await Promise.all(Array.from({ length: chains }, async (_, c) => {
-    for (let d = depth - 1; d >= 0; d--) await client.remove(`chain${c}-layer${d}`);
-  }));
-  await client.remove('same');
-  t.deepEqual(await client.list(), []);
-  const left = (await s.driver.list()).filter((l) => l.id.startsWith('ctrd-') && l.id !== 'ctrd-base');
-  t.deepEqual(left, [], 'no layer left behind');
-  await teardown(s);
-});
+    // An unknown field (a newer containerd's) is skipped, as protobuf requires.
+    const withUnknown = Buffer.concat([
+      Buffer.from([0x12, 0x07]),
+      Buffer.from('unknown'),
+      Buffer.from([0xf8, 0x07, 0x01]),
+    ]);
+    const accepted = await new Promise<grpc.ServiceError | null>((resolve) => {
+      s.client.raw.makeUnaryRequest(
+        '/containerd.services.snapshots.v1.Snapshots/Stat',
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+        withUnknown,
+        (e: grpc.ServiceError | null) => resolve(e),
+      );
+    });
+    t.is(accepted?.code, grpc.status.NOT_FOUND, 'decoded: Stat of "unknown" is NOT_FOUND');
+    t.is((await client.stat('c')).name, 'c', 'and the server still answers');
+    t.deepEqual(metadataSnapshot(s.home), metadata);
+    await client.remove('v');
+    await client.remove('busy');
+    await client.remove('c');
+    await teardown(s);
+  },
+);
 
-test.serial('stopping the server leaves containerd\'s mounts in place; a new server adopts every snapshot', async (t) => {
-  let s = await serve();
-  const home = s.home;
-  await s.client.prepare('p', '');
-  await s.client.commit('base', 'p');
-  const mounts = await s.client.prepare('running', 'base', { l: '1' });
-  const rootfs = dir(s, 'running');
-  mountAt(mounts, rootfs);
-  writeFileSync(join(rootfs, 'written'), 'by the container\n');
-  const work = s.work;
-  await stop(s);
-  t.true(mountsUnder(work).includes(rootfs), 'the rootfs is still mounted after the server stopped');
-  writeFileSync(join(rootfs, 'later'), 'still writable\n');
+test.serial(
+  'parallel calls: 16 layers unpacked at once, chains committed, removed in parallel — no error, nothing left',
+  async (t) => {
+    const s = await serve();
+    const { client } = s;
+    const chains = 8;
+    const depth = 3;
+    await Promise.all(
+      Array.from({ length: chains }, async (_, c) => {
+        let parent = '';
+        for (let d = 0; d < depth; d++) {
+          const key = `default/${c}-${d}/extract`;
+          await client.prepare(key, parent);
+          await client.commit(`chain${c}-layer${d}`, key);
+          parent = `chain${c}-layer${d}`;
+        }
+      }),
+    );
+    // The same key asked for twice at once: exactly one wins.
+    const race = await Promise.allSettled([client.prepare('same', ''), client.prepare('same', '')]);
+    t.is(race.filter((r) => r.status === 'fulfilled').length, 1);
+    t.is((race.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason.code, grpc.status.ALREADY_EXISTS);
+    t.is((await client.list(['kind==committed'])).length, chains * depth);
+    // Every chain removed top-down, the chains in parallel.
+    await Promise.all(
+      Array.from({ length: chains }, async (_, c) => {
+        for (let d = depth - 1; d >= 0; d--) await client.remove(`chain${c}-layer${d}`);
+      }),
+    );
+    await client.remove('same');
+    t.deepEqual(await client.list(), []);
+    const left = (await s.driver.list()).filter((l) => l.id.startsWith('ctrd-') && l.id !== 'ctrd-base');
+    t.deepEqual(left, [], 'no layer left behind');
+    await teardown(s);
+  },
+);
 
-  s = await serve(home);
-  rmSync(s.work, { recursive: true, force: true });
-  s.work = work;
-  t.like(await s.client.stat('running'), { kind: 'ACTIVE', parent: 'base', labels: { l: '1' } });
-  t.like(await s.client.stat('base'), { kind: 'COMMITTED' });
-  t.deepEqual(await s.client.mounts('running'), mounts, 'the same device is handed out again');
-  t.is(readFileSync(join(rootfs, 'written'), 'utf8'), 'by the container\n');
-  execFileSync('umount', [rootfs]);
-  await s.client.commit('top', 'running');
-  const v = dir(s, 'top-view');
-  mountAt(await s.client.view('top-view', 'top'), v);
-  t.is(readFileSync(join(v, 'later'), 'utf8'), 'still writable\n', 'what was written while no server ran is in the commit');
-  execFileSync('umount', [v]);
-  for (const key of ['top-view', 'top', 'base']) await s.client.remove(key);
-  await teardown(s);
-});
+test.serial(
+  "stopping the server leaves containerd's mounts in place; a new server adopts every snapshot",
+  async (t) => {
+    let s = await serve();
+    const home = s.home;
+    await s.client.prepare('p', '');
+    await s.client.commit('base', 'p');
+    const mounts = await s.client.prepare('running', 'base', { l: '1' });
+    const rootfs = dir(s, 'running');
+    mountAt(mounts, rootfs);
+    writeFileSync(join(rootfs, 'written'), 'by the container\n');
+    const work = s.work;
+    await stop(s);
+    t.true(mountsUnder(work).includes(rootfs), 'the rootfs is still mounted after the server stopped');
+    writeFileSync(join(rootfs, 'later'), 'still writable\n');
+
+    s = await serve(home);
+    rmSync(s.work, { recursive: true, force: true });
+    s.work = work;
+    t.like(await s.client.stat('running'), { kind: 'ACTIVE', parent: 'base', labels: { l: '1' } });
+    t.like(await s.client.stat('base'), { kind: 'COMMITTED' });
+    t.deepEqual(await s.client.mounts('running'), mounts, 'the same device is handed out again');
+    t.is(readFileSync(join(rootfs, 'written'), 'utf8'), 'by the container\n');
+    execFileSync('umount', [rootfs]);
+    await s.client.commit('top', 'running');
+    const v = dir(s, 'top-view');
+    mountAt(await s.client.view('top-view', 'top'), v);
+    t.is(
+      readFileSync(join(v, 'later'), 'utf8'),
+      'still writable\n',
+      'what was written while no server ran is in the commit',
+    );
+    execFileSync('umount', [v]);
+    for (const key of ['top-view', 'top', 'base']) await s.client.remove(key);
+    await teardown(s);
+  },
+);
 
 test.serial('check names the containerd snapshot of a layer whose thin id went missing', async (t) => {
   const s = await serve();
@@ -290,15 +376,21 @@ test.serial('check names the containerd snapshot of a layer whose thin id went m
   await stop(s);
   // Delete the committed snapshot's thin id behind the driver's back (it holds no dm device).
   let driver = await Driver.init({ home, ...SMALL });
-  const layer = (await driver.list()).find((l) => (l.meta?.containerd as { name?: string } | undefined)?.name === 'default/7/sha256:gone');
+  const layer = (await driver.list()).find(
+    (l) => (l.meta?.containerd as { name?: string } | undefined)?.name === 'default/7/sha256:gone',
+  );
   await driver.close();
   t.truthy(layer, 'the snapshot has a layer');
   const pool = driverDmNames().find((name) => name.endsWith(`-${statSync(home).ino}-pool`));
-  t.truthy(pool, 'the home\'s pool is active');
+  t.truthy(pool, "the home's pool is active");
   dmsetup('message', pool!, '0', `delete ${layer!.deviceId}`);
   const report = await Driver.check({ home, ...SMALL });
   t.deepEqual(report.missingThinIds, [{ layer: layer!.id, deviceId: layer!.deviceId }]);
-  t.like(report.layerMeta[layer!.id], { containerd: { name: 'default/7/sha256:gone', kind: 'committed' } }, 'the report carries the snapshot it was');
+  t.like(
+    report.layerMeta[layer!.id],
+    { containerd: { name: 'default/7/sha256:gone', kind: 'committed' } },
+    'the report carries the snapshot it was',
+  );
   t.false(report.clean);
   await Driver.check({ home, ...SMALL }, { repair: true }); // sets the record aside (quarantine)
   driver = await Driver.init({ home, ...SMALL });

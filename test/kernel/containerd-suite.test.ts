@@ -20,10 +20,27 @@ const RENAME_STAND_IN = 'TestRenameAcrossLayers';
 
 /** The cases of containerd 1.6's SnapshotterSuite, in its order. */
 const CASES = [
-  'Basic', 'StatActive', 'StatComitted', 'TransitivityTest', 'PreareViewFailingtest', 'Update', 'Remove', 'Walk',
-  'LayerFileupdate', 'RemoveDirectoryInLowerLayer', 'Chown', 'DirectoryPermissionOnCommit', 'RemoveIntermediateSnapshot',
-  'DeletedFilesInChildSnapshot', 'MoveFileFromLowerLayer', 'Rename', 'ViewReadonly', 'StatInWalk', 'CloseTwice',
-  'RootPermission', '128LayersMount',
+  'Basic',
+  'StatActive',
+  'StatComitted',
+  'TransitivityTest',
+  'PreareViewFailingtest',
+  'Update',
+  'Remove',
+  'Walk',
+  'LayerFileupdate',
+  'RemoveDirectoryInLowerLayer',
+  'Chown',
+  'DirectoryPermissionOnCommit',
+  'RemoveIntermediateSnapshot',
+  'DeletedFilesInChildSnapshot',
+  'MoveFileFromLowerLayer',
+  'Rename',
+  'ViewReadonly',
+  'StatInWalk',
+  'CloseTwice',
+  'RootPermission',
+  '128LayersMount',
 ] as const;
 
 /** Rename's check begins with an unconditional t.Skip in containerd 1.6 ("fails on some kernels
@@ -56,7 +73,10 @@ let suiteRun: Promise<SuiteRun> | undefined;
 function parseGoTestOutput(output: string): Map<string, CaseResult> {
   const cases = new Map<string, CaseResult>();
   const logs = new Map<string, string[]>();
-  const logOf = (name: string) => logs.get(name) ?? (logs.set(name, []), logs.get(name)!);
+  const logOf = (name: string): string[] => {
+    if (!logs.has(name)) logs.set(name, []);
+    return logs.get(name)!;
+  };
   let current: string | undefined;
   let resultIndent = -1;
   for (const line of output.split('\n')) {
@@ -93,11 +113,20 @@ function runSuite(binary: string): Promise<SuiteRun> {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
-    child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString('utf8'); });
-    child.stderr.on('data', (chunk: Buffer) => { output += chunk.toString('utf8'); });
-    child.on('close', (code, signal) => resolve({
-      exitCode: code ?? signal ?? 'unknown', cases: parseGoTestOutput(output), output, seconds: (Date.now() - started) / 1000,
-    }));
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString('utf8');
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      output += chunk.toString('utf8');
+    });
+    child.on('close', (code, signal) =>
+      resolve({
+        exitCode: code ?? signal ?? 'unknown',
+        cases: parseGoTestOutput(output),
+        output,
+        seconds: (Date.now() - started) / 1000,
+      }),
+    );
   });
 }
 
@@ -110,27 +139,40 @@ if (prerequisite) {
   // counted as skipped in npm test's closing line, with the reason in the title
   test.skip(`containerd's snapshotter conformance suite: ${prerequisite}`, () => undefined);
 } else {
-  test.serial('containerd\'s snapshotter conformance suite runs every case against devmapper serve containerd', async (t) => {
-    t.timeout(45 * 60_000, 'the conformance suite');
-    const build = buildContainerdSuite();
-    if (!build.ok) throw new Error(build.reason);
-    if (build.built) t.log('the suite binary was stale or missing and was built in the test kernel');
-    const dmBefore = dmNames();
-    const loopsBefore = loopLines();
-    suiteRun = runSuite(build.binary);
-    const run = await suiteRun;
-    t.log(`wall time of the suite in the test kernel: ${run.seconds.toFixed(1)} s`);
-    for (const name of [...CASES.map((c) => `${SUITE}/${c}`), RENAME_STAND_IN]) {
-      const c = run.cases.get(name);
-      t.log(`${name}: ${c ? `${c.outcome} (${c.seconds.toFixed(1)} s)` : 'no result'}`);
-    }
-    const unknown = [...run.cases.keys()].filter((name) => name.startsWith(`${SUITE}/`) && !(CASES as readonly string[]).includes(name.slice(SUITE.length + 1)));
-    t.deepEqual(unknown, [], 'cases this test does not know (a newer containerd?): add them to CASES');
-    t.deepEqual(CASES.filter((name) => !run.cases.has(`${SUITE}/${name}`)), [], `cases with no result; the tail of the output:\n${run.output.slice(-4000)}`);
-    t.deepEqual(dmNames(), dmBefore, 'the suite left no dm device');
-    t.deepEqual(loopLines(), loopsBefore, 'the suite left no loop device');
-    t.deepEqual(mountsUnder('/tmp').filter((p) => p.includes('snapshot-suite-')), [], 'the suite left no mount');
-  });
+  test.serial(
+    "containerd's snapshotter conformance suite runs every case against devmapper serve containerd",
+    async (t) => {
+      t.timeout(45 * 60_000, 'the conformance suite');
+      const build = buildContainerdSuite();
+      if (!build.ok) throw new Error(build.reason);
+      if (build.built) t.log('the suite binary was stale or missing and was built in the test kernel');
+      const dmBefore = dmNames();
+      const loopsBefore = loopLines();
+      suiteRun = runSuite(build.binary);
+      const run = await suiteRun;
+      t.log(`wall time of the suite in the test kernel: ${run.seconds.toFixed(1)} s`);
+      for (const name of [...CASES.map((c) => `${SUITE}/${c}`), RENAME_STAND_IN]) {
+        const c = run.cases.get(name);
+        t.log(`${name}: ${c ? `${c.outcome} (${c.seconds.toFixed(1)} s)` : 'no result'}`);
+      }
+      const unknown = [...run.cases.keys()].filter(
+        (name) => name.startsWith(`${SUITE}/`) && !(CASES as readonly string[]).includes(name.slice(SUITE.length + 1)),
+      );
+      t.deepEqual(unknown, [], 'cases this test does not know (a newer containerd?): add them to CASES');
+      t.deepEqual(
+        CASES.filter((name) => !run.cases.has(`${SUITE}/${name}`)),
+        [],
+        `cases with no result; the tail of the output:\n${run.output.slice(-4000)}`,
+      );
+      t.deepEqual(dmNames(), dmBefore, 'the suite left no dm device');
+      t.deepEqual(loopLines(), loopsBefore, 'the suite left no loop device');
+      t.deepEqual(
+        mountsUnder('/tmp').filter((p) => p.includes('snapshot-suite-')),
+        [],
+        'the suite left no mount',
+      );
+    },
+  );
 
   for (const name of CASES) {
     const skippedBySuite = name === 'Rename' && renameSkipReason !== undefined;
@@ -142,16 +184,23 @@ if (prerequisite) {
       if (!c) return t.fail(`${name}: no result from the suite`);
       const log = c.log.join('\n');
       if (skippedBySuite) {
-        t.is(c.outcome, 'SKIP', `containerd's suite skips ${name} unconditionally; it ${c.outcome === 'PASS' ? 'passed' : 'failed'}:\n${log}`);
+        t.is(
+          c.outcome,
+          'SKIP',
+          `containerd's suite skips ${name} unconditionally; it ${c.outcome === 'PASS' ? 'passed' : 'failed'}:\n${log}`,
+        );
         return;
       }
       t.is(c.outcome, 'PASS', `${name} ${c.outcome}:\n${log}`);
     });
   }
 
-  test.serial('renames across layers (our stand-in for the Rename case the suite skips): a view of the upper layer shows them, the lower is unchanged', async (t) => {
-    const c = (await suite()).cases.get(RENAME_STAND_IN);
-    if (!c) return t.fail(`${RENAME_STAND_IN}: no result`);
-    t.is(c.outcome, 'PASS', `${RENAME_STAND_IN} ${c.outcome}:\n${c.log.join('\n')}`);
-  });
+  test.serial(
+    'renames across layers (our stand-in for the Rename case the suite skips): a view of the upper layer shows them, the lower is unchanged',
+    async (t) => {
+      const c = (await suite()).cases.get(RENAME_STAND_IN);
+      if (!c) return t.fail(`${RENAME_STAND_IN}: no result`);
+      t.is(c.outcome, 'PASS', `${RENAME_STAND_IN} ${c.outcome}:\n${c.log.join('\n')}`);
+    },
+  );
 }

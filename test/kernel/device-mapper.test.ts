@@ -9,8 +9,23 @@ import { DeviceMapper, type DeviceInfo, type Target } from '../../src/ioctl/devi
 import type { FfiBackendName } from '../../src/ioctl/ffi/binding.js';
 import { LoopDevices } from '../../src/ioctl/loop.js';
 import {
-  BACKENDS, Cleanup, DMSETUP_INFO_ARGS, PREFIX, devText, dmNode, dmsetupInfoRow, fdCount, ownLines, readGeometry,
-  sleep, sparseFile, sysBlock, track, uniqueName, waitFor, withTimeout,
+  BACKENDS,
+  Cleanup,
+  DMSETUP_INFO_ARGS,
+  PREFIX,
+  devText,
+  dmNode,
+  dmsetupInfoRow,
+  fdCount,
+  ownLines,
+  readGeometry,
+  sleep,
+  sparseFile,
+  sysBlock,
+  track,
+  uniqueName,
+  waitFor,
+  withTimeout,
 } from './helpers.js';
 import { assertKernelTestBed, dmsetup, run } from './reference-tools.js';
 
@@ -24,7 +39,13 @@ function open(c: Cleanup, ffi: FfiBackendName): DeviceMapper {
 }
 
 /** create + load + resume: a live device, removed by the teardown. */
-function makeDevice(dm: DeviceMapper, c: Cleanup, tag: string, targets: Target[] = zero(1024), options: { uuid?: string; readOnly?: boolean } = {}): DeviceInfo {
+function makeDevice(
+  dm: DeviceMapper,
+  c: Cleanup,
+  tag: string,
+  targets: Target[] = zero(1024),
+  options: { uuid?: string; readOnly?: boolean } = {},
+): DeviceInfo {
   const name = c.device(uniqueName(tag));
   dm.create(name, { uuid: options.uuid });
   dm.load(name, targets, { readOnly: options.readOnly });
@@ -32,14 +53,20 @@ function makeDevice(dm: DeviceMapper, c: Cleanup, tag: string, targets: Target[]
 }
 
 /** `dmsetup table` / `dmsetup status` lines for one device as the library reports its targets. */
-function tableLines(name: string, targets: readonly { start: bigint; length: bigint; type: string; params: string }[]): string[] {
+function tableLines(
+  name: string,
+  targets: readonly { start: bigint; length: bigint; type: string; params: string }[],
+): string[] {
   if (targets.length === 0) return [`${name}:`];
   return targets.map((x) => `${name}: ${x.start} ${x.length} ${x.type} ${x.params}`.trimEnd());
 }
 
 /** A single device's `dmsetup table NAME` / `dmsetup status NAME` output (no name prefix), blanks dropped. */
 function outputLines(output: string): string[] {
-  return output.split('\n').map((line) => line.trimEnd()).filter((line) => line !== '');
+  return output
+    .split('\n')
+    .map((line) => line.trimEnd())
+    .filter((line) => line !== '');
 }
 
 /** The same lines as the library reports them. */
@@ -80,7 +107,11 @@ for (const ffi of BACKENDS) {
       })
       .sort();
     t.deepEqual(targets.map((x) => `${x.name} v${x.version.join('.')}`).sort(), reference);
-    for (const needed of ['zero', 'error', 'linear', 'striped', 'thin-pool', 'thin']) t.true(targets.some((x) => x.name === needed), needed);
+    for (const needed of ['zero', 'error', 'linear', 'striped', 'thin-pool', 'thin'])
+      t.true(
+        targets.some((x) => x.name === needed),
+        needed,
+      );
 
     t.deepEqual(dm.targetVersion('zero'), targets.find((x) => x.name === 'zero')!.version);
     t.throws(() => dm.targetVersion('no-such-target'), { instanceOf: DmSystemError, code: 'EINVAL' });
@@ -93,7 +124,17 @@ for (const ffi of BACKENDS) {
     const a = c.device(uniqueName('a'));
     const uuid = `${PREFIX}-uuid-${a}`;
     const created = dm.create(a, { uuid });
-    t.like(created, { name: a, uuid, openCount: 0, eventNr: 0, targetCount: 0, active: false, inactiveTable: false, suspended: false, deferredRemove: false });
+    t.like(created, {
+      name: a,
+      uuid,
+      openCount: 0,
+      eventNr: 0,
+      targetCount: 0,
+      active: false,
+      inactiveTable: false,
+      suspended: false,
+      deferredRemove: false,
+    });
     const b = c.device(uniqueName('b'));
     const createdB = dm.create(b);
     t.is(createdB.uuid, '');
@@ -116,7 +157,11 @@ for (const ffi of BACKENDS) {
     const p = c.device(uniqueName('minor'));
     t.is(dm.create(p, { minor }).dev.minor, minor);
     // A taken minor: alloc_dev() fails and dm_create() answers ENXIO (not EBUSY).
-    t.throws(() => dm.create(uniqueName('minor-again'), { minor }), { instanceOf: DmSystemError, code: 'ENXIO', message: /DM_DEV_CREATE/ });
+    t.throws(() => dm.create(uniqueName('minor-again'), { minor }), {
+      instanceOf: DmSystemError,
+      code: 'ENXIO',
+      message: /DM_DEV_CREATE/,
+    });
 
     const listed = dm.list();
     for (const name of [a, b, p]) {
@@ -125,7 +170,10 @@ for (const ffi of BACKENDS) {
       t.deepEqual(entry, { name, dev: info.dev, eventNr: info.eventNr, uuid: info.uuid }, name);
     }
     t.deepEqual(ownLines(dmsetup('ls'), [a, b, p]), [a, b, p].map((n) => `${n}\t(${devText(dm.info(n).dev)})`).sort());
-    t.deepEqual(ownLines(dmsetup(...DMSETUP_INFO_ARGS), [a, b, p]), [a, b, p].map((n) => dmsetupInfoRow(dm.info(n))).sort());
+    t.deepEqual(
+      ownLines(dmsetup(...DMSETUP_INFO_ARGS), [a, b, p]),
+      [a, b, p].map((n) => dmsetupInfoRow(dm.info(n))).sort(),
+    );
     t.true(dm.exists(a));
     t.true(dm.exists({ uuid }));
     t.is(dm.info({ uuid }).name, a);
@@ -183,37 +231,40 @@ for (const ffi of BACKENDS) {
     t.deepEqual(ownLines(dmsetup('ls'), [a.name, b.name, u.name, v.name]), []);
   });
 
-  test.serial(`${ffi}: an open device: EBUSY on remove (sync and async), deferred remove waits for the last close`, async (t) => {
-    const c = new Cleanup(t);
-    const dm = open(c, ffi);
-    const { name, dev } = makeDevice(dm, c, 'busy');
-    const fd = c.fd(openSync(dmNode(dev), 'r'));
-    const second = openSync(dmNode(dev), 'r');
-    t.is(dm.info(name).openCount, 2);
-    c.closeFd(second);
-    t.is(dm.info(name).openCount, 1);
+  test.serial(
+    `${ffi}: an open device: EBUSY on remove (sync and async), deferred remove waits for the last close`,
+    async (t) => {
+      const c = new Cleanup(t);
+      const dm = open(c, ffi);
+      const { name, dev } = makeDevice(dm, c, 'busy');
+      const fd = c.fd(openSync(dmNode(dev), 'r'));
+      const second = openSync(dmNode(dev), 'r');
+      t.is(dm.info(name).openCount, 2);
+      c.closeFd(second);
+      t.is(dm.info(name).openCount, 1);
 
-    const sync = t.throws(() => dm.remove(name), { instanceOf: DmSystemError, code: 'EBUSY' });
-    t.like(sync, { errno: 16, syscall: 'ioctl', operation: 'DM_DEV_REMOVE', device: name });
-    t.true((sync?.message ?? '').includes(name));
-    const async = await t.throwsAsync(dm.removeAsync(name), { instanceOf: DmSystemError, code: 'EBUSY' });
-    t.like(async, { errno: 16, syscall: 'ioctl', operation: 'DM_DEV_REMOVE', device: name });
-    t.true(dm.exists(name));
+      const sync = t.throws(() => dm.remove(name), { instanceOf: DmSystemError, code: 'EBUSY' });
+      t.like(sync, { errno: 16, syscall: 'ioctl', operation: 'DM_DEV_REMOVE', device: name });
+      t.true((sync?.message ?? '').includes(name));
+      const async = await t.throwsAsync(dm.removeAsync(name), { instanceOf: DmSystemError, code: 'EBUSY' });
+      t.like(async, { errno: 16, syscall: 'ioctl', operation: 'DM_DEV_REMOVE', device: name });
+      t.true(dm.exists(name));
 
-    dm.remove(name, { deferred: true });
-    t.like(dm.info(name), { deferredRemove: true, openCount: 1 });
-    t.true(dm.list().some((x) => x.name === name));
-    // The dm core's own message cancels it.
-    t.is(dm.message(name, 0, '@cancel_deferred_remove'), undefined);
-    t.false(dm.info(name).deferredRemove);
-    await dm.removeAsync(name, { deferred: true });
-    t.true(dm.info(name).deferredRemove);
+      dm.remove(name, { deferred: true });
+      t.like(dm.info(name), { deferredRemove: true, openCount: 1 });
+      t.true(dm.list().some((x) => x.name === name));
+      // The dm core's own message cancels it.
+      t.is(dm.message(name, 0, '@cancel_deferred_remove'), undefined);
+      t.false(dm.info(name).deferredRemove);
+      await dm.removeAsync(name, { deferred: true });
+      t.true(dm.info(name).deferredRemove);
 
-    c.closeFd(fd);
-    // The kernel removes it from a work queue after the last close.
-    t.true(await waitFor(() => !dm.exists(name)), 'the device goes once its last opener closes');
-    t.deepEqual(ownLines(dmsetup('ls'), [name]), []);
-  });
+      c.closeFd(fd);
+      // The kernel removes it from a work queue after the last close.
+      t.true(await waitFor(() => !dm.exists(name)), 'the device goes once its last opener closes');
+      t.deepEqual(ownLines(dmsetup('ls'), [name]), []);
+    },
+  );
 
   test.serial(`${ffi}: removeAll removes the unopened devices; with deferred it marks the open ones`, async (t) => {
     const c = new Cleanup(t);
@@ -226,7 +277,10 @@ for (const ffi of BACKENDS) {
 
     // removeAll takes every unopened device on the machine: refuse to run it next to devices
     // this file did not make (a real dm host rather than the throwaway test kernel).
-    const foreign = dm.list().filter((x) => !x.name.startsWith(PREFIX)).map((x) => x.name);
+    const foreign = dm
+      .list()
+      .filter((x) => !x.name.startsWith(PREFIX))
+      .map((x) => x.name);
     t.deepEqual(foreign, [], 'removeAll would remove devices this test did not make');
     if (foreign.length > 0) return;
     dm.removeAll();
@@ -331,49 +385,70 @@ for (const ffi of BACKENDS) {
     t.is(sysBlock(`dm-${created.dev.minor}`, 'size'), '256');
   });
 
-  test.serial(`${ffi}: load and clear, table/status/deps of the inactive table, deps of a linear device on a loop device`, (t) => {
-    const c = new Cleanup(t);
-    const dm = open(c, ffi);
-    const loop = loopDevice(c, ffi, 1 << 20);
-    const name = c.device(uniqueName('tables'));
-    dm.create(name);
-    const linear: Target[] = [{ start: 0n, length: 2048n, type: 'linear', params: `${loop.dev} 0` }];
-    t.true(dm.load(name, linear).inactiveTable);
-    t.deepEqual(dm.table(name, { inactive: true }), linear.map((x) => ({ ...x, status: 0 })));
-    t.deepEqual(dm.table(name), [], 'no live table yet');
-    t.deepEqual(dm.deps(name, { inactive: true }).map(devText), [loop.dev]);
-    t.deepEqual(dm.deps(name), []);
-    t.false(dm.clear(name).inactiveTable);
-    t.false(dm.info(name).inactiveTable);
-    t.deepEqual(dm.table(name, { inactive: true }), []);
+  test.serial(
+    `${ffi}: load and clear, table/status/deps of the inactive table, deps of a linear device on a loop device`,
+    (t) => {
+      const c = new Cleanup(t);
+      const dm = open(c, ffi);
+      const loop = loopDevice(c, ffi, 1 << 20);
+      const name = c.device(uniqueName('tables'));
+      dm.create(name);
+      const linear: Target[] = [{ start: 0n, length: 2048n, type: 'linear', params: `${loop.dev} 0` }];
+      t.true(dm.load(name, linear).inactiveTable);
+      t.deepEqual(
+        dm.table(name, { inactive: true }),
+        linear.map((x) => ({ ...x, status: 0 })),
+      );
+      t.deepEqual(dm.table(name), [], 'no live table yet');
+      t.deepEqual(dm.deps(name, { inactive: true }).map(devText), [loop.dev]);
+      t.deepEqual(dm.deps(name), []);
+      t.false(dm.clear(name).inactiveTable);
+      t.false(dm.info(name).inactiveTable);
+      t.deepEqual(dm.table(name, { inactive: true }), []);
 
-    dm.load(name, linear);
-    dm.resume(name);
-    t.deepEqual(dm.table(name), linear.map((x) => ({ ...x, status: 0 })));
-    t.deepEqual(dm.deps(name).map(devText), [loop.dev]);
-    t.is(sysBlock(`loop${loop.index}`, 'dev'), loop.dev);
-    const [lmaj, lmin] = loop.dev.split(':');
-    t.regex(dmsetup('deps', '-o', 'devno', name), new RegExp(`1 dependencies\\s*:\\s*\\(${lmaj}, ${lmin}\\)`));
+      dm.load(name, linear);
+      dm.resume(name);
+      t.deepEqual(
+        dm.table(name),
+        linear.map((x) => ({ ...x, status: 0 })),
+      );
+      t.deepEqual(dm.deps(name).map(devText), [loop.dev]);
+      t.is(sysBlock(`loop${loop.index}`, 'dev'), loop.dev);
+      const [lmaj, lmin] = loop.dev.split(':');
+      t.regex(dmsetup('deps', '-o', 'devno', name), new RegExp(`1 dependencies\\s*:\\s*\\(${lmaj}, ${lmin}\\)`));
 
-    // A second table waits in the inactive slot while the first stays live.
-    const next: Target[] = [
-      { start: 0n, length: 1024n, type: 'zero', params: '' },
-      { start: 1024n, length: 1024n, type: 'striped', params: `1 8 ${loop.dev} 0` },
-    ];
-    dm.load(name, next);
-    t.like(dm.info(name), { active: true, inactiveTable: true });
-    t.deepEqual(dm.table(name).map((x) => x.type), ['linear']);
-    t.deepEqual(dm.table(name, { inactive: true }).map((x) => `${x.type} ${x.params}`), ['zero ', `striped 1 8 ${loop.dev} 0`]);
-    t.deepEqual(dm.status(name, { inactive: true }).map((x) => `${x.type} ${x.params}`), ['zero ', `striped 1 ${loop.dev} 1 A`]);
-    t.deepEqual(outputLines(dmsetup('table', '--inactive', name)), plainLines(dm.table(name, { inactive: true })));
-    t.deepEqual(outputLines(dmsetup('status', '--inactive', name)), plainLines(dm.status(name, { inactive: true })));
-    t.deepEqual(outputLines(dmsetup('table', name)), plainLines(dm.table(name)));
-    t.deepEqual(dm.deps(name, { inactive: true }).map(devText), [loop.dev]);
-    dm.clear(name);
-    t.like(dm.info(name), { active: true, inactiveTable: false });
-    dm.resume(name); // nothing to swap in: the live table stays
-    t.deepEqual(dm.table(name).map((x) => x.type), ['linear']);
-  });
+      // A second table waits in the inactive slot while the first stays live.
+      const next: Target[] = [
+        { start: 0n, length: 1024n, type: 'zero', params: '' },
+        { start: 1024n, length: 1024n, type: 'striped', params: `1 8 ${loop.dev} 0` },
+      ];
+      dm.load(name, next);
+      t.like(dm.info(name), { active: true, inactiveTable: true });
+      t.deepEqual(
+        dm.table(name).map((x) => x.type),
+        ['linear'],
+      );
+      t.deepEqual(
+        dm.table(name, { inactive: true }).map((x) => `${x.type} ${x.params}`),
+        ['zero ', `striped 1 8 ${loop.dev} 0`],
+      );
+      t.deepEqual(
+        dm.status(name, { inactive: true }).map((x) => `${x.type} ${x.params}`),
+        ['zero ', `striped 1 ${loop.dev} 1 A`],
+      );
+      t.deepEqual(outputLines(dmsetup('table', '--inactive', name)), plainLines(dm.table(name, { inactive: true })));
+      t.deepEqual(outputLines(dmsetup('status', '--inactive', name)), plainLines(dm.status(name, { inactive: true })));
+      t.deepEqual(outputLines(dmsetup('table', name)), plainLines(dm.table(name)));
+      t.deepEqual(dm.deps(name, { inactive: true }).map(devText), [loop.dev]);
+      dm.clear(name);
+      t.like(dm.info(name), { active: true, inactiveTable: false });
+      dm.resume(name); // nothing to swap in: the live table stays
+      t.deepEqual(
+        dm.table(name).map((x) => x.type),
+        ['linear'],
+      );
+    },
+  );
 
   test.serial(`${ffi}: wait resolves on the device's next event (a rename, a removal), not before`, async (t) => {
     const c = new Cleanup(t);
@@ -434,101 +509,149 @@ for (const ffi of BACKENDS) {
     t.true(await dm.pollEvent(0), 'remove');
   });
 
-  test.serial(`${ffi}: message: thin-pool create_thin answers nothing; refusals carry the kernel errno and the message; @stats answers text`, (t) => {
-    const c = new Cleanup(t);
-    const dm = open(c, ffi);
-    const meta = loopDevice(c, ffi, 4 << 20);
-    const data = loopDevice(c, ffi, 64 << 20);
-    const pool = makeDevice(dm, c, 'pool', [{ start: 0n, length: BigInt((64 << 20) / 512), type: 'thin-pool', params: `${meta.dev} ${data.dev} 128 32768 1 skip_block_zeroing` }]);
-    t.deepEqual(dm.deps(pool.name).map(devText).sort(), [meta.dev, data.dev].sort());
-    t.is(dm.message(pool.name, 0, 'create_thin 0'), undefined);
-    const thin = makeDevice(dm, c, 'thin', [{ start: 0n, length: 2048n, type: 'thin', params: `${devText(pool.dev)} 0` }]);
-    t.true(thin.active);
-    t.deepEqual(outputLines(dmsetup('status', pool.name)), plainLines(dm.status(pool.name)));
-    t.deepEqual(dm.status(pool.name, { noFlush: true }).map((x) => x.type), ['thin-pool']);
-    t.regex(dm.status(pool.name)[0]!.params, /^\d+ \d+\/\d+ \d+\/\d+ /);
-    t.deepEqual(outputLines(dmsetup('status', thin.name)), plainLines(dm.status(thin.name)));
+  test.serial(
+    `${ffi}: message: thin-pool create_thin answers nothing; refusals carry the kernel errno and the message; @stats answers text`,
+    (t) => {
+      const c = new Cleanup(t);
+      const dm = open(c, ffi);
+      const meta = loopDevice(c, ffi, 4 << 20);
+      const data = loopDevice(c, ffi, 64 << 20);
+      const pool = makeDevice(dm, c, 'pool', [
+        {
+          start: 0n,
+          length: BigInt((64 << 20) / 512),
+          type: 'thin-pool',
+          params: `${meta.dev} ${data.dev} 128 32768 1 skip_block_zeroing`,
+        },
+      ]);
+      t.deepEqual(dm.deps(pool.name).map(devText).sort(), [meta.dev, data.dev].sort());
+      t.is(dm.message(pool.name, 0, 'create_thin 0'), undefined);
+      const thin = makeDevice(dm, c, 'thin', [
+        { start: 0n, length: 2048n, type: 'thin', params: `${devText(pool.dev)} 0` },
+      ]);
+      t.true(thin.active);
+      t.deepEqual(outputLines(dmsetup('status', pool.name)), plainLines(dm.status(pool.name)));
+      t.deepEqual(
+        dm.status(pool.name, { noFlush: true }).map((x) => x.type),
+        ['thin-pool'],
+      );
+      t.regex(dm.status(pool.name)[0]!.params, /^\d+ \d+\/\d+ \d+\/\d+ /);
+      t.deepEqual(outputLines(dmsetup('status', thin.name)), plainLines(dm.status(thin.name)));
 
-    const exists = t.throws(() => dm.message(pool.name, 0, 'create_thin 0'), { instanceOf: DmSystemError, code: 'EEXIST' });
-    t.like(exists, { operation: 'DM_TARGET_MSG', device: pool.name, detail: 'message "create_thin 0"' });
-    const bad = t.throws(() => dm.message(pool.name, 0, 'frobnicate 1'), { instanceOf: DmSystemError, code: 'EINVAL' });
-    t.like(bad, { errno: 22, syscall: 'ioctl', operation: 'DM_TARGET_MSG', device: pool.name });
-    t.true(bad!.message.includes('frobnicate 1'), bad!.message);
-    t.throws(() => dm.message(pool.name, 1n << 40n, 'create_thin 1'), { instanceOf: DmSystemError, code: 'EINVAL' }, 'no target at that sector');
-    t.throws(() => dm.message(pool.name, 0, ''), { instanceOf: InvalidArgumentError, message: /^message:/ });
+      const exists = t.throws(() => dm.message(pool.name, 0, 'create_thin 0'), {
+        instanceOf: DmSystemError,
+        code: 'EEXIST',
+      });
+      t.like(exists, { operation: 'DM_TARGET_MSG', device: pool.name, detail: 'message "create_thin 0"' });
+      const bad = t.throws(() => dm.message(pool.name, 0, 'frobnicate 1'), {
+        instanceOf: DmSystemError,
+        code: 'EINVAL',
+      });
+      t.like(bad, { errno: 22, syscall: 'ioctl', operation: 'DM_TARGET_MSG', device: pool.name });
+      t.true(bad!.message.includes('frobnicate 1'), bad!.message);
+      t.throws(
+        () => dm.message(pool.name, 1n << 40n, 'create_thin 1'),
+        { instanceOf: DmSystemError, code: 'EINVAL' },
+        'no target at that sector',
+      );
+      t.throws(() => dm.message(pool.name, 0, ''), { instanceOf: InvalidArgumentError, message: /^message:/ });
 
-    // dm core messages with an answer (DM_DATA_OUT_FLAG).
-    const z = makeDevice(dm, c, 'stats', zero(1024));
-    t.is(dm.message(z.name, 0, '@stats_create - /1'), '0');
-    t.regex(dm.message(z.name, 0, '@stats_list') ?? '', /^0: 0\+1024 1024 /);
-    t.is(dm.message(z.name, 0, '@stats_delete 0'), undefined);
-    t.is(dm.message(z.name, 0, '@stats_list'), '');
-  });
+      // dm core messages with an answer (DM_DATA_OUT_FLAG).
+      const z = makeDevice(dm, c, 'stats', zero(1024));
+      t.is(dm.message(z.name, 0, '@stats_create - /1'), '0');
+      t.regex(dm.message(z.name, 0, '@stats_list') ?? '', /^0: 0\+1024 1024 /);
+      t.is(dm.message(z.name, 0, '@stats_delete 0'), undefined);
+      t.is(dm.message(z.name, 0, '@stats_list'), '');
+    },
+  );
 
-  test.serial(`${ffi}: setGeometry: HDIO_GETGEO reads back what was set; the kernel refuses impossible geometry`, (t) => {
-    const c = new Cleanup(t);
-    const dm = open(c, ffi);
-    const { name, dev } = makeDevice(dm, c, 'geo', zero(1000));
-    t.is(dm.setGeometry(name, { cylinders: 10, heads: 4, sectors: 25, start: 0 }).name, name);
-    t.deepEqual(readGeometry(dmNode(dev)), { heads: 4, sectors: 25, cylinders: 10 });
-    // dm_set_geometry: start beyond cylinders*heads*sectors; dev_set_geometry: heads > 255.
-    t.throws(() => dm.setGeometry(name, { cylinders: 10, heads: 4, sectors: 25, start: 1001 }), { instanceOf: DmSystemError, code: 'EINVAL', message: /DM_DEV_SET_GEOMETRY/ });
-    t.throws(() => dm.setGeometry(name, { cylinders: 10, heads: 256, sectors: 25, start: 0 }), { instanceOf: DmSystemError, code: 'EINVAL' });
-    t.throws(() => dm.setGeometry(name, { cylinders: 10, heads: -1, sectors: 25, start: 0 }), { instanceOf: InvalidArgumentError, message: /^geometry\.heads:/ });
-    t.throws(() => dm.setGeometry(name, { cylinders: 1.5, heads: 4, sectors: 25, start: 0 }), { instanceOf: InvalidArgumentError, message: /^geometry\.cylinders:/ });
-    t.deepEqual(readGeometry(dmNode(dev)), { heads: 4, sectors: 25, cylinders: 10 }, 'the refusals changed nothing');
-  });
+  test.serial(
+    `${ffi}: setGeometry: HDIO_GETGEO reads back what was set; the kernel refuses impossible geometry`,
+    (t) => {
+      const c = new Cleanup(t);
+      const dm = open(c, ffi);
+      const { name, dev } = makeDevice(dm, c, 'geo', zero(1000));
+      t.is(dm.setGeometry(name, { cylinders: 10, heads: 4, sectors: 25, start: 0 }).name, name);
+      t.deepEqual(readGeometry(dmNode(dev)), { heads: 4, sectors: 25, cylinders: 10 });
+      // dm_set_geometry: start beyond cylinders*heads*sectors; dev_set_geometry: heads > 255.
+      t.throws(() => dm.setGeometry(name, { cylinders: 10, heads: 4, sectors: 25, start: 1001 }), {
+        instanceOf: DmSystemError,
+        code: 'EINVAL',
+        message: /DM_DEV_SET_GEOMETRY/,
+      });
+      t.throws(() => dm.setGeometry(name, { cylinders: 10, heads: 256, sectors: 25, start: 0 }), {
+        instanceOf: DmSystemError,
+        code: 'EINVAL',
+      });
+      t.throws(() => dm.setGeometry(name, { cylinders: 10, heads: -1, sectors: 25, start: 0 }), {
+        instanceOf: InvalidArgumentError,
+        message: /^geometry\.heads:/,
+      });
+      t.throws(() => dm.setGeometry(name, { cylinders: 1.5, heads: 4, sectors: 25, start: 0 }), {
+        instanceOf: InvalidArgumentError,
+        message: /^geometry\.cylinders:/,
+      });
+      t.deepEqual(readGeometry(dmNode(dev)), { heads: 4, sectors: 25, cylinders: 10 }, 'the refusals changed nothing');
+    },
+  );
 
-  test.serial(`${ffi}: kernel errors: ENXIO for a missing device, EBUSY for a taken name or uuid, EINVAL for a table the target refuses`, (t) => {
-    const c = new Cleanup(t);
-    const dm = open(c, ffi);
-    const missing = uniqueName('missing');
-    const enxio = t.throws(() => dm.info(missing), { instanceOf: DmSystemError, code: 'ENXIO' });
-    t.like(enxio, { errno: 6, syscall: 'ioctl', operation: 'DM_DEV_STATUS', device: missing });
-    t.true(enxio!.message.includes(missing) && enxio!.message.includes('ENXIO'), enxio!.message);
-    t.false(dm.exists(missing));
-    t.throws(() => dm.info({ uuid: `${PREFIX}-no-such-uuid` }), { instanceOf: DmSystemError, code: 'ENXIO' });
-    t.throws(() => dm.load(missing, zero(8)), { instanceOf: DmSystemError, code: 'ENXIO', message: /DM_TABLE_LOAD/ });
+  test.serial(
+    `${ffi}: kernel errors: ENXIO for a missing device, EBUSY for a taken name or uuid, EINVAL for a table the target refuses`,
+    (t) => {
+      const c = new Cleanup(t);
+      const dm = open(c, ffi);
+      const missing = uniqueName('missing');
+      const enxio = t.throws(() => dm.info(missing), { instanceOf: DmSystemError, code: 'ENXIO' });
+      t.like(enxio, { errno: 6, syscall: 'ioctl', operation: 'DM_DEV_STATUS', device: missing });
+      t.true(enxio!.message.includes(missing) && enxio!.message.includes('ENXIO'), enxio!.message);
+      t.false(dm.exists(missing));
+      t.throws(() => dm.info({ uuid: `${PREFIX}-no-such-uuid` }), { instanceOf: DmSystemError, code: 'ENXIO' });
+      t.throws(() => dm.load(missing, zero(8)), { instanceOf: DmSystemError, code: 'ENXIO', message: /DM_TABLE_LOAD/ });
 
-    const uuid = `${PREFIX}-taken-${ffi}`;
-    const name = c.device(uniqueName('taken'));
-    dm.create(name, { uuid });
-    const dup = t.throws(() => dm.create(name), { instanceOf: DmSystemError, code: 'EBUSY' });
-    t.like(dup, { errno: 16, operation: 'DM_DEV_CREATE', device: name });
-    const dupUuidName = uniqueName('dup-uuid');
-    t.throws(() => dm.create(dupUuidName, { uuid }), { instanceOf: DmSystemError, code: 'EBUSY' });
-    t.false(dm.exists(dupUuidName));
+      const uuid = `${PREFIX}-taken-${ffi}`;
+      const name = c.device(uniqueName('taken'));
+      dm.create(name, { uuid });
+      const dup = t.throws(() => dm.create(name), { instanceOf: DmSystemError, code: 'EBUSY' });
+      t.like(dup, { errno: 16, operation: 'DM_DEV_CREATE', device: name });
+      const dupUuidName = uniqueName('dup-uuid');
+      t.throws(() => dm.create(dupUuidName, { uuid }), { instanceOf: DmSystemError, code: 'EBUSY' });
+      t.false(dm.exists(dupUuidName));
 
-    // The target's constructor refuses: EINVAL from the kernel, nothing loaded.
-    const refusedByKernel: [Target, string][] = [
-      [{ start: 0n, length: 8n, type: 'linear', params: '' }, 'EINVAL'], // argument count
-      [{ start: 0n, length: 8n, type: 'linear', params: 'bogus' }, 'EINVAL'],
-      [{ start: 0n, length: 8n, type: 'no-such-target', params: '' }, 'EINVAL'],
-      [{ start: 0n, length: 8n, type: 'striped', params: '2 8 nothing' }, 'EINVAL'],
-      [{ start: 0n, length: 8n, type: 'linear', params: 'not-a-device 0' }, 'ENODEV'], // dm_get_device()
-    ];
-    for (const [target, code] of refusedByKernel) {
-      const e = t.throws(() => dm.load(name, [target]), { instanceOf: DmSystemError, code }, `${target.type} ${target.params}`);
-      t.like(e, { operation: 'DM_TABLE_LOAD', device: name, syscall: 'ioctl' });
-    }
-    t.false(dm.info(name).inactiveTable);
+      // The target's constructor refuses: EINVAL from the kernel, nothing loaded.
+      const refusedByKernel: [Target, string][] = [
+        [{ start: 0n, length: 8n, type: 'linear', params: '' }, 'EINVAL'], // argument count
+        [{ start: 0n, length: 8n, type: 'linear', params: 'bogus' }, 'EINVAL'],
+        [{ start: 0n, length: 8n, type: 'no-such-target', params: '' }, 'EINVAL'],
+        [{ start: 0n, length: 8n, type: 'striped', params: '2 8 nothing' }, 'EINVAL'],
+        [{ start: 0n, length: 8n, type: 'linear', params: 'not-a-device 0' }, 'ENODEV'], // dm_get_device()
+      ];
+      for (const [target, code] of refusedByKernel) {
+        const e = t.throws(
+          () => dm.load(name, [target]),
+          { instanceOf: DmSystemError, code },
+          `${target.type} ${target.params}`,
+        );
+        t.like(e, { operation: 'DM_TABLE_LOAD', device: name, syscall: 'ioctl' });
+      }
+      t.false(dm.info(name).inactiveTable);
 
-    // The codec refuses before any ioctl: same answer on a closed handle.
-    const closed = DeviceMapper.open({ ffi });
-    closed.close();
-    const refused: [Target[], RegExp][] = [
-      [[], /^targets:/],
-      [[{ start: 0n, length: 0n, type: 'zero', params: '' }], /^targets\[0\]\.length:/],
-      [[...zero(8), { start: 9n, length: 8n, type: 'zero', params: '' }], /^targets\[1\]\.start:/],
-      [[{ start: 0n, length: 8n, type: 'x'.repeat(16), params: '' }], /^targetType:/],
-      [[{ start: 0n, length: 8n, type: 'zero', params: 'a\0b' }], /^params:/],
-    ];
-    for (const [targets, message] of refused) {
-      t.throws(() => dm.load(name, targets), { instanceOf: InvalidArgumentError, message });
-      t.throws(() => closed.load(name, targets), { instanceOf: InvalidArgumentError, message });
-    }
-    t.false(dm.info(name).inactiveTable);
-  });
+      // The codec refuses before any ioctl: same answer on a closed handle.
+      const closed = DeviceMapper.open({ ffi });
+      closed.close();
+      const refused: [Target[], RegExp][] = [
+        [[], /^targets:/],
+        [[{ start: 0n, length: 0n, type: 'zero', params: '' }], /^targets\[0\]\.length:/],
+        [[...zero(8), { start: 9n, length: 8n, type: 'zero', params: '' }], /^targets\[1\]\.start:/],
+        [[{ start: 0n, length: 8n, type: 'x'.repeat(16), params: '' }], /^targetType:/],
+        [[{ start: 0n, length: 8n, type: 'zero', params: 'a\0b' }], /^params:/],
+      ];
+      for (const [targets, message] of refused) {
+        t.throws(() => dm.load(name, targets), { instanceOf: InvalidArgumentError, message });
+        t.throws(() => closed.load(name, targets), { instanceOf: InvalidArgumentError, message });
+      }
+      t.false(dm.info(name).inactiveTable);
+    },
+  );
 
   test.serial(`${ffi}: invalid names and uuids are refused with InvalidArgumentError before any ioctl`, (t) => {
     const c = new Cleanup(t);
@@ -557,10 +680,17 @@ for (const ffi of BACKENDS) {
           const e = t.throws(call, { instanceOf: InvalidArgumentError, code: 'ERR_DM_INVALID_ARGUMENT' }, label);
           t.is(e?.argument, 'name', label);
         }
-        t.is(t.throws(() => handle.rename(valid, name), { instanceOf: InvalidArgumentError }, label)?.argument, 'newName');
+        t.is(
+          t.throws(() => handle.rename(valid, name), { instanceOf: InvalidArgumentError }, label)?.argument,
+          'newName',
+        );
       }
     }
-    t.is(t.throws(() => dm.create(uniqueName('u'), { uuid: 'u'.repeat(129) }), { instanceOf: InvalidArgumentError })?.argument, 'uuid');
+    t.is(
+      t.throws(() => dm.create(uniqueName('u'), { uuid: 'u'.repeat(129) }), { instanceOf: InvalidArgumentError })
+        ?.argument,
+      'uuid',
+    );
     t.is(t.throws(() => dm.rename(valid, { uuid: 'a\0b' }), { instanceOf: InvalidArgumentError })?.argument, 'uuid');
     t.deepEqual(dm.list(), listed, 'no device was made, renamed or removed');
     t.true(listed.length === before.length + 1);
@@ -579,8 +709,14 @@ for (const ffi of BACKENDS) {
     t.true(dm.list().some((x) => x.name === utf8));
     // dmsetup mangles (by default: refuses to show) names outside its whitelist unless told not to.
     const raw = (...args: string[]): string => dmsetup('--manglename', 'none', ...args);
-    t.deepEqual(ownLines(raw('ls'), [long, utf8]), [long, utf8].map((n) => `${n}\t(${devText(dm.info(n).dev)})`).sort());
-    t.deepEqual(ownLines(raw(...DMSETUP_INFO_ARGS), [long, utf8]), [long, utf8].map((n) => dmsetupInfoRow(dm.info(n))).sort());
+    t.deepEqual(
+      ownLines(raw('ls'), [long, utf8]),
+      [long, utf8].map((n) => `${n}\t(${devText(dm.info(n).dev)})`).sort(),
+    );
+    t.deepEqual(
+      ownLines(raw(...DMSETUP_INFO_ARGS), [long, utf8]),
+      [long, utf8].map((n) => dmsetupInfoRow(dm.info(n))).sort(),
+    );
   });
 
   test.serial(`${ffi}: list answers hundreds of long-named devices (several BUFFER_FULL retries) like dmsetup`, (t) => {
@@ -610,7 +746,11 @@ for (const ffi of BACKENDS) {
       t.is(entry.uuid, expected.uuid, entry.name);
       t.is(entry.eventNr, 0);
     }
-    t.deepEqual(fresh.list().filter((x) => made.has(x.name)), listed, 'a second list (sized from the first) answers the same');
+    t.deepEqual(
+      fresh.list().filter((x) => made.has(x.name)),
+      listed,
+      'a second list (sized from the first) answers the same',
+    );
     const names = [...made.keys()];
     t.deepEqual(ownLines(dmsetup('ls'), names), [...made].map(([n, { dev }]) => `${n}\t(${dev})`).sort());
     t.deepEqual(
@@ -626,7 +766,9 @@ for (const ffi of BACKENDS) {
   test.serial(`${ffi}: cross-check: what the library makes, dmsetup reports identically`, (t) => {
     const c = new Cleanup(t);
     const dm = open(c, ffi);
-    const a = makeDevice(dm, c, 'x-multi', [...zero(1000), { start: 1000n, length: 500n, type: 'error', params: '' }], { uuid: `${PREFIX}-x-multi-${ffi}` });
+    const a = makeDevice(dm, c, 'x-multi', [...zero(1000), { start: 1000n, length: 500n, type: 'error', params: '' }], {
+      uuid: `${PREFIX}-x-multi-${ffi}`,
+    });
     const b = makeDevice(dm, c, 'x-stack', [
       { start: 0n, length: 500n, type: 'linear', params: `${devText(a.dev)} 0` },
       { start: 500n, length: 512n, type: 'striped', params: `1 8 ${devText(a.dev)} 500` },
@@ -647,9 +789,15 @@ for (const ffi of BACKENDS) {
     t.deepEqual(ownLines(dmsetup(...DMSETUP_INFO_ARGS), names), infos.map(dmsetupInfoRow).sort());
     t.deepEqual(ownLines(dmsetup('table'), names), names.flatMap((n) => tableLines(n, dm.table(n))).sort());
     t.deepEqual(ownLines(dmsetup('status'), names), names.flatMap((n) => tableLines(n, dm.status(n))).sort());
-    t.deepEqual(ownLines(dmsetup('table', '--inactive'), [s.name]), tableLines(s.name, dm.table(s.name, { inactive: true })));
+    t.deepEqual(
+      ownLines(dmsetup('table', '--inactive'), [s.name]),
+      tableLines(s.name, dm.table(s.name, { inactive: true })),
+    );
     t.deepEqual(ownLines(dmsetup('ls'), names), infos.map((i) => `${i.name}\t(${devText(i.dev)})`).sort());
-    t.regex(dmsetup('deps', '-o', 'devno', b.name), new RegExp(`1 dependencies\\s*:\\s*\\(${a.dev.major}, ${a.dev.minor}\\)`));
+    t.regex(
+      dmsetup('deps', '-o', 'devno', b.name),
+      new RegExp(`1 dependencies\\s*:\\s*\\(${a.dev.major}, ${a.dev.minor}\\)`),
+    );
     t.deepEqual(dm.deps(b.name), [a.dev]);
   });
 
@@ -678,8 +826,15 @@ for (const ffi of BACKENDS) {
     t.like(dm.info(z), { uuid: zUuid, active: false, targetCount: 0 });
     t.like(dm.info(w), { suspended: true, active: true, inactiveTable: true });
 
-    t.deepEqual(dm.table(x).map((s) => `${s.start} ${s.length} ${s.type} ${s.params}`.trimEnd()), ['0 1000 zero', '1000 24 error']);
-    t.deepEqual(dm.table(y).map((s) => s.params), [`${devText(dm.info(x).dev)} 10`], 'the kernel keeps the device as major:minor');
+    t.deepEqual(
+      dm.table(x).map((s) => `${s.start} ${s.length} ${s.type} ${s.params}`.trimEnd()),
+      ['0 1000 zero', '1000 24 error'],
+    );
+    t.deepEqual(
+      dm.table(y).map((s) => s.params),
+      [`${devText(dm.info(x).dev)} 10`],
+      'the kernel keeps the device as major:minor',
+    );
     t.deepEqual(names.flatMap((n) => tableLines(n, dm.table(n))).sort(), ownLines(dmsetup('table'), names));
     t.deepEqual(names.flatMap((n) => tableLines(n, dm.status(n))).sort(), ownLines(dmsetup('status'), names));
     t.deepEqual(tableLines(w, dm.table(w, { inactive: true })), ownLines(dmsetup('table', '--inactive'), [w]));
@@ -708,7 +863,11 @@ for (const ffi of BACKENDS) {
     await cycle(true); // loads the backend, starts its threads
     const before = fdCount();
     for (let i = 0; i < 200; i++) await cycle(i % 20 === 0);
-    t.throws(() => DeviceMapper.open({ ffi, controlPath: `/dev/mapper/${PREFIX}-no-control` }), { instanceOf: DmSystemError, code: 'ENOENT', message: /open/ });
+    t.throws(() => DeviceMapper.open({ ffi, controlPath: `/dev/mapper/${PREFIX}-no-control` }), {
+      instanceOf: DmSystemError,
+      code: 'ENOENT',
+      message: /open/,
+    });
     t.is(fdCount(), before);
   });
 
@@ -721,17 +880,35 @@ for (const ffi of BACKENDS) {
     const name = uniqueName('closed');
     const closed = { instanceOf: DevmapperError, code: 'ERR_DM_CLOSED' };
     for (const call of [
-      () => dm.version(), () => dm.list(), () => dm.create(name), () => dm.remove(name), () => dm.removeAll(),
-      () => dm.rename(name, `${name}-2`), () => dm.suspend(name), () => dm.resume(name), () => dm.info(name),
-      () => dm.exists(name), () => dm.load(name, zero(8)), () => dm.clear(name), () => dm.deps(name),
-      () => dm.status(name), () => dm.table(name), () => dm.targets(), () => dm.targetVersion('zero'),
-      () => dm.message(name, 0, 'x'), () => dm.setGeometry(name, { cylinders: 1, heads: 1, sectors: 1, start: 0 }),
+      () => dm.version(),
+      () => dm.list(),
+      () => dm.create(name),
+      () => dm.remove(name),
+      () => dm.removeAll(),
+      () => dm.rename(name, `${name}-2`),
+      () => dm.suspend(name),
+      () => dm.resume(name),
+      () => dm.info(name),
+      () => dm.exists(name),
+      () => dm.load(name, zero(8)),
+      () => dm.clear(name),
+      () => dm.deps(name),
+      () => dm.status(name),
+      () => dm.table(name),
+      () => dm.targets(),
+      () => dm.targetVersion('zero'),
+      () => dm.message(name, 0, 'x'),
+      () => dm.setGeometry(name, { cylinders: 1, heads: 1, sectors: 1, start: 0 }),
       () => dm.armPoll(),
     ]) {
       t.throws(call, closed, call.toString());
     }
     for (const call of [
-      () => dm.removeAsync(name), () => dm.suspendAsync(name), () => dm.resumeAsync(name), () => dm.wait(name), () => dm.pollEvent(0),
+      () => dm.removeAsync(name),
+      () => dm.suspendAsync(name),
+      () => dm.resumeAsync(name),
+      () => dm.wait(name),
+      () => dm.pollEvent(0),
     ]) {
       await t.throwsAsync(call, closed, call.toString());
     }
@@ -741,12 +918,31 @@ for (const ffi of BACKENDS) {
 test.serial('nothing is left behind: no dm device and no loop device from this file', (t) => {
   const dm = DeviceMapper.open();
   try {
-    t.deepEqual(dm.list().filter((x) => x.name.startsWith(PREFIX)).map((x) => x.name), []);
+    t.deepEqual(
+      dm
+        .list()
+        .filter((x) => x.name.startsWith(PREFIX))
+        .map((x) => x.name),
+      [],
+    );
   } finally {
     dm.close();
   }
-  t.deepEqual(dmsetup('ls').split('\n').filter((line) => line.startsWith(PREFIX)), []);
-  t.deepEqual(run('losetup', ['--list', '--noheadings', '-O', 'NAME,BACK-FILE']).split('\n').filter((line) => line.includes(PREFIX)), []);
-  t.deepEqual(new LoopDevices().list().filter((l) => l.backingFile.includes(PREFIX)), []);
+  t.deepEqual(
+    dmsetup('ls')
+      .split('\n')
+      .filter((line) => line.startsWith(PREFIX)),
+    [],
+  );
+  t.deepEqual(
+    run('losetup', ['--list', '--noheadings', '-O', 'NAME,BACK-FILE'])
+      .split('\n')
+      .filter((line) => line.includes(PREFIX)),
+    [],
+  );
+  t.deepEqual(
+    new LoopDevices().list().filter((l) => l.backingFile.includes(PREFIX)),
+    [],
+  );
   t.false(readFileSync('/proc/self/mounts', 'utf8').includes(PREFIX));
 });

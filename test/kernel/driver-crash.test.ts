@@ -17,7 +17,17 @@ import { Driver } from '../../src/driver/driver.js';
 import { findThinTool, thinCheckOffline } from '../../src/driver/thin-check.js';
 import { assertKernelTestBed, dmsetup, run } from './reference-tools.js';
 import {
-  SMALL, assertNothingLeaked, driverDmNames, loopLines, mountsUnder, newHome, openTransactionExists, poolThinIds, removeHomes, savedState, savedThinIds,
+  SMALL,
+  assertNothingLeaked,
+  driverDmNames,
+  loopLines,
+  mountsUnder,
+  newHome,
+  openTransactionExists,
+  poolThinIds,
+  removeHomes,
+  savedState,
+  savedThinIds,
 } from './driver-helpers.js';
 
 const INDEX_URL = new URL('../../src/index.js', import.meta.url).href;
@@ -28,7 +38,9 @@ test.before(() => {
   assertKernelTestBed();
   scriptDir = mkdtempSync(join(tmpdir(), 'drv-crash-script-'));
   script = join(scriptDir, 'child.mjs');
-  writeFileSync(script, `
+  writeFileSync(
+    script,
+    `
 import { Driver } from ${JSON.stringify(INDEX_URL)};
 const [home, op] = process.argv.slice(2);
 const driver = await Driver.init({ home, ...${JSON.stringify(SMALL)} });
@@ -37,7 +49,8 @@ if (op === 'create') await driver.create('ctr', 'img');
 else await driver.remove('victim');
 console.log('survived the crash point');
 process.exit(3);
-`);
+`,
+  );
 });
 
 test.after.always(() => {
@@ -45,15 +58,23 @@ test.after.always(() => {
   removeHomes();
 });
 
-function runChild(home: string, op: 'create' | 'remove', crashAt: string): Promise<{ pid: number; code: number | null; signal: NodeJS.Signals | null; output: string }> {
+function runChild(
+  home: string,
+  op: 'create' | 'remove',
+  crashAt: string,
+): Promise<{ pid: number; code: number | null; signal: NodeJS.Signals | null; output: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [script, home, op], {
       env: { ...process.env, DEVMAPPER_TEST_CRASH_AT: crashAt },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
-    child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString(); });
-    child.stderr.on('data', (chunk: Buffer) => { output += chunk.toString(); });
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+    });
     child.on('error', reject);
     child.on('close', (code, signal) => resolve({ pid: child.pid!, code, signal, output }));
   });
@@ -97,7 +118,11 @@ for (const { point, op, layer, existsAfter, reboot } of [
     const child = await runChild(home, op, point);
     t.is(child.signal, 'SIGKILL', `the child died by SIGKILL at ${point} (status ${child.code}):\n${child.output}`);
     t.is(readFileSync(join(home, 'lock'), 'utf8').trim(), String(child.pid), "the dead child's lock is still there");
-    t.is(openTransactionExists(home), point !== 'create:done', 'the crash left the transaction open (closed only after create:done)');
+    t.is(
+      openTransactionExists(home),
+      point !== 'create:done',
+      'the crash left the transaction open (closed only after create:done)',
+    );
     t.deepEqual(mountsUnder(home), [join(home, 'mnt', 'img')], "the child's mount outlives it");
     t.true(driverDmNames().includes(imgDevice), 'and so does its thin device');
     // A leftover active device that no mount uses (as a crash between activate and mount leaves).
@@ -132,8 +157,17 @@ for (const { point, op, layer, existsAfter, reboot } of [
     // device is gone; nothing else but our pool and its two loops is active.
     t.deepEqual(mountsUnder(home), reboot ? [] : [join(home, 'mnt', 'img')]);
     t.is(driver.mountCount('img'), reboot ? 0 : 1, "init adopted the child's mount");
-    t.deepEqual(driverDmNames(), reboot ? [poolName] : [imgDevice, poolName].sort(), 'init removed the leftover device no mount uses');
-    t.deepEqual(loopLines().map((line) => line.split(' ')[1]).sort(), [join(home, 'devicemapper', 'data'), join(home, 'devicemapper', 'metadata')]);
+    t.deepEqual(
+      driverDmNames(),
+      reboot ? [poolName] : [imgDevice, poolName].sort(),
+      'init removed the leftover device no mount uses',
+    );
+    t.deepEqual(
+      loopLines()
+        .map((line) => line.split(' ')[1])
+        .sort(),
+      [join(home, 'devicemapper', 'data'), join(home, 'devicemapper', 'metadata')],
+    );
     t.is(readFileSync(join(await driver.get('img'), 'hello'), 'utf8'), 'image');
     t.is(driver.mountCount('img'), reboot ? 1 : 2);
     if (!reboot) await driver.put('img');

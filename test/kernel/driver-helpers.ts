@@ -33,7 +33,11 @@ export function removeHomes(): void {
 export function dmNames(): string[] {
   const out = dmsetup('ls');
   if (/No devices found/.test(out)) return [];
-  return out.split('\n').map((line) => line.trim().split(/\s+/)[0] ?? '').filter((name) => name !== '').sort();
+  return out
+    .split('\n')
+    .map((line) => line.trim().split(/\s+/)[0] ?? '')
+    .filter((name) => name !== '')
+    .sort();
 }
 
 /** The dm devices a Driver makes (its names start with 'devmapper-'). */
@@ -44,13 +48,19 @@ export function driverDmNames(): string[] {
 /** Attached loop devices as `<device> <backing file>` lines, sorted. */
 export function loopLines(): string[] {
   return run('losetup', ['--list', '--noheadings', '--output', 'NAME,BACK-FILE'])
-    .split('\n').map((line) => line.trim().replace(/\s+/g, ' ')).filter((line) => line !== '').sort();
+    .split('\n')
+    .map((line) => line.trim().replace(/\s+/g, ' '))
+    .filter((line) => line !== '')
+    .sort();
 }
 
 /** Mount points at or under `dir`, from /proc/self/mounts (octal escapes decoded). */
 export function mountsUnder(dir: string): string[] {
-  return readFileSync('/proc/self/mounts', 'utf8').split('\n')
-    .map((line) => (line.split(' ')[1] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
+  return readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .map((line) =>
+      (line.split(' ')[1] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))),
+    )
     .filter((point) => point === dir || point.startsWith(`${dir}/`))
     .sort();
 }
@@ -113,7 +123,11 @@ export function poolThinIds(poolName: string, maxId: number): number[] {
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Polls an async condition until it holds (true) or `timeoutMs` passes (false). */
-export async function eventually(condition: () => Promise<boolean> | boolean, timeoutMs = 5000, stepMs = 50): Promise<boolean> {
+export async function eventually(
+  condition: () => Promise<boolean> | boolean,
+  timeoutMs = 5000,
+  stepMs = 50,
+): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await condition()) return true;
@@ -125,7 +139,11 @@ export async function eventually(condition: () => Promise<boolean> | boolean, ti
 /** The end-of-file check of every driver test file: no dm device, loop device or mount is left. */
 export function assertNothingLeaked(t: ExecutionContext): void {
   t.deepEqual(driverDmNames(), []);
-  t.deepEqual(dmNames().filter((name) => name.startsWith('thinprobe')), [], 'no thin-id probe device either');
+  t.deepEqual(
+    dmNames().filter((name) => name.startsWith('thinprobe')),
+    [],
+    'no thin-id probe device either',
+  );
   t.deepEqual(loopLines(), []);
   for (const home of allHomes()) t.deepEqual(mountsUnder(home), [], home);
 }

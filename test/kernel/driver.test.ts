@@ -5,7 +5,18 @@
 // guest's private /tmp and ends with cleanup(); dmsetup, losetup and /proc/self/mounts check
 // from outside. The crash protocol has its own file, driver-crash.test.ts.
 import test from 'ava';
-import { existsSync, fsyncSync, closeSync, mkdirSync, openSync, readFileSync, readdirSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  existsSync,
+  fsyncSync,
+  closeSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { resolve, join } from 'node:path';
 import { Driver } from '../../src/driver/driver.js';
 import { HomeLock } from '../../src/driver/home-lock.js';
@@ -13,8 +24,20 @@ import type { DriverOptions } from '../../src/driver/options.js';
 import { DmSystemError, InvalidArgumentError } from '../../src/errors.js';
 import { assertKernelTestBed, dmsetup } from './reference-tools.js';
 import {
-  SMALL, assertNothingLeaked, dmNames, driverDmNames, eventually, loopLines, metadataSnapshot, mountsUnder, newHome, openTransactionExists,
-  poolThinIds, removeHomes, savedState, savedThinIds,
+  SMALL,
+  assertNothingLeaked,
+  dmNames,
+  driverDmNames,
+  eventually,
+  loopLines,
+  metadataSnapshot,
+  mountsUnder,
+  newHome,
+  openTransactionExists,
+  poolThinIds,
+  removeHomes,
+  savedState,
+  savedThinIds,
 } from './driver-helpers.js';
 
 /** No one holds the home: its flock on <home>/lock can be taken (the file itself stays). */
@@ -107,78 +130,87 @@ test.serial('the seed end to end: create, get, put, snapshots isolated, remove, 
   await driver.cleanup();
 });
 
-test.serial('remove of a mounted layer: EBUSY and nothing lost; with deferredDeletion it completes after put or at the next init', async (t) => {
-  const home = newHome('busy');
-  let driver = await open(t, { home, ...SMALL });
-  await driver.create('x');
-  await driver.get('x');
-  const before = metadataSnapshot(home);
-  const error = await t.throwsAsync(driver.remove('x'));
-  t.true(error instanceof DmSystemError, String(error));
-  t.is(codeOf(error), 'EBUSY');
-  t.true(await driver.exists('x'));
-  t.is(driver.mountCount('x'), 1);
-  t.deepEqual(metadataSnapshot(home), before);
-  await driver.put('x');
-  await driver.remove('x');
-  t.false(await driver.exists('x'));
-  await driver.cleanup();
+test.serial(
+  'remove of a mounted layer: EBUSY and nothing lost; with deferredDeletion it completes after put or at the next init',
+  async (t) => {
+    const home = newHome('busy');
+    let driver = await open(t, { home, ...SMALL });
+    await driver.create('x');
+    await driver.get('x');
+    const before = metadataSnapshot(home);
+    const error = await t.throwsAsync(driver.remove('x'));
+    t.true(error instanceof DmSystemError, String(error));
+    t.is(codeOf(error), 'EBUSY');
+    t.true(await driver.exists('x'));
+    t.is(driver.mountCount('x'), 1);
+    t.deepEqual(metadataSnapshot(home), before);
+    await driver.put('x');
+    await driver.remove('x');
+    t.false(await driver.exists('x'));
+    await driver.cleanup();
 
-  driver = await open(t, { home, ...SMALL, deferredDeletion: true, deferredDeletionIntervalMs: 200 });
-  await driver.create('x');
-  const { deviceId, deviceName } = await driver.metadata('x');
-  await driver.get('x');
-  await driver.remove('x');
-  t.false(await driver.exists('x'), 'a deferred-deleted layer no longer exists for the caller');
-  t.false(ids(await driver.list()).includes('x'));
-  t.is((await driver.status()).deferredDeletedDeviceCount, 1);
-  t.true(dmNames().includes(deviceName), 'still mounted, still active');
-  await driver.put('x');
-  t.true(await eventually(async () => (await driver.status()).deferredDeletedDeviceCount === 0, 5000), 'the retry timer finishes the deletion');
-  t.false(dmNames().includes(deviceName));
-  t.false(existsSync(join(home, 'metadata', 'x.layer.json')));
-  t.false(existsSync(join(home, 'mnt', 'x')));
-  const { poolName } = await driver.status();
-  t.false(poolThinIds(poolName, deviceId + 1).includes(deviceId), 'its thin id is gone from the pool');
+    driver = await open(t, { home, ...SMALL, deferredDeletion: true, deferredDeletionIntervalMs: 200 });
+    await driver.create('x');
+    const { deviceId, deviceName } = await driver.metadata('x');
+    await driver.get('x');
+    await driver.remove('x');
+    t.false(await driver.exists('x'), 'a deferred-deleted layer no longer exists for the caller');
+    t.false(ids(await driver.list()).includes('x'));
+    t.is((await driver.status()).deferredDeletedDeviceCount, 1);
+    t.true(dmNames().includes(deviceName), 'still mounted, still active');
+    await driver.put('x');
+    t.true(
+      await eventually(async () => (await driver.status()).deferredDeletedDeviceCount === 0, 5000),
+      'the retry timer finishes the deletion',
+    );
+    t.false(dmNames().includes(deviceName));
+    t.false(existsSync(join(home, 'metadata', 'x.layer.json')));
+    t.false(existsSync(join(home, 'mnt', 'x')));
+    const { poolName } = await driver.status();
+    t.false(poolThinIds(poolName, deviceId + 1).includes(deviceId), 'its thin id is gone from the pool');
 
-  // Deferred while mounted, then the driver stops: the next init finishes the deletion.
-  await driver.create('y');
-  await driver.get('y');
-  await driver.remove('y');
-  t.is((await driver.status()).deferredDeletedDeviceCount, 1);
-  await driver.cleanup();
-  driver = await open(t, { home, ...SMALL, deferredDeletion: true, deferredDeletionIntervalMs: 0 });
-  const status = await driver.status();
-  t.is(status.deferredDeletedDeviceCount, 0);
-  t.false(existsSync(join(home, 'metadata', 'y.layer.json')));
-  t.is(status.transactionId, BigInt(savedState(home).transactionId));
-  t.deepEqual(ids(await driver.list()), []);
-  await driver.cleanup();
-});
+    // Deferred while mounted, then the driver stops: the next init finishes the deletion.
+    await driver.create('y');
+    await driver.get('y');
+    await driver.remove('y');
+    t.is((await driver.status()).deferredDeletedDeviceCount, 1);
+    await driver.cleanup();
+    driver = await open(t, { home, ...SMALL, deferredDeletion: true, deferredDeletionIntervalMs: 0 });
+    const status = await driver.status();
+    t.is(status.deferredDeletedDeviceCount, 0);
+    t.false(existsSync(join(home, 'metadata', 'y.layer.json')));
+    t.is(status.transactionId, BigInt(savedState(home).transactionId));
+    t.deepEqual(ids(await driver.list()), []);
+    await driver.cleanup();
+  },
+);
 
-test.serial('get and put are reference-counted; the last put unmounts and deactivates; put of an unmounted layer is a no-op', async (t) => {
-  const home = newHome('refs');
-  const driver = await open(t, { home, ...SMALL });
-  await driver.create('x');
-  const { deviceName } = await driver.metadata('x');
-  const first = await driver.get('x');
-  const second = await driver.get('x');
-  t.is(second, first);
-  t.is(driver.mountCount('x'), 2);
-  t.deepEqual(mountsUnder(home), [join(home, 'mnt', 'x')], 'mounted once, not twice');
-  await driver.put('x');
-  t.is(driver.mountCount('x'), 1);
-  t.deepEqual(mountsUnder(home), [join(home, 'mnt', 'x')]);
-  t.true(dmNames().includes(deviceName));
-  await driver.put('x');
-  t.is(driver.mountCount('x'), 0);
-  t.deepEqual(mountsUnder(home), []);
-  t.false(dmNames().includes(deviceName), 'the last put deactivates the thin device');
-  await t.notThrowsAsync(driver.put('x'));
-  await t.notThrowsAsync(driver.put('never-created'));
-  t.true(await driver.exists('x'));
-  await driver.cleanup();
-});
+test.serial(
+  'get and put are reference-counted; the last put unmounts and deactivates; put of an unmounted layer is a no-op',
+  async (t) => {
+    const home = newHome('refs');
+    const driver = await open(t, { home, ...SMALL });
+    await driver.create('x');
+    const { deviceName } = await driver.metadata('x');
+    const first = await driver.get('x');
+    const second = await driver.get('x');
+    t.is(second, first);
+    t.is(driver.mountCount('x'), 2);
+    t.deepEqual(mountsUnder(home), [join(home, 'mnt', 'x')], 'mounted once, not twice');
+    await driver.put('x');
+    t.is(driver.mountCount('x'), 1);
+    t.deepEqual(mountsUnder(home), [join(home, 'mnt', 'x')]);
+    t.true(dmNames().includes(deviceName));
+    await driver.put('x');
+    t.is(driver.mountCount('x'), 0);
+    t.deepEqual(mountsUnder(home), []);
+    t.false(dmNames().includes(deviceName), 'the last put deactivates the thin device');
+    await t.notThrowsAsync(driver.put('x'));
+    await t.notThrowsAsync(driver.put('never-created'));
+    t.true(await driver.exists('x'));
+    await driver.cleanup();
+  },
+);
 
 test.serial('a failing mount inside get leaves no mount, no mount directory and no active device', async (t) => {
   const home = newHome('badmount');
@@ -199,7 +231,13 @@ test.serial('a failing mount inside get leaves no mount, no mount directory and 
 
 test.serial('create refuses with ERR_DM_NO_SPACE below minFreeSpacePercent, creating nothing', async (t) => {
   const home = newHome('space');
-  const driver = await open(t, { home, baseSize: '64M', loopDataSize: '64M', loopMetadataSize: '16M', minFreeSpacePercent: 50 });
+  const driver = await open(t, {
+    home,
+    baseSize: '64M',
+    loopDataSize: '64M',
+    loopMetadataSize: '16M',
+    minFreeSpacePercent: 50,
+  });
   await driver.create('fill');
   const rootfs = await driver.get('fill');
   const fd = openSync(join(rootfs, 'blob'), 'w');
@@ -212,7 +250,10 @@ test.serial('create refuses with ERR_DM_NO_SPACE below minFreeSpacePercent, crea
   }
   await driver.put('fill');
   const status = await driver.status();
-  t.true(status.dataSpace.used * 100n > status.dataSpace.total * 50n, `used ${status.dataSpace.used} of ${status.dataSpace.total}`);
+  t.true(
+    status.dataSpace.used * 100n > status.dataSpace.total * 50n,
+    `used ${status.dataSpace.used} of ${status.dataSpace.total}`,
+  );
   const before = { meta: metadataSnapshot(home), dm: dmNames() };
   for (const parent of [undefined, 'fill']) {
     const error = await t.throwsAsync(driver.create('next', parent));
@@ -233,7 +274,10 @@ test.serial('50 concurrent creates, gets, puts and removes over one parent end c
   const children = Array.from({ length: 50 }, (_, i) => `c${String(i).padStart(2, '0')}`);
   await Promise.all(children.map((id) => driver.create(id, 'base')));
   const roots = await Promise.all(children.map((id) => driver.get(id)));
-  t.deepEqual(roots, children.map((id) => join(home, 'mnt', id, 'rootfs')));
+  t.deepEqual(
+    roots,
+    children.map((id) => join(home, 'mnt', id, 'rootfs')),
+  );
   t.is(mountsUnder(home).length, 50);
   for (const [i, id] of children.entries()) writeFileSync(join(roots[i]!, `${id}.txt`), id);
   await Promise.all(children.map((id) => driver.put(id)));
@@ -261,7 +305,11 @@ test.serial('bad input is a typed error that changes nothing on disk or in the k
   const home = newHome('bad');
   const driver = await open(t, { home, ...SMALL });
   await driver.create('img');
-  const picture = (): unknown => ({ meta: metadataSnapshot(home), mnt: readdirSync(join(home, 'mnt')).sort(), dm: dmsetup('ls').split('\n').sort() });
+  const picture = (): unknown => ({
+    meta: metadataSnapshot(home),
+    mnt: readdirSync(join(home, 'mnt')).sort(),
+    dm: dmsetup('ls').split('\n').sort(),
+  });
   const before = picture();
 
   const badIds = ['a/b', '/abs', '..', '../x', 'x/../y', 'a\0b', 'x'.repeat(81), ''];
@@ -299,7 +347,11 @@ test.serial('bad input is a typed error that changes nothing on disk or in the k
     ['home', { ...SMALL, home: 'relative/home' }],
   ];
   for (const [argument, options] of badOptions) {
-    const error = await t.throwsAsync(Driver.init(options as unknown as DriverOptions), { instanceOf: InvalidArgumentError }, argument);
+    const error = await t.throwsAsync(
+      Driver.init(options as unknown as DriverOptions),
+      { instanceOf: InvalidArgumentError },
+      argument,
+    );
     t.is(codeOf(error), 'ERR_DM_INVALID_ARGUMENT');
     t.is((error as InvalidArgumentError | undefined)?.argument, argument);
     t.true(error?.message.includes(argument));
@@ -324,7 +376,10 @@ test.serial('two drivers on different homes in one process keep to their own poo
   const [statusA, statusB] = [await a.status(), await b.status()];
   t.not(statusA.poolName, statusB.poolName);
   t.is(loopLines().length, 4);
-  for (const [driver, who] of [[a, 'A'], [b, 'B']] as const) {
+  for (const [driver, who] of [
+    [a, 'A'],
+    [b, 'B'],
+  ] as const) {
     await driver.create('same');
     writeFileSync(join(await driver.get('same'), 'who'), who);
     await driver.put('same');
@@ -340,7 +395,10 @@ test.serial('two drivers on different homes in one process keep to their own poo
   t.is(readFileSync(join(await a.get('onlyA'), 'who'), 'utf8'), 'A');
   await a.put('onlyA');
   await a.cleanup();
-  t.deepEqual(driverDmNames().filter((n) => n.endsWith('-pool')), [statusB.poolName]);
+  t.deepEqual(
+    driverDmNames().filter((n) => n.endsWith('-pool')),
+    [statusB.poolName],
+  );
   t.is(readFileSync(join(homeB, 'mnt', 'same', 'rootfs', 'who'), 'utf8'), 'B', "B's mount survives A's cleanup");
   await b.put('same');
   await b.create('after');
@@ -348,39 +406,49 @@ test.serial('two drivers on different homes in one process keep to their own poo
   await b.cleanup();
 });
 
-test.serial('a pool transaction id changed behind the driver: the next init refuses and leaves nothing active', async (t) => {
-  const home = newHome('tid');
-  const options = { home, ...SMALL };
-  const driver = await open(t, options);
-  await driver.create('img');
-  const { poolName, transactionId } = await driver.status();
-  dmsetup('message', poolName, '0', `set_transaction_id ${transactionId} ${transactionId + 1n}`);
-  await driver.cleanup();
-  const before = metadataSnapshot(home);
-  const error = await t.throwsAsync(Driver.init(options));
-  t.is(codeOf(error), 'ERR_DM_TRANSACTION_MISMATCH', String(error));
-  t.deepEqual(driverDmNames(), [], 'the failed init deactivated the pool it activated');
-  t.deepEqual(loopLines(), [], 'and so released its loop devices');
-  t.deepEqual(mountsUnder(home), []);
-  t.true(homeLockFree(home), 'and released the home');
-  t.deepEqual(metadataSnapshot(home), before, 'and kept its metadata as it was');
-  t.is(codeOf(await t.throwsAsync(Driver.init(options))), 'ERR_DM_TRANSACTION_MISMATCH', 'refused again, the same way');
-  t.deepEqual(driverDmNames(), []);
-});
+test.serial(
+  'a pool transaction id changed behind the driver: the next init refuses and leaves nothing active',
+  async (t) => {
+    const home = newHome('tid');
+    const options = { home, ...SMALL };
+    const driver = await open(t, options);
+    await driver.create('img');
+    const { poolName, transactionId } = await driver.status();
+    dmsetup('message', poolName, '0', `set_transaction_id ${transactionId} ${transactionId + 1n}`);
+    await driver.cleanup();
+    const before = metadataSnapshot(home);
+    const error = await t.throwsAsync(Driver.init(options));
+    t.is(codeOf(error), 'ERR_DM_TRANSACTION_MISMATCH', String(error));
+    t.deepEqual(driverDmNames(), [], 'the failed init deactivated the pool it activated');
+    t.deepEqual(loopLines(), [], 'and so released its loop devices');
+    t.deepEqual(mountsUnder(home), []);
+    t.true(homeLockFree(home), 'and released the home');
+    t.deepEqual(metadataSnapshot(home), before, 'and kept its metadata as it was');
+    t.is(
+      codeOf(await t.throwsAsync(Driver.init(options))),
+      'ERR_DM_TRANSACTION_MISMATCH',
+      'refused again, the same way',
+    );
+    t.deepEqual(driverDmNames(), []);
+  },
+);
 
-test.serial('a first init that fails half-way (mkfs refuses its arguments) leaves nothing active; the next init starts over', async (t) => {
-  const home = newHome('mkfs');
-  const error = await t.throwsAsync(Driver.init({ home, ...SMALL, mkfsArgs: ['-O', 'no_such_feature'] }));
-  t.is(codeOf(error), 'ERR_DM_TOOL_FAILED', String(error));
-  t.deepEqual(driverDmNames(), [], 'neither the base device nor the pool stays active');
-  t.deepEqual(loopLines(), []);
-  t.true(homeLockFree(home), 'and released the home');
-  const driver = await open(t, { home, ...SMALL });
-  await driver.create('img');
-  writeFileSync(join(await driver.get('img'), 'hello'), 'works');
-  await driver.put('img');
-  t.is((await driver.status()).transactionId, BigInt(savedState(home).transactionId));
-  await driver.cleanup();
-});
+test.serial(
+  'a first init that fails half-way (mkfs refuses its arguments) leaves nothing active; the next init starts over',
+  async (t) => {
+    const home = newHome('mkfs');
+    const error = await t.throwsAsync(Driver.init({ home, ...SMALL, mkfsArgs: ['-O', 'no_such_feature'] }));
+    t.is(codeOf(error), 'ERR_DM_TOOL_FAILED', String(error));
+    t.deepEqual(driverDmNames(), [], 'neither the base device nor the pool stays active');
+    t.deepEqual(loopLines(), []);
+    t.true(homeLockFree(home), 'and released the home');
+    const driver = await open(t, { home, ...SMALL });
+    await driver.create('img');
+    writeFileSync(join(await driver.get('img'), 'hello'), 'works');
+    await driver.put('img');
+    t.is((await driver.status()).transactionId, BigInt(savedState(home).transactionId));
+    await driver.cleanup();
+  },
+);
 
 test.serial('nothing leaked: no dm device, no loop device, no mount under any home', assertNothingLeaked);

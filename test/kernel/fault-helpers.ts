@@ -11,7 +11,8 @@ import { withTimeout } from './helpers.js';
 /** How long one driver call may take before the test calls it hung. */
 export const CALL_MS = 20_000;
 
-export const bounded = <T>(promise: Promise<T>, what: string, ms = CALL_MS): Promise<T> => withTimeout(promise, ms, what);
+export const bounded = <T>(promise: Promise<T>, what: string, ms = CALL_MS): Promise<T> =>
+  withTimeout(promise, ms, what);
 
 /** Writes `data` to `path` and fsyncs it (so it is on the pool before a fault). */
 export function writeDurably(path: string, data: Buffer): void {

@@ -52,7 +52,14 @@ export async function withTimeout<T>(promise: Promise<T>, ms: number, what: stri
 /** Watches a promise without awaiting it: `settled()` says whether it settled yet. */
 export function track<T>(promise: Promise<T>): { promise: Promise<T>; settled: () => boolean } {
   let settled = false;
-  promise.then(() => { settled = true; }, () => { settled = true; });
+  promise.then(
+    () => {
+      settled = true;
+    },
+    () => {
+      settled = true;
+    },
+  );
   return { promise, settled: () => settled };
 }
 
@@ -88,18 +95,39 @@ export function sysBlock(disk: string, file: string): string {
 
 /** The row `dmsetup info -c --noheadings -o name,uuid,major,minor,open,segments,events,attr` prints for this info. */
 export function dmsetupInfoRow(info: DeviceInfo): string {
-  const attr = (info.active ? 'L' : '-') + (info.inactiveTable ? 'I' : '-') + (info.suspended ? 's' : '-') + (info.readOnly ? 'r' : 'w');
-  return [info.name, info.uuid, info.dev.major, info.dev.minor, info.openCount, info.targetCount, info.eventNr, attr].join(':');
+  const attr =
+    (info.active ? 'L' : '-') +
+    (info.inactiveTable ? 'I' : '-') +
+    (info.suspended ? 's' : '-') +
+    (info.readOnly ? 'r' : 'w');
+  return [
+    info.name,
+    info.uuid,
+    info.dev.major,
+    info.dev.minor,
+    info.openCount,
+    info.targetCount,
+    info.eventNr,
+    attr,
+  ].join(':');
 }
 
-export const DMSETUP_INFO_ARGS = ['info', '-c', '--noheadings', '-o', 'name,uuid,major,minor,open,segments,events,attr'];
+export const DMSETUP_INFO_ARGS = [
+  'info',
+  '-c',
+  '--noheadings',
+  '-o',
+  'name,uuid,major,minor,open,segments,events,attr',
+];
 
 /** Lines of reference-tool output that mention this file's devices, trailing blanks dropped. */
 export function ownLines(output: string, names?: readonly string[]): string[] {
   return output
     .split('\n')
     .map((line) => line.trimEnd())
-    .filter((line) => (names ? names.some((n) => line.startsWith(`${n}:`) || line.startsWith(`${n}\t`)) : line.startsWith(PREFIX)))
+    .filter((line) =>
+      names ? names.some((n) => line.startsWith(`${n}:`) || line.startsWith(`${n}\t`)) : line.startsWith(PREFIX),
+    )
     .sort();
 }
 
@@ -114,7 +142,11 @@ export function readGeometry(path: string): { heads: number; sectors: number; cy
   const require = createRequire(import.meta.url);
   const koffi = require('koffi') as typeof import('koffi');
   const libc = koffi.load('libc.so.6');
-  const ioctl = libc.func('int ioctl(int fd, unsigned long request, void *arg)') as (fd: number, request: number, arg: Buffer) => number;
+  const ioctl = libc.func('int ioctl(int fd, unsigned long request, void *arg)') as (
+    fd: number,
+    request: number,
+    arg: Buffer,
+  ) => number;
   const HDIO_GETGEO = 0x0301;
   // struct hd_geometry { unsigned char heads; unsigned char sectors; unsigned short cylinders; unsigned long start; }
   const geo = Buffer.alloc(16);
@@ -128,7 +160,8 @@ export function readGeometry(path: string): { heads: number; sectors: number; cy
   return { heads: geo.readUInt8(0), sectors: geo.readUInt8(1), cylinders: geo.readUInt16LE(2) };
 }
 
-const isCode = (error: unknown, ...codes: string[]): boolean => error instanceof DmSystemError && codes.includes(error.code);
+const isCode = (error: unknown, ...codes: string[]): boolean =>
+  error instanceof DmSystemError && codes.includes(error.code);
 
 /**
  * What one test made, undone in its teardown: open fds first, then dm devices (newest first,

@@ -24,7 +24,8 @@ let home: string;
 let work: string;
 let image: BuiltImage;
 
-const cli = async (...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> => runCli(['--home', home, ...args]);
+const cli = async (...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> =>
+  runCli(['--home', home, ...args]);
 const cliJson = async <T>(...args: string[]): Promise<T> => {
   const r = await cli('--json', ...args);
   if (r.code !== 0) throw new Error(`devmapper ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
@@ -34,9 +35,11 @@ const layerIds = async (): Promise<string[]> => (await cliJson<Array<{ id: strin
 
 /** A `docker save` archive (legacy layout: <n>/layer.tar, <config>.json, manifest.json) of the same layers. */
 async function dockerSave(built: BuiltImage, repoTag: string): Promise<Buffer> {
-  const config = readFileSync(join(work, 'umoci', 'layout', 'blobs', 'sha256', built.configDigest.slice(7))) // extracted by the first test's umoci unpack;
+  const config = readFileSync(join(work, 'umoci', 'layout', 'blobs', 'sha256', built.configDigest.slice(7))); // extracted by the first test's umoci unpack;
   const configName = `${createHash('sha256').update(config).digest('hex')}.json`;
-  const entries: Parameters<typeof rawTar>[0] = [{ header: { name: configName, type: 'file', mode: 0o644 }, data: config }];
+  const entries: Parameters<typeof rawTar>[0] = [
+    { header: { name: configName, type: 'file', mode: 0o644 }, data: config },
+  ];
   const layers: string[] = [];
   for (const [i, layer] of built.layers.entries()) {
     entries.push({ header: { name: `${i}/`, type: 'directory', mode: 0o755 } });
@@ -70,24 +73,33 @@ test.after.always(async () => {
   removeHomes();
 });
 
-test.serial('image import of an OCI layout: one layer per chain id, progress on stderr, the rootfs equals umoci unpack', async (t) => {
-  const r = await cli('image', 'import', join(work, 'image.tar'));
-  t.is(r.code, 0, r.stderr);
-  t.regex(r.stderr, /layer 1\/4 sha256:[0-9a-f]{12}: applied \d+ bytes/);
-  t.regex(r.stderr, /recorded \(4 layers\)/);
-  t.is(r.stdout, `${TEST_IMAGE_NAME} (4 layers)\n`);
-  const images = await cliJson<Array<{ ref: string; layers: Array<{ layerId: string; chainId: string }> }>>('image', 'ls');
-  t.deepEqual(images.map((i) => i.ref), [TEST_IMAGE_NAME]);
-  t.is(images[0]!.layers[0]!.chainId, image.layers[0]!.diffId, 'the first chain id is the first diff_id');
-  t.deepEqual(await layerIds(), images[0]!.layers.map((l) => l.layerId).sort());
+test.serial(
+  'image import of an OCI layout: one layer per chain id, progress on stderr, the rootfs equals umoci unpack',
+  async (t) => {
+    const r = await cli('image', 'import', join(work, 'image.tar'));
+    t.is(r.code, 0, r.stderr);
+    t.regex(r.stderr, /layer 1\/4 sha256:[0-9a-f]{12}: applied \d+ bytes/);
+    t.regex(r.stderr, /recorded \(4 layers\)/);
+    t.is(r.stdout, `${TEST_IMAGE_NAME} (4 layers)\n`);
+    const images = await cliJson<Array<{ ref: string; layers: Array<{ layerId: string; chainId: string }> }>>(
+      'image',
+      'ls',
+    );
+    t.deepEqual(
+      images.map((i) => i.ref),
+      [TEST_IMAGE_NAME],
+    );
+    t.is(images[0]!.layers[0]!.chainId, image.layers[0]!.diffId, 'the first chain id is the first diff_id');
+    t.deepEqual(await layerIds(), images[0]!.layers.map((l) => l.layerId).sort());
 
-  const rootfs = (await cli('image', 'rootfs', TEST_IMAGE_NAME, 'view1')).stdout.trim();
-  t.true(rootfs.endsWith('/mnt/view1/rootfs'), rootfs);
-  const reference = treeView(umociUnpack(join(work, 'image.tar'), '1', join(work, 'umoci')));
-  t.deepEqual(viewDifferences(treeView(rootfs), reference), []);
-  t.is((await cli('umount', 'view1')).code, 0);
-  t.is((await cli('rm', 'view1')).code, 0);
-});
+    const rootfs = (await cli('image', 'rootfs', TEST_IMAGE_NAME, 'view1')).stdout.trim();
+    t.true(rootfs.endsWith('/mnt/view1/rootfs'), rootfs);
+    const reference = treeView(umociUnpack(join(work, 'image.tar'), '1', join(work, 'umoci')));
+    t.deepEqual(viewDifferences(treeView(rootfs), reference), []);
+    t.is((await cli('umount', 'view1')).code, 0);
+    t.is((await cli('rm', 'view1')).code, 0);
+  },
+);
 
 test.serial('a docker save archive of the same layers and an image sharing the base store nothing twice', async (t) => {
   const before = await layerIds();
@@ -103,7 +115,10 @@ test.serial('a docker save archive of the same layers and an image sharing the b
   t.is(b.code, 0, b.stderr);
   t.regex(b.stderr, /layer 1\/3 [^:]+:[0-9a-f]+: already present/, 'the busybox base is shared');
   t.is((await layerIds()).length, before.length + 2);
-  t.deepEqual((await cliJson<Array<{ ref: string }>>('image', 'ls')).map((i) => i.ref), ['bulky', 'example.com/docker-save:1', TEST_IMAGE_NAME].sort((a, b2) => a.localeCompare(b2)));
+  t.deepEqual(
+    (await cliJson<Array<{ ref: string }>>('image', 'ls')).map((i) => i.ref),
+    ['bulky', 'example.com/docker-save:1', TEST_IMAGE_NAME].sort((a, b2) => a.localeCompare(b2)),
+  );
 });
 
 test.serial('a layer blob whose digest is wrong is refused and leaves no layer', async (t) => {
@@ -126,20 +141,39 @@ test.serial('runc run of the imported image prints what the image holds', async 
   mkdirSync(bundle, { recursive: true });
   const r = await cli('image', 'rootfs', TEST_IMAGE_NAME, 'ctr1', '--bundle', bundle);
   t.is(r.code, 0, r.stderr);
-  const spec = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8')) as { process: { args: string[] }; root: { path: string } };
+  const spec = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8')) as {
+    process: { args: string[] };
+    root: { path: string };
+  };
   t.is(spec.root.path, r.stdout.trim());
   t.deepEqual(spec.process.args, ['/bin/sh'], 'the image config Cmd');
-  spec.process.args = ['/bin/sh', '-c', 'cat /data/keep.txt /opaque/new1; ls /opaque; id -u; stat -c %a /modes/setuid; echo written > /tmp/from-container'];
+  spec.process.args = [
+    '/bin/sh',
+    '-c',
+    'cat /data/keep.txt /opaque/new1; ls /opaque; id -u; stat -c %a /modes/setuid; echo written > /tmp/from-container',
+  ];
   writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec));
-  const run = await execute(RUNC, ['--root', join(work, 'runc-state'), 'run', '--bundle', bundle, 'devmapper-ctr1'], 120_000);
+  const run = await execute(
+    RUNC,
+    ['--root', join(work, 'runc-state'), 'run', '--bundle', bundle, 'devmapper-ctr1'],
+    120_000,
+  );
   await execute(RUNC, ['--root', join(work, 'runc-state'), 'delete', '--force', 'devmapper-ctr1']);
   t.is(run.code, 0, run.stderr);
   t.is(run.stdout, 'layer 2 version, longer than the first\nthe only file left in opaque\nnew1\nsub\n0\n4755\n');
-  t.is(readFileSync(join(spec.root.path, 'tmp', 'from-container'), 'utf8'), 'written\n', 'the write went to the container layer');
+  t.is(
+    readFileSync(join(spec.root.path, 'tmp', 'from-container'), 'utf8'),
+    'written\n',
+    'the write went to the container layer',
+  );
   // devmapper diff: the container's changes as a layer tar on stdout.
   const diff = execFileSync(process.execPath, [CLI_BIN, '--home', home, 'diff', 'ctr1'], { maxBuffer: 64 << 20 });
   const written = (await tarEntries(diff)).find((e) => e.name === 'tmp/from-container');
-  t.is(written?.sha256, createHash('sha256').update('written\n').digest('hex'), 'devmapper diff carries the container\'s write');
+  t.is(
+    written?.sha256,
+    createHash('sha256').update('written\n').digest('hex'),
+    "devmapper diff carries the container's write",
+  );
   t.is((await cli('umount', 'ctr1')).code, 0);
 });
 

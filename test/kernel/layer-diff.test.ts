@@ -43,9 +43,13 @@ async function viewOf(id: string): Promise<Map<string, TreeEntry>> {
 test.before(async () => {
   work = mkdtempSync(join(tmpdir(), 'layer-diff-'));
   driver = await Driver.init({ home: newHome('layers'), ...SMALL });
-  image = await buildOciImage({ name: NAME, layers: [busyboxBaseLayer(), ...featureLayers()], rawLayers: [await specialLayer()] });
+  image = await buildOciImage({
+    name: NAME,
+    layers: [busyboxBaseLayer(), ...featureLayers()],
+    rawLayers: [await specialLayer()],
+  });
   writeFileSync(join(work, 'image.tar'), image.tarball);
-  image.layers.forEach((_, i) => ids.push(`layer${i}`));
+  for (let i = 0; i < image.layers.length; i++) ids.push(`layer${i}`);
 });
 
 test.after.always(async () => {
@@ -54,41 +58,49 @@ test.after.always(async () => {
   removeHomes();
 });
 
-test.serial('applyDiff of each layer; the top layer matches umoci unpack of the same image entry by entry', async (t) => {
-  for (const [i, layer] of image.layers.entries()) {
-    const bytes = await driver.applyDiff(ids[i]!, i === 0 ? null : ids[i - 1]!, Readable.from([layer.blob]));
-    const files = (await tarEntries(layer.tar)).filter((e) => e.type === 'file').reduce((sum, e) => sum + e.size, 0);
-    t.is(bytes, BigInt(files), `layer ${i}: bytes written are the tar's file contents`);
-  }
-  const actual = await viewOf(ids.at(-1)!);
-  const reference = treeView(umociUnpack(join(work, 'image.tar'), '1', join(work, 'umoci')));
-  // umoci 0.4.7 drops user.* xattrs when it unpacks: those are checked against the tar instead.
-  const userXattrs = new Map<string, Record<string, string>>();
-  for (const [path, entry] of actual) {
-    const user = Object.entries(entry.xattrs ?? {}).filter(([name]) => name.startsWith('user.'));
-    if (user.length === 0) continue;
-    userXattrs.set(path, Object.fromEntries(user));
-    const rest = Object.entries(entry.xattrs!).filter(([name]) => !name.startsWith('user.'));
-    if (rest.length > 0) entry.xattrs = Object.fromEntries(rest);
-    else delete entry.xattrs;
-  }
-  t.deepEqual(viewDifferences(actual, reference), []);
-  t.deepEqual([...userXattrs], [
-    ['/special', { 'user.dir': Buffer.from('a directory attribute').toString('hex') }],
-    ['/special/capable', { 'user.comment': Buffer.from('hello').toString('hex') }],
-  ]);
-  t.true(reference.size > 60, `${reference.size} entries compared`);
-  // The entries the reference must have, so agreement is not agreement on nothing.
-  t.is(reference.get('/special/null')?.type, 'char');
-  t.is(reference.get('/special/fifo')?.type, 'fifo');
-  t.deepEqual(reference.get('/special/capable')?.xattrs, { 'security.capability': '0100000280200000000000000000000000000000' });
-  t.is(reference.get('/modes/setuid')?.mode, 0o4755);
-  t.is(reference.get('/special/mode0')?.mode, 0);
-  t.deepEqual(reference.get('/links/target')?.links, ['/links/hard-to-lower']);
-  t.false(reference.has('/data/removed.txt') && reference.get('/data/removed.txt')?.mode !== 0o664);
-  t.false(reference.has('/wholedir'));
-  t.false(reference.has('/opaque/old1'));
-});
+test.serial(
+  'applyDiff of each layer; the top layer matches umoci unpack of the same image entry by entry',
+  async (t) => {
+    for (const [i, layer] of image.layers.entries()) {
+      const bytes = await driver.applyDiff(ids[i]!, i === 0 ? null : ids[i - 1]!, Readable.from([layer.blob]));
+      const files = (await tarEntries(layer.tar)).filter((e) => e.type === 'file').reduce((sum, e) => sum + e.size, 0);
+      t.is(bytes, BigInt(files), `layer ${i}: bytes written are the tar's file contents`);
+    }
+    const actual = await viewOf(ids.at(-1)!);
+    const reference = treeView(umociUnpack(join(work, 'image.tar'), '1', join(work, 'umoci')));
+    // umoci 0.4.7 drops user.* xattrs when it unpacks: those are checked against the tar instead.
+    const userXattrs = new Map<string, Record<string, string>>();
+    for (const [path, entry] of actual) {
+      const user = Object.entries(entry.xattrs ?? {}).filter(([name]) => name.startsWith('user.'));
+      if (user.length === 0) continue;
+      userXattrs.set(path, Object.fromEntries(user));
+      const rest = Object.entries(entry.xattrs!).filter(([name]) => !name.startsWith('user.'));
+      if (rest.length > 0) entry.xattrs = Object.fromEntries(rest);
+      else delete entry.xattrs;
+    }
+    t.deepEqual(viewDifferences(actual, reference), []);
+    t.deepEqual(
+      [...userXattrs],
+      [
+        ['/special', { 'user.dir': Buffer.from('a directory attribute').toString('hex') }],
+        ['/special/capable', { 'user.comment': Buffer.from('hello').toString('hex') }],
+      ],
+    );
+    t.true(reference.size > 60, `${reference.size} entries compared`);
+    // The entries the reference must have, so agreement is not agreement on nothing.
+    t.is(reference.get('/special/null')?.type, 'char');
+    t.is(reference.get('/special/fifo')?.type, 'fifo');
+    t.deepEqual(reference.get('/special/capable')?.xattrs, {
+      'security.capability': '0100000280200000000000000000000000000000',
+    });
+    t.is(reference.get('/modes/setuid')?.mode, 0o4755);
+    t.is(reference.get('/special/mode0')?.mode, 0);
+    t.deepEqual(reference.get('/links/target')?.links, ['/links/hard-to-lower']);
+    t.false(reference.has('/data/removed.txt') && reference.get('/data/removed.txt')?.mode !== 0o664);
+    t.false(reference.has('/wholedir'));
+    t.false(reference.has('/opaque/old1'));
+  },
+);
 
 /** A tar's entries, comparable across writers: a hard link to a file of the same tar becomes a copy of that file's entry. */
 function normalized(entries: TarEntry[]): TarEntry[] {
@@ -114,7 +126,9 @@ test.serial('diff of every layer reproduces the entries of the tar it was applie
 function expectedChanges(entries: TarEntry[], lower: Map<string, TreeEntry>): Map<string, string> {
   const out = new Map<string, string>();
   const present = (p: string): boolean => lower.has(p);
-  const mark = (p: string): void => { if (!out.has(p)) out.set(p, present(p) ? 'modify' : 'add'); };
+  const mark = (p: string): void => {
+    if (!out.has(p)) out.set(p, present(p) ? 'modify' : 'add');
+  };
   for (const e of entries) {
     const path = `/${e.name}`;
     const parts = path.split('/').slice(1);
@@ -123,7 +137,8 @@ function expectedChanges(entries: TarEntry[], lower: Map<string, TreeEntry>): Ma
     const dir = path.slice(0, path.length - base.length - 1);
     if (base === '.wh..wh..opq') {
       out.set(dir, 'modify');
-      for (const p of lower.keys()) if (p.startsWith(`${dir}/`) && !p.slice(dir.length + 1).includes('/')) out.set(p, 'delete');
+      for (const p of lower.keys())
+        if (p.startsWith(`${dir}/`) && !p.slice(dir.length + 1).includes('/')) out.set(p, 'delete');
     } else if (base.startsWith('.wh.')) {
       out.set(`${dir}/${base.slice(4)}`, 'delete');
     } else {
@@ -177,7 +192,10 @@ test.serial('zstd and plain layer tars apply like gzip ones', async (t) => {
 test.serial('everything removed: check is clean and nothing is left', async (t) => {
   for (const id of [...ids].reverse()) await driver.remove(id);
   const report = await driver.check();
-  t.true(report.clean, JSON.stringify(report, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v)));
+  t.true(
+    report.clean,
+    JSON.stringify(report, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v)),
+  );
   await driver.cleanup();
   assertNothingLeaked(t);
 });

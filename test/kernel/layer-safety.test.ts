@@ -27,7 +27,9 @@ function picture(dir: string): string[] {
     for (const name of readdirSync(d).sort()) {
       const p = join(d, name);
       const st = statSync(p, { throwIfNoEntry: false });
-      out.push(`${p} ${st?.isFile() ? createHash('sha256').update(readFileSync(p)).digest('hex') : st?.isDirectory() ? 'dir' : 'other'}`);
+      out.push(
+        `${p} ${st?.isFile() ? createHash('sha256').update(readFileSync(p)).digest('hex') : st?.isDirectory() ? 'dir' : 'other'}`,
+      );
       if (st?.isDirectory()) walk(p);
     }
   };
@@ -54,7 +56,11 @@ test.serial('every hostile tar fails with its typed error and leaves nothing beh
     const before = picture(outside);
     const devices = driverDmNames();
     for (const hostile of await hostileTars(outside)) {
-      const error = await t.throwsAsync(driver.applyDiff('victim', 'base', Readable.from([hostile.tar])), undefined, hostile.name);
+      const error = await t.throwsAsync(
+        driver.applyDiff('victim', 'base', Readable.from([hostile.tar])),
+        undefined,
+        hostile.name,
+      );
       t.true(error instanceof LayerTarError, `${hostile.name}: ${error?.constructor.name} ${error?.message}`);
       t.is((error as LayerTarError).code, hostile.code, hostile.name);
       if (hostile.entry !== undefined) t.is((error as LayerTarError).entry, hostile.entry, hostile.name);
@@ -64,7 +70,10 @@ test.serial('every hostile tar fails with its typed error and leaves nothing beh
       t.deepEqual(mountsUnder(join(home, 'mnt')), [], `${hostile.name}: no mount left`);
     }
     const report = await driver.check();
-    t.true(report.clean, JSON.stringify(report, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v)));
+    t.true(
+      report.clean,
+      JSON.stringify(report, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v)),
+    );
   } finally {
     await driver.cleanup();
   }
@@ -77,19 +86,19 @@ async function tarBomb(bytes: number): Promise<Buffer> {
   header.write('0000644\0', 100);
   header.write('0000000\0', 108);
   header.write('0000000\0', 116);
-  header.write(bytes.toString(8).padStart(11, '0') + '\0', 124);
+  header.write(`${bytes.toString(8).padStart(11, '0')}\0`, 124);
   header.write('00000000000\0', 136);
   header.write('0', 156);
   header.write('ustar\x0000', 257);
   header.fill(0x20, 148, 156);
   let sum = 0;
   for (const byte of header) sum += byte;
-  header.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
+  header.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
   const zeros = Buffer.alloc(1 << 20);
   async function* body(): AsyncGenerator<Buffer> {
     yield header;
     for (let left = bytes; left > 0; left -= zeros.length) yield left >= zeros.length ? zeros : zeros.subarray(0, left);
-    yield Buffer.alloc((512 - (bytes % 512)) % 512 + 1024);
+    yield Buffer.alloc(((512 - (bytes % 512)) % 512) + 1024);
   }
   const chunks: Buffer[] = [];
   for await (const chunk of Readable.from(body()).pipe(createGzip({ level: 1 }))) chunks.push(chunk as Buffer);
@@ -98,7 +107,13 @@ async function tarBomb(bytes: number): Promise<Buffer> {
 
 test.serial('a tar bomb larger than the pool fails, the layer is removed, the pool recovers', async (t) => {
   const home = newHome('bomb');
-  const driver = await Driver.init({ home, baseSize: '64M', loopDataSize: '160M', loopMetadataSize: '16M', minFreeSpacePercent: 0 });
+  const driver = await Driver.init({
+    home,
+    baseSize: '64M',
+    loopDataSize: '160M',
+    loopMetadataSize: '16M',
+    minFreeSpacePercent: 0,
+  });
   try {
     const bomb = await tarBomb(400 << 20);
     t.true(bomb.length < 2 << 20, `${bomb.length} compressed bytes`);
@@ -111,7 +126,10 @@ test.serial('a tar bomb larger than the pool fails, the layer is removed, the po
     const status = await driver.status();
     t.is(status.poolMode, 'rw', 'space freed: the pool takes writes again');
     const report = await driver.check();
-    t.true(report.clean, JSON.stringify(report, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v)));
+    t.true(
+      report.clean,
+      JSON.stringify(report, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v)),
+    );
     await driver.applyDiff('after', null, Readable.from([Buffer.alloc(1024)]));
     t.true(await driver.exists('after'), 'a layer can be applied afterwards');
     await driver.remove('after');

@@ -51,7 +51,10 @@ print(json.dumps(out))
 `;
 
 function allXattrs(root: string): Record<string, Record<string, string>> {
-  return JSON.parse(execFileSync('python3', ['-c', XATTR_DUMP, root], { encoding: 'utf8' })) as Record<string, Record<string, string>>;
+  return JSON.parse(execFileSync('python3', ['-c', XATTR_DUMP, root], { encoding: 'utf8' })) as Record<
+    string,
+    Record<string, string>
+  >;
 }
 
 /** Every entry under `root` ('/a/b' → entry), the root itself left out. */
@@ -111,13 +114,21 @@ export async function tarEntries(layer: Buffer): Promise<TarEntry[]> {
       for await (const chunk of entry) chunks.push(chunk as Buffer);
       const h = entry.header;
       const data = Buffer.concat(chunks);
-      const xattrs = Object.keys((h.pax ?? {}) as object).filter((k) => k.startsWith('SCHILY.xattr.')).sort();
+      const xattrs = Object.keys((h.pax ?? {}) as object)
+        .filter((k) => k.startsWith('SCHILY.xattr.'))
+        .sort();
       entries.push({
         name: h.name.replace(/^(\.\/)+/, '').replace(/\/$/, ''),
-        type: h.type, mode: h.mode & 0o7777, uid: h.uid, gid: h.gid, size: data.length,
+        type: h.type,
+        mode: h.mode & 0o7777,
+        uid: h.uid,
+        gid: h.gid,
+        size: data.length,
         ...(h.type === 'file' ? { sha256: sha(data) } : {}),
         ...(h.linkname ? { linkname: h.linkname.replace(/^(\.\/)+/, '') } : {}),
-        ...(h.type === 'character-device' || h.type === 'block-device' ? { device: `${h.devmajor}:${h.devminor}` } : {}),
+        ...(h.type === 'character-device' || h.type === 'block-device'
+          ? { device: `${h.devmajor}:${h.devminor}` }
+          : {}),
         ...(xattrs.length > 0 ? { xattrs } : {}),
       });
     }
@@ -143,7 +154,8 @@ export function viewDifferences(actual: Map<string, TreeEntry>, expected: Map<st
   for (const [path, want] of expected) {
     const got = actual.get(path);
     if (!got) out.push(`${path}: missing`);
-    else if (JSON.stringify(got) !== JSON.stringify(want)) out.push(`${path}: ${JSON.stringify(got)} != ${JSON.stringify(want)}`);
+    else if (JSON.stringify(got) !== JSON.stringify(want))
+      out.push(`${path}: ${JSON.stringify(got)} != ${JSON.stringify(want)}`);
   }
   for (const path of actual.keys()) if (!expected.has(path)) out.push(`${path}: unexpected`);
   return out;

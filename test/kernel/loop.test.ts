@@ -3,7 +3,17 @@
 // losetup as the independent reference. Every test detaches what it attached in its
 // teardown (helpers.ts Cleanup); the last test checks that no loop device is left.
 import test from 'ava';
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, readSync, statSync, truncateSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  openSync,
+  readFileSync,
+  readSync,
+  statSync,
+  truncateSync,
+  writeSync,
+} from 'node:fs';
 import { DmSystemError, InvalidArgumentError } from '../../src/errors.js';
 import type { FfiBackendName } from '../../src/ioctl/ffi/binding.js';
 import { LoopDevices, type LoopStatus } from '../../src/ioctl/loop.js';
@@ -12,7 +22,13 @@ import { assertKernelTestBed, run } from './reference-tools.js';
 
 test.before(() => assertKernelTestBed());
 
-interface LosetupRow { backFile: string; offset: string; sizeLimit: string; autoclear: boolean; readOnly: boolean }
+interface LosetupRow {
+  backFile: string;
+  offset: string;
+  sizeLimit: string;
+  autoclear: boolean;
+  readOnly: boolean;
+}
 
 /** `losetup --list --json` keyed by device path, fields normalised across util-linux versions. */
 function losetup(): Map<string, LosetupRow> {
@@ -34,7 +50,13 @@ function losetup(): Map<string, LosetupRow> {
 
 /** What losetup should print for a status the library reported. */
 function expectedRow(s: LoopStatus): LosetupRow {
-  return { backFile: s.backingFile, offset: String(s.offset), sizeLimit: String(s.sizeLimit), autoclear: s.autoclear, readOnly: s.readOnly };
+  return {
+    backFile: s.backingFile,
+    offset: String(s.offset),
+    sizeLimit: String(s.sizeLimit),
+    autoclear: s.autoclear,
+    readOnly: s.readOnly,
+  };
 }
 
 /** True once the loop device has no backing file (LOOP_GET_STATUS64 says ENXIO). */
@@ -86,7 +108,15 @@ for (const ffi of BACKENDS) {
     const st = lo.attach(file);
     c.loop(st.index);
     const stat = statSync(file, { bigint: true });
-    t.like(st, { path: `/dev/loop${st.index}`, backingFile: file, offset: 0n, sizeLimit: 0n, readOnly: false, autoclear: false, directIo: false });
+    t.like(st, {
+      path: `/dev/loop${st.index}`,
+      backingFile: file,
+      offset: 0n,
+      sizeLimit: 0n,
+      readOnly: false,
+      autoclear: false,
+      directIo: false,
+    });
     t.is(st.backingDevice, stat.dev);
     t.is(st.backingInode, stat.ino);
     t.deepEqual(lo.status(st.index), st);
@@ -131,7 +161,13 @@ for (const ffi of BACKENDS) {
     t.is(sysBlock(disk, 'loop/sizelimit'), '65536');
     t.deepEqual(readAt(st.path, 0, 512), pattern(0x5a), 'sector 0 of the device is byte 4096 of the file');
     t.deepEqual(losetup().get(st.path), expectedRow(st));
-    t.deepEqual(losetup().get(st.path), { backFile: file, offset: '4096', sizeLimit: '65536', autoclear: false, readOnly: false });
+    t.deepEqual(losetup().get(st.path), {
+      backFile: file,
+      offset: '4096',
+      sizeLimit: '65536',
+      autoclear: false,
+      readOnly: false,
+    });
   });
 
   test.serial(`${ffi}: a read-only attach refuses writes`, (t) => {
@@ -154,42 +190,45 @@ for (const ffi of BACKENDS) {
     t.deepEqual(readFileSync(file).subarray(0, 512), pattern(0x11), 'the file is unchanged');
   });
 
-  test.serial(`${ffi}: setAutoclear turns the flag on and off; with it on the device detaches at the last close`, async (t) => {
-    const c = new Cleanup(t);
-    const lo = loops();
-    const file = sparseFile(c, 'backing', 1 << 20);
-    const st = lo.attach(file);
-    c.loop(st.index);
-    t.false(st.autoclear);
-    // Held open: with autoclear on, setAutoclear's own close must not be the last one.
-    const fd = c.fd(openSync(st.path, 'r'));
-    const on = lo.setAutoclear(st.index, true);
-    t.true(on.autoclear);
-    t.like(on, { backingFile: file, offset: 0n, sizeLimit: 0n, readOnly: false }, 'the other fields are kept');
-    t.is(sysBlock(`loop${st.index}`, 'loop/autoclear'), '1');
-    t.true(losetup().get(st.path)?.autoclear);
-    const off = lo.setAutoclear(st.path, false);
-    t.false(off.autoclear);
-    t.is(sysBlock(`loop${st.index}`, 'loop/autoclear'), '0');
-    t.false(losetup().get(st.path)?.autoclear);
+  test.serial(
+    `${ffi}: setAutoclear turns the flag on and off; with it on the device detaches at the last close`,
+    async (t) => {
+      const c = new Cleanup(t);
+      const lo = loops();
+      const file = sparseFile(c, 'backing', 1 << 20);
+      const st = lo.attach(file);
+      c.loop(st.index);
+      t.false(st.autoclear);
+      // Held open: with autoclear on, setAutoclear's own close must not be the last one.
+      const fd = c.fd(openSync(st.path, 'r'));
+      const on = lo.setAutoclear(st.index, true);
+      t.true(on.autoclear);
+      t.like(on, { backingFile: file, offset: 0n, sizeLimit: 0n, readOnly: false }, 'the other fields are kept');
+      t.is(sysBlock(`loop${st.index}`, 'loop/autoclear'), '1');
+      t.true(losetup().get(st.path)?.autoclear);
+      const off = lo.setAutoclear(st.path, false);
+      t.false(off.autoclear);
+      t.is(sysBlock(`loop${st.index}`, 'loop/autoclear'), '0');
+      t.false(losetup().get(st.path)?.autoclear);
 
-    lo.setAutoclear(st.index, true);
-    t.false(detached(lo, st.index), 'still held');
-    c.closeFd(fd);
-    t.true(await waitFor(() => detached(lo, st.index)), 'detached at the last close');
-    t.false(losetup().has(st.path));
+      lo.setAutoclear(st.index, true);
+      t.false(detached(lo, st.index), 'still held');
+      c.closeFd(fd);
+      t.true(await waitFor(() => detached(lo, st.index)), 'detached at the last close');
+      t.false(losetup().has(st.path));
 
-    // With autoclear turned off again, closing leaves it attached.
-    const kept = lo.attach(file);
-    c.loop(kept.index);
-    const held = c.fd(openSync(kept.path, 'r'));
-    lo.setAutoclear(kept.index, true);
-    lo.setAutoclear(kept.index, false);
-    c.closeFd(held);
-    t.false(detached(lo, kept.index));
-    lo.detach(kept.index);
-    t.true(detached(lo, kept.index));
-  });
+      // With autoclear turned off again, closing leaves it attached.
+      const kept = lo.attach(file);
+      c.loop(kept.index);
+      const held = c.fd(openSync(kept.path, 'r'));
+      lo.setAutoclear(kept.index, true);
+      lo.setAutoclear(kept.index, false);
+      c.closeFd(held);
+      t.false(detached(lo, kept.index));
+      lo.detach(kept.index);
+      t.true(detached(lo, kept.index));
+    },
+  );
 
   test.serial(`${ffi}: attachAndHold with autoclear: attached while held, detached after release`, async (t) => {
     const c = new Cleanup(t);
@@ -244,35 +283,54 @@ for (const ffi of BACKENDS) {
     const attached = [lo.attach(a), lo.attach(b, { offset: 512n }), lo.attach(a, { readOnly: true })];
     for (const s of attached) c.loop(s.index);
     const listed = lo.list().filter((s) => s.backingFile.includes(PREFIX));
-    t.deepEqual(listed.map((s) => s.index).sort((x, y) => x - y), attached.map((s) => s.index).sort((x, y) => x - y));
-    for (const s of attached) t.deepEqual(listed.find((l) => l.index === s.index), s);
+    t.deepEqual(
+      listed.map((s) => s.index).sort((x, y) => x - y),
+      attached.map((s) => s.index).sort((x, y) => x - y),
+    );
+    for (const s of attached)
+      t.deepEqual(
+        listed.find((l) => l.index === s.index),
+        s,
+      );
     const reference = losetup();
     for (const s of attached) t.deepEqual(reference.get(s.path), expectedRow(s), s.path);
     t.true([attached[0]!.index, attached[2]!.index].includes(lo.findByBackingFile(a)!.index));
     t.is(lo.findByBackingFile(b)?.index, attached[1]!.index);
   });
 
-  test.serial(`${ffi}: errors: a missing file is ENOENT from open, a free device ENXIO from the ioctl, bad paths InvalidArgumentError`, (t) => {
-    const c = new Cleanup(t);
-    const lo = loops();
-    const before = losetup();
-    const missing = `${sparseFile(c, 'x', 0)}-missing`;
-    const enoent = t.throws(() => lo.attach(missing), { instanceOf: DmSystemError, code: 'ENOENT' });
-    t.like(enoent, { errno: 2, syscall: 'open', device: missing });
-    t.true(enoent!.message.includes(missing));
-    const free = lo.findFree();
-    const enxio = t.throws(() => lo.status(free), { instanceOf: DmSystemError, code: 'ENXIO' });
-    t.like(enxio, { errno: 6, syscall: 'ioctl', operation: 'LOOP_GET_STATUS64', device: `/dev/loop${free}` });
-    t.throws(() => lo.detach(free), { instanceOf: DmSystemError, code: 'ENXIO' });
-    t.throws(() => lo.setAutoclear(free, true), { instanceOf: DmSystemError, code: 'ENXIO' });
-    for (const device of ['/dev/sda', 'loop0', '/dev/loop', -1, 1.5]) {
-      t.is(t.throws(() => lo.status(device), { instanceOf: InvalidArgumentError })?.argument, 'device', String(device));
-      t.is(t.throws(() => lo.detach(device), { instanceOf: InvalidArgumentError })?.argument, 'device', String(device));
-    }
-    for (const file of ['', 'a\0b']) t.is(t.throws(() => lo.attach(file), { instanceOf: InvalidArgumentError })?.argument, 'file');
-    t.deepEqual(losetup(), before, 'nothing was attached');
-    t.throws(() => new LoopDevices({ ffi: 'nope' as FfiBackendName }), { instanceOf: InvalidArgumentError });
-  });
+  test.serial(
+    `${ffi}: errors: a missing file is ENOENT from open, a free device ENXIO from the ioctl, bad paths InvalidArgumentError`,
+    (t) => {
+      const c = new Cleanup(t);
+      const lo = loops();
+      const before = losetup();
+      const missing = `${sparseFile(c, 'x', 0)}-missing`;
+      const enoent = t.throws(() => lo.attach(missing), { instanceOf: DmSystemError, code: 'ENOENT' });
+      t.like(enoent, { errno: 2, syscall: 'open', device: missing });
+      t.true(enoent!.message.includes(missing));
+      const free = lo.findFree();
+      const enxio = t.throws(() => lo.status(free), { instanceOf: DmSystemError, code: 'ENXIO' });
+      t.like(enxio, { errno: 6, syscall: 'ioctl', operation: 'LOOP_GET_STATUS64', device: `/dev/loop${free}` });
+      t.throws(() => lo.detach(free), { instanceOf: DmSystemError, code: 'ENXIO' });
+      t.throws(() => lo.setAutoclear(free, true), { instanceOf: DmSystemError, code: 'ENXIO' });
+      for (const device of ['/dev/sda', 'loop0', '/dev/loop', -1, 1.5]) {
+        t.is(
+          t.throws(() => lo.status(device), { instanceOf: InvalidArgumentError })?.argument,
+          'device',
+          String(device),
+        );
+        t.is(
+          t.throws(() => lo.detach(device), { instanceOf: InvalidArgumentError })?.argument,
+          'device',
+          String(device),
+        );
+      }
+      for (const file of ['', 'a\0b'])
+        t.is(t.throws(() => lo.attach(file), { instanceOf: InvalidArgumentError })?.argument, 'file');
+      t.deepEqual(losetup(), before, 'nothing was attached');
+      t.throws(() => new LoopDevices({ ffi: 'nope' as FfiBackendName }), { instanceOf: InvalidArgumentError });
+    },
+  );
 
   test.serial(`${ffi}: no fd leak across LoopDevices operations`, (t) => {
     const c = new Cleanup(t);

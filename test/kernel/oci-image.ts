@@ -90,29 +90,70 @@ function relative(path: string): string {
 }
 
 /** The tar headers (and contents) one entry becomes. */
-function tarHeaders(entry: LayerEntry, lowerOrSame: (path: string) => ViewEntry | undefined): Array<{ header: TarHeader; data?: Buffer }> {
+function tarHeaders(
+  entry: LayerEntry,
+  lowerOrSame: (path: string) => ViewEntry | undefined,
+): Array<{ header: TarHeader; data?: Buffer }> {
   const name = relative(entry.path);
   const owner = (e: { uid?: number; gid?: number }) => ({ uid: e.uid ?? 0, gid: e.gid ?? 0 });
   switch (entry.kind) {
     case 'dir':
-      return [{ header: { name: `${name}/`, type: 'directory', mode: entry.mode ?? 0o755, mtime: MTIME, ...owner(entry) } }];
+      return [
+        { header: { name: `${name}/`, type: 'directory', mode: entry.mode ?? 0o755, mtime: MTIME, ...owner(entry) } },
+      ];
     case 'file': {
       const data = Buffer.from(entry.content);
-      return [{ header: { name, type: 'file', mode: entry.mode ?? 0o644, size: data.length, mtime: MTIME, ...owner(entry) }, data }];
+      return [
+        {
+          header: { name, type: 'file', mode: entry.mode ?? 0o644, size: data.length, mtime: MTIME, ...owner(entry) },
+          data,
+        },
+      ];
     }
     case 'symlink':
-      return [{ header: { name, type: 'symlink', linkname: entry.target, mode: 0o777, mtime: MTIME, ...owner(entry) } }];
+      return [
+        { header: { name, type: 'symlink', linkname: entry.target, mode: 0o777, mtime: MTIME, ...owner(entry) } },
+      ];
     case 'hardlink': {
       // A link shares its target's inode; its header carries the target's metadata so no
       // extractor's chmod/chown of the link path changes what the target looks like.
       const target = lowerOrSame(`/${relative(entry.target)}`);
-      if (target?.type !== 'file') throw new Error(`hard link ${entry.path}: target ${entry.target} is not a regular file of the image`);
-      return [{ header: { name, type: 'link', linkname: relative(entry.target), mode: target.mode, uid: target.uid, gid: target.gid, mtime: MTIME } }];
+      if (target?.type !== 'file')
+        throw new Error(`hard link ${entry.path}: target ${entry.target} is not a regular file of the image`);
+      return [
+        {
+          header: {
+            name,
+            type: 'link',
+            linkname: relative(entry.target),
+            mode: target.mode,
+            uid: target.uid,
+            gid: target.gid,
+            mtime: MTIME,
+          },
+        },
+      ];
     }
     case 'whiteout':
-      return [{ header: { name: posix.join(posix.dirname(name), `.wh.${posix.basename(name)}`), type: 'file', mode: 0o644, size: 0, mtime: MTIME }, data: Buffer.alloc(0) }];
+      return [
+        {
+          header: {
+            name: posix.join(posix.dirname(name), `.wh.${posix.basename(name)}`),
+            type: 'file',
+            mode: 0o644,
+            size: 0,
+            mtime: MTIME,
+          },
+          data: Buffer.alloc(0),
+        },
+      ];
     case 'opaque':
-      return [{ header: { name: `${name}/.wh..wh..opq`, type: 'file', mode: 0o644, size: 0, mtime: MTIME }, data: Buffer.alloc(0) }];
+      return [
+        {
+          header: { name: `${name}/.wh..wh..opq`, type: 'file', mode: 0o644, size: 0, mtime: MTIME },
+          data: Buffer.alloc(0),
+        },
+      ];
   }
 }
 
@@ -169,11 +210,13 @@ function applyLayer(tree: Tree, entries: readonly LayerEntry[]): void {
     const path = `/${relative(entry.path)}`;
     if (entry.kind === 'whiteout' || entry.kind === 'opaque') continue;
     const parent = posix.dirname(path);
-    if (parent !== '/' && tree.get(parent)?.type !== 'dir') throw new Error(`${path}: parent ${parent} is not a directory in the image`);
+    if (parent !== '/' && tree.get(parent)?.type !== 'dir')
+      throw new Error(`${path}: parent ${parent} is not a directory in the image`);
     const existing = tree.get(path);
     if (entry.kind === 'dir') {
       const inode = { type: 'dir' as const, mode: entry.mode ?? 0o755, uid: entry.uid ?? 0, gid: entry.gid ?? 0 };
-      if (existing?.type === 'dir') Object.assign(existing, inode); // a directory over a directory: merged
+      if (existing?.type === 'dir')
+        Object.assign(existing, inode); // a directory over a directory: merged
       else {
         if (existing) removeSubtree(tree, path);
         tree.set(path, inode);
@@ -182,7 +225,13 @@ function applyLayer(tree: Tree, entries: readonly LayerEntry[]): void {
     }
     if (existing) removeSubtree(tree, path); // anything else replaces what was there, a directory with all under it
     if (entry.kind === 'file') {
-      tree.set(path, { type: 'file', mode: entry.mode ?? 0o644, uid: entry.uid ?? 0, gid: entry.gid ?? 0, data: Buffer.from(entry.content) });
+      tree.set(path, {
+        type: 'file',
+        mode: entry.mode ?? 0o644,
+        uid: entry.uid ?? 0,
+        gid: entry.gid ?? 0,
+        data: Buffer.from(entry.content),
+      });
     } else if (entry.kind === 'symlink') {
       tree.set(path, { type: 'symlink', mode: 0o777, uid: entry.uid ?? 0, gid: entry.gid ?? 0, target: entry.target });
     } else {
@@ -229,7 +278,10 @@ export function mergedView(layers: ReadonlyArray<readonly LayerEntry[]>): Merged
 // ---- the image layout ----------------------------------------------------------------------
 
 /** One layer's tar and gzip'd blob. `below` is what the lower layers merge to (for hard links). */
-export async function buildLayer(entries: readonly LayerEntry[], below: ReadonlyArray<readonly LayerEntry[]> = []): Promise<LayerBlob> {
+export async function buildLayer(
+  entries: readonly LayerEntry[],
+  below: ReadonlyArray<readonly LayerEntry[]> = [],
+): Promise<LayerBlob> {
   const items: Array<{ header: TarHeader; data?: Buffer }> = [];
   for (const [i, entry] of entries.entries()) {
     const soFar = () => mergedView([...below, entries.slice(0, i)]);
@@ -246,7 +298,13 @@ const json = (value: unknown): Buffer => Buffer.from(JSON.stringify(value));
  * An OCI image-layout tarball of `layers` (bottom first) named `name` (e.g.
  * 'example.com/devmapper/busybox:test'), for linux/amd64 unless `architecture` says otherwise.
  */
-export async function buildOciImage(options: { name: string; layers: ReadonlyArray<readonly LayerEntry[]>; config?: ImageConfig; architecture?: string; rawLayers?: readonly Buffer[] }): Promise<BuiltImage> {
+export async function buildOciImage(options: {
+  name: string;
+  layers: ReadonlyArray<readonly LayerEntry[]>;
+  config?: ImageConfig;
+  architecture?: string;
+  rawLayers?: readonly Buffer[];
+}): Promise<BuiltImage> {
   const { name, layers } = options;
   const architecture = options.architecture ?? 'amd64';
   const blobs: LayerBlob[] = [];
@@ -274,42 +332,89 @@ export async function buildOciImage(options: { name: string; layers: ReadonlyArr
     schemaVersion: 2,
     mediaType: 'application/vnd.oci.image.manifest.v1+json',
     config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
-    layers: blobs.map((b) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: b.digest, size: b.size })),
+    layers: blobs.map((b) => ({
+      mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+      digest: b.digest,
+      size: b.size,
+    })),
   });
   const manifestDigest = digestOf(manifest);
   const index = json({
     schemaVersion: 2,
     mediaType: 'application/vnd.oci.image.index.v1+json',
-    manifests: [{
-      mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      digest: manifestDigest,
-      size: manifest.length,
-      platform: { architecture, os: 'linux' },
-      annotations: { 'io.containerd.image.name': name, 'org.opencontainers.image.ref.name': name.replace(/^.*:/, '') },
-    }],
+    manifests: [
+      {
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        digest: manifestDigest,
+        size: manifest.length,
+        platform: { architecture, os: 'linux' },
+        annotations: {
+          'io.containerd.image.name': name,
+          'org.opencontainers.image.ref.name': name.replace(/^.*:/, ''),
+        },
+      },
+    ],
   });
   const items: Array<{ header: TarHeader; data?: Buffer }> = [];
   const dir = (path: string) => items.push({ header: { name: path, type: 'directory', mode: 0o755, mtime: MTIME } });
-  const file = (path: string, data: Buffer) => items.push({ header: { name: path, type: 'file', mode: 0o644, size: data.length, mtime: MTIME }, data });
+  const file = (path: string, data: Buffer) =>
+    items.push({ header: { name: path, type: 'file', mode: 0o644, size: data.length, mtime: MTIME }, data });
   file('oci-layout', json({ imageLayoutVersion: '1.0.0' }));
   file('index.json', index);
   dir('blobs/');
   dir('blobs/sha256/');
   const written = new Set<string>();
-  for (const [digest, data] of [[manifestDigest, manifest], [configDigest, config], ...blobs.map((b) => [b.digest, b.blob] as const)] as const) {
+  for (const [digest, data] of [
+    [manifestDigest, manifest],
+    [configDigest, config],
+    ...blobs.map((b) => [b.digest, b.blob] as const),
+  ] as const) {
     if (written.has(digest)) continue; // two identical layers are one blob
     written.add(digest);
     file(`blobs/sha256/${digest.slice('sha256:'.length)}`, data);
   }
-  return { name, tarball: await packTar(items), manifestDigest, configDigest, layers: blobs, view: mergedView(layers), contents: mergedContents(layers) };
+  return {
+    name,
+    tarball: await packTar(items),
+    manifestDigest,
+    configDigest,
+    layers: blobs,
+    view: mergedView(layers),
+    contents: mergedContents(layers),
+  };
 }
 
 // ---- the test image ------------------------------------------------------------------------
 
 /** The busybox applets the base layer links into /bin. */
 export const BUSYBOX_APPLETS = [
-  'sh', 'ls', 'cat', 'echo', 'find', 'stat', 'sha256sum', 'sort', 'sleep', 'readlink', 'mkdir', 'rm',
-  'touch', 'test', 'wc', 'head', 'grep', 'sed', 'true', 'false', 'id', 'env', 'printf', 'cp', 'mv', 'ln', 'chmod',
+  'sh',
+  'ls',
+  'cat',
+  'echo',
+  'find',
+  'stat',
+  'sha256sum',
+  'sort',
+  'sleep',
+  'readlink',
+  'mkdir',
+  'rm',
+  'touch',
+  'test',
+  'wc',
+  'head',
+  'grep',
+  'sed',
+  'true',
+  'false',
+  'id',
+  'env',
+  'printf',
+  'cp',
+  'mv',
+  'ln',
+  'chmod',
 ] as const;
 
 /** The base layer: busybox (from `busybox`, default /bin/busybox) with its applet links, /etc, /tmp and the mount-point directories. */
@@ -318,14 +423,20 @@ export function busyboxBaseLayer(busybox = '/bin/busybox'): LayerEntry[] {
   try {
     binary = readFileSync(busybox);
   } catch (error) {
-    throw new Error(`the test image needs a static busybox at ${busybox} (Debian's busybox-static): ${(error as Error).message}`);
+    throw new Error(
+      `the test image needs a static busybox at ${busybox} (Debian's busybox-static): ${(error as Error).message}`,
+    );
   }
   return [
     { kind: 'dir', path: 'bin' },
     { kind: 'file', path: 'bin/busybox', content: binary, mode: 0o755 },
     ...BUSYBOX_APPLETS.map((applet): LayerEntry => ({ kind: 'symlink', path: `bin/${applet}`, target: 'busybox' })),
     { kind: 'dir', path: 'etc' },
-    { kind: 'file', path: 'etc/passwd', content: 'root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\n' },
+    {
+      kind: 'file',
+      path: 'etc/passwd',
+      content: 'root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\n',
+    },
     { kind: 'file', path: 'etc/group', content: 'root:x:0:\nuser:x:1000:\n' },
     { kind: 'dir', path: 'root', mode: 0o700 },
     { kind: 'dir', path: 'tmp', mode: 0o1777 },
@@ -416,18 +527,25 @@ export function busyboxTestImage(name = TEST_IMAGE_NAME, busybox = '/bin/busybox
 /** A deterministic pseudo-random buffer (xorshift32): incompressible layer content without Math.random. */
 export function noise(bytes: number, seed: number): Buffer {
   const out = Buffer.alloc(Math.ceil(bytes / 4) * 4);
-  let x = (seed >>> 0) || 1;
+  let x = seed >>> 0 || 1;
   for (let i = 0; i < out.length; i += 4) {
-    x ^= x << 13; x >>>= 0;
+    x ^= x << 13;
+    x >>>= 0;
     x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
+    x ^= x << 5;
+    x >>>= 0;
     out.writeUInt32LE(x, i);
   }
   return out.subarray(0, bytes);
 }
 
 /** A busybox image with `count` extra layers of `bytesPerLayer` incompressible bytes each (imports that take a while). */
-export function bulkyImage(name: string, count: number, bytesPerLayer: number, busybox = '/bin/busybox'): Promise<BuiltImage> {
+export function bulkyImage(
+  name: string,
+  count: number,
+  bytesPerLayer: number,
+  busybox = '/bin/busybox',
+): Promise<BuiltImage> {
   const layers: LayerEntry[][] = [busyboxBaseLayer(busybox)];
   for (let i = 1; i <= count; i++) {
     layers.push([

@@ -24,71 +24,95 @@ test.after.always(() => removeHomes());
 
 const sha = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 const codeOf = (error: unknown): string | undefined => (error as { code?: string } | undefined)?.code;
-const json = (value: unknown): string => JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v));
+const json = (value: unknown): string =>
+  JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v));
 
 /** The call fails within `ms` (it must not wait for the kernel's no_space_timeout). */
 async function failsFast(t: ExecutionContext, call: Promise<unknown>, what: string, ms = 2000): Promise<unknown> {
   const started = Date.now();
-  const error = await bounded(call, what).then(() => undefined, (e: unknown) => e);
+  const error = await bounded(call, what).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   t.true(error !== undefined, `${what} must fail`);
   t.true(Date.now() - started < ms, `${what} took ${Date.now() - started} ms`);
   return error;
 }
 
-test.serial('queue_if_no_space: writers block, the Driver refuses at once with typed errors, growPool() releases the queued I/O', async (t) => {
-  const home = newHome('queue');
-  const driver = await bounded(Driver.init({ home, baseSize: '64M', loopDataSize: '40M', loopMetadataSize: '16M', errorIfNoSpace: false }), 'init');
-  t.teardown(() => bounded(driver.cleanup(), 'cleanup at teardown', 90_000));
-  const watcher = driver.watch();
-  const events: PoolEvent[] = [];
-  watcher.on('event', (event: PoolEvent) => events.push(event));
-  t.teardown(() => watcher.stop());
+test.serial(
+  'queue_if_no_space: writers block, the Driver refuses at once with typed errors, growPool() releases the queued I/O',
+  async (t) => {
+    const home = newHome('queue');
+    const driver = await bounded(
+      Driver.init({ home, baseSize: '64M', loopDataSize: '40M', loopMetadataSize: '16M', errorIfNoSpace: false }),
+      'init',
+    );
+    t.teardown(() => bounded(driver.cleanup(), 'cleanup at teardown', 90_000));
+    const watcher = driver.watch();
+    const events: PoolEvent[] = [];
+    watcher.on('event', (event: PoolEvent) => events.push(event));
+    t.teardown(() => watcher.stop());
 
-  await driver.create('img');
-  const blob = randomBytes(1 << 20);
-  writeDurably(join(await driver.get('img'), 'blob'), blob);
-  await driver.put('img');
-  await driver.create('spare', 'img');
-  const buffered = randomBytes(2 << 20);
-  writeFileSync(join(await driver.get('spare'), 'buffered'), buffered); // in the page cache, not yet on the pool
-  await driver.create('fill', 'img');
-  const fillRoot = await driver.get('fill');
+    await driver.create('img');
+    const blob = randomBytes(1 << 20);
+    writeDurably(join(await driver.get('img'), 'blob'), blob);
+    await driver.put('img');
+    await driver.create('spare', 'img');
+    const buffered = randomBytes(2 << 20);
+    writeFileSync(join(await driver.get('spare'), 'buffered'), buffered); // in the page cache, not yet on the pool
+    await driver.create('fill', 'img');
+    const fillRoot = await driver.get('fill');
 
-  let ddExit: { code: number | null; at: number } | undefined;
-  const dd = spawn('dd', ['if=/dev/zero', `of=${join(fillRoot, 'filler')}`, 'bs=1M', 'count=60', 'oflag=direct'], { stdio: 'ignore' });
-  dd.on('close', (code) => { ddExit = { code, at: Date.now() }; });
-  t.teardown(() => { if (!ddExit) dd.kill('SIGKILL'); });
-  t.true(await eventually(async () => (await driver.status()).poolMode === 'out_of_data_space', 15_000), 'the pool runs out of data space');
-  t.true(await eventually(() => events.some((e) => e.kinds.includes('out-of-data-space')), 5000), json(events.map((e) => e.kinds)));
-  t.is(ddExit, undefined, 'the writer is blocked, queued by the pool');
+    let ddExit: { code: number | null; at: number } | undefined;
+    const dd = spawn('dd', ['if=/dev/zero', `of=${join(fillRoot, 'filler')}`, 'bs=1M', 'count=60', 'oflag=direct'], {
+      stdio: 'ignore',
+    });
+    dd.on('close', (code) => {
+      ddExit = { code, at: Date.now() };
+    });
+    t.teardown(() => {
+      if (!ddExit) dd.kill('SIGKILL');
+    });
+    t.true(
+      await eventually(async () => (await driver.status()).poolMode === 'out_of_data_space', 15_000),
+      'the pool runs out of data space',
+    );
+    t.true(
+      await eventually(() => events.some((e) => e.kinds.includes('out-of-data-space')), 5000),
+      json(events.map((e) => e.kinds)),
+    );
+    t.is(ddExit, undefined, 'the writer is blocked, queued by the pool');
 
-  t.is(codeOf(await failsFast(t, driver.create('more', 'img'), 'create')), 'ERR_DM_NO_SPACE');
-  const getError = await failsFast(t, driver.get('img'), 'get');
-  t.true(getError instanceof PoolModeError, String(getError));
-  const putError = await failsFast(t, driver.put('spare'), 'put');
-  t.is(codeOf(putError), 'ERR_DM_NO_SPACE', String(putError));
-  t.regex(String(putError), /queues I\/O.*growPool/);
-  t.is(driver.mountCount('spare'), 1, 'the refused put left the layer mounted');
-  t.is(ddExit, undefined, 'still blocked');
+    t.is(codeOf(await failsFast(t, driver.create('more', 'img'), 'create')), 'ERR_DM_NO_SPACE');
+    const getError = await failsFast(t, driver.get('img'), 'get');
+    t.true(getError instanceof PoolModeError, String(getError));
+    const putError = await failsFast(t, driver.put('spare'), 'put');
+    t.is(codeOf(putError), 'ERR_DM_NO_SPACE', String(putError));
+    t.regex(String(putError), /queues I\/O.*growPool/);
+    t.is(driver.mountCount('spare'), 1, 'the refused put left the layer mounted');
+    t.is(ddExit, undefined, 'still blocked');
 
-  const grownAt = Date.now();
-  t.is(await bounded(driver.growPool('160M'), 'growPool'), 160n << 20n);
-  t.is((await driver.status()).poolMode, 'rw');
-  t.true(await eventually(() => ddExit !== undefined, 15_000), 'growing the pool released the blocked writer');
-  t.log(`the writer ended ${ddExit!.at - grownAt} ms after growPool (exit ${ddExit!.code}: its filesystem, 64M, may fill)`);
+    const grownAt = Date.now();
+    t.is(await bounded(driver.growPool('160M'), 'growPool'), 160n << 20n);
+    t.is((await driver.status()).poolMode, 'rw');
+    t.true(await eventually(() => ddExit !== undefined, 15_000), 'growing the pool released the blocked writer');
+    t.log(
+      `the writer ended ${ddExit!.at - grownAt} ms after growPool (exit ${ddExit!.code}: its filesystem, 64M, may fill)`,
+    );
 
-  await bounded(driver.put('spare'), 'put after growPool');
-  t.is(driver.mountCount('spare'), 0);
-  const spareRoot = await driver.get('spare');
-  t.is(sha(readFileSync(join(spareRoot, 'buffered'))), sha(buffered), 'the refused put lost nothing');
-  t.is(sha(readFileSync(join(spareRoot, 'blob'))), sha(blob));
-  await driver.put('spare');
-  await bounded(driver.put('fill'), 'put fill');
-  await driver.create('more', 'img');
-  const report = await bounded(driver.check(), 'check');
-  t.true(report.clean, json(report));
-  await driver.cleanup();
-});
+    await bounded(driver.put('spare'), 'put after growPool');
+    t.is(driver.mountCount('spare'), 0);
+    const spareRoot = await driver.get('spare');
+    t.is(sha(readFileSync(join(spareRoot, 'buffered'))), sha(buffered), 'the refused put lost nothing');
+    t.is(sha(readFileSync(join(spareRoot, 'blob'))), sha(blob));
+    await driver.put('spare');
+    await bounded(driver.put('fill'), 'put fill');
+    await driver.create('more', 'img');
+    const report = await bounded(driver.check(), 'check');
+    t.true(report.clean, json(report));
+    await driver.cleanup();
+  },
+);
 
 test.serial('nothing leaked: no dm device, no loop device, no mount under any home', (t) => {
   assertNothingLeaked(t);

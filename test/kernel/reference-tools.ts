@@ -5,7 +5,11 @@ import { existsSync } from 'node:fs';
 
 /** Runs a program (never a shell) and returns its stdout; throws with its stderr on failure. */
 export function run(program: string, args: string[], input?: string): string {
-  return execFileSync(program, args, { encoding: 'utf8', input, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+  return execFileSync(program, args, {
+    encoding: 'utf8',
+    input,
+    stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+  });
 }
 
 /** dmsetup without udev: no cookie to wait for, nodes made by libdm itself. */
@@ -16,6 +20,8 @@ export function dmsetup(...args: string[]): string {
 /** Fails loudly when a kernel test is run somewhere without device-mapper (never a silent skip). */
 export function assertKernelTestBed(): void {
   if (!existsSync('/dev/mapper/control')) {
-    throw new Error('kernel tests need device-mapper (/dev/mapper/control): run them with `npm test`, which boots the test kernel');
+    throw new Error(
+      'kernel tests need device-mapper (/dev/mapper/control): run them with `npm test`, which boots the test kernel',
+    );
   }
 }

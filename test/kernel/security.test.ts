@@ -13,12 +13,34 @@
 //   error, nothing mounted, no device left active;
 // - a symlink planted inside a layer's filesystem (rootfs, id) is not followed out of <home>.
 import test from 'ava';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, symlinkSync, unlinkSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  unlinkSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Driver } from '../../src/driver/driver.js';
 import { InvalidArgumentError } from '../../src/errors.js';
 import { assertKernelTestBed } from './reference-tools.js';
-import { SMALL, allHomes, dmNames, driverDmNames, loopLines, metadataSnapshot, mountsUnder, newHome, removeHomes } from './driver-helpers.js';
+import {
+  SMALL,
+  allHomes,
+  dmNames,
+  driverDmNames,
+  loopLines,
+  metadataSnapshot,
+  mountsUnder,
+  newHome,
+  removeHomes,
+} from './driver-helpers.js';
 
 test.before(() => assertKernelTestBed());
 test.after.always(() => removeHomes());
@@ -30,7 +52,9 @@ function tree(dir: string, mounts: readonly string[]): Record<string, string> {
     for (const entry of readdirSync(path, { withFileTypes: true })) {
       const full = join(path, entry.name);
       const st = statSync(full, { throwIfNoEntry: false });
-      out[full.slice(dir.length)] = st ? `${(st.mode & 0o7777).toString(8)} ${st.isDirectory() ? 'dir' : st.size}` : 'dangling';
+      out[full.slice(dir.length)] = st
+        ? `${(st.mode & 0o7777).toString(8)} ${st.isDirectory() ? 'dir' : st.size}`
+        : 'dangling';
       if (entry.isDirectory() && !mounts.includes(full)) walk(full);
     }
   };
@@ -51,8 +75,31 @@ function picture(home: string): unknown {
 }
 
 const BAD_IDS: unknown[] = [
-  '../x', '../../etc', '..', '.', '/abs', '/tmp', 'a/b', 'mnt/../../x', 'a\0b', 'x\0', 'x'.repeat(81), 'x'.repeat(4096), 'a\nb', 'x\n',
-  '', ' ', '.base', '-rf', 'a\\b', 'pool', 'a;b', '$(reboot)', 42, null, {},
+  '../x',
+  '../../etc',
+  '..',
+  '.',
+  '/abs',
+  '/tmp',
+  'a/b',
+  'mnt/../../x',
+  'a\0b',
+  'x\0',
+  'x'.repeat(81),
+  'x'.repeat(4096),
+  'a\nb',
+  'x\n',
+  '',
+  ' ',
+  '.base',
+  '-rf',
+  'a\\b',
+  'pool',
+  'a;b',
+  '$(reboot)',
+  42,
+  null,
+  {},
 ];
 
 test.serial('bad layer ids are refused by every Driver method before anything is touched', async (t) => {
@@ -75,15 +122,24 @@ test.serial('bad layer ids are refused by every Driver method before anything is
   for (const id of BAD_IDS) {
     for (const [name, call] of calls) {
       if (name === 'create (parent)' && (id === '' || id === null)) continue; // no parent: Docker's "" (and null) mean the base device
-      const error = await t.throwsAsync(call(id), { instanceOf: InvalidArgumentError }, `${name}(${JSON.stringify(id)})`);
+      const error = await t.throwsAsync(
+        call(id),
+        { instanceOf: InvalidArgumentError },
+        `${name}(${JSON.stringify(id)})`,
+      );
       t.is(error?.code, 'ERR_DM_INVALID_ARGUMENT');
       refused++;
     }
   }
-  t.deepEqual(picture(home), before, 'metadata, the home\'s tree, its surroundings, devices and mounts are unchanged');
-  t.false(existsSync(join(home, 'x')) || existsSync(join(dirname(home), 'x')) || existsSync('/x') || existsSync('/abs'));
+  t.deepEqual(picture(home), before, "metadata, the home's tree, its surroundings, devices and mounts are unchanged");
+  t.false(
+    existsSync(join(home, 'x')) || existsSync(join(dirname(home), 'x')) || existsSync('/x') || existsSync('/abs'),
+  );
   t.is(driver.mountCount('img'), 1);
-  t.deepEqual((await driver.list()).map((l) => l.id), ['img']);
+  t.deepEqual(
+    (await driver.list()).map((l) => l.id),
+    ['img'],
+  );
   t.log(`${refused} calls refused`);
   await driver.put('img');
 });
@@ -109,7 +165,11 @@ test.serial('metadata, loop files and the lock are not group/world readable, eve
   t.is(mode(join(home, 'lock')), 0o600, 'lock');
   for (const file of ['data', 'metadata']) t.is(mode(join(home, 'devicemapper', file)), 0o600, `loop file ${file}`);
   const metadataFiles = readdirSync(join(home, 'metadata'));
-  t.true(metadataFiles.includes('deviceset.json') && metadataFiles.includes('img.layer.json') && metadataFiles.includes('ctr.layer.json'));
+  t.true(
+    metadataFiles.includes('deviceset.json') &&
+      metadataFiles.includes('img.layer.json') &&
+      metadataFiles.includes('ctr.layer.json'),
+  );
   for (const file of metadataFiles) t.is(mode(join(home, 'metadata', file)), 0o600, file);
   // Nothing outside the mounted layers is open to group or others.
   const mounts = mountsUnder(home);
@@ -139,7 +199,10 @@ test.serial('mkfs runs without a shell: shell syntax in a mkfs argument is one l
   await driver.create('img');
   const mountPoint = join(home, 'mnt', 'img');
   await driver.get('img');
-  const source = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')).find((f) => f[1] === mountPoint)?.[0];
+  const source = readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' '))
+    .find((f) => f[1] === mountPoint)?.[0];
   t.truthy(source, 'the layer is mounted');
   // ext4's s_volume_name: 16 bytes at superblock (offset 1024) + 0x78.
   const raw = Buffer.alloc(16);
@@ -160,7 +223,11 @@ test.serial('a mount label or mount option with a comma or newline cannot inject
   await driver.create('img');
   const { poolName } = await driver.status();
   for (const label of ['x,ro', 'system_u:object_r:t:s0,dev,suid', 'x\nro', 'x\n', 'a"b', 'a,', 'x" ,exec,"']) {
-    const error = await t.throwsAsync(driver.get('img', label), { instanceOf: InvalidArgumentError }, JSON.stringify(label));
+    const error = await t.throwsAsync(
+      driver.get('img', label),
+      { instanceOf: InvalidArgumentError },
+      JSON.stringify(label),
+    );
     t.is(error?.argument, 'mountLabel');
     t.deepEqual(mountsUnder(home), [], 'nothing mounted');
     t.deepEqual(driverDmNames(), [poolName], 'no device activated');
@@ -170,7 +237,11 @@ test.serial('a mount label or mount option with a comma or newline cannot inject
   // refuses the mount, and the failed get leaves nothing behind either way.
   try {
     await driver.get('img', 'system_u:object_r:container_file_t:s0:c1,c2');
-    const options = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')).find((f) => f[1] === join(home, 'mnt', 'img'))?.[3] ?? '';
+    const options =
+      readFileSync('/proc/self/mounts', 'utf8')
+        .split('\n')
+        .map((l) => l.split(' '))
+        .find((f) => f[1] === join(home, 'mnt', 'img'))?.[3] ?? '';
     t.false(/(^|,)(c2|ro)(,|$)/.test(options), `no stray option: ${options}`);
     await driver.put('img');
   } catch (error) {
@@ -182,12 +253,16 @@ test.serial('a mount label or mount option with a comma or newline cannot inject
   // dm.mountopt: refused at init, before the home is even made.
   const other = join(newHome('mountopt'), 'home');
   for (const mountOptions of ['noatime\nexec', 'ro\n', 'x y', 'context="a,b"']) {
-    await t.throwsAsync(Driver.init({ home: other, ...SMALL, mountOptions }), { instanceOf: InvalidArgumentError }, JSON.stringify(mountOptions));
+    await t.throwsAsync(
+      Driver.init({ home: other, ...SMALL, mountOptions }),
+      { instanceOf: InvalidArgumentError },
+      JSON.stringify(mountOptions),
+    );
     t.false(existsSync(other), 'nothing was made');
   }
 });
 
-test.serial('symlinks planted in a layer\'s filesystem are not followed out of <home>', async (t) => {
+test.serial("symlinks planted in a layer's filesystem are not followed out of <home>", async (t) => {
   const home = newHome('symlink');
   const outside = newHome('outside');
   const driver = await Driver.init({ home, ...SMALL });

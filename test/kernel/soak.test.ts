@@ -27,11 +27,22 @@ import { findThinTool } from '../../src/driver/thin-check.js';
 import { assertKernelTestBed } from './reference-tools.js';
 import { prng } from '../prng.js';
 import {
-  SMALL, allHomes, dmNames, driverDmNames, loopLines, mountsUnder, newHome, openTransactionExists, removeHomes, savedState, savedThinIds,
+  SMALL,
+  allHomes,
+  dmNames,
+  driverDmNames,
+  loopLines,
+  mountsUnder,
+  newHome,
+  openTransactionExists,
+  removeHomes,
+  savedState,
+  savedThinIds,
 } from './driver-helpers.js';
 
 const OPS = Number(process.env.DEVMAPPER_SOAK_OPS ?? 200);
-const SEED = process.env.DEVMAPPER_SOAK_SEED !== undefined ? Number(process.env.DEVMAPPER_SOAK_SEED) >>> 0 : randomInt(2 ** 31);
+const SEED =
+  process.env.DEVMAPPER_SOAK_SEED !== undefined ? Number(process.env.DEVMAPPER_SOAK_SEED) >>> 0 : randomInt(2 ** 31);
 const REPLAY = `DEVMAPPER_SOAK_SEED=${SEED} DEVMAPPER_SOAK_OPS=${OPS} npm test -- test/kernel/soak.test.ts`;
 /** The most layers alive at once (keeps the small pool far from its free-space guard). */
 const MAX_LAYERS = 16;
@@ -52,7 +63,9 @@ test.before(() => {
   childScript = join(scriptDir, 'child.mjs');
   // The child opens the home (adopting the parent's mounts), says 'ready', does one create or
   // remove, says 'done', and lets go with close(), as a CLI command would.
-  writeFileSync(childScript, `
+  writeFileSync(
+    childScript,
+    `
 import { Driver } from ${JSON.stringify(INDEX_URL)};
 const [home, op, id, parent] = process.argv.slice(2);
 const driver = await Driver.init({ home, ...${JSON.stringify(SMALL)} });
@@ -61,7 +74,8 @@ if (op === 'create') await driver.create(id, parent === '-' ? null : parent);
 else await driver.remove(id);
 process.stdout.write('done\\n');
 await driver.close();
-`);
+`,
+  );
 });
 
 test.after.always(() => {
@@ -69,21 +83,42 @@ test.after.always(() => {
   removeHomes();
 });
 
-interface ChildResult { done: boolean; ready: boolean; signal: NodeJS.Signals | null; code: number | null; output: string; ms: number }
+interface ChildResult {
+  done: boolean;
+  ready: boolean;
+  signal: NodeJS.Signals | null;
+  code: number | null;
+  output: string;
+  ms: number;
+}
 
 /** Runs the child; kills it with SIGKILL `killAfterMs` after it starts (undefined: never). */
 function runChild(env: NodeJS.ProcessEnv, args: string[], killAfterMs: number | undefined): Promise<ChildResult> {
   return new Promise((resolve, reject) => {
     const started = Date.now();
-    const child = spawn(process.execPath, [childScript, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [childScript, ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let output = '';
-    child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString(); });
-    child.stderr.on('data', (chunk: Buffer) => { output += chunk.toString(); });
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+    });
     const timer = killAfterMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), killAfterMs);
     child.on('error', reject);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      resolve({ done: /^done$/m.test(output), ready: /^ready$/m.test(output), signal, code, output, ms: Date.now() - started });
+      resolve({
+        done: /^done$/m.test(output),
+        ready: /^ready$/m.test(output),
+        signal,
+        code,
+        output,
+        ms: Date.now() - started,
+      });
     });
   });
 }
@@ -117,7 +152,10 @@ function poolThinIdsByIoctl(dm: DeviceMapper, poolName: string, maxId: number): 
 
 const jsonBigint = (_: string, v: unknown): unknown => (typeof v === 'bigint' ? String(v) : v);
 
-interface ModelLayer { parent: string | null; files: Map<string, string> }
+interface ModelLayer {
+  parent: string | null;
+  files: Map<string, string>;
+}
 
 test.serial(`soak: ${OPS} random Driver operations against a model (seed ${SEED})`, async (t) => {
   t.timeout(Math.max(120_000, OPS * 2_000), 'soak');
@@ -143,8 +181,11 @@ test.serial(`soak: ${OPS} random Driver operations against a model (seed ${SEED}
   });
   const { poolName } = await driver.status();
 
-  const where = (): string => `step ${step} (seed ${SEED}; replay: ${REPLAY})\nlast operations:\n  ${history.slice(-25).join('\n  ')}`;
-  const fail = (message: string): never => { throw new Error(`${message}\nat ${where()}`); };
+  const where = (): string =>
+    `step ${step} (seed ${SEED}; replay: ${REPLAY})\nlast operations:\n  ${history.slice(-25).join('\n  ')}`;
+  const fail = (message: string): never => {
+    throw new Error(`${message}\nat ${where()}`);
+  };
   const expectSame = (actual: unknown, expected: unknown, what: string): void => {
     const a = JSON.stringify(actual, jsonBigint);
     const e = JSON.stringify(expected, jsonBigint);
@@ -166,7 +207,8 @@ test.serial(`soak: ${OPS} random Driver operations against a model (seed ${SEED}
     for (const name of readdirSync(dir).sort()) out[name] = readFileSync(join(dir, name), 'utf8');
     return out;
   };
-  const modelFiles = (id: string): Record<string, string> => Object.fromEntries([...layers.get(id)!.files].sort(([x], [y]) => (x < y ? -1 : 1)));
+  const modelFiles = (id: string): Record<string, string> =>
+    Object.fromEntries([...layers.get(id)!.files].sort(([x], [y]) => (x < y ? -1 : 1)));
   const restartModel = (keepMounts: boolean): void => {
     // A new driver adopts each leftover mount with one reference (close), or finds none (cleanup).
     for (const id of [...mounts.keys()]) {
@@ -179,20 +221,35 @@ test.serial(`soak: ${OPS} random Driver operations against a model (seed ${SEED}
   const verify = async (deep: boolean, useDmsetup = false): Promise<void> => {
     // First, so that a device left suspended fails here instead of hanging the file reads below.
     const prefix = poolName.slice(0, -'pool'.length);
-    for (const { name } of dm.list()) if (name.startsWith(prefix) && dm.info(name).suspended) fail(`${name} was left suspended`);
-    const listed = (await driver.list()).map((l) => ({ id: l.id, parent: l.parent, mounted: l.mounted })).sort((x, y) => (x.id < y.id ? -1 : 1));
-    const expected = [...layers].map(([id, l]) => ({ id, parent: l.parent, mounted: mounts.has(id) })).sort((x, y) => (x.id < y.id ? -1 : 1));
+    for (const { name } of dm.list())
+      if (name.startsWith(prefix) && dm.info(name).suspended) fail(`${name} was left suspended`);
+    const listed = (await driver.list())
+      .map((l) => ({ id: l.id, parent: l.parent, mounted: l.mounted }))
+      .sort((x, y) => (x.id < y.id ? -1 : 1));
+    const expected = [...layers]
+      .map(([id, l]) => ({ id, parent: l.parent, mounted: mounts.has(id) }))
+      .sort((x, y) => (x.id < y.id ? -1 : 1));
     expectSame(listed, expected, 'driver.list()');
     for (const id of layers.keys()) expectSame(driver.mountCount(id), mounts.get(id) ?? 0, `mountCount(${id})`);
-    expectSame(mountsUnder(home), [...mounts.keys()].map((id) => join(home, 'mnt', id)).sort(), 'mounts under the home');
+    expectSame(
+      mountsUnder(home),
+      [...mounts.keys()].map((id) => join(home, 'mnt', id)).sort(),
+      'mounts under the home',
+    );
     for (const id of mounts.keys()) expectSame(filesOn(id), modelFiles(id), `files of mounted layer ${id}`);
     if (!deep) return;
     const expectedDevices = [poolName, ...[...mounts.keys()].map((id) => prefix + id)].sort();
     // The test's own control fd (a dmsetup process per step would dominate the run time).
-    const active = (useDmsetup ? driverDmNames() : dm.list().map((d) => d.name)).filter((n) => n.startsWith(prefix)).sort();
+    const active = (useDmsetup ? driverDmNames() : dm.list().map((d) => d.name))
+      .filter((n) => n.startsWith(prefix))
+      .sort();
     expectSame(active, expectedDevices, `active dm devices (${useDmsetup ? 'dmsetup ls' : 'DM_LIST_DEVICES'})`);
     if (openTransactionExists(home)) fail('an open transaction was left behind');
-    expectSame((await driver.status()).transactionId, BigInt(savedState(home).transactionId), 'pool transaction id vs deviceset.json');
+    expectSame(
+      (await driver.status()).transactionId,
+      BigInt(savedState(home).transactionId),
+      'pool transaction id vs deviceset.json',
+    );
   };
 
   const createLayer = (id: string, parent: string | null): void => {
@@ -203,7 +260,8 @@ test.serial(`soak: ${OPS} random Driver operations against a model (seed ${SEED}
   /** `forced`: a create SIGKILLed at create:suspended (the origin, mounted, left suspended). */
   const crash = async (forced = false): Promise<void> => {
     const removable = [...layers.keys()].filter((id) => !mounts.has(id));
-    const op: 'create' | 'remove' = forced || removable.length === 0 || (layers.size < MAX_LAYERS && chance(0.5)) ? 'create' : 'remove';
+    const op: 'create' | 'remove' =
+      forced || removable.length === 0 || (layers.size < MAX_LAYERS && chance(0.5)) ? 'create' : 'remove';
     const id = op === 'create' ? `l${nextLayer++}` : pick(removable);
     const byPoint = forced || chance(0.5);
     const point = forced ? 'create:suspended' : byPoint ? pick(CRASH_POINTS[op]) : undefined;
@@ -212,13 +270,20 @@ test.serial(`soak: ${OPS} random Driver operations against a model (seed ${SEED}
     const parents = point === 'create:suspended' && mounted.length > 0 ? mounted : [...layers.keys()];
     const parent = op === 'create' && layers.size > 0 && (forced || chance(0.8)) ? pick(parents) : null;
     const delay = byPoint ? undefined : Math.floor(rand() * childMs * 1.2);
-    history.push(`crash: child ${op} ${id}${op === 'create' ? ` parent ${parent}` : ''} ${point ? `SIGKILL at ${point}` : `SIGKILL after ${delay} ms`}`);
+    history.push(
+      `crash: child ${op} ${id}${op === 'create' ? ` parent ${parent}` : ''} ${point ? `SIGKILL at ${point}` : `SIGKILL after ${delay} ms`}`,
+    );
     await driver.close();
     open = false;
     restartModel(true);
     const before = layers.get(id);
-    const result = await runChild(point ? { DEVMAPPER_TEST_CRASH_AT: point } : {}, [home, op, id, parent ?? '-'], delay);
-    if (result.signal === null && result.code !== 0) fail(`the child failed on its own (status ${result.code}):\n${result.output}`);
+    const result = await runChild(
+      point ? { DEVMAPPER_TEST_CRASH_AT: point } : {},
+      [home, op, id, parent ?? '-'],
+      delay,
+    );
+    if (result.signal === null && result.code !== 0)
+      fail(`the child failed on its own (status ${result.code}):\n${result.output}`);
     if (result.signal === null && result.done && !point) childMs = Math.max(200, Math.round((childMs + result.ms) / 2));
     // Every point is on the path of its operation, except create:suspended, which is reached
     // only when the parent is active (mounted) and gets suspended around the snapshot.
@@ -226,11 +291,14 @@ test.serial(`soak: ${OPS} random Driver operations against a model (seed ${SEED}
     if (point && reachable && result.signal !== 'SIGKILL') {
       fail(`the child was to die at ${point} but ended with ${result.code}/${result.signal}:\n${result.output}`);
     }
-    history.push(`  child: ${result.signal ?? `exit ${result.code}`}${result.done ? ', done' : result.ready ? ', after init' : ', during init'} in ${result.ms} ms`);
+    history.push(
+      `  child: ${result.signal ?? `exit ${result.code}`}${result.done ? ', done' : result.ready ? ', after init' : ', during init'} in ${result.ms} ms`,
+    );
     driver = await Driver.init(options);
     open = true;
     const exists = await driver.exists(id);
-    if (result.done && exists !== (op === 'create')) fail(`the child finished its ${op} of ${id}, but the layer ${exists ? 'exists' : 'does not exist'}`);
+    if (result.done && exists !== (op === 'create'))
+      fail(`the child finished its ${op} of ${id}, but the layer ${exists ? 'exists' : 'does not exist'}`);
     if (op === 'create') {
       if (exists) createLayer(id, parent);
     } else if (!exists) {
@@ -238,7 +306,8 @@ test.serial(`soak: ${OPS} random Driver operations against a model (seed ${SEED}
     } else if (!before) {
       fail(`${id} exists after a crashed remove but was not in the model`);
     }
-    counts[`crash ${op} ${exists === (op === 'create') ? 'took effect' : 'rolled back'}`] = (counts[`crash ${op} ${exists === (op === 'create') ? 'took effect' : 'rolled back'}`] ?? 0) + 1;
+    counts[`crash ${op} ${exists === (op === 'create') ? 'took effect' : 'rolled back'}`] =
+      (counts[`crash ${op} ${exists === (op === 'create') ? 'took effect' : 'rolled back'}`] ?? 0) + 1;
     history.push(`  -> ${id} ${exists ? 'exists' : 'does not exist'}`);
   };
 
@@ -266,7 +335,11 @@ test.serial(`soak: ${OPS} random Driver operations against a model (seed ${SEED}
       if (ids.length > 0 && chance(0.05)) {
         const existing = pick(ids);
         history.push(`create ${existing} (exists)`);
-        await expectCode(driver.create(existing, null), 'ERR_DM_LAYER_EXISTS', `create(${existing}) of an existing layer`);
+        await expectCode(
+          driver.create(existing, null),
+          'ERR_DM_LAYER_EXISTS',
+          `create(${existing}) of an existing layer`,
+        );
       } else if (chance(0.03)) {
         history.push(`create x${step} parent nosuch (unknown parent)`);
         await expectCode(driver.create(`x${step}`, 'nosuch'), 'ERR_DM_UNKNOWN_PARENT', 'create with an unknown parent');
@@ -337,7 +410,12 @@ test.serial(`soak: ${OPS} random Driver operations against a model (seed ${SEED}
       if (keep) await driver.close();
       else await driver.cleanup();
       open = false;
-      if (!keep) expectSame(driverDmNames().filter((n) => n.startsWith(poolName.slice(0, -4))), [], 'devices after cleanup()');
+      if (!keep)
+        expectSame(
+          driverDmNames().filter((n) => n.startsWith(poolName.slice(0, -4))),
+          [],
+          'devices after cleanup()',
+        );
       restartModel(keep);
       driver = await Driver.init(options);
       open = true;
@@ -375,20 +453,46 @@ test.serial(`soak: ${OPS} random Driver operations against a model (seed ${SEED}
 
   const report = await driver.check({ thinCheck: true });
   t.true(report.clean, `check() is clean at the end: ${JSON.stringify(report, jsonBigint)}`);
-  if (findThinTool('thin_check')) t.true(report.thinCheck?.ok, `thin_check passes on the pool's metadata at the end: ${JSON.stringify(report.thinCheck)}`);
+  if (findThinTool('thin_check'))
+    t.true(
+      report.thinCheck?.ok,
+      `thin_check passes on the pool's metadata at the end: ${JSON.stringify(report.thinCheck)}`,
+    );
   const owned = [...savedThinIds(home).values()].sort((x, y) => x - y);
-  t.deepEqual(poolThinIdsByIoctl(dm, poolName, savedState(home).nextDeviceId + 2), owned, 'the thin ids in the pool are exactly the metadata\'s');
+  t.deepEqual(
+    poolThinIdsByIoctl(dm, poolName, savedState(home).nextDeviceId + 2),
+    owned,
+    "the thin ids in the pool are exactly the metadata's",
+  );
   await driver.cleanup();
   open = false;
   t.deepEqual(mountsUnder(home), [], 'no mount left');
-  t.deepEqual(driverDmNames().filter((n) => n.startsWith(poolName.slice(0, -4))), [], 'no dm device left');
-  t.false(loopLines().some((line) => line.includes(home)), 'no loop device left');
-  t.log(`seed ${SEED}: ${OPS} operations: ${Object.entries(counts).sort().map(([k, v]) => `${k} ${v}`).join(', ')}; ${layers.size} layers at the end; ms spent: ${Object.entries(spent).sort().map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  t.deepEqual(
+    driverDmNames().filter((n) => n.startsWith(poolName.slice(0, -4))),
+    [],
+    'no dm device left',
+  );
+  t.false(
+    loopLines().some((line) => line.includes(home)),
+    'no loop device left',
+  );
+  t.log(
+    `seed ${SEED}: ${OPS} operations: ${Object.entries(counts)
+      .sort()
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}; ${layers.size} layers at the end; ms spent: ${Object.entries(spent)
+      .sort()
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}`,
+  );
 });
 
 test.serial('soak: nothing leaked (no dm device, loop device or mount of any home)', (t) => {
   t.deepEqual(driverDmNames(), []);
-  t.deepEqual(dmNames().filter((name) => name.startsWith('thinprobe')), []);
+  t.deepEqual(
+    dmNames().filter((name) => name.startsWith('thinprobe')),
+    [],
+  );
   t.deepEqual(loopLines(), []);
   for (const home of allHomes()) t.deepEqual(mountsUnder(home), [], home);
 });

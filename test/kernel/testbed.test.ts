@@ -1,7 +1,17 @@
 // Proves the test bed: a real device-mapper kernel, and a whole thin-pool lifecycle in it,
 // driven by the reference tools (dmsetup/losetup/mkfs/mount).
 import test from 'ava';
-import { mkdtempSync, rmSync, readFileSync, writeFileSync, mkdirSync, openSync, ftruncateSync, closeSync, writeSync } from 'node:fs';
+import {
+  mkdtempSync,
+  rmSync,
+  readFileSync,
+  writeFileSync,
+  mkdirSync,
+  openSync,
+  ftruncateSync,
+  closeSync,
+  writeSync,
+} from 'node:fs';
 import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assertKernelTestBed, dmsetup, run } from './reference-tools.js';
@@ -42,7 +52,12 @@ test('thin pool on loop devices: thin device, ext4, mount, write, snapshot, tear
     closeSync(fd);
 
     const pool = `testbed-pool-${process.pid}`;
-    dmsetup('create', pool, '--table', `0 ${(256 << 20) / 512} thin-pool ${metaLoop} ${dataLoop} 128 32768 1 skip_block_zeroing`);
+    dmsetup(
+      'create',
+      pool,
+      '--table',
+      `0 ${(256 << 20) / 512} thin-pool ${metaLoop} ${dataLoop} 128 32768 1 skip_block_zeroing`,
+    );
     devices.push(pool);
     dmsetup('message', pool, '0', 'create_thin 0');
     const thin = `${pool}-thin0`;

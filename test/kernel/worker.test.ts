@@ -42,12 +42,35 @@ await new Promise((r) => setTimeout(r, 300));
 process.stdout.write(JSON.stringify({ ...message, workerExit: code }));
 `;
   const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
-    env: { ...process.env, INDEX_JS: indexJs, DEV_NAME: name }, encoding: 'utf8', timeout: 120_000,
+    env: { ...process.env, INDEX_JS: indexJs, DEV_NAME: name },
+    encoding: 'utf8',
+    timeout: 120_000,
   });
-  t.teardown(() => { try { dmsetup('remove', name); } catch { /* gone, as it should be */ } });
-  t.deepEqual({ status: child.status, signal: child.signal }, { status: 0, signal: null }, `the process survived the worker's exit: ${child.stderr}`);
-  const result = JSON.parse(child.stdout) as { version: string; table: string[]; existsAfter: boolean; free: number; ffiRsLoaded: boolean; workerExit: number };
-  t.is(result.version, /Driver version:\s+(\S+)/.exec(dmsetup('version'))?.[1] ?? '(dmsetup printed no driver version)', 'DM_VERSION through koffi in the worker');
+  t.teardown(() => {
+    try {
+      dmsetup('remove', name);
+    } catch {
+      /* gone, as it should be */
+    }
+  });
+  t.deepEqual(
+    { status: child.status, signal: child.signal },
+    { status: 0, signal: null },
+    `the process survived the worker's exit: ${child.stderr}`,
+  );
+  const result = JSON.parse(child.stdout) as {
+    version: string;
+    table: string[];
+    existsAfter: boolean;
+    free: number;
+    ffiRsLoaded: boolean;
+    workerExit: number;
+  };
+  t.is(
+    result.version,
+    /Driver version:\s+(\S+)/.exec(dmsetup('version'))?.[1] ?? '(dmsetup printed no driver version)',
+    'DM_VERSION through koffi in the worker',
+  );
   t.deepEqual(result.table, ['zero 2048'], 'the table the worker loaded');
   t.false(result.existsAfter, 'removeAsync (a koffi blocking call) removed it');
   t.true(Number.isInteger(result.free) && result.free >= 0, `LOOP_CTL_GET_FREE answered ${result.free}`);

@@ -14,7 +14,16 @@
 //
 // `final` verifies, cleans up, and runs thin_check on the inactive pool's metadata file.
 // Usage: node guest.js round|final <home> <log> <seed>
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, statfsSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  openSync,
+  readFileSync,
+  statfsSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Driver } from '../../src/driver/driver.js';
@@ -24,7 +33,12 @@ import { prng } from '../prng.js';
 export { prng };
 
 // 10 layers of at most 32 MiB each fit the data file even if none shares a block.
-export const POWER_CUT_OPTIONS = { baseSize: '32M', loopDataSize: '512M', loopMetadataSize: '8M', minFreeSpacePercent: 0 } as const;
+export const POWER_CUT_OPTIONS = {
+  baseSize: '32M',
+  loopDataSize: '512M',
+  loopMetadataSize: '8M',
+  minFreeSpacePercent: 0,
+} as const;
 
 /** Replayed from the log: layer id -> its finished files (name -> sha256). */
 export type Model = Map<string, Map<string, string>>;
@@ -54,14 +68,17 @@ export function replay(text: string): LogState {
     if (kind === 'begin') inFlight = value;
     else if (kind === 'ack') {
       inFlight = undefined;
-      if (value.op === 'create') model.set(value.id, new Map(value.parent ? model.get(value.parent) ?? [] : []));
+      if (value.op === 'create') model.set(value.id, new Map(value.parent ? (model.get(value.parent) ?? []) : []));
       else if (value.op === 'remove') model.delete(value.id);
-      else if (value.op === 'put') for (const [name, hash] of Object.entries(value.files as Record<string, string>)) model.get(value.id)?.set(name, hash);
+      else if (value.op === 'put')
+        for (const [name, hash] of Object.entries(value.files as Record<string, string>))
+          model.get(value.id)?.set(name, hash);
       if (value.op in acked) acked[value.op as keyof typeof acked]++;
     } else if (kind === 'verified') {
       inFlight = undefined;
       model.clear();
-      for (const [id, files] of Object.entries(value.layers as Record<string, Record<string, string>>)) model.set(id, new Map(Object.entries(files)));
+      for (const [id, files] of Object.entries(value.layers as Record<string, Record<string, string>>))
+        model.set(id, new Map(Object.entries(files)));
     }
   }
   return { model, inFlight, acked };
@@ -88,21 +105,27 @@ async function verify(driver: Driver, state: LogState, openTransaction: boolean)
   const problems: string[] = [];
   const started = Date.now();
   const report = await driver.check({ thinCheck: true });
-  if (!report.clean) problems.push(`check not clean: ${JSON.stringify(report, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}`);
-  if (report.thinCheck && !(report.thinCheck.ran ? report.thinCheck.ok : true)) problems.push(`thin_check: ${report.thinCheck.summary}`);
+  if (!report.clean)
+    problems.push(
+      `check not clean: ${JSON.stringify(report, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}`,
+    );
+  if (report.thinCheck && !(report.thinCheck.ran ? report.thinCheck.ok : true))
+    problems.push(`thin_check: ${report.thinCheck.summary}`);
   const actual = new Set((await driver.list()).map((l) => l.id));
   const expected = new Map(state.model);
   const flight = state.inFlight;
   let inFlightOutcome = 'none';
   if (flight?.op === 'create') {
     inFlightOutcome = actual.has(flight.id) ? 'create done' : 'create rolled back';
-    if (actual.has(flight.id)) expected.set(flight.id, new Map(flight.parent ? state.model.get(flight.parent) ?? [] : []));
+    if (actual.has(flight.id))
+      expected.set(flight.id, new Map(flight.parent ? (state.model.get(flight.parent) ?? []) : []));
   } else if (flight?.op === 'remove') {
     inFlightOutcome = actual.has(flight.id) ? 'remove not done' : 'remove done';
     if (!actual.has(flight.id)) expected.delete(flight.id);
   } else if (flight) inFlightOutcome = `${flight.op} interrupted`;
   for (const id of expected.keys()) if (!actual.has(id)) problems.push(`layer ${id} was reported created but is gone`);
-  for (const id of actual) if (!expected.has(id)) problems.push(`layer ${id} exists but the log says it was removed or never created`);
+  for (const id of actual)
+    if (!expected.has(id)) problems.push(`layer ${id} exists but the log says it was removed or never created`);
   let files = 0;
   let bytes = 0;
   for (const [id, wanted] of expected) {
@@ -127,7 +150,15 @@ async function verify(driver: Driver, state: LogState, openTransaction: boolean)
   if (problems.length > 0) throw new Error(`power-cut verification failed:\n  ${problems.join('\n  ')}`);
   return {
     layers: Object.fromEntries([...expected].map(([id, f]) => [id, Object.fromEntries(f)])),
-    figures: { layers: expected.size, files, bytes, inFlight: inFlightOutcome, openTransaction, verifyMs: Date.now() - started, thinCheck: report.thinCheck?.summary },
+    figures: {
+      layers: expected.size,
+      files,
+      bytes,
+      inFlight: inFlightOutcome,
+      openTransaction,
+      verifyMs: Date.now() - started,
+      thinCheck: report.thinCheck?.summary,
+    },
   };
 }
 
@@ -144,11 +175,12 @@ async function stream(driver: Driver, log: Log, random: () => number, round: num
       if (ids.length >= 10) continue;
       const id = `r${round}-${n++}`;
       const mountedIds = [...mounted.keys()];
-      const parent = random() < 0.3 && mountedIds.length > 0 ? pick(mountedIds) : random() < 0.7 ? pick(ids) : undefined;
+      const parent =
+        random() < 0.3 && mountedIds.length > 0 ? pick(mountedIds) : random() < 0.7 ? pick(ids) : undefined;
       log.write('begin', { op: 'create', id, parent });
       await driver.create(id, parent);
       log.write('ack', { op: 'create', id, parent });
-      model.set(id, new Map(parent ? model.get(parent) ?? [] : []));
+      model.set(id, new Map(parent ? (model.get(parent) ?? []) : []));
     } else if (roll < 0.55) {
       // get, then write files (they count once the put has returned)
       const id = pick(ids.filter((i) => !mounted.has(i)));
@@ -157,8 +189,9 @@ async function stream(driver: Driver, log: Log, random: () => number, round: num
     } else if (roll < 0.75) {
       const entry = pick([...mounted.entries()]);
       if (!entry) continue;
-      const [id, m] = entry;
-      const size = random() < 0.2 ? (1 << 20) + Math.floor(random() * (1 << 20)) : 1 + Math.floor(random() * (64 << 10));
+      const [_id, m] = entry;
+      const size =
+        random() < 0.2 ? (1 << 20) + Math.floor(random() * (1 << 20)) : 1 + Math.floor(random() * (64 << 10));
       // Each layer's filesystem is the base's 32 MiB: files stop well before it is full.
       const fs = statfsSync(m.rootfs);
       if (Number(fs.bavail) * Number(fs.bsize) < size + (8 << 20)) continue;
@@ -210,7 +243,18 @@ async function main(): Promise<void> {
     log.close();
     return;
   }
-  await stream(driver, log, prng(Number(seedText)), Number(seedText), new Map([...Object.entries(verified.layers as Record<string, Record<string, string>>)].map(([id, f]) => [id, new Map(Object.entries(f))])));
+  await stream(
+    driver,
+    log,
+    prng(Number(seedText)),
+    Number(seedText),
+    new Map(
+      [...Object.entries(verified.layers as Record<string, Record<string, string>>)].map(([id, f]) => [
+        id,
+        new Map(Object.entries(f)),
+      ]),
+    ),
+  );
 }
 
 if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href) {

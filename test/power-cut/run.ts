@@ -52,15 +52,17 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 function lines(path: string): Array<{ kind: string; value: any }> {
   if (!existsSync(path)) return [];
-  return readFileSync(path, 'utf8').split('\n').flatMap((line) => {
-    const space = line.indexOf(' ');
-    if (space < 0) return [];
-    try {
-      return [{ kind: line.slice(0, space), value: JSON.parse(line.slice(space + 1)) }];
-    } catch {
-      return [];
-    }
-  });
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .flatMap((line) => {
+      const space = line.indexOf(' ');
+      if (space < 0) return [];
+      try {
+        return [{ kind: line.slice(0, space), value: JSON.parse(line.slice(space + 1)) }];
+      } catch {
+        return [];
+      }
+    });
 }
 
 export async function runPowerCuts(options: PowerCutOptions): Promise<PowerCutResult> {
@@ -86,14 +88,25 @@ export async function runPowerCuts(options: PowerCutOptions): Promise<PowerCutRe
         keep: [dir],
         timeoutMs: 240_000,
         signal: controller.signal,
-        onOutput: (chunk) => { output += chunk.toString(); options.onOutput?.(chunk); },
+        onOutput: (chunk) => {
+          output += chunk.toString();
+          options.onOutput?.(chunk);
+        },
       });
       let cutAt = 0;
       if (!final) {
         // Cut at the seeded moment after the stream started (the verification must pass first).
         let settled = false;
-        void vm.finally(() => { settled = true; });
-        while (!settled && !lines(log).slice(before).some((l) => l.kind === 'stream-start')) await sleep(20);
+        void vm.finally(() => {
+          settled = true;
+        });
+        while (
+          !settled &&
+          !lines(log)
+            .slice(before)
+            .some((l) => l.kind === 'stream-start')
+        )
+          await sleep(20);
         if (!settled) {
           await sleep(delayMs);
           cutAt = Date.now();
@@ -104,22 +117,52 @@ export async function runPowerCuts(options: PowerCutOptions): Promise<PowerCutRe
       const fresh = lines(log).slice(before);
       const verified = fresh.find((l) => l.kind === 'verified');
       if (final ? result.outcome !== 'exited' || result.exitCode !== 0 : result.outcome !== 'killed') {
-        throw new Error(`power cut round ${round} (seed ${options.seed}): the guest ${result.outcome}${result.exitCode === null ? '' : ` with status ${result.exitCode}`} instead of ${final ? 'finishing' : 'being cut'}\n${output.slice(-6000)}\n${result.kernelLog.slice(-3000)}`);
+        throw new Error(
+          `power cut round ${round} (seed ${options.seed}): the guest ${result.outcome}${result.exitCode === null ? '' : ` with status ${result.exitCode}`} instead of ${final ? 'finishing' : 'being cut'}\n${output.slice(-6000)}\n${result.kernelLog.slice(-3000)}`,
+        );
       }
       if (!verified) throw new Error(`power cut round ${round}: no verification logged\n${output.slice(-4000)}`);
       if (round > 0) {
         const f = verified.value.figures;
         const previous = cuts[round - 1]!;
-        Object.assign(previous, { inFlight: f.inFlight, openTransaction: f.openTransaction, layers: f.layers, files: f.files, bytes: f.bytes, initMs: f.initMs, verifyMs: f.verifyMs });
-        say(`power cut ${round}/${options.cuts}: ${previous.delayMs} ms into the stream, ${previous.ackedOps} ops acknowledged; next boot: ${f.inFlight}${f.openTransaction ? ' (open transaction recovered)' : ''}, ${f.layers} layers, ${f.files} files (${f.bytes} bytes) verified, init ${f.initMs} ms`);
+        Object.assign(previous, {
+          inFlight: f.inFlight,
+          openTransaction: f.openTransaction,
+          layers: f.layers,
+          files: f.files,
+          bytes: f.bytes,
+          initMs: f.initMs,
+          verifyMs: f.verifyMs,
+        });
+        say(
+          `power cut ${round}/${options.cuts}: ${previous.delayMs} ms into the stream, ${previous.ackedOps} ops acknowledged; next boot: ${f.inFlight}${f.openTransaction ? ' (open transaction recovered)' : ''}, ${f.layers} layers, ${f.files} files (${f.bytes} bytes) verified, init ${f.initMs} ms`,
+        );
       }
       if (!final) {
-        cuts.push({ round, delayMs: cutAt ? delayMs : 0, inFlight: '', openTransaction: false, layers: 0, files: 0, bytes: 0, initMs: 0, verifyMs: 0, ackedOps: fresh.filter((l) => l.kind === 'ack').length });
+        cuts.push({
+          round,
+          delayMs: cutAt ? delayMs : 0,
+          inFlight: '',
+          openTransaction: false,
+          layers: 0,
+          files: 0,
+          bytes: 0,
+          initMs: 0,
+          verifyMs: 0,
+          ackedOps: fresh.filter((l) => l.kind === 'ack').length,
+        });
       } else {
         const finalLine = fresh.find((l) => l.kind === 'final');
         const acked = { create: 0, remove: 0, put: 0 };
-        for (const l of lines(log)) if (l.kind === 'ack' && l.value.op in acked) acked[l.value.op as keyof typeof acked]++;
-        return { seed: options.seed, cuts, finalThinCheck: finalLine?.value.thinCheck ?? 'not run', totalMs: Date.now() - started, acked };
+        for (const l of lines(log))
+          if (l.kind === 'ack' && l.value.op in acked) acked[l.value.op as keyof typeof acked]++;
+        return {
+          seed: options.seed,
+          cuts,
+          finalThinCheck: finalLine?.value.thinCheck ?? 'not run',
+          totalMs: Date.now() - started,
+          acked,
+        };
       }
     }
     throw new Error('unreachable');

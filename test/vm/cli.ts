@@ -3,7 +3,9 @@
 import { exitStatusOf, runInVm, type VmBackend } from './runner.js';
 
 function usage(message: string): never {
-  process.stderr.write(`${message}\nusage: npm run vm -- [--qemu|--uml] [--timeout SECONDS] [--module NAME]... [--] COMMAND [ARG...]\n`);
+  process.stderr.write(
+    `${message}\nusage: npm run vm -- [--qemu|--uml] [--timeout SECONDS] [--module NAME]... [--] COMMAND [ARG...]\n`,
+  );
   process.exit(2);
 }
 
@@ -33,6 +35,8 @@ for (const key of ['DEVMAPPER_FFI', 'DEVMAPPER_LOG', 'CI']) if (process.env[key]
 
 const result = await runInVm({ command: args, backend, timeoutMs, modules, env });
 if (result.outcome === 'timeout' || result.outcome === 'guest-died') {
-  process.stderr.write(`vm: ${result.outcome} after ${result.durationMs} ms\n${result.vmStderr.slice(-2000)}\n${result.kernelLog.slice(-3000)}\n`);
+  process.stderr.write(
+    `vm: ${result.outcome} after ${result.durationMs} ms\n${result.vmStderr.slice(-2000)}\n${result.kernelLog.slice(-3000)}\n`,
+  );
 }
 process.exit(exitStatusOf(result));

@@ -17,14 +17,27 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
-  chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync,
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
 } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { resolveModules, type BootSpec } from './runner.js';
 
-export interface QemuBootOptions { share: string; init: string; modules: string[]; memory: string }
+export interface QemuBootOptions {
+  share: string;
+  init: string;
+  modules: string[];
+  memory: string;
+}
 
 export const QEMU_BINARY = 'qemu-system-x86_64';
 export const QEMU_INSTALL_HINT = 'apt-get install -y --no-install-recommends qemu-system-x86';
@@ -79,7 +92,9 @@ function run(command: string, args: string[], cwd?: string): string {
 function cachedKernels(): string[] {
   if (!existsSync(qemuCache)) return [];
   return readdirSync(qemuCache)
-    .filter((name) => name.startsWith('linux-image-') && !name.includes('.tmp') && existsSync(join(qemuCache, name, 'root')))
+    .filter(
+      (name) => name.startsWith('linux-image-') && !name.includes('.tmp') && existsSync(join(qemuCache, name, 'root')),
+    )
     .sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
 }
 
@@ -161,14 +176,21 @@ function readModinfo(file: string): string[] {
   const shnum = elf.readUInt16LE(0x3c);
   const section = (i: number) => {
     const at = shoff + i * shentsize;
-    return { name: elf.readUInt32LE(at), offset: Number(elf.readBigUInt64LE(at + 0x18)), size: Number(elf.readBigUInt64LE(at + 0x20)) };
+    return {
+      name: elf.readUInt32LE(at),
+      offset: Number(elf.readBigUInt64LE(at + 0x18)),
+      size: Number(elf.readBigUInt64LE(at + 0x20)),
+    };
   };
   const names = section(elf.readUInt16LE(0x3e));
   for (let i = 0; i < shnum; i++) {
     const s = section(i);
     const start = names.offset + s.name;
     if (elf.toString('latin1', start, elf.indexOf(0, start)) === '.modinfo') {
-      return elf.toString('latin1', s.offset, s.offset + s.size).split('\0').filter(Boolean);
+      return elf
+        .toString('latin1', s.offset, s.offset + s.size)
+        .split('\0')
+        .filter(Boolean);
     }
   }
   return [];
@@ -176,7 +198,9 @@ function readModinfo(file: string): string[] {
 
 /** The kernel's name for a module file: basename without .ko, '-' read as '_'. */
 function kernelModuleName(path: string): string {
-  return basename(path).replace(/\.ko(\.[a-z]+)?$/, '').replace(/-/g, '_');
+  return basename(path)
+    .replace(/\.ko(\.[a-z]+)?$/, '')
+    .replace(/-/g, '_');
 }
 
 /**
@@ -188,7 +212,11 @@ function kernelModuleName(path: string): string {
 export function indexModules(tree: string, softdepsFile: string): void {
   let files = walkModules(join(tree, 'kernel'));
   const compressed = files.filter((file) => !file.endsWith('.ko'));
-  for (const [ext, tool] of [['.xz', 'xz'], ['.zst', 'zstd'], ['.gz', 'gzip']] as const) {
+  for (const [ext, tool] of [
+    ['.xz', 'xz'],
+    ['.zst', 'zstd'],
+    ['.gz', 'gzip'],
+  ] as const) {
     const batch = compressed.filter((file) => file.endsWith(ext));
     // -f: replace a .ko left by an interrupted run; zstd alone keeps its input without --rm.
     const flags = tool === 'zstd' ? ['-d', '-q', '-f', '--rm'] : ['-d', '-q', '-f'];
@@ -206,7 +234,14 @@ export function indexModules(tree: string, softdepsFile: string): void {
       const eq = entry.indexOf('=');
       const key = entry.slice(0, eq);
       const value = entry.slice(eq + 1);
-      if (key === 'depends') depends.set(name, value.split(',').filter(Boolean).map((d) => d.replace(/-/g, '_')));
+      if (key === 'depends')
+        depends.set(
+          name,
+          value
+            .split(',')
+            .filter(Boolean)
+            .map((d) => d.replace(/-/g, '_')),
+        );
       else if (key === 'alias' && !/[*?[]/.test(value)) aliases.set(value, [...(aliases.get(value) ?? []), name]);
       else if (key === 'softdep') {
         // "pre: a b post: c": only the pre: part matters for loading order.
@@ -229,10 +264,12 @@ export function indexModules(tree: string, softdepsFile: string): void {
   };
   const lines: string[] = [];
   for (const [name, path] of relative) {
-    const deps = closure(name).map((dep) => relative.get(dep)).filter((p): p is string => p !== undefined);
+    const deps = closure(name)
+      .map((dep) => relative.get(dep))
+      .filter((p): p is string => p !== undefined);
     lines.push(`${path}:${deps.map((d) => ` ${d}`).join('')}`);
   }
-  writeFileSync(join(tree, 'modules.dep'), lines.join('\n') + '\n');
+  writeFileSync(join(tree, 'modules.dep'), `${lines.join('\n')}\n`);
   // A soft dependency names a module or an alias ("crypto-crc32c"); for an alias with several
   // providers take the generic C one, which works on every CPU the guest may emulate.
   const softdeps: Record<string, string[]> = {};
@@ -240,14 +277,17 @@ export function indexModules(tree: string, softdepsFile: string): void {
     const chosen: string[] = [];
     for (const want of wanted) {
       const direct = want.replace(/-/g, '_');
-      if (relative.has(direct)) { chosen.push(direct); continue; }
+      if (relative.has(direct)) {
+        chosen.push(direct);
+        continue;
+      }
       const providers = [...new Set(aliases.get(want) ?? [])].filter((p) => relative.has(p)).sort();
       const pick = providers.find((p) => p.endsWith('_generic')) ?? providers[0];
       if (pick) chosen.push(pick);
     }
     if (chosen.length > 0) softdeps[name] = chosen.map((c) => basename(relative.get(c)!).replace(/\.ko$/, ''));
   }
-  writeFileSync(softdepsFile, JSON.stringify(softdeps, null, 1) + '\n');
+  writeFileSync(softdepsFile, `${JSON.stringify(softdeps, null, 1)}\n`);
 }
 
 /**
@@ -298,7 +338,9 @@ export function prepareVmlinux(kernel: QemuKernel): string {
   if (tool) {
     try {
       elf = execFileSync(tool[1], tool[2], { input: payload, maxBuffer: 1 << 30, stdio: ['pipe', 'pipe', 'ignore'] });
-    } catch { elf = undefined; }
+    } catch {
+      elf = undefined;
+    }
   }
   // XEN_ELFNOTE_PHYS32_ENTRY (18) in a "Xen" note: what qemu needs to boot an ELF kernel.
   const pvhNote = Buffer.from([18, 0, 0, 0, 0x58, 0x65, 0x6e, 0]); // n_type, then the name
@@ -308,7 +350,7 @@ export function prepareVmlinux(kernel: QemuKernel): string {
     }
     return false;
   };
-  if (!elf || elf.readUInt32BE(0) !== 0x7f454c46 || !hasPvhNote(elf)) {
+  if (elf?.readUInt32BE(0) !== 0x7f454c46 || !hasPvhNote(elf)) {
     writeFileSync(unusable, `no PVH-bootable vmlinux could be extracted from ${kernel.vmlinuz}\n`);
     return kernel.vmlinuz;
   }
@@ -321,13 +363,23 @@ export function prepareVmlinux(kernel: QemuKernel): string {
 /** Which of `names` the kernel has as a module or built in. */
 function available(kernel: QemuKernel, names: string[]): string[] {
   return names.filter((name) => {
-    try { resolveModules(kernel.moduleTree, [name]); return true; } catch { return false; }
+    try {
+      resolveModules(kernel.moduleTree, [name]);
+      return true;
+    } catch {
+      return false;
+    }
   });
 }
 
 // --- initramfs (cpio "newc", uncompressed: the kernel unpacks it faster than TCG inflates) ---
 
-interface CpioEntry { name: string; mode: number; data?: Buffer; rdev?: [number, number] }
+interface CpioEntry {
+  name: string;
+  mode: number;
+  data?: Buffer;
+  rdev?: [number, number];
+}
 
 function cpio(entries: CpioEntry[]): Buffer {
   const parts: Buffer[] = [];
@@ -336,7 +388,10 @@ function cpio(entries: CpioEntry[]): Buffer {
     parts.push(buf);
     size += buf.length;
     const pad = (4 - (size % 4)) % 4;
-    if (pad) { parts.push(Buffer.alloc(pad)); size += pad; }
+    if (pad) {
+      parts.push(Buffer.alloc(pad));
+      size += pad;
+    }
   };
   const hex = (n: number): string => n.toString(16).padStart(8, '0');
   let ino = 1;
@@ -344,7 +399,21 @@ function cpio(entries: CpioEntry[]): Buffer {
   for (const entry of [...entries, trailer]) {
     const data = entry.data ?? Buffer.alloc(0);
     const [major, minor] = entry.rdev ?? [0, 0];
-    const fields = [ino++, entry.mode, 0, 0, 1, 0, data.length, 0, 0, major, minor, Buffer.byteLength(entry.name) + 1, 0];
+    const fields = [
+      ino++,
+      entry.mode,
+      0,
+      0,
+      1,
+      0,
+      data.length,
+      0,
+      0,
+      major,
+      minor,
+      Buffer.byteLength(entry.name) + 1,
+      0,
+    ];
     push(Buffer.from(`070701${fields.map(hex).join('')}${entry.name}\0`, 'latin1'));
     if (data.length > 0) push(data);
   }
@@ -359,7 +428,12 @@ const S_IFCHR = 0o020000;
 export function prepareInitramfs(kernel: QemuKernel, init: string): string {
   const modules = resolveQemuModules(kernel, INITRAMFS_MODULES);
   const initBinary = readFileSync(init);
-  const hash = createHash('sha256').update(CACHE_FORMAT).update(initBinary).update(modules.join('\n')).digest('hex').slice(0, 12);
+  const hash = createHash('sha256')
+    .update(CACHE_FORMAT)
+    .update(initBinary)
+    .update(modules.join('\n'))
+    .digest('hex')
+    .slice(0, 12);
   const image = join(kernel.dir, `initramfs-${hash}.cpio`);
   if (existsSync(image)) return image;
   const entries: CpioEntry[] = [
@@ -373,8 +447,10 @@ export function prepareInitramfs(kernel: QemuKernel, init: string): string {
     { name: 'init', mode: S_IFREG | 0o755, data: initBinary },
   ];
   const inImage = modules.map((path) => `/lib/modules/${basename(path)}`);
-  modules.forEach((path, i) => entries.push({ name: inImage[i]!.slice(1), mode: S_IFREG | 0o644, data: readFileSync(path) }));
-  entries.push({ name: 'modules', mode: S_IFREG | 0o644, data: Buffer.from(inImage.join('\n') + '\n') });
+  for (const [i, path] of modules.entries()) {
+    entries.push({ name: inImage[i]!.slice(1), mode: S_IFREG | 0o644, data: readFileSync(path) });
+  }
+  entries.push({ name: 'modules', mode: S_IFREG | 0o644, data: Buffer.from(`${inImage.join('\n')}\n`) });
   const partial = `${image}.${process.pid}.tmp`;
   writeFileSync(partial, cpio(entries));
   renameSync(partial, image);
@@ -393,31 +469,51 @@ export function bootQemu(options: QemuBootOptions): BootSpec {
   const vmlinux = prepareVmlinux(kernel);
   const initramfs = prepareInitramfs(kernel, options.init);
   const names = [...options.modules, ...available(kernel, FILESYSTEM_MODULES)];
-  writeFileSync(join(options.share, 'modules'), resolveQemuModules(kernel, names).join('\n') + '\n');
+  writeFileSync(join(options.share, 'modules'), `${resolveQemuModules(kernel, names).join('\n')}\n`);
   const cmdline = [
-    'console=ttyS0', 'quiet', 'loglevel=0', // in this order: quiet would raise the level again
+    'console=ttyS0',
+    'quiet',
+    'loglevel=0', // in this order: quiet would raise the level again
     'panic=-1', // a panic reboots, which -no-reboot turns into qemu exiting: guest-died, not a hang
     'mitigations=off', // page-table isolation etc. cost a lot under TCG and protect nothing here
-    'rdinit=/init', 'VM_STAGE=initramfs', `VM_ROOT_TAG=${ROOT_TAG}`, `VM_ROOT_OPTIONS=${ROOT_OPTIONS}`,
+    'rdinit=/init',
+    'VM_STAGE=initramfs',
+    `VM_ROOT_TAG=${ROOT_TAG}`,
+    `VM_ROOT_OPTIONS=${ROOT_OPTIONS}`,
     `VM_SHARE=${options.share}`,
   ];
   return {
     executable,
     args: [
-      '-accel', 'tcg',
-      '-machine', 'pc',
-      '-cpu', 'max',
+      '-accel',
+      'tcg',
+      '-machine',
+      'pc',
+      '-cpu',
+      'max',
       // Each vCPU is a host thread under TCG; keep a host core free for qemu's 9p server (on a
       // 2-core host -smp 2 booted ~1 s slower and started node no faster than -smp 1).
-      '-smp', String(Math.min(2, Math.max(1, availableParallelism() - 1))),
-      '-m', memoryArg(options.memory),
-      '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
-      '-chardev', 'stdio,id=console,signal=off',
-      '-serial', 'chardev:console',
-      '-kernel', vmlinux,
-      '-initrd', initramfs,
-      '-append', cmdline.join(' '),
-      '-virtfs', `local,path=/,mount_tag=${ROOT_TAG},security_model=none,multidevs=remap`,
+      '-smp',
+      String(Math.min(2, Math.max(1, availableParallelism() - 1))),
+      '-m',
+      memoryArg(options.memory),
+      '-nodefaults',
+      '-no-user-config',
+      '-display',
+      'none',
+      '-no-reboot',
+      '-chardev',
+      'stdio,id=console,signal=off',
+      '-serial',
+      'chardev:console',
+      '-kernel',
+      vmlinux,
+      '-initrd',
+      initramfs,
+      '-append',
+      cmdline.join(' '),
+      '-virtfs',
+      `local,path=/,mount_tag=${ROOT_TAG},security_model=none,multidevs=remap`,
     ],
     scratch: [],
   };

@@ -65,11 +65,16 @@ export interface VmRunResult {
 /** Exit status a CLI should use for a result: the command's own, or 124 (timeout) / 125 (guest died). */
 export function exitStatusOf(result: VmRunResult): number {
   switch (result.outcome) {
-    case 'exited': return result.exitCode ?? 125;
-    case 'signaled': return 128 + (result.signal ?? 0);
-    case 'timeout': return 124;
-    case 'killed': return 137;
-    case 'guest-died': return 125;
+    case 'exited':
+      return result.exitCode ?? 125;
+    case 'signaled':
+      return 128 + (result.signal ?? 0);
+    case 'timeout':
+      return 124;
+    case 'killed':
+      return 137;
+    case 'guest-died':
+      return 125;
   }
 }
 
@@ -96,7 +101,9 @@ const UML_MODULES_ROOT = '/usr/lib/uml/modules';
 /** The kernel release of the installed user-mode-linux modules, e.g. '6.1.176'. */
 export function umlRelease(): string {
   if (!existsSync(UML_BINARY) || !existsSync(UML_MODULES_ROOT)) {
-    throw new Error(`user-mode-linux is not installed (${UML_BINARY}); run: apt-get install --no-install-recommends user-mode-linux`);
+    throw new Error(
+      `user-mode-linux is not installed (${UML_BINARY}); run: apt-get install --no-install-recommends user-mode-linux`,
+    );
   }
   const releases = readdirSync(UML_MODULES_ROOT).sort();
   if (releases.length === 0) throw new Error(`no module tree under ${UML_MODULES_ROOT}`);
@@ -114,7 +121,14 @@ export function resolveModules(moduleTree: string, names: string[]): string[] {
     const colon = line.indexOf(':');
     if (colon < 0) continue;
     const path = line.slice(0, colon);
-    deps.set(path, line.slice(colon + 1).trim().split(/\s+/).filter(Boolean));
+    deps.set(
+      path,
+      line
+        .slice(colon + 1)
+        .trim()
+        .split(/\s+/)
+        .filter(Boolean),
+    );
     byName.set(moduleName(path), path);
   }
   const builtin = new Set(
@@ -155,10 +169,10 @@ function writeJob(share: string, options: VmRunOptions): void {
   }
   lines.push('export DEVMAPPER_IN_VM=1');
   lines.push(`exec ${options.command.map(shellQuote).join(' ')}`);
-  writeFileSync(join(share, 'job.sh'), lines.join('\n') + '\n');
+  writeFileSync(join(share, 'job.sh'), `${lines.join('\n')}\n`);
   // The guest's /tmp is private; host paths under it that the job needs are bound back.
   const keep = new Set([options.cwd ?? process.cwd(), projectRoot, ...(options.keep ?? [])]);
-  writeFileSync(join(share, 'keep'), [...keep].join('\n') + '\n');
+  writeFileSync(join(share, 'keep'), `${[...keep].join('\n')}\n`);
 }
 
 function parseStatus(text: string): Pick<VmRunResult, 'outcome' | 'exitCode' | 'signal'> | undefined {
@@ -180,16 +194,25 @@ export async function runInVm(options: VmRunOptions): Promise<VmRunResult> {
     const init = buildInit();
     const names = [...DEFAULT_MODULES, ...(options.modules ?? [])];
     const started = Date.now();
-    const boot = backend === 'qemu'
-      ? bootQemu({ share, init, modules: names, memory: options.memory ?? '2G' })
-      : bootUml(share, init, names, options.memory ?? '2G');
-    const ended = await supervise(boot, options.timeoutMs ?? 600_000, options.onOutput ?? ((c) => process.stdout.write(c)), options.signal);
+    const boot =
+      backend === 'qemu'
+        ? bootQemu({ share, init, modules: names, memory: options.memory ?? '2G' })
+        : bootUml(share, init, names, options.memory ?? '2G');
+    const ended = await supervise(
+      boot,
+      options.timeoutMs ?? 600_000,
+      options.onOutput ?? ((c) => process.stdout.write(c)),
+      options.signal,
+    );
     const statusFile = join(share, 'status');
     const status = existsSync(statusFile) ? parseStatus(readFileSync(statusFile, 'utf8')) : undefined;
     const kernelLogFile = join(share, 'kernel.log');
     return {
-      ...(ended.killed ? { outcome: 'killed', exitCode: null, signal: null }
-        : ended.timedOut ? { outcome: 'timeout', exitCode: null, signal: null } : status ?? { outcome: 'guest-died', exitCode: null, signal: null }),
+      ...(ended.killed
+        ? { outcome: 'killed', exitCode: null, signal: null }
+        : ended.timedOut
+          ? { outcome: 'timeout', exitCode: null, signal: null }
+          : (status ?? { outcome: 'guest-died', exitCode: null, signal: null })),
       output: ended.output,
       vmStderr: ended.stderr,
       kernelLog: existsSync(kernelLogFile) ? readFileSync(kernelLogFile, 'utf8') : '',
@@ -212,16 +235,21 @@ export interface BootSpec {
 function bootUml(share: string, init: string, moduleNames: string[], memory: string): BootSpec {
   const release = umlRelease();
   const modules = resolveModules(join(UML_MODULES_ROOT, release), moduleNames);
-  writeFileSync(join(share, 'modules'), modules.join('\n') + '\n');
+  writeFileSync(join(share, 'modules'), `${modules.join('\n')}\n`);
   // uml_dir keeps UML's control socket out of $HOME; its memory file goes to TMPDIR.
   const umlDir = mkdtempSync(join(tmpdir(), 'devmapper-uml-'));
   return {
     executable: UML_BINARY,
     args: [
       `mem=${memory}`,
-      'root=/dev/root', 'rootfstype=hostfs', 'rootflags=/', 'rw',
+      'root=/dev/root',
+      'rootfstype=hostfs',
+      'rootflags=/',
+      'rw',
       `init=${init}`,
-      'con=null', 'con0=null,fd:1', 'ssl=null',
+      'con=null',
+      'con0=null,fd:1',
+      'ssl=null',
       `uml_dir=${umlDir}`,
       'loglevel=0',
       `VM_SHARE=${share}`,
@@ -230,10 +258,20 @@ function bootUml(share: string, init: string, moduleNames: string[], memory: str
   };
 }
 
-interface Ended { timedOut: boolean; killed: boolean; output: string; stderr: string }
+interface Ended {
+  timedOut: boolean;
+  killed: boolean;
+  output: string;
+  stderr: string;
+}
 
 /** Runs the VM process in its own process group, streams its console, kills the group on timeout. */
-function supervise(boot: BootSpec, timeoutMs: number, onOutput: (chunk: Buffer) => void, signal?: AbortSignal): Promise<Ended> {
+function supervise(
+  boot: BootSpec,
+  timeoutMs: number,
+  onOutput: (chunk: Buffer) => void,
+  signal?: AbortSignal,
+): Promise<Ended> {
   return new Promise((resolvePromise, reject) => {
     // cwd: a fresh directory, since UML takes a file named root_fs in its cwd as a disk.
     const child = spawn(boot.executable, boot.args, {
@@ -245,19 +283,36 @@ function supervise(boot: BootSpec, timeoutMs: number, onOutput: (chunk: Buffer) 
     const err: Buffer[] = [];
     let timedOut = false;
     const killGroup = (): void => {
-      try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* already gone */ }
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
     };
-    const timer = setTimeout(() => { timedOut = true; killGroup(); }, timeoutMs);
+    const timer = setTimeout(() => {
+      timedOut = true;
+      killGroup();
+    }, timeoutMs);
     // A power cut: SIGKILL to every process of the VM at once, whatever the guest is doing.
     let killed = false;
-    const onAbort = (): void => { killed = true; killGroup(); };
+    const onAbort = (): void => {
+      killed = true;
+      killGroup();
+    };
     if (signal?.aborted) onAbort();
     else signal?.addEventListener('abort', onAbort, { once: true });
     const onExit = (): void => killGroup();
     process.once('exit', onExit);
-    child.stdout.on('data', (chunk: Buffer) => { out.push(chunk); onOutput(chunk); });
+    child.stdout.on('data', (chunk: Buffer) => {
+      out.push(chunk);
+      onOutput(chunk);
+    });
     child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
-    child.on('error', (e) => { clearTimeout(timer); process.off('exit', onExit); reject(e); });
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      process.off('exit', onExit);
+      reject(e);
+    });
     child.on('close', () => {
       clearTimeout(timer);
       process.off('exit', onExit);
@@ -265,7 +320,12 @@ function supervise(boot: BootSpec, timeoutMs: number, onOutput: (chunk: Buffer) 
       // UML's helper processes share the group; make sure none outlives the kernel.
       killGroup();
       for (const dir of boot.scratch) rmSync(dir, { recursive: true, force: true });
-      resolvePromise({ timedOut, killed, output: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
+      resolvePromise({
+        timedOut,
+        killed,
+        output: Buffer.concat(out).toString(),
+        stderr: Buffer.concat(err).toString(),
+      });
     });
   });
 }

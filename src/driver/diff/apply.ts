@@ -5,7 +5,19 @@
 // refuses the entry. Memory stays bounded: file contents stream straight to disk; only paths
 // (this layer's names, touched directories) are kept.
 import {
-  closeSync, linkSync, lchownSync, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, rmSync, symlinkSync, utimesSync, writeSync, chmodSync,
+  closeSync,
+  linkSync,
+  lchownSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  utimesSync,
+  writeSync,
+  chmodSync,
   type Stats,
 } from 'node:fs';
 import { join } from 'node:path';
@@ -26,7 +38,10 @@ export interface ApplyResult {
   opaqueDirs: string[];
 }
 
-interface Times { atime: number; mtime: number }
+interface Times {
+  atime: number;
+  mtime: number;
+}
 
 const seconds = (date: Date | undefined): number => (date ? date.getTime() / 1000 : 0);
 
@@ -110,7 +125,11 @@ class LayerApplier {
         break;
       default:
         await drain(body);
-        throw new LayerTarError('ERR_DM_LAYER_TAR_INVALID', name, `unsupported entry type ${JSON.stringify(header.type)}`);
+        throw new LayerTarError(
+          'ERR_DM_LAYER_TAR_INVALID',
+          name,
+          `unsupported entry type ${JSON.stringify(header.type)}`,
+        );
     }
     this.#unpacked.add(path);
     this.#setAttributes(path, header);
@@ -201,11 +220,14 @@ class LayerApplier {
 
   #link(path: string, linkname: string, existing: Stats | null, entry: string): void {
     const source = layerPath(linkname, 'hard link target', entry);
-    if (source === '' || source === path) throw new LayerTarError('ERR_DM_LAYER_TAR_UNSAFE', entry, `bad hard link target ${JSON.stringify(linkname)}`);
+    if (source === '' || source === path)
+      throw new LayerTarError('ERR_DM_LAYER_TAR_UNSAFE', entry, `bad hard link target ${JSON.stringify(linkname)}`);
     this.#ensureParents(source, entry);
     const st = lstatOrNull(this.#abs(source));
-    if (st === null) throw new LayerTarError('ERR_DM_LAYER_TAR_INVALID', entry, `hard link target /${source} does not exist`);
-    if (st.isDirectory()) throw new LayerTarError('ERR_DM_LAYER_TAR_INVALID', entry, `hard link target /${source} is a directory`);
+    if (st === null)
+      throw new LayerTarError('ERR_DM_LAYER_TAR_INVALID', entry, `hard link target /${source} does not exist`);
+    if (st.isDirectory())
+      throw new LayerTarError('ERR_DM_LAYER_TAR_INVALID', entry, `hard link target /${source} is a directory`);
     this.#replace(path, existing);
     linkSync(this.#abs(source), this.#abs(path)); // link(2) does not follow a symlink target
   }
@@ -215,7 +237,7 @@ class LayerApplier {
     try {
       for await (const chunk of body) {
         const data = chunk as Buffer;
-        for (let at = 0; at < data.length;) at += writeSync(fd, data, at, data.length - at);
+        for (let at = 0; at < data.length; ) at += writeSync(fd, data, at, data.length - at);
         this.bytes += BigInt(data.length);
       }
     } finally {
@@ -225,9 +247,9 @@ class LayerApplier {
 
   #setAttributes(path: string, header: tar.Header): void {
     const target = this.#abs(path);
-    const pax = ((header as { pax?: Record<string, string> | null }).pax ?? {});
-    const uid = pax.uid !== undefined ? Number(pax.uid) : header.uid ?? 0;
-    const gid = pax.gid !== undefined ? Number(pax.gid) : header.gid ?? 0;
+    const pax = (header as { pax?: Record<string, string> | null }).pax ?? {};
+    const uid = pax.uid !== undefined ? Number(pax.uid) : (header.uid ?? 0);
+    const gid = pax.gid !== undefined ? Number(pax.gid) : (header.gid ?? 0);
     const mtime = pax.mtime !== undefined ? Number(pax.mtime) : seconds(header.mtime);
     const atime = pax.atime !== undefined ? Number(pax.atime) : mtime;
     const symlink = header.type === 'symlink';
@@ -243,14 +265,20 @@ class LayerApplier {
 }
 
 async function drain(body: Readable): Promise<void> {
-  for await (const _ of body) { /* skip content */ }
+  for await (const _ of body) {
+    /* skip content */
+  }
 }
 
 /**
  * Applies the layer tar `input` (gzip, zstd or plain) onto `root`. Throws a LayerTarError for
  * an unsafe or malformed entry (what was written before it stays: the caller drops the layer).
  */
-export async function applyLayerTar(root: string, input: AsyncIterable<Uint8Array>, options: { ffi?: FfiBackendName } = {}): Promise<ApplyResult> {
+export async function applyLayerTar(
+  root: string,
+  input: AsyncIterable<Uint8Array>,
+  options: { ffi?: FfiBackendName } = {},
+): Promise<ApplyResult> {
   const applier = new LayerApplier(root, options.ffi);
   const hash = sha256();
   const extract = layerExtract();
@@ -259,7 +287,11 @@ export async function applyLayerTar(root: string, input: AsyncIterable<Uint8Arra
     try {
       for await (const chunk of hashed(decompressed(input), hash)) {
         if (failure !== undefined) return;
-        if (!extract.write(chunk)) await firstEvent([[extract, 'drain'], [extract, 'close']]);
+        if (!extract.write(chunk))
+          await firstEvent([
+            [extract, 'drain'],
+            [extract, 'close'],
+          ]);
       }
       extract.end(() => undefined);
     } catch (error) {
@@ -282,7 +314,11 @@ export async function applyLayerTar(root: string, input: AsyncIterable<Uint8Arra
 
 /** tar-stream's own errors (bad header, truncated data) become ERR_DM_LAYER_TAR_INVALID. */
 function asLayerError(error: unknown): unknown {
-  if (error instanceof Error && !(error as NodeJS.ErrnoException).code && /tar|Unexpected end|header/i.test(error.message)) {
+  if (
+    error instanceof Error &&
+    !(error as NodeJS.ErrnoException).code &&
+    /tar|Unexpected end|header/i.test(error.message)
+  ) {
     return new LayerTarError('ERR_DM_LAYER_TAR_INVALID', undefined, error.message, { cause: error });
   }
   return error;

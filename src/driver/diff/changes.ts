@@ -68,16 +68,24 @@ function names(dir: string | undefined): string[] {
   try {
     return readdirSync(dir);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR') return [];
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR')
+      return [];
     throw error;
   }
 }
 
 /** Whether an entry present in both trees with the same type differs. */
-function differs(upperPath: string, lowerPath: string, u: BigIntStats, l: BigIntStats, ffi: FfiBackendName | undefined): boolean {
+function differs(
+  upperPath: string,
+  lowerPath: string,
+  u: BigIntStats,
+  l: BigIntStats,
+  ffi: FfiBackendName | undefined,
+): boolean {
   if (u.ino === l.ino && u.ctimeNs === l.ctimeNs) return false; // untouched since the snapshot
   if (u.ino !== l.ino) return true;
-  if (u.mode !== l.mode || u.uid !== l.uid || u.gid !== l.gid || u.mtimeNs !== l.mtimeNs || u.rdev !== l.rdev) return true;
+  if (u.mode !== l.mode || u.uid !== l.uid || u.gid !== l.gid || u.mtimeNs !== l.mtimeNs || u.rdev !== l.rdev)
+    return true;
   const dir = u.isDirectory();
   if (!dir && u.size !== l.size) return true;
   if (u.isSymbolicLink() && readlinkSync(upperPath) !== readlinkSync(lowerPath)) return true;
@@ -92,7 +100,11 @@ function differs(upperPath: string, lowerPath: string, u: BigIntStats, l: BigInt
  * layer without a parent), depth first, names sorted. `opaqueDirs` are this layer's opaque
  * directories: their content is all reported, and the lower entries they hide are marked.
  */
-export function walkChanges(upper: string, lower: string | undefined, options: { opaqueDirs?: readonly string[]; ffi?: FfiBackendName } = {}): WalkResult {
+export function walkChanges(
+  upper: string,
+  lower: string | undefined,
+  options: { opaqueDirs?: readonly string[]; ffi?: FfiBackendName } = {},
+): WalkResult {
   const opaque = new Set(options.opaqueDirs ?? []);
   const changes: WalkedChange[] = [];
   const unchangedLinks = new Map<bigint, string>();
@@ -121,7 +133,8 @@ export function walkChanges(upper: string, lower: string | undefined, options: {
         if (u.isDirectory()) visit(child, upperPath, undefined, false); // what the old non-directory was needs no whiteouts
         continue;
       }
-      if (opaqueHere || underOpaque || differs(upperPath, lowerPath!, u, l, ffi)) changes.push({ path: child, kind: 'modify', stat: u });
+      if (opaqueHere || underOpaque || differs(upperPath, lowerPath!, u, l, ffi))
+        changes.push({ path: child, kind: 'modify', stat: u });
       else if (!u.isDirectory() && u.nlink > 1n && !unchangedLinks.has(u.ino)) unchangedLinks.set(u.ino, child);
       if (u.isDirectory()) visit(child, upperPath, lowerPath, opaqueHere || underOpaque);
     }
@@ -140,7 +153,7 @@ export function sizeOf(walk: WalkResult): bigint {
   const seen = new Set<bigint>();
   let total = 0n;
   for (const c of walk.changes) {
-    if (!c.stat || !c.stat.isFile() || seen.has(c.stat.ino)) continue;
+    if (!c.stat?.isFile() || seen.has(c.stat.ino)) continue;
     seen.add(c.stat.ino);
     total += c.stat.size;
   }

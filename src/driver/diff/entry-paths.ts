@@ -62,10 +62,12 @@ export function entryRole(path: string, rawName = path): EntryRole {
   const name = baseName(path);
   const dir = parentOf(path);
   if (name === OPAQUE_MARKER) return { role: 'opaque', dir };
-  if (ancestorsOf(path).some((a) => baseName(a).startsWith(AUFS_META_PREFIX)) || name.startsWith(AUFS_META_PREFIX)) return { role: 'ignored', path };
+  if (ancestorsOf(path).some((a) => baseName(a).startsWith(AUFS_META_PREFIX)) || name.startsWith(AUFS_META_PREFIX))
+    return { role: 'ignored', path };
   if (!name.startsWith(WHITEOUT_PREFIX)) return { role: 'content', path };
   const hidden = name.slice(WHITEOUT_PREFIX.length);
-  if (hidden === '' || hidden === '.' || hidden === '..') throw unsafe(rawName, `a whiteout must name an entry of its directory, not ${JSON.stringify(hidden)}`);
+  if (hidden === '' || hidden === '.' || hidden === '..')
+    throw unsafe(rawName, `a whiteout must name an entry of its directory, not ${JSON.stringify(hidden)}`);
   return { role: 'whiteout', path: joinPath(dir, hidden) };
 }
 

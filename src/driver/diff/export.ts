@@ -26,12 +26,16 @@ function typeOf(st: BigIntStats): tar.Header['type'] {
 async function writeEntry(pack: tar.Pack, header: PackHeader, file?: string): Promise<void> {
   if (pack.destroyed) throw new Error('the diff stream was closed before its end');
   if (file === undefined) {
-    await new Promise<void>((resolve, reject) => pack.entry(header, Buffer.alloc(0), (error) => (error ? reject(error) : resolve()))); // an empty body ends a 0-byte file entry
+    await new Promise<void>((resolve, reject) =>
+      pack.entry(header, Buffer.alloc(0), (error) => (error ? reject(error) : resolve())),
+    ); // an empty body ends a 0-byte file entry
     return;
   }
-  let done!: Promise<void>;
   const sink = pack.entry(header, undefined as never);
-  done = new Promise<void>((resolve, reject) => { sink.once('close', resolve); sink.once('error', reject); });
+  const done = new Promise<void>((resolve, reject) => {
+    sink.once('close', resolve);
+    sink.once('error', reject);
+  });
   const fd = openSync(file, 'r');
   try {
     const buffer = Buffer.alloc(Number(header.size ?? 0) < CHUNK ? Math.max(1, Number(header.size ?? 0)) : CHUNK);
@@ -42,7 +46,11 @@ async function writeEntry(pack: tar.Pack, header: PackHeader, file?: string): Pr
       left -= n;
       if (!sink.write(Buffer.from(buffer.subarray(0, n)))) {
         // A reader that stops early closes the pack: stop too, so the layer's fd is released.
-        await firstEvent([[sink, 'drain'], [sink, 'close'], [pack, 'close']]);
+        await firstEvent([
+          [sink, 'drain'],
+          [sink, 'close'],
+          [pack, 'close'],
+        ]);
         if (pack.destroyed) throw new Error('the diff stream was closed before its end');
       }
     }
@@ -57,7 +65,11 @@ async function writeEntry(pack: tar.Pack, header: PackHeader, file?: string): Pr
  * Streams the tar of `walk` (changes of the tree at `upper`) into a new pack, which it
  * returns; `onEnd` runs once the last byte is written or the stream failed.
  */
-export function exportChanges(upper: string, walk: WalkResult, options: { opaqueDirs?: readonly string[]; ffi?: FfiBackendName; onEnd?: () => Promise<void> | void } = {}): tar.Pack {
+export function exportChanges(
+  upper: string,
+  walk: WalkResult,
+  options: { opaqueDirs?: readonly string[]; ffi?: FfiBackendName; onEnd?: () => Promise<void> | void } = {},
+): tar.Pack {
   const pack = layerPack();
   const opaque = new Set(options.opaqueDirs ?? []);
   const emitted = new Map<bigint, string>(); // inode → the path its content was written under
@@ -66,7 +78,15 @@ export function exportChanges(upper: string, walk: WalkResult, options: { opaque
       const { path } = change;
       if (change.kind === 'delete') {
         if (change.coveredByOpaque) continue;
-        await writeEntry(pack, { name: whiteoutName(path), type: 'file', mode: 0o644, size: 0, mtime: new Date(0), uid: 0, gid: 0 });
+        await writeEntry(pack, {
+          name: whiteoutName(path),
+          type: 'file',
+          mode: 0o644,
+          size: 0,
+          mtime: new Date(0),
+          uid: 0,
+          gid: 0,
+        });
         continue;
       }
       const st = change.stat!;
@@ -86,7 +106,8 @@ export function exportChanges(upper: string, walk: WalkResult, options: { opaque
       };
       const xattrs = xattrMap(abs, options.ffi);
       if (xattrs.size > 0) header.xattrs = xattrs;
-      if (type === 'character-device' || type === 'block-device') Object.assign(header, { devmajor: splitDev(st.rdev).major, devminor: splitDev(st.rdev).minor });
+      if (type === 'character-device' || type === 'block-device')
+        Object.assign(header, { devmajor: splitDev(st.rdev).major, devminor: splitDev(st.rdev).minor });
       let content: string | undefined;
       if (type === 'symlink') {
         header.linkname = readlinkSync(abs);
@@ -95,20 +116,52 @@ export function exportChanges(upper: string, walk: WalkResult, options: { opaque
         header.linkname = walk.unchangedLinks.get(st.ino) ?? emitted.get(st.ino)!;
       } else {
         if (type !== 'directory' && st.nlink > 1n) emitted.set(st.ino, path);
-        if (type === 'file') { header.size = Number(st.size); content = abs; }
+        if (type === 'file') {
+          header.size = Number(st.size);
+          content = abs;
+        }
       }
       await writeEntry(pack, header, content && header.size! > 0 ? content : undefined);
       if (type === 'directory' && opaque.has(path)) {
-        await writeEntry(pack, { name: opaqueMarkerName(path), type: 'file', mode: 0o644, size: 0, mtime: header.mtime, uid: 0, gid: 0 });
+        await writeEntry(pack, {
+          name: opaqueMarkerName(path),
+          type: 'file',
+          mode: 0o644,
+          size: 0,
+          mtime: header.mtime,
+          uid: 0,
+          gid: 0,
+        });
       }
     }
-    if (opaque.has('')) await writeEntry(pack, { name: opaqueMarkerName(''), type: 'file', mode: 0o644, size: 0, mtime: new Date(0), uid: 0, gid: 0 });
+    if (opaque.has(''))
+      await writeEntry(pack, {
+        name: opaqueMarkerName(''),
+        type: 'file',
+        mode: 0o644,
+        size: 0,
+        mtime: new Date(0),
+        uid: 0,
+        gid: 0,
+      });
     pack.finalize();
   };
   let producing = true;
   let closed = false;
-  const end = (): void => { if (!producing && closed) void options.onEnd?.(); };
-  pack.once('close', () => { closed = true; end(); });
-  produce().catch((error: unknown) => { pack.destroy(error as Error); }).finally(() => { producing = false; end(); });
+  const end = (): void => {
+    if (!producing && closed) void options.onEnd?.();
+  };
+  pack.once('close', () => {
+    closed = true;
+    end();
+  });
+  produce()
+    .catch((error: unknown) => {
+      pack.destroy(error as Error);
+    })
+    .finally(() => {
+      producing = false;
+      end();
+    });
   return pack;
 }

@@ -31,10 +31,16 @@ export type LayerTarSource = Readable | AsyncIterable<Uint8Array>;
  * Creates layer `id` on `parent` (unless it exists already, as after create()) and applies
  * the layer tar onto it. On any failure the layer is removed: no half-applied layer remains.
  */
-export async function applyDiffDetailed(host: DiffHost, id: string, parent: string | null, tar: LayerTarSource): Promise<ApplyResult> {
+export async function applyDiffDetailed(
+  host: DiffHost,
+  id: string,
+  parent: string | null,
+  tar: LayerTarSource,
+): Promise<ApplyResult> {
   if (await host.exists(id)) {
     const actual = (await host.metadata(id)).parent;
-    if ((actual ?? null) !== (parent ?? null)) throw new InvalidArgumentError('parent', `layer ${id} has parent ${actual ?? 'none'}, not ${parent ?? 'none'}`);
+    if ((actual ?? null) !== (parent ?? null))
+      throw new InvalidArgumentError('parent', `layer ${id} has parent ${actual ?? 'none'}, not ${parent ?? 'none'}`);
   } else {
     await host.create(id, parent);
   }
@@ -63,7 +69,13 @@ async function opaqueDirsOf(host: DiffHost, id: string): Promise<string[]> {
 }
 
 /** Mounts `id` (and `parent`), walks them, and hands the walk and the layer's root to `body`; unmounted after. */
-async function withWalk<T>(host: DiffHost, id: string, parent: string | null | undefined, body: (walk: WalkResult, root: string, release: () => Promise<void>) => Promise<T>, keepMounted = false): Promise<T> {
+async function withWalk<T>(
+  host: DiffHost,
+  id: string,
+  parent: string | null | undefined,
+  body: (walk: WalkResult, root: string, release: () => Promise<void>) => Promise<T>,
+  keepMounted = false,
+): Promise<T> {
   const opaqueDirs = await opaqueDirsOf(host, id);
   const upper = await host.get(id);
   let lower: string | undefined;
@@ -97,20 +109,28 @@ export type DiffStream = Readable & { released: Promise<void> };
 /** The layer tar of what `id` changed over `parent`; both stay mounted until the stream ends or is destroyed. */
 export async function diff(host: DiffHost, id: string, parent: string | null | undefined): Promise<DiffStream> {
   const opaqueDirs = await opaqueDirsOf(host, id);
-  return withWalk(host, id, parent, async (walk, root, release) => {
-    let released!: () => void;
-    const done = new Promise<void>((resolve) => { released = resolve; });
-    const onEnd = async (): Promise<void> => {
-      try {
-        await release();
-      } catch (error) {
-        logger.warn(`diff(${id}): releasing the mounts failed: ${(error as Error).message}`);
-      } finally {
-        released();
-      }
-    };
-    const pack = exportChanges(root, walk, { opaqueDirs, ffi: host.ffi, onEnd });
-    // A Node stream; destroying it closes the pack, which releases the mounts.
-    return Object.assign(Readable.from(pack), { released: done });
-  }, true);
+  return withWalk(
+    host,
+    id,
+    parent,
+    async (walk, root, release) => {
+      let released!: () => void;
+      const done = new Promise<void>((resolve) => {
+        released = resolve;
+      });
+      const onEnd = async (): Promise<void> => {
+        try {
+          await release();
+        } catch (error) {
+          logger.warn(`diff(${id}): releasing the mounts failed: ${(error as Error).message}`);
+        } finally {
+          released();
+        }
+      };
+      const pack = exportChanges(root, walk, { opaqueDirs, ffi: host.ffi, onEnd });
+      // A Node stream; destroying it closes the pack, which releases the mounts.
+      return Object.assign(Readable.from(pack), { released: done });
+    },
+    true,
+  );
 }

@@ -42,7 +42,12 @@ export async function* decompressed(source: AsyncIterable<Uint8Array>): AsyncGen
     }
   }
   const kind = compressionOf(head);
-  if (kind === 'bzip2' || kind === 'xz') throw new LayerTarError('ERR_DM_LAYER_TAR_INVALID', undefined, `${kind} compression is not supported (gzip, zstd or none)`);
+  if (kind === 'bzip2' || kind === 'xz')
+    throw new LayerTarError(
+      'ERR_DM_LAYER_TAR_INVALID',
+      undefined,
+      `${kind} compression is not supported (gzip, zstd or none)`,
+    );
   if (kind === 'none') {
     yield* all();
   } else if (kind === 'gzip') {
@@ -54,7 +59,9 @@ export async function* decompressed(source: AsyncIterable<Uint8Array>): AsyncGen
       for await (const chunk of gunzip) yield chunk as Buffer;
     } catch (error) {
       if (error instanceof LayerTarError || !(error as { errno?: number }).errno) throw error; // not zlib's
-      throw new LayerTarError('ERR_DM_LAYER_TAR_INVALID', undefined, `bad gzip stream: ${(error as Error).message}`, { cause: error });
+      throw new LayerTarError('ERR_DM_LAYER_TAR_INVALID', undefined, `bad gzip stream: ${(error as Error).message}`, {
+        cause: error,
+      });
     }
   } else {
     yield* unzstd(all());
@@ -63,22 +70,37 @@ export async function* decompressed(source: AsyncIterable<Uint8Array>): AsyncGen
 
 async function* unzstd(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
   let out: Buffer[] = [];
-  const stream = new fzstd.Decompress((chunk) => { out.push(Buffer.from(chunk)); });
-  const bad = (error: unknown): LayerTarError => new LayerTarError('ERR_DM_LAYER_TAR_INVALID', undefined, `bad zstd stream: ${(error as Error).message}`, { cause: error });
+  const stream = new fzstd.Decompress((chunk) => {
+    out.push(Buffer.from(chunk));
+  });
+  const bad = (error: unknown): LayerTarError =>
+    new LayerTarError('ERR_DM_LAYER_TAR_INVALID', undefined, `bad zstd stream: ${(error as Error).message}`, {
+      cause: error,
+    });
   let fed = false;
   for await (const chunk of source) {
-    try { stream.push(chunk); } catch (error) { throw bad(error); }
+    try {
+      stream.push(chunk);
+    } catch (error) {
+      throw bad(error);
+    }
     fed = true;
     for (const piece of out) yield piece;
     out = [];
   }
-  try { stream.push(new Uint8Array(0), true); } catch (error) { throw bad(error); }
+  try {
+    stream.push(new Uint8Array(0), true);
+  } catch (error) {
+    throw bad(error);
+  }
   if (!fed) throw bad(new Error('empty'));
   for (const piece of out) yield piece;
 }
 
 /** Resolves at the first of `events` on any of `emitters`, and removes every listener it added. */
-export function firstEvent(pairs: Array<[{ once(e: string, f: () => void): unknown; off(e: string, f: () => void): unknown }, string]>): Promise<void> {
+export function firstEvent(
+  pairs: Array<[{ once(e: string, f: () => void): unknown; off(e: string, f: () => void): unknown }, string]>,
+): Promise<void> {
   return new Promise((resolve) => {
     const done = (): void => {
       for (const [emitter, event] of pairs) emitter.off(event, done);
@@ -122,7 +144,11 @@ export function encodePaxRecord(key: string, value: Buffer): Buffer {
   return Buffer.concat([Buffer.from(String(body.length + digits)), body]);
 }
 
-type ExtractInternals = { _header: { type: string }; _pax: Record<string | symbol, unknown> | null; _decodeLongHeader(buf: Buffer): void };
+type ExtractInternals = {
+  _header: { type: string };
+  _pax: Record<string | symbol, unknown> | null;
+  _decodeLongHeader(buf: Buffer): void;
+};
 
 /** tar-stream's extract, with each entry's PAX xattrs also kept as raw bytes (see xattrsOf). */
 export function layerExtract(): tar.Extract {
@@ -133,7 +159,8 @@ export function layerExtract(): tar.Extract {
     decode(buf);
     if (internals._header.type === 'pax-header' && internals._pax) {
       const raw = new Map<string, Buffer>();
-      for (const [key, value] of parsePaxRecords(buf)) if (key.startsWith(XATTR_PREFIX)) raw.set(key.slice(XATTR_PREFIX.length), value);
+      for (const [key, value] of parsePaxRecords(buf))
+        if (key.startsWith(XATTR_PREFIX)) raw.set(key.slice(XATTR_PREFIX.length), value);
       internals._pax[RAW_XATTRS] = raw;
     }
   };
@@ -142,11 +169,12 @@ export function layerExtract(): tar.Extract {
 
 /** The extended attributes an entry carries (PAX `SCHILY.xattr.<name>`), values as bytes. */
 export function xattrsOf(header: tar.Header): Map<string, Buffer> {
-  const pax = (header as { pax?: unknown }).pax as (Record<string | symbol, unknown> | null | undefined);
+  const pax = (header as { pax?: unknown }).pax as Record<string | symbol, unknown> | null | undefined;
   const raw = pax?.[RAW_XATTRS];
   if (raw instanceof Map) return raw as Map<string, Buffer>;
   const out = new Map<string, Buffer>();
-  for (const [key, value] of Object.entries(pax ?? {})) if (key.startsWith(XATTR_PREFIX)) out.set(key.slice(XATTR_PREFIX.length), Buffer.from(String(value)));
+  for (const [key, value] of Object.entries(pax ?? {}))
+    if (key.startsWith(XATTR_PREFIX)) out.set(key.slice(XATTR_PREFIX.length), Buffer.from(String(value)));
   return out;
 }
 
@@ -163,7 +191,10 @@ export function layerPack(): tar.Pack {
   const internals = pack as unknown as PackInternals;
   const encode = internals._encode.bind(pack);
   internals._encode = (header: PackHeader): void => {
-    if (!header.xattrs || header.xattrs.size === 0) { encode(header); return; }
+    if (!header.xattrs || header.xattrs.size === 0) {
+      encode(header);
+      return;
+    }
     const records = [encodePaxRecord('path', Buffer.from(header.name))];
     if (header.linkname) records.push(encodePaxRecord('linkpath', Buffer.from(header.linkname)));
     for (const [name, value] of header.xattrs) records.push(encodePaxRecord(XATTR_PREFIX + name, value));
@@ -172,7 +203,11 @@ export function layerPack(): tar.Pack {
     internals.push(body);
     if (body.length % 512 !== 0) internals.push(Buffer.alloc(512 - (body.length % 512)));
     const { xattrs: _x, pax: _p, ...plain } = header;
-    encode({ ...plain, name: ustarSafe(header.name), linkname: header.linkname ? ustarSafe(header.linkname) : header.linkname });
+    encode({
+      ...plain,
+      name: ustarSafe(header.name),
+      linkname: header.linkname ? ustarSafe(header.linkname) : header.linkname,
+    });
   };
   return pack;
 }
@@ -186,7 +221,9 @@ function ustarSafe(name: string): string {
 /** The 512-byte ustar header of a PAX extended header (typeflag 'x') of `size` bytes. */
 function paxHeaderBlock(size: number, mtime: Date): Buffer {
   const block = Buffer.alloc(512);
-  const octal = (value: number, width: number, at: number): void => { block.write(value.toString(8).padStart(width - 1, '0') + '\0', at, 'latin1'); };
+  const octal = (value: number, width: number, at: number): void => {
+    block.write(`${value.toString(8).padStart(width - 1, '0')}\0`, at, 'latin1');
+  };
   block.write('PaxHeader', 0, 'latin1');
   octal(0o644, 8, 100);
   octal(0, 8, 108);
@@ -198,6 +235,6 @@ function paxHeaderBlock(size: number, mtime: Date): Buffer {
   block.fill(0x20, 148, 156);
   let sum = 0;
   for (const byte of block) sum += byte;
-  block.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1');
+  block.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
   return block;
 }

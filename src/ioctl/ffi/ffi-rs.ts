@@ -21,7 +21,15 @@ let ref: { address(buffer: Buffer): number };
 const LIBRARY = 'devmapper-libc';
 let opened = false;
 
-interface Call { library: string; funcName: string; retType: number; paramsType: number[]; paramsValue: unknown[]; errno?: boolean; runInNewThread?: boolean }
+interface Call {
+  library: string;
+  funcName: string;
+  retType: number;
+  paramsType: number[];
+  paramsValue: unknown[];
+  errno?: boolean;
+  runInNewThread?: boolean;
+}
 
 function prepared(funcName: string, retType: number, paramsType: number[], extra: Partial<Call> = {}): Call {
   return { library: LIBRARY, funcName, retType, paramsType, paramsValue: new Array(paramsType.length), ...extra };
@@ -33,7 +41,12 @@ function call(spec: Call): number {
 
 async function callAsync(spec: Call): Promise<number> {
   // A fresh object per call: concurrent async calls must not share paramsValue.
-  const result = (await ffi.load({ ...spec, paramsValue: [...spec.paramsValue], errno: true, runInNewThread: true } as never)) as unknown as { value: number; errnoCode: number };
+  const result = (await ffi.load({
+    ...spec,
+    paramsValue: [...spec.paramsValue],
+    errno: true,
+    runInNewThread: true,
+  } as never)) as unknown as { value: number; errnoCode: number };
   return result.value < 0 ? -result.errnoCode : result.value;
 }
 
@@ -45,7 +58,13 @@ export function createFfiRsBinding(): LibcBinding {
     ffi.open({ library: LIBRARY, path: LIBC_PATH });
     opened = true;
   }
-  const errnoLocation = ffi.load({ library: LIBRARY, funcName: '__errno_location', retType: DataType.External, paramsType: [], paramsValue: [] });
+  const errnoLocation = ffi.load({
+    library: LIBRARY,
+    funcName: '__errno_location',
+    retType: DataType.External,
+    paramsType: [],
+    paramsValue: [],
+  });
   const errnoView = ffi.createExternalBuffer(errnoLocation, 4);
   const errno = (): number => errnoView.readInt32LE(0);
 
@@ -53,14 +72,31 @@ export function createFfiRsBinding(): LibcBinding {
   const closeCall = prepared('close', DataType.I32, [DataType.I32]);
   const ioctlCall = prepared('ioctl', DataType.I32, [DataType.I32, DataType.U64, DataType.U64]);
   const ioctlIntCall = prepared('ioctl', DataType.I32, [DataType.I32, DataType.U64, DataType.I64]);
-  const mountCall = prepared('mount', DataType.I32, [DataType.String, DataType.String, DataType.String, DataType.U64, DataType.U64]);
+  const mountCall = prepared('mount', DataType.I32, [
+    DataType.String,
+    DataType.String,
+    DataType.String,
+    DataType.U64,
+    DataType.U64,
+  ]);
   const mknodCall = prepared('mknod', DataType.I32, [DataType.String, DataType.U32, DataType.U64]);
   const umountCall = prepared('umount2', DataType.I32, [DataType.String, DataType.I32]);
   const pollCall = prepared('poll', DataType.I32, [DataType.U64, DataType.U64, DataType.I32]);
   const flockCall = prepared('flock', DataType.I32, [DataType.I32, DataType.I32]);
   // ssize_t results read as I32: the values (xattr sizes, -1) fit, and the low half of rax is eax.
-  const lsetxattrCall = prepared('lsetxattr', DataType.I32, [DataType.String, DataType.String, DataType.U64, DataType.U64, DataType.I32]);
-  const lgetxattrCall = prepared('lgetxattr', DataType.I32, [DataType.String, DataType.String, DataType.U64, DataType.U64]);
+  const lsetxattrCall = prepared('lsetxattr', DataType.I32, [
+    DataType.String,
+    DataType.String,
+    DataType.U64,
+    DataType.U64,
+    DataType.I32,
+  ]);
+  const lgetxattrCall = prepared('lgetxattr', DataType.I32, [
+    DataType.String,
+    DataType.String,
+    DataType.U64,
+    DataType.U64,
+  ]);
   const syncfsCall = prepared('syncfs', DataType.I32, [DataType.I32]);
   const llistxattrCall = prepared('llistxattr', DataType.I32, [DataType.String, DataType.U64, DataType.U64]);
 
@@ -78,7 +114,9 @@ export function createFfiRsBinding(): LibcBinding {
   return {
     backend: 'ffi-rs',
     open(path, flags, mode = 0) {
-      openCall.paramsValue[0] = path; openCall.paramsValue[1] = flags; openCall.paramsValue[2] = mode;
+      openCall.paramsValue[0] = path;
+      openCall.paramsValue[1] = flags;
+      openCall.paramsValue[2] = mode;
       return result(call(openCall));
     },
     close(fd) {
@@ -87,12 +125,16 @@ export function createFfiRsBinding(): LibcBinding {
     },
     ioctl(fd, request, buffer) {
       const p = ioctlCall.paramsValue;
-      p[0] = fd; p[1] = Number(request); p[2] = addressOf(buffer);
+      p[0] = fd;
+      p[1] = Number(request);
+      p[2] = addressOf(buffer);
       return result(call(ioctlCall));
     },
     ioctlInt(fd, request, argument) {
       const p = ioctlIntCall.paramsValue;
-      p[0] = fd; p[1] = Number(request); p[2] = argument;
+      p[0] = fd;
+      p[1] = Number(request);
+      p[2] = argument;
       return result(call(ioctlIntCall));
     },
     allocateAsyncBuffer: (size) => Buffer.alloc(size),
@@ -103,27 +145,41 @@ export function createFfiRsBinding(): LibcBinding {
       // data is `const void *`: a NUL-terminated string or NULL.
       const dataBuffer = data === null ? null : Buffer.from(`${data}\0`);
       const p = mountCall.paramsValue;
-      p[0] = source; p[1] = target; p[2] = fstype; p[3] = Number(flags); p[4] = dataBuffer ? ref.address(dataBuffer) : 0;
+      p[0] = source;
+      p[1] = target;
+      p[2] = fstype;
+      p[3] = Number(flags);
+      p[4] = dataBuffer ? ref.address(dataBuffer) : 0;
       const rc = result(call(mountCall));
       dataBuffer?.length; // keep the data alive across the call
       return rc;
     },
     mknod(path, mode, dev) {
-      mknodCall.paramsValue[0] = path; mknodCall.paramsValue[1] = mode; mknodCall.paramsValue[2] = Number(dev);
+      mknodCall.paramsValue[0] = path;
+      mknodCall.paramsValue[1] = mode;
+      mknodCall.paramsValue[2] = Number(dev);
       return result(call(mknodCall));
     },
     flock(fd, operation) {
-      flockCall.paramsValue[0] = fd; flockCall.paramsValue[1] = operation;
+      flockCall.paramsValue[0] = fd;
+      flockCall.paramsValue[1] = operation;
       return result(call(flockCall));
     },
     lsetxattr(path, name, value, flags) {
       const p = lsetxattrCall.paramsValue;
-      p[0] = path; p[1] = name; p[2] = value.length === 0 ? 0 : ref.address(value); p[3] = value.length; p[4] = flags;
+      p[0] = path;
+      p[1] = name;
+      p[2] = value.length === 0 ? 0 : ref.address(value);
+      p[3] = value.length;
+      p[4] = flags;
       return result(call(lsetxattrCall));
     },
     lgetxattr(path, name, buffer) {
       const p = lgetxattrCall.paramsValue;
-      p[0] = path; p[1] = name; p[2] = buffer.length === 0 ? 0 : ref.address(buffer); p[3] = buffer.length;
+      p[0] = path;
+      p[1] = name;
+      p[2] = buffer.length === 0 ? 0 : ref.address(buffer);
+      p[3] = buffer.length;
       return result(call(lgetxattrCall));
     },
     syncfs(fd) {
@@ -132,11 +188,14 @@ export function createFfiRsBinding(): LibcBinding {
     },
     llistxattr(path, buffer) {
       const p = llistxattrCall.paramsValue;
-      p[0] = path; p[1] = buffer.length === 0 ? 0 : ref.address(buffer); p[2] = buffer.length;
+      p[0] = path;
+      p[1] = buffer.length === 0 ? 0 : ref.address(buffer);
+      p[2] = buffer.length;
       return result(call(llistxattrCall));
     },
     umount2(target, flags) {
-      umountCall.paramsValue[0] = target; umountCall.paramsValue[1] = flags;
+      umountCall.paramsValue[0] = target;
+      umountCall.paramsValue[1] = flags;
       return result(call(umountCall));
     },
     async pollAsync(fd, events, timeoutMs) {

@@ -40,12 +40,16 @@ function loadLibc(): LibcFunctions {
     close: lib.func('int close(int fd)') as never,
     ioctl: lib.func('int ioctl(int fd, unsigned long request, void *arg)') as never,
     ioctlInt: lib.func('ioctl', 'int', ['int', 'unsigned long', 'long']) as never,
-    mount: lib.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)') as never,
+    mount: lib.func(
+      'int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)',
+    ) as never,
     umount2: lib.func('int umount2(const char *target, int flags)') as never,
     mknod: lib.func('int mknod(const char *path, uint32_t mode, uint64_t dev)') as never,
     poll: lib.func('int poll(void *fds, unsigned long nfds, int timeout)') as never,
     flock: lib.func('int flock(int fd, int operation)') as never,
-    lsetxattr: lib.func('int lsetxattr(const char *path, const char *name, void *value, size_t size, int flags)') as never,
+    lsetxattr: lib.func(
+      'int lsetxattr(const char *path, const char *name, void *value, size_t size, int flags)',
+    ) as never,
     lgetxattr: lib.func('long lgetxattr(const char *path, const char *name, void *value, size_t size)') as never,
     llistxattr: lib.func('long llistxattr(const char *path, void *list, size_t size)') as never,
     syncfs: lib.func('int syncfs(int fd)') as never,
@@ -76,9 +80,10 @@ if (!isMainThread && workerData === WORKER_MARK && parentPort) {
   const libc = loadLibc();
   const port = parentPort;
   port.on('message', (job: Job) => {
-    const rc = job.op === 'ioctl'
-      ? withErrno(libc.ioctl(job.fd, job.request, new Uint8Array(job.memory, job.offset, job.length)))
-      : pollOnce(libc, new Uint8Array(8), job.fd, job.events, job.timeoutMs);
+    const rc =
+      job.op === 'ioctl'
+        ? withErrno(libc.ioctl(job.fd, job.request, new Uint8Array(job.memory, job.offset, job.length)))
+        : pollOnce(libc, new Uint8Array(8), job.fd, job.events, job.timeoutMs);
     port.postMessage({ id: job.id, rc });
   });
 }
@@ -104,7 +109,10 @@ class BlockingCallPool {
         this.#idle.push(worker);
         resolve(reply.rc);
       };
-      const onError = (error: Error): void => { worker.off('message', onMessage); reject(error); };
+      const onError = (error: Error): void => {
+        worker.off('message', onMessage);
+        reject(error);
+      };
       worker.on('message', onMessage);
       worker.once('error', onError);
       worker.postMessage({ ...job, id });
@@ -126,15 +134,25 @@ export function createKoffiBinding(): LibcBinding {
       if (!(buffer.buffer instanceof SharedArrayBuffer)) {
         return Promise.reject(new TypeError('koffi ioctlAsync needs a buffer from allocateAsyncBuffer()'));
       }
-      return pool.run({ op: 'ioctl', fd, request, memory: buffer.buffer, offset: buffer.byteOffset, length: buffer.length });
+      return pool.run({
+        op: 'ioctl',
+        fd,
+        request,
+        memory: buffer.buffer,
+        offset: buffer.byteOffset,
+        length: buffer.length,
+      });
     },
     mount: (source, target, fstype, flags, data) => withErrno(libc.mount(source, target, fstype, flags, data)),
     flock: (fd, operation) => withErrno(libc.flock(fd, operation)),
     umount2: (target, flags) => withErrno(libc.umount2(target, flags)),
-    lsetxattr: (path, name, value, flags) => withErrno(libc.lsetxattr(path, name, value.length === 0 ? null : value, value.length, flags)),
-    lgetxattr: (path, name, buffer) => withErrno(Number(libc.lgetxattr(path, name, buffer.length === 0 ? null : buffer, buffer.length))),
+    lsetxattr: (path, name, value, flags) =>
+      withErrno(libc.lsetxattr(path, name, value.length === 0 ? null : value, value.length, flags)),
+    lgetxattr: (path, name, buffer) =>
+      withErrno(Number(libc.lgetxattr(path, name, buffer.length === 0 ? null : buffer, buffer.length))),
     syncfs: (fd) => withErrno(libc.syncfs(fd)),
-    llistxattr: (path, buffer) => withErrno(Number(libc.llistxattr(path, buffer.length === 0 ? null : buffer, buffer.length))),
+    llistxattr: (path, buffer) =>
+      withErrno(Number(libc.llistxattr(path, buffer.length === 0 ? null : buffer, buffer.length))),
     mknod: (path, mode, dev) => withErrno(libc.mknod(path, mode, dev)),
     pollAsync: (fd, events, timeoutMs) => pool.run({ op: 'poll', fd, events, timeoutMs }),
   };
