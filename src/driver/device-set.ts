@@ -562,10 +562,19 @@ export class DeviceSet {
   /** cleanup: unmount everything, deactivate every device and (if ours) the pool; data stays. */
   async shutdown(): Promise<void> {
     if (this.#closed) return;
+    // As in put: each unmount would block in umount2 until the kernel's no_space_timeout (60 s)
+    // and then drop the layer's unwritten pages. Refused before anything changes.
+    const mounted = [...this.#mounts.ids()];
+    if (mounted.length > 0)
+      assertNotQueueing(
+        this.pool,
+        'cleanup',
+        `unmounting ${mounted.join(', ')} would block until the kernel's no_space_timeout and lose their unwritten data; growPool() first, or close() to let go of the home and leave the mounts (nothing was changed)`,
+      );
     this.#closed = true;
     if (this.#timer) clearInterval(this.#timer);
     try {
-      for (const id of this.#mounts.ids()) await this.#locks.run(id, () => this.#mounts.unmountNow(id));
+      for (const id of mounted) await this.#locks.run(id, () => this.#mounts.unmountNow(id));
       this.#mounts.clear();
       this.#devices.deactivateAll();
       if (this.#ownsPool) this.pool.deactivate(); // autoclear then detaches the loop devices

@@ -261,7 +261,12 @@ export class Driver {
     this.#set.release();
   }
 
-  /** Unmounts and deactivates everything and releases <home>; the data stays for the next init. */
+  /**
+   * Unmounts and deactivates everything and releases <home>; the data stays for the next init.
+   * On a pool that is out of data space and queues I/O (errorIfNoSpace: false) with layers
+   * mounted it refuses at once with ERR_DM_NO_SPACE and changes nothing (each unmount would
+   * block until the kernel's no_space_timeout): growPool() first, or close().
+   */
   async cleanup(): Promise<void> {
     await this.#set.shutdown();
   }

@@ -117,22 +117,31 @@ export function metadataFullError(
   });
 }
 
-/**
- * ERR_DM_NO_SPACE when the pool is out of data space and queues I/O (queue_if_no_space): a
- * call that writes through it (an unmount's write-back) would block until the kernel's
- * no_space_timeout instead of failing.
- */
-export function assertNotQueueing(pool: ThinPool, operation: string): void {
+/** Whether the pool is out of data space and queues I/O (queue_if_no_space). */
+export function isQueueing(pool: ThinPool): boolean {
   let status: PoolStatus;
   try {
     status = pool.status();
   } catch {
-    return;
+    return false;
   }
-  if (status.kind === 'ok' && status.mode === 'out_of_data_space' && status.noSpace === 'queue') {
+  return status.kind === 'ok' && status.mode === 'out_of_data_space' && status.noSpace === 'queue';
+}
+
+/**
+ * ERR_DM_NO_SPACE when the pool is out of data space and queues I/O (queue_if_no_space): a
+ * call that writes through it (an unmount's write-back) would block until the kernel's
+ * no_space_timeout instead of failing. `what` names what would block and what stays.
+ */
+export function assertNotQueueing(
+  pool: ThinPool,
+  operation: string,
+  what = "the unmount would block until the kernel's no_space_timeout and lose the layer's unwritten data; growPool() first (the layer stays mounted)",
+): void {
+  if (isQueueing(pool)) {
     throw new DevmapperError(
       'ERR_DM_NO_SPACE',
-      `${operation}: pool ${pool.name} is out_of_data_space and queues I/O (errorIfNoSpace: false): the unmount would block until the kernel's no_space_timeout and lose the layer's unwritten data; growPool() first (the layer stays mounted)`,
+      `${operation}: pool ${pool.name} is out_of_data_space and queues I/O (errorIfNoSpace: false): ${what}`,
     );
   }
 }

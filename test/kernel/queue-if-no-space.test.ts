@@ -6,7 +6,8 @@
 // write"). So the Driver's calls end at once with a typed error: create ERR_DM_NO_SPACE, get
 // PoolModeError, the last put ERR_DM_NO_SPACE (the layer stays mounted, its data kept); and
 // growPool() releases the queued I/O: the blocked writer carries on, the put then works and
-// the data reads back.
+// the data reads back. cleanup() with layers mounted is refused the same way (it would unmount
+// them), and close() lets go of the home at once.
 import test, { type ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -43,10 +44,8 @@ test.serial(
   'queue_if_no_space: writers block, the Driver refuses at once with typed errors, growPool() releases the queued I/O',
   async (t) => {
     const home = newHome('queue');
-    const driver = await bounded(
-      Driver.init({ home, baseSize: '64M', loopDataSize: '40M', loopMetadataSize: '16M', errorIfNoSpace: false }),
-      'init',
-    );
+    const options = { home, baseSize: '64M', loopDataSize: '40M', loopMetadataSize: '16M', errorIfNoSpace: false };
+    let driver = await bounded(Driver.init(options), 'init');
     t.teardown(() => bounded(driver.cleanup(), 'cleanup at teardown', 90_000));
     const watcher = driver.watch();
     const events: PoolEvent[] = [];
@@ -90,6 +89,20 @@ test.serial(
     t.is(codeOf(putError), 'ERR_DM_NO_SPACE', String(putError));
     t.regex(String(putError), /queues I\/O.*growPool/);
     t.is(driver.mountCount('spare'), 1, 'the refused put left the layer mounted');
+    // cleanup would unmount every layer, each blocking for the no_space_timeout: refused too.
+    const cleanupError = await failsFast(t, driver.cleanup(), 'cleanup');
+    t.is(codeOf(cleanupError), 'ERR_DM_NO_SPACE', String(cleanupError));
+    t.regex(String(cleanupError), /cleanup: .*queues I\/O.*spare.*growPool\(\) first, or close\(\)/);
+    t.is(driver.mountCount('spare'), 1, 'the refused cleanup left the layers mounted');
+    t.is((await driver.status()).poolMode, 'out_of_data_space', 'the driver is still open');
+    // close() lets go without unmounting; a new init adopts the mounts, on the queueing pool.
+    const closedAt = Date.now();
+    await bounded(driver.close(), 'close', 2000);
+    t.true(Date.now() - closedAt < 2000, `close took ${Date.now() - closedAt} ms`);
+    const reopenedAt = Date.now();
+    driver = await bounded(Driver.init(options), 'init on the queueing pool', 20_000);
+    t.log(`init on the queueing pool took ${Date.now() - reopenedAt} ms`);
+    t.is(driver.mountCount('spare'), 1, 'init adopted the mount');
     t.is(ddExit, undefined, 'still blocked');
 
     const grownAt = Date.now();
