@@ -3,7 +3,7 @@
 // overlayfs, with the ratios the goal is stated in (dmthin over devmapper, dmthin over overlayfs).
 import type { TargetLine } from './report.js';
 import { SNAPSHOT_BACKENDS, SNAPSHOT_OPS, type SnapshotterResult } from './snapshotter.js';
-import { renderSnapshotterLoad } from './snapshotter-load.js';
+import { renderSnapshotterLoad, snapshotterLoadTargets } from './snapshotter-load.js';
 
 const msOf = (us: number | undefined): string => (us === undefined ? '' : (us / 1000).toFixed(2));
 const ratio = (a: number | undefined, b: number | undefined): string =>
@@ -69,5 +69,6 @@ export function snapshotterTargets(result: SnapshotterResult | undefined): Targe
       text: `image ${key.replace(/S$/, '')}: dmthin ${ours.toFixed(2)} s vs containerd devmapper ${theirs.toFixed(2)} s (${ratio(ours, theirs)})`,
     });
   }
+  lines.push(...snapshotterLoadTargets(result.load));
   return lines;
 }

@@ -49,7 +49,7 @@ export interface SnapshotterResult {
   image: { layers: number; bytes: number; rows: ImageRow[]; rounds: number };
   /** What a ctr process costs by itself (`ctr version`), in the import/run/remove figures too. */
   ctrStartS: number;
-  /** The server called directly by 1 and by 16 parallel clients: calls/s, p50/p99 per RPC (bench/snapshotter-load.ts). */
+  /** 1 and 16 parallel clients: calls/s, p50/p99 per RPC, direct and through containerd beside devmapper (bench/snapshotter-load.ts). */
   load?: SnapshotterLoadResult;
 }
 
@@ -296,8 +296,12 @@ export async function measureSnapshotter(options: {
     progress(`snapshotter: ${layers} layers and views on ${SNAPSHOT_BACKENDS.join(', ')}`);
     const ops = await measureOps(bed, layers);
     const image = await measureImage(bed, options.tmp, options.quick);
-    progress('snapshotter: the server under load, 1 and 16 clients');
-    const load = await measureSnapshotterLoad({ quick: options.quick, tmp: options.tmp });
+    progress('snapshotter: under load, 1 and 16 clients, direct and through containerd beside devmapper');
+    const load = await measureSnapshotterLoad({
+      quick: options.quick,
+      tmp: options.tmp,
+      through: { containerd: bed.containerd, collectGarbage: () => collectGarbage(bed.containerd) },
+    });
     return { layers, ops, image, ctrStartS, load };
   } finally {
     await bed.teardown();

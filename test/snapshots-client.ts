@@ -85,7 +85,9 @@ export class SnapshotsClient {
   list(filters: string[] = []): Promise<WireInfo[]> {
     return new Promise((resolve, reject) => {
       const out: WireInfo[] = [];
-      const stream = this.raw.List({ snapshotter: this.snapshotter, filters });
+      const metadata = new grpc.Metadata();
+      metadata.set('containerd-namespace', this.namespace);
+      const stream = this.raw.List({ snapshotter: this.snapshotter, filters }, metadata);
       stream.on('data', (page: { info: WireInfo[] }) => out.push(...page.info));
       stream.on('error', reject);
       stream.on('end', () => resolve(out));
