@@ -119,3 +119,17 @@ test('prepublishOnly refuses a release without repository, homepage and bugs, an
   });
   t.is(full.status, 0, full.stderr);
 });
+
+test('npm run docs:api builds the API reference from the TSDoc with no warning', (t) => {
+  const out = join(scratch, 'api');
+  const typedoc = join(root, 'node_modules/typedoc/bin/typedoc');
+  const run = spawnSync(process.execPath, [typedoc, '--out', out, '--treatWarningsAsErrors', '--logLevel', 'Warn'], {
+    cwd: root,
+    encoding: 'utf8',
+  });
+  t.is(run.status, 0, `${run.stdout}\n${run.stderr}`.slice(0, 4000));
+  const index = readFileSync(join(out, 'index.html'), 'utf8');
+  for (const name of ['Driver', 'DeviceMapper', 'ThinPool', 'PoolWatcher']) {
+    t.true(index.includes(name), `${name} is in the reference`);
+  }
+});
