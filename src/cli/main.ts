@@ -2,7 +2,8 @@
 // on stderr), 2 usage error, 3 `check` found problems. Each command checks its arguments first,
 // then that the host has device-mapper (host.ts), then does its work.
 import { UsageError } from './args.js';
-import { completionScript, findHelp, formatGroupHelp, formatHelp, groupHelp, packageVersion } from './help.js';
+import { completionScript } from './completion.js';
+import { findHelp, formatGroupHelp, formatHelp, groupHelp, packageVersion } from './help.js';
 import type { Io } from './layer-commands.js';
 import { cliMessage } from './messages.js';
 import { disableColor, paint } from './output.js';

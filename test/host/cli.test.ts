@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CLI_BIN, runCli, type CliRun } from '../cli-process.js';
-import { COMMANDS } from '../../src/cli/help.js';
+import { COMMANDS } from '../../src/cli/command-help.js';
 import { deviceMapperHint } from '../../src/cli/host.js';
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
