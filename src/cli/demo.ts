@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { Driver } from '../driver/driver.js';
 import { expectPositionals, parseArgs } from './args.js';
 import { requireDeviceMapper } from './host.js';
-import { formatLayerRows, formatStatus, layerRows, type Io } from './layer-commands.js';
+import type { Io } from './command-context.js';
+import { formatLayerRows, formatStatus, layerRows } from './report-commands.js';
 import { progress, toJson } from './output.js';
 
 export async function demoCommand(argv: string[], io: Io): Promise<void> {

@@ -3,7 +3,7 @@ import { DeviceMapper } from '../ioctl/device-mapper.js';
 import { expectPositionals, parseArgs, UsageError } from './args.js';
 import { requireDeviceMapper } from './host.js';
 import { keyValues, table, toJson } from './output.js';
-import type { Io } from './layer-commands.js';
+import type { Io } from './command-context.js';
 import { DM_USAGE } from './usage.js';
 
 export async function dmCommand(argv: string[], io: Io): Promise<void> {

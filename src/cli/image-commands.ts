@@ -6,7 +6,7 @@ import { assertLayerId } from '../driver/options.js';
 import { getImage, imageRootfs, importImage, listImages, removeImage } from '../image/images.js';
 import { runtimeSpec } from '../image/runtime-spec.js';
 import { checkArgument, expectPositionals, parseArgs, UsageError } from './args.js';
-import { openDriver, type Io } from './layer-commands.js';
+import { type Io, withDriver } from './command-context.js';
 import { progress, table, toJson } from './output.js';
 
 export const IMAGE_USAGE = `devmapper image <command>
@@ -15,20 +15,6 @@ export const IMAGE_USAGE = `devmapper image <command>
   rm REF                         forget an image; its layers nothing else uses are removed
   rootfs REF ID [--bundle DIR]   a writable layer ID on the image, mounted; prints its rootfs
                                  (--bundle: also writes DIR/config.json for runc/crun)`;
-
-async function withDriver<T>(
-  io: Io,
-  body: (driver: Awaited<ReturnType<typeof openDriver>>) => Promise<T>,
-  command: string,
-  write = true,
-): Promise<T> {
-  const driver = await openDriver(io.home, io.lockTimeoutMs, { command, write });
-  try {
-    return await body(driver);
-  } finally {
-    await driver.close(); // mounts stay for the next command (rootfs is used after we exit)
-  }
-}
 
 export async function imageCommand(argv: string[], io: Io): Promise<void> {
   const [sub, ...rest] = argv;
@@ -49,7 +35,7 @@ export async function imageCommand(argv: string[], io: Io): Promise<void> {
               : records.map((r) => `${r.ref} (${r.layers.length} layers)\n`).join(''),
           );
         },
-        'image import',
+        { command: 'image import', write: true },
       );
       return;
     }
@@ -81,8 +67,7 @@ export async function imageCommand(argv: string[], io: Io): Promise<void> {
                 ),
           );
         },
-        'image ls',
-        false,
+        { command: 'image ls', write: false },
       );
       return;
     }
@@ -98,7 +83,7 @@ export async function imageCommand(argv: string[], io: Io): Promise<void> {
               : `removed ${ref} (${removed.length} layers freed)\n`,
           );
         },
-        'image rm',
+        { command: 'image rm', write: true },
       );
       return;
     }
@@ -120,7 +105,7 @@ export async function imageCommand(argv: string[], io: Io): Promise<void> {
             );
           io.out(io.json ? `${toJson({ ref, id, rootfs })}\n` : `${rootfs}\n`);
         },
-        'image rootfs',
+        { command: 'image rootfs', write: true },
       );
       return;
     }
@@ -147,6 +132,6 @@ export async function diffCommand(argv: string[], io: Io): Promise<void> {
       await pipeline(stream, process.stdout, { end: false });
       await stream.released; // unmounted before the driver is closed
     },
-    'diff',
+    { command: 'diff', write: true },
   );
 }

@@ -4,7 +4,7 @@
 import { UsageError } from './args.js';
 import { completionScript } from './completion.js';
 import { findHelp, formatGroupHelp, formatHelp, groupHelp, packageVersion } from './help.js';
-import type { Io } from './layer-commands.js';
+import type { Io } from './command-context.js';
 import { cliMessage } from './messages.js';
 import { disableColor, paint } from './output.js';
 import { DEFAULT_HOME, DM_USAGE } from './usage.js';
@@ -58,28 +58,16 @@ Exit status: 0 done, 1 failed, 2 usage error, 3 check found problems.`;
 type Command = (argv: string[], io: Io) => Promise<void | number>;
 
 // Loaded on use: --help and usage errors need neither the library nor the FFI bindings.
-const layer = async (
-  name:
-    | 'initCommand'
-    | 'createCommand'
-    | 'mountCommand'
-    | 'umountCommand'
-    | 'rmCommand'
-    | 'lsCommand'
-    | 'statusCommand'
-    | 'cleanupCommand'
-    | 'checkCommand',
-): Promise<Command> => (await import('./layer-commands.js'))[name];
 const commands: Record<string, () => Promise<Command>> = {
-  init: () => layer('initCommand'),
-  create: () => layer('createCommand'),
-  mount: () => layer('mountCommand'),
-  umount: () => layer('umountCommand'),
-  rm: () => layer('rmCommand'),
-  ls: () => layer('lsCommand'),
-  status: () => layer('statusCommand'),
-  cleanup: () => layer('cleanupCommand'),
-  check: () => layer('checkCommand'),
+  init: async () => (await import('./pool-commands.js')).initCommand,
+  create: async () => (await import('./layer-commands.js')).createCommand,
+  mount: async () => (await import('./layer-commands.js')).mountCommand,
+  umount: async () => (await import('./layer-commands.js')).umountCommand,
+  rm: async () => (await import('./layer-commands.js')).rmCommand,
+  ls: async () => (await import('./report-commands.js')).lsCommand,
+  status: async () => (await import('./report-commands.js')).statusCommand,
+  cleanup: async () => (await import('./pool-commands.js')).cleanupCommand,
+  check: async () => (await import('./report-commands.js')).checkCommand,
   demo: async () => (await import('./demo.js')).demoCommand,
   image: async () => (await import('./image-commands.js')).imageCommand,
   diff: async () => (await import('./image-commands.js')).diffCommand,

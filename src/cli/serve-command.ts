@@ -5,8 +5,7 @@
 import { serveContainerd } from '../containerd/service.js';
 import { logger } from '../log.js';
 import { expectPositionals, parseArgs, UsageError } from './args.js';
-import type { Io } from './layer-commands.js';
-import { openDriver } from './layer-commands.js';
+import { type Io, openDriver } from './command-context.js';
 import { progress } from './output.js';
 
 export const DEFAULT_SOCKET = '/run/devmapper/containerd.sock';
