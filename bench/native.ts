@@ -8,7 +8,7 @@
 import { closeSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LOOP_INFO64_LAYOUT, LOOP_REQUESTS } from '../src/ioctl/abi.js';
+import { LOOP_INFO64_LAYOUT, LOOP_REQUESTS } from '../src/ioctl/loop-abi.js';
 import { decodeLoopInfo64 } from '../src/ioctl/codec.js';
 import type { FfiBackendName, LibcBinding } from '../src/ioctl/ffi/binding.js';
 import { libcBinding } from '../src/ioctl/ffi/select.js';

@@ -1,7 +1,7 @@
 // The loop device ioctl interface (linux/loop.h) in bytes: struct loop_info64 (LOOP_GET_STATUS64,
 // LOOP_SET_STATUS64) and struct loop_config (LOOP_CONFIGURE), encoded and decoded in place.
 import { InvalidArgumentError, ParseError } from '../errors.js';
-import { LO_KEY_SIZE, LO_NAME_SIZE, LOOP_CONFIG_LAYOUT, LOOP_INFO64_LAYOUT } from './abi.js';
+import { LO_KEY_SIZE, LO_NAME_SIZE, LOOP_CONFIG_LAYOUT, LOOP_INFO64_LAYOUT } from './loop-abi.js';
 import { checkU32, checkU64, checkRoom, checkCString, readCString } from './byte-codec.js';
 
 const LI = LOOP_INFO64_LAYOUT.fields;

@@ -2,7 +2,7 @@
 // backing file, read and change its status, detach, re-read capacity, and find the device
 // that already backs a file. No losetup.
 import { readdirSync, statSync } from 'node:fs';
-import { LO_FLAGS, LOOP_CONFIG_LAYOUT, LOOP_INFO64_LAYOUT, LOOP_REQUESTS, LO_NAME_SIZE } from './abi.js';
+import { LO_FLAGS, LOOP_CONFIG_LAYOUT, LOOP_INFO64_LAYOUT, LOOP_REQUESTS, LO_NAME_SIZE } from './loop-abi.js';
 import { decodeLoopInfo64, encodeLoopConfig, encodeLoopInfo64 } from './loop-codec.js';
 import { truncateUtf8 } from './byte-codec.js';
 import { O_CLOEXEC, O_RDONLY, O_RDWR, type FfiBackendName, type LibcBinding } from './ffi/binding.js';

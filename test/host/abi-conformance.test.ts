@@ -1,7 +1,8 @@
-// Checks every layout and constant of src/ioctl/abi.ts against the kernel's uapi headers,
-// twice: (1) a C probe compiled here with gcc against <linux/dm-ioctl.h> and <linux/loop.h>
-// prints sizeof/offsetof and every macro and enum value; (2) an independent declaration of
-// the same structs with ref-struct-di / ref-array-di must lay them out identically.
+// Checks every layout and constant of src/ioctl/abi.ts and src/ioctl/loop-abi.ts ("abi.ts" in
+// the messages below) against the kernel's uapi headers, twice: (1) a C probe compiled here with
+// gcc against <linux/dm-ioctl.h> and <linux/loop.h> prints sizeof/offsetof and every macro and
+// enum value; (2) an independent declaration of the same structs with ref-struct-di /
+// ref-array-di must lay them out identically.
 // No kernel is needed; gcc and linux-libc-dev are (the test fails, not skips, without them).
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
@@ -22,6 +23,7 @@ import {
   DM_NAME_LIST_FLAG_DOESNT_HAVE_UUID,
   DM_NAME_LIST_FLAG_HAS_UUID,
   DM_NAME_LIST_LAYOUT,
+  DM_STRUCT_LAYOUTS,
   DM_TARGET_DEPS_LAYOUT,
   DM_TARGET_MSG_LAYOUT,
   DM_TARGET_SPEC_LAYOUT,
@@ -30,6 +32,12 @@ import {
   DM_VERSION_MAJOR,
   DM_VERSION_MINOR,
   DM_VERSION_PATCHLEVEL,
+  decodeDev,
+  encodeDev,
+  iowr,
+  type StructLayout,
+} from '../../src/ioctl/abi.js';
+import {
   LO_FLAGS,
   LO_KEY_SIZE,
   LO_NAME_SIZE,
@@ -39,12 +47,11 @@ import {
   LOOP_REQUESTS,
   LOOP_SET_STATUS_CLEARABLE_FLAGS,
   LOOP_SET_STATUS_SETTABLE_FLAGS,
-  STRUCT_LAYOUTS,
-  decodeDev,
-  encodeDev,
-  iowr,
-  type StructLayout,
-} from '../../src/ioctl/abi.js';
+  LOOP_STRUCT_LAYOUTS,
+} from '../../src/ioctl/loop-abi.js';
+
+/** Every struct layout the ioctl layer declares (abi.ts, loop-abi.ts). */
+const STRUCT_LAYOUTS: readonly StructLayout[] = [...DM_STRUCT_LAYOUTS, ...LOOP_STRUCT_LAYOUTS];
 
 const APT_HINT = 'install them with: apt-get install gcc linux-libc-dev';
 

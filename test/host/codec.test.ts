@@ -9,11 +9,11 @@ import {
   DM_IOCTL_SIZE,
   DM_NAME_LIST_FLAG_DOESNT_HAVE_UUID,
   DM_NAME_LIST_FLAG_HAS_UUID,
-  LO_FLAGS,
   decodeDev,
   encodeDev,
   versionAtLeast,
 } from '../../src/ioctl/abi.js';
+import { LO_FLAGS } from '../../src/ioctl/loop-abi.js';
 import {
   decodeLoopConfig,
   decodeLoopInfo64,
