@@ -141,6 +141,8 @@ export class DeviceSet {
       // Normal init refuses damaged records (a MetadataError naming file and field); check's
       // inspect mode loads what it can and reports the rest.
       set.#scan = mode.inspect ? store.scanLayers() : { records: store.readAllLayers(), damaged: [], conflicts: [] };
+      // A long journal goes into the pack now that the scan was clean (records unchanged).
+      if (!mode.inspect) store.compactIfLong();
       for (const record of set.#scan.records) set.#layers.set(record.id, record);
       adoptOrRemoveLeftovers(recovery, !mode.inspect);
       await ensureBaseDevice({

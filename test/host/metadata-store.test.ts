@@ -1,0 +1,229 @@
+// The layer record store on a real filesystem: pack plus journal, compaction (the migration of
+// a home with only per-layer files), tombstones, a damaged pack entry named by file, entry and
+// field, and check --repair's quarantine of that entry alone, idempotently.
+import test from 'ava';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MetadataError } from '../../src/errors.js';
+import { encodeEntry, PACK } from '../../src/driver/layer-pack.js';
+import { type LayerRecord, MetadataStore } from '../../src/driver/metadata-store.js';
+
+const record = (id: string, deviceId: number, extra: Partial<LayerRecord> = {}): LayerRecord => ({
+  id,
+  parent: null,
+  deviceId,
+  size: '1048576',
+  transactionId: String(deviceId),
+  ...extra,
+});
+
+function home(t: { teardown(f: () => void): void }): { dir: string; store: MetadataStore } {
+  const root = mkdtempSync(join(tmpdir(), 'dm-store-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  const dir = join(root, 'metadata');
+  return { dir, store: new MetadataStore(dir) };
+}
+
+const layerFiles = (dir: string): string[] => readdirSync(dir).filter((n) => n.endsWith('.layer.json'));
+
+test('a home of per-layer files loads as before and is compacted into the pack, records unchanged', (t) => {
+  const { dir, store } = home(t);
+  const written = Array.from({ length: 40 }, (_, i) => record(`L${i}`, i + 1, i % 3 === 0 ? { meta: { n: i } } : {}));
+  for (const r of written) store.writeLayer(r);
+  const before = store.readAllLayers();
+  t.is(before.length, 40);
+  t.false(store.compactIfLong(41), 'a journal shorter than the threshold stays');
+  t.true(store.compactIfLong(40));
+  t.deepEqual(layerFiles(dir), [], 'the journal is gone');
+  t.true(existsSync(join(dir, PACK)));
+  store.close();
+  const reopened = new MetadataStore(dir);
+  t.deepEqual(reopened.readAllLayers(), before);
+  t.deepEqual(reopened.readLayer('L3'), written[3]);
+});
+
+test('journal files override pack entries; removing a packed layer leaves a tombstone', (t) => {
+  const { dir, store } = home(t);
+  for (const r of [record('a', 1), record('b', 2), record('c', 3)]) store.writeLayer(r);
+  store.readAllLayers();
+  t.true(store.compactIfLong(1));
+  store.writeLayer(record('a', 1, { deferredDelete: true }));
+  store.removeLayer('b');
+  store.writeLayer(record('d', 4));
+  t.deepEqual(JSON.parse(readFileSync(join(dir, 'b.layer.json'), 'utf8')), { id: 'b', removed: true });
+  const reopened = new MetadataStore(dir);
+  t.deepEqual(
+    reopened.readAllLayers().map((r) => [r.id, r.deferredDelete === true]),
+    [
+      ['a', true],
+      ['c', false],
+      ['d', false],
+    ],
+  );
+  t.is(reopened.readLayer('b'), undefined);
+  // A journal-only layer goes without a tombstone; a re-created packed one replaces its tombstone.
+  reopened.removeLayer('d');
+  t.false(existsSync(join(dir, 'd.layer.json')));
+  reopened.writeLayer(record('b', 5));
+  t.is(reopened.readLayer('b')?.deviceId, 5);
+  reopened.readAllLayers();
+  t.true(reopened.compactIfLong(1));
+  t.deepEqual(
+    new MetadataStore(dir).readAllLayers().map((r) => [r.id, r.deviceId]),
+    [
+      ['a', 1],
+      ['b', 5],
+      ['c', 3],
+    ],
+  );
+});
+
+test('a crash after the pack was renamed, before the journal went, loads the same records', (t) => {
+  const { dir, store } = home(t);
+  for (const r of [record('a', 1), record('b', 2)]) store.writeLayer(r);
+  store.readAllLayers();
+  t.true(store.compactIfLong(1));
+  // What the interrupted compaction left: b's tombstone and a's journal file next to a pack with both.
+  writeFileSync(join(dir, PACK), `${encodeEntry(record('a', 1))}\n${encodeEntry(record('b', 2))}\n`);
+  writeFileSync(join(dir, 'a.layer.json'), JSON.stringify(record('a', 1)));
+  writeFileSync(join(dir, 'b.layer.json'), JSON.stringify({ id: 'b', removed: true }));
+  t.deepEqual(
+    new MetadataStore(dir).readAllLayers().map((r) => r.id),
+    ['a'],
+  );
+});
+
+test('a damaged pack entry is a MetadataError naming the pack, the entry and the field; the others load', (t) => {
+  const { dir, store } = home(t);
+  const good = [record('a', 1), record('b', 2), record('c', 3)];
+  const bad = { ...record('x', 9), deviceId: 'nine' };
+  const badLine = encodeEntry(bad as unknown as LayerRecord);
+  writeFileSync(join(dir, PACK), `${encodeEntry(good[0]!)}\n${badLine}\n${encodeEntry(good[1]!)}\n`);
+  const error = t.throws(() => store.readAllLayers(), { instanceOf: MetadataError });
+  t.is(error?.file, join(dir, PACK));
+  t.is(error?.field, 'entry 2 (layer x) deviceId');
+  t.regex(error?.message ?? '', /"nine" is not a thin id/);
+  const scan = store.scanLayers();
+  t.deepEqual(
+    scan.records.map((r) => r.id),
+    ['a', 'b'],
+  );
+  t.deepEqual(
+    scan.damaged.map((d) => [d.name, d.claimedDeviceId]),
+    [['layers.pack#2', undefined]],
+  );
+  t.false(store.compactIfLong(0), 'a scan with damage never compacts');
+});
+
+test('an altered pack line fails its checksum and names no thin id', (t) => {
+  const { dir, store } = home(t);
+  const line = encodeEntry(record('a', 17));
+  writeFileSync(join(dir, PACK), `${line.replace('"deviceId":17', '"deviceId":71')}\n${encodeEntry(record('b', 2))}\n`);
+  const scan = store.scanLayers();
+  t.deepEqual(
+    scan.records.map((r) => r.id),
+    ['b'],
+  );
+  t.is(scan.damaged.length, 1);
+  t.is(scan.damaged[0]!.error.field, 'entry 1');
+  t.regex(scan.damaged[0]!.error.message, /checksum/);
+  t.is(scan.damaged[0]!.claimedDeviceId, undefined, 'a digit of an altered line cannot be trusted');
+});
+
+test('repair quarantines a damaged pack entry alone, idempotently, and keeps its thin id claimed', (t) => {
+  const { dir, store } = home(t);
+  const bad = { ...record('x', 9), size: -5 };
+  writeFileSync(
+    join(dir, PACK),
+    `${encodeEntry(record('a', 1))}\n${encodeEntry(bad as unknown as LayerRecord)}\n${encodeEntry(record('b', 2))}\n`,
+  );
+  const damaged = store.scanLayers().damaged;
+  t.deepEqual(
+    damaged.map((d) => [d.name, d.claimedDeviceId]),
+    [['layers.pack#2', 9]],
+  );
+  const moved = store.quarantine(damaged[0]!.name);
+  t.true(moved.startsWith(store.quarantineDir));
+  t.deepEqual(JSON.parse(readFileSync(moved, 'utf8')), bad, 'the entry is kept as it was');
+  t.deepEqual(store.quarantinedThinIds(), [9], 'its thin id stays claimed');
+  const after = new MetadataStore(dir);
+  t.deepEqual(
+    after.readAllLayers().map((r) => r.id),
+    ['a', 'b'],
+    'the other entries stay in the pack',
+  );
+  t.deepEqual(after.scanLayers().damaged, [], 'a second repair finds nothing to do');
+  t.is(after.quarantined().length, 1);
+});
+
+test('a packed layer set aside by repair is copied to the quarantine and hidden by a tombstone', (t) => {
+  const { dir, store } = home(t);
+  for (const r of [record('a', 1), record('b', 2)]) store.writeLayer(r);
+  store.readAllLayers();
+  t.true(store.compactIfLong(1));
+  const moved = store.quarantine('b.layer.json');
+  t.deepEqual(JSON.parse(readFileSync(moved, 'utf8')), record('b', 2));
+  t.deepEqual(store.quarantinedThinIds(), [2]);
+  t.deepEqual(
+    new MetadataStore(dir).readAllLayers().map((r) => r.id),
+    ['a'],
+  );
+});
+
+test('a damaged journal file over a packed layer hides it; repair keeps both versions in the quarantine', (t) => {
+  const { dir, store } = home(t);
+  for (const r of [record('a', 1), record('b', 2)]) store.writeLayer(r);
+  store.readAllLayers();
+  t.true(store.compactIfLong(1));
+  writeFileSync(join(dir, 'b.layer.json'), '{"id":"b","deviceId":"x"');
+  const scan = store.scanLayers();
+  t.deepEqual(
+    scan.records.map((r) => r.id),
+    ['a'],
+  );
+  t.deepEqual(
+    scan.damaged.map((d) => [d.name, d.claimedDeviceId]),
+    [['b.layer.json', undefined]],
+  );
+  store.quarantine('b.layer.json');
+  t.is(store.quarantined().length, 2);
+  t.true(store.quarantinedThinIds().includes(2), "the pack's version names thin id 2");
+  const after = new MetadataStore(dir).scanLayers();
+  t.deepEqual(
+    after.records.map((r) => r.id),
+    ['a'],
+  );
+  t.deepEqual(after.damaged, []);
+});
+
+test('two pack entries for one layer: the second is damaged', (t) => {
+  const { dir, store } = home(t);
+  writeFileSync(join(dir, PACK), `${encodeEntry(record('a', 1))}\n${encodeEntry(record('a', 2))}\n`);
+  const scan = store.scanLayers();
+  t.deepEqual(
+    scan.records.map((r) => r.deviceId),
+    [1],
+  );
+  t.is(scan.damaged[0]!.error.field, 'entry 2 (layer a) id');
+  t.is(scan.damaged[0]!.claimedDeviceId, 2);
+});
+
+test('a pack that cannot be read is one damaged record naming no thin id; quarantined whole, it still names none', (t) => {
+  const { dir, store } = home(t);
+  store.writeLayer(record('a', 1));
+  mkdirSync(join(dir, PACK)); // read(2) fails with EISDIR, as a disk error would fail it
+  const scan = store.scanLayers();
+  t.deepEqual(
+    scan.damaged.map((d) => [d.name, d.claimedDeviceId]),
+    [[PACK, undefined]],
+  );
+  t.regex(scan.damaged[0]!.error.message, /layers\.pack: cannot be read/);
+  store.quarantine(PACK);
+  t.false(existsSync(join(dir, PACK)));
+  t.deepEqual(store.quarantinedThinIds(), [undefined], 'any thin id may be one it names');
+  t.deepEqual(
+    new MetadataStore(dir).readAllLayers().map((r) => r.id),
+    ['a'],
+  );
+});
