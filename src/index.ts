@@ -19,6 +19,8 @@ export type {
   Geometry,
 } from './ioctl/device-mapper.js';
 export type { FfiBackendName } from './ioctl/ffi/binding.js';
+export { Kernel } from './ioctl/kernel.js';
+export type { KernelOptions } from './ioctl/kernel.js';
 export { logger } from './log.js';
 export { LoopDevices, LOOP_CONTROL_PATH } from './ioctl/loop.js';
 export type { LoopAttachOptions, LoopStatus } from './ioctl/loop.js';

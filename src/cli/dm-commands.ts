@@ -1,5 +1,8 @@
-// `devmapper dm ...`: raw device-mapper inspection without dmsetup.
+// `devmapper dm ...`: raw device-mapper inspection without dmsetup, on the FFI backend --home
+// was initialised with (the default one when it has no record).
 import { DeviceMapper } from '../ioctl/device-mapper.js';
+import { Kernel } from '../ioctl/kernel.js';
+import { recordedFfi } from './home.js';
 import { expectPositionals, parseArgs, UsageError } from './args.js';
 import { requireDeviceMapper } from './host.js';
 import { keyValues, table, toJson } from './output.js';
@@ -12,7 +15,7 @@ export async function dmCommand(argv: string[], io: Io): Promise<void> {
   let handle: DeviceMapper | undefined;
   const dm = (): DeviceMapper => {
     requireDeviceMapper();
-    handle ??= DeviceMapper.open();
+    handle ??= DeviceMapper.open({ kernel: Kernel.for(recordedFfi(io.home)) });
     return handle;
   };
   try {

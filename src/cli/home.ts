@@ -2,10 +2,11 @@
 // error naming the real cause and the way out instead of a raw errno from deep inside init:
 // a path that is a file, a home on a read-only filesystem (or one this user may not write), and
 // a home an interrupted `init` left half-made.
-import { accessSync, constants, existsSync, lstatSync, type Stats } from 'node:fs';
+import { accessSync, constants, existsSync, lstatSync, readFileSync, type Stats } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { dirname, join } from 'node:path';
 import { DevmapperError, errnoName } from '../errors.js';
+import type { FfiBackendName } from '../ioctl/ffi/binding.js';
 
 /** Where init keeps the options it was given while it runs; renamed to cli-options.json when it is done. */
 export const PENDING_OPTIONS = 'cli-options.init.json';
@@ -103,4 +104,20 @@ export function unfinishedInit(home: string): { pendingOptions: string | undefin
       `\`devmapper init\` on ${home} did not finish: it was interrupted, and its pool and loop devices may still be active ${how}. ` +
       `Run \`devmapper --home ${home} init\` with the same options to finish it${hasPending ? `, or \`devmapper --home ${home} cleanup\` to deactivate what it left before removing the home` : ''}`,
   };
+}
+
+/**
+ * The FFI backend `init` recorded for `home` (its cli-options.json), for the commands that open
+ * no Driver (`dm ...`); undefined when the home has none or no readable record (then the
+ * default, DEVMAPPER_FFI or ffi-rs, applies). The name is checked where it is used (Kernel.for).
+ */
+export function recordedFfi(home: string): FfiBackendName | undefined {
+  let recorded: unknown;
+  try {
+    recorded = JSON.parse(readFileSync(join(home, RECORDED_OPTIONS), 'utf8'));
+  } catch {
+    return undefined; // no home, or not initialised: commands that need one say so themselves
+  }
+  const ffi = (recorded as { ffi?: unknown } | null)?.ffi;
+  return ffi === undefined ? undefined : (ffi as FfiBackendName);
 }

@@ -4,6 +4,7 @@
 import { rmSync, statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DeviceMapper } from '../ioctl/device-mapper.js';
+import { Kernel } from '../ioctl/kernel.js';
 import { discardBlockDevice } from '../ioctl/block.js';
 import { DevmapperError, DmSystemError, InvalidArgumentError, LayerBusyError, PoolModeError } from '../errors.js';
 import { logger } from '../log.js';
@@ -60,6 +61,8 @@ const POOL_LOCK = '\0pool';
 
 export class DeviceSet {
   readonly options: ResolvedOptions;
+  /** The one kernel handle (made from options.ffi): everything below calls the kernel through it. */
+  readonly kernel: Kernel;
   readonly dm: DeviceMapper;
   readonly pool: ThinPool;
   readonly store: MetadataStore;
@@ -91,6 +94,7 @@ export class DeviceSet {
     state: DeviceSetState;
   }) {
     this.options = args.options;
+    this.kernel = args.dm.kernel;
     this.dm = args.dm;
     this.pool = args.pool;
     this.store = args.store;
@@ -100,9 +104,9 @@ export class DeviceSet {
     this.#lock = args.lock;
     this.#tx = new PoolTransactions(args.pool, args.store, args.state);
     this.#layers = new LayerRecords(args.store);
-    const { filesystem, mountOptions, ffi } = args.options;
+    const { filesystem, mountOptions } = args.options;
     this.#devices = new LayerDevices(args.dm, args.pool, args.layout, args.options.deferredRemoval);
-    this.#mounts = new Mounts(args.layout, { filesystem, mountOptions, ffi }, this.#devices);
+    this.#mounts = new Mounts(args.layout, { filesystem, mountOptions, kernel: this.kernel }, this.#devices);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -116,12 +120,13 @@ export class DeviceSet {
   static async init(input: DriverOptions, mode: { inspect?: boolean } = {}): Promise<DeviceSet> {
     const options = resolveOptions(input);
     const layout = HomeLayout.create(options.home);
-    const lock = await HomeLock.acquire(options.home, { timeoutMs: options.lockTimeoutMs, ffi: options.ffi });
+    const kernel = Kernel.for(options.ffi); // created once here; everything below gets it from the DeviceMapper
+    const lock = await HomeLock.acquire(options.home, { timeoutMs: options.lockTimeoutMs, kernel });
     let dm: DeviceMapper | undefined;
     let store: MetadataStore | undefined;
     let activatedPool: ThinPool | undefined;
     try {
-      dm = DeviceMapper.open({ ffi: options.ffi });
+      dm = DeviceMapper.open({ kernel });
       store = new MetadataStore(layout.metadataDir);
       store.removeStaleTempFiles();
       const savedState = store.readState();
@@ -314,7 +319,7 @@ export class DeviceSet {
     if (this.options.discardOnDelete) {
       const device = this.#devices.activate(record);
       try {
-        discardBlockDevice(device.path, undefined, this.options.ffi);
+        discardBlockDevice(this.kernel, device.path);
       } finally {
         this.#devices.deactivate(device);
       }
@@ -609,8 +614,8 @@ export class DeviceSet {
         conflicts: this.#scan.conflicts,
         quarantinedThinIds: this.store.quarantinedThinIds(),
         quarantinedFiles: this.store.quarantined(),
-        ...(options.thinCheck ? { thinCheck: () => thinCheckLive(this.pool, { ffi: this.options.ffi }) } : {}),
-        thinLs: () => thinLsLive(this.pool, { ffi: this.options.ffi }),
+        ...(options.thinCheck ? { thinCheck: () => thinCheckLive(this.pool, { kernel: this.kernel }) } : {}),
+        thinLs: () => thinLsLive(this.pool, { kernel: this.kernel }),
         quarantine: (name) => {
           const path = this.store.quarantine(name);
           const layer = name.replace(/\.layer\.json$/, '');

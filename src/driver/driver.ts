@@ -4,6 +4,7 @@ import { DeviceSet, type ActiveLayer, type LayerMetadata } from './device-set.js
 import { assertLayerId, assertLayerMeta, assertMountLabel, type DriverOptions, type Filesystem } from './options.js';
 import { parseSize } from '../thin/units.js';
 import { DevmapperError } from '../errors.js';
+import type { Kernel } from '../ioctl/kernel.js';
 import { PoolWatcher } from '../thin/events.js';
 import type { CheckReport } from './check.js';
 import { repairNeedsCheck, type NeedsCheckRepair } from './thin-repair.js';
@@ -27,6 +28,14 @@ export class Driver {
 
   get home(): string {
     return this.#set.options.home;
+  }
+
+  /**
+   * The kernel handle made from the `ffi` option at init: every call of this driver (ioctls,
+   * mounts, flock, xattrs) goes through it. `kernel.ffi` names the FFI backend.
+   */
+  get kernel(): Kernel {
+    return this.#set.kernel;
   }
 
   /** How a layer's device is mounted: the home's filesystem and its extra mount options (dm.fs, dm.mountopt). */
@@ -136,7 +145,7 @@ export class Driver {
       put: (id) => this.put(id),
       metadata: (id) => this.metadata(id),
       setMeta: (id, meta) => this.setMeta(id, meta),
-      ffi: this.#set.options.ffi,
+      kernel: this.#set.kernel,
     };
   }
 
@@ -206,8 +215,10 @@ export class Driver {
     options: DriverOptions,
     check: { repair?: boolean; thinCheck?: boolean } = {},
   ): Promise<CheckReport> {
+    let kernel: Kernel | undefined;
     const inspect = async (): Promise<CheckReport> => {
       const set = await DeviceSet.init(options, { inspect: true });
+      kernel = set.kernel;
       try {
         return await set.check(check.repair === true, { thinCheck: check.thinCheck === true });
       } finally {
@@ -220,7 +231,7 @@ export class Driver {
     // in (thin-repair.ts), then check again on the pool reopened over it.
     let repaired: NeedsCheckRepair;
     try {
-      repaired = await repairNeedsCheck(options, async () => (await Driver.init(options)).cleanup());
+      repaired = await repairNeedsCheck(options, kernel!, async () => (await Driver.init(options)).cleanup());
     } catch (error) {
       repaired = { done: false, lines: [`repairing the needs_check metadata failed: ${(error as Error).message}`] };
     }
@@ -250,7 +261,7 @@ export class Driver {
 
   /** Watches the pool's dm events (low water, out of space, read-only, fail); stop() it when done. */
   watch(): PoolWatcher {
-    return new PoolWatcher(this.#set.pool, { ffi: this.#set.options.ffi });
+    return new PoolWatcher(this.#set.pool, { kernel: this.#set.kernel });
   }
 
   /**

@@ -7,14 +7,15 @@
 import { closeSync, constants, ftruncateSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { DevmapperError, DmSystemError } from '../errors.js';
 import { decodeDev } from '../ioctl/abi.js';
-import { LOCK_EX, LOCK_NB, LOCK_UN, type FfiBackendName } from '../ioctl/ffi/binding.js';
-import { libcBinding } from '../ioctl/ffi/select.js';
+import { LOCK_EX, LOCK_NB, LOCK_UN } from '../ioctl/ffi/binding.js';
+import type { Kernel } from '../ioctl/kernel.js';
 import { lockFilePath } from './home-layout.js';
 
 export interface HomeLockOptions {
   /** How long to wait for a busy home, in ms: 0 (the default) fails at once, Infinity waits forever. */
   timeoutMs?: number;
-  ffi?: FfiBackendName;
+  /** flock(2) goes through this handle. */
+  kernel: Kernel;
 }
 
 const EWOULDBLOCK = 11; // EAGAIN on Linux
@@ -25,13 +26,13 @@ export class HomeLock {
   /** False when the lock file could only be opened read-only (no pid written). */
   readonly writable: boolean;
   #fd: number | undefined;
-  readonly #ffi: FfiBackendName | undefined;
+  readonly #kernel: Kernel;
 
-  private constructor(path: string, fd: number, writable: boolean, ffi: FfiBackendName | undefined) {
+  private constructor(path: string, fd: number, writable: boolean, kernel: Kernel) {
     this.path = path;
     this.#fd = fd;
     this.writable = writable;
-    this.#ffi = ffi;
+    this.#kernel = kernel;
   }
 
   /**
@@ -39,7 +40,7 @@ export class HomeLock {
    * 250 ms) when another process holds it. A busy home is an `ERR_DM_HOME_LOCKED` naming the
    * holder's pid when the file says it.
    */
-  static async acquire(home: string, options: HomeLockOptions = {}): Promise<HomeLock> {
+  static async acquire(home: string, options: HomeLockOptions): Promise<HomeLock> {
     const timeoutMs = options.timeoutMs ?? 0;
     const deadline = Date.now() + timeoutMs;
     let delay = 5;
@@ -54,9 +55,9 @@ export class HomeLock {
   }
 
   /** One attempt: the lock, or undefined when another open file description holds it. */
-  static tryAcquire(home: string, options: { ffi?: FfiBackendName } = {}): HomeLock | undefined {
+  static tryAcquire(home: string, options: { kernel: Kernel }): HomeLock | undefined {
     const path = lockFilePath(home);
-    const libc = libcBinding(options.ffi);
+    const libc = options.kernel.libc;
     let fd: number;
     let writable = true;
     try {
@@ -88,7 +89,7 @@ export class HomeLock {
         throw error;
       }
     }
-    return new HomeLock(path, fd, writable, options.ffi);
+    return new HomeLock(path, fd, writable, options.kernel);
   }
 
   /** Lets go of the home: the pid is cleared, the file stays (it is never removed). Idempotent. */
@@ -99,7 +100,7 @@ export class HomeLock {
     try {
       if (this.writable) ftruncateSync(fd, 0); // still holding the lock: no one else writes now
     } finally {
-      libcBinding(this.#ffi).flock(fd, LOCK_UN);
+      this.#kernel.libc.flock(fd, LOCK_UN);
       closeSync(fd); // closing alone would drop the lock; LOCK_UN makes it explicit
     }
   }

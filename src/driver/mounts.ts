@@ -4,7 +4,7 @@
 // DeviceActivator the DeviceSet hands in; callers hold the layer's lock.
 import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { DevmapperError } from '../errors.js';
-import type { FfiBackendName } from '../ioctl/ffi/binding.js';
+import type { Kernel } from '../ioctl/kernel.js';
 import { mountFilesystem, unmountFilesystem, MNT_DETACH } from '../ioctl/mount.js';
 import { logger } from '../log.js';
 import type { ThinDevice } from '../thin/thin-device.js';
@@ -21,7 +21,7 @@ export interface DeviceActivator {
 export interface MountSettings {
   filesystem: Filesystem;
   mountOptions: readonly string[];
-  ffi: FfiBackendName | undefined;
+  kernel: Kernel;
 }
 
 interface Mounted {
@@ -81,7 +81,7 @@ export class Mounts {
       device = this.#devices.activate(record);
       mountFilesystem(device.path, mountPoint, this.#settings.filesystem, {
         data: this.#mountData(mountLabel),
-        ffi: this.#settings.ffi,
+        kernel: this.#settings.kernel,
       });
       mountedHere = true;
       // rootfs and id live in the layer's own filesystem: a symlink found there is never
@@ -99,7 +99,7 @@ export class Mounts {
       this.#mounted.set(id, { count: 1, mountPoint, device });
       return rootfs;
     } catch (error) {
-      if (mountedHere) unmountFilesystem(mountPoint, { flags: MNT_DETACH, ffi: this.#settings.ffi });
+      if (mountedHere) unmountFilesystem(mountPoint, { flags: MNT_DETACH, kernel: this.#settings.kernel });
       if (device) this.#devices.deactivate(device);
       if (createdDir) rmSync(mountPoint, { recursive: true, force: true });
       throw error;
@@ -117,7 +117,7 @@ export class Mounts {
       mounted.count--;
       return;
     }
-    unmountFilesystem(mounted.mountPoint, { ffi: this.#settings.ffi }); // on EBUSY the layer stays mounted, count intact
+    unmountFilesystem(mounted.mountPoint, { kernel: this.#settings.kernel }); // on EBUSY the layer stays mounted, count intact
     this.#mounted.delete(id);
     this.#devices.deactivate(mounted.device);
   }
@@ -126,7 +126,7 @@ export class Mounts {
   unmountNow(id: string): void {
     const mounted = this.#mounted.get(id);
     if (!mounted) return;
-    unmountFilesystem(mounted.mountPoint, { ffi: this.#settings.ffi });
+    unmountFilesystem(mounted.mountPoint, { kernel: this.#settings.kernel });
     this.#devices.deactivate(mounted.device);
   }
 
@@ -146,12 +146,12 @@ export class Mounts {
     try {
       mountFilesystem(device.path, mountPoint, this.#settings.filesystem, {
         data: this.#mountData(undefined),
-        ffi: this.#settings.ffi,
+        kernel: this.#settings.kernel,
       });
       try {
         return await body(device, mountPoint);
       } finally {
-        unmountFilesystem(mountPoint, { ffi: this.#settings.ffi });
+        unmountFilesystem(mountPoint, { kernel: this.#settings.kernel });
       }
     } finally {
       rmSync(mountPoint, { recursive: true, force: true });
@@ -163,7 +163,7 @@ export class Mounts {
   unmountStale(mountPoint: string): void {
     logger.warn(`unmounting stale mount ${mountPoint}`);
     try {
-      unmountFilesystem(mountPoint, { ffi: this.#settings.ffi });
+      unmountFilesystem(mountPoint, { kernel: this.#settings.kernel });
     } catch {
       this.unmountDetached(mountPoint);
     }
@@ -171,7 +171,7 @@ export class Mounts {
 
   /** MNT_DETACH: the mount goes from the tree now, for good once its last user lets go. */
   unmountDetached(mountPoint: string): void {
-    unmountFilesystem(mountPoint, { flags: MNT_DETACH, ffi: this.#settings.ffi });
+    unmountFilesystem(mountPoint, { flags: MNT_DETACH, kernel: this.#settings.kernel });
   }
 
   /** Mount points under <home>/mnt/ now, shallowest first, with the layer each belongs to. */

@@ -2,6 +2,7 @@
 // anything is touched.
 import { InvalidArgumentError } from '../errors.js';
 import type { FfiBackendName } from '../ioctl/ffi/binding.js';
+import { assertFfiBackend } from '../ioctl/kernel.js';
 import { assertDataBlockSize, bytes, parseSize, type Bytes, type Sectors } from '../thin/units.js';
 
 export type Filesystem = 'ext4' | 'xfs';
@@ -43,7 +44,10 @@ export interface DriverOptions {
    * true. Applies when the driver activates the pool (an already active pool keeps its table).
    */
   errorIfNoSpace?: boolean;
-  /** FFI backend for every ioctl. */
+  /**
+   * FFI backend for every call to the kernel: 'ffi-rs' (default; DEVMAPPER_FFI sets the default) or
+   * 'koffi'. The Driver makes one Kernel handle from it (Driver.kernel) and passes it to every layer.
+   */
   ffi?: FfiBackendName;
   /** How often pending deferred deletions are retried, in ms. Default 10 s; 0 disables the timer. */
   deferredDeletionIntervalMs?: number;
@@ -179,8 +183,7 @@ export function resolveOptions(options: DriverOptions): ResolvedOptions {
     if (options[key] !== undefined && typeof options[key] !== 'boolean')
       throw new InvalidArgumentError(key, 'must be true or false');
   }
-  if (options.ffi !== undefined && options.ffi !== 'ffi-rs' && options.ffi !== 'koffi')
-    throw new InvalidArgumentError('ffi', "must be 'ffi-rs' or 'koffi'");
+  if (options.ffi !== undefined) assertFfiBackend(options.ffi);
   return {
     home: home.replace(/\/+$/, '') || '/',
     baseSize: size(options.baseSize, 10n * GiB, 'baseSize', 16n * 1024n * 1024n),

@@ -70,7 +70,7 @@ export function openPool(
     dir: layout.loopDir,
     dataSize: options.loopDataSize,
     metadataSize: options.loopMetadataSize,
-    ffi: options.ffi,
+    kernel: dm.kernel,
   });
   try {
     if (dm.exists(name))

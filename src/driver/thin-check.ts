@@ -14,7 +14,7 @@
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { LoopDevices } from '../ioctl/loop.js';
-import type { FfiBackendName } from '../ioctl/ffi/binding.js';
+import type { Kernel } from '../ioctl/kernel.js';
 import { promisify } from 'node:util';
 import type { ThinPool } from '../thin/pool.js';
 import { poolModeOf, poolTakesMessages } from '../thin/status.js';
@@ -101,12 +101,12 @@ async function runThinCheck(
 /** Runs `body` with a block device that reads `source`: itself, or a read-only loop over a regular file. */
 async function withBlockDevice<T>(
   source: string,
-  ffi: FfiBackendName | undefined,
+  kernel: Kernel,
   body: (device: string) => Promise<T>,
   writable = false,
 ): Promise<T> {
   if (!statSync(source).isFile()) return body(source);
-  const loops = new LoopDevices({ ffi });
+  const loops = new LoopDevices({ kernel });
   const { status, fd } = loops.attachAndHold(source, { readOnly: !writable, autoclear: true });
   try {
     return await body(status.path);
@@ -122,14 +122,14 @@ async function withBlockDevice<T>(
  */
 export async function thinCheckOffline(
   metadata: string,
-  options: { ffi?: FfiBackendName; clearNeedsCheck?: boolean } = {},
+  options: { kernel: Kernel; clearNeedsCheck?: boolean },
 ): Promise<ThinCheckResult> {
   const tool = findThinTool('thin_check');
   if (!tool) return notInstalled();
   const args = options.clearNeedsCheck ? ['--clear-needs-check-flag'] : [];
   return withBlockDevice(
     metadata,
-    options.ffi,
+    options.kernel,
     (device) => runThinCheck(tool, [...args, device], 'inactive-pool'),
     options.clearNeedsCheck === true,
   );
@@ -160,13 +160,10 @@ export function metadataSourceOf(pool: ThinPool): string {
  * snapshot: a view of the pool independent of the kernel's answers to table loads. Undefined
  * when thin_ls is not installed or the pool takes no messages (no snapshot can be reserved).
  */
-export async function thinLsLive(
-  pool: ThinPool,
-  options: { ffi?: FfiBackendName } = {},
-): Promise<Set<number> | undefined> {
+export async function thinLsLive(pool: ThinPool, options: { kernel: Kernel }): Promise<Set<number> | undefined> {
   const tool = findThinTool('thin_ls');
   if (!tool || !poolTakesMessages(poolModeOf(pool.status()))) return undefined;
-  return withBlockDevice(metadataSourceOf(pool), options.ffi, async (device) => {
+  return withBlockDevice(metadataSourceOf(pool), options.kernel, async (device) => {
     try {
       pool.reserveMetadataSnap();
     } catch {
@@ -197,11 +194,11 @@ export async function thinLsLive(
  * takes messages, directly when it is read-only (it writes nothing then). The snapshot is
  * released whatever happens.
  */
-export async function thinCheckLive(pool: ThinPool, options: { ffi?: FfiBackendName } = {}): Promise<ThinCheckResult> {
+export async function thinCheckLive(pool: ThinPool, options: { kernel: Kernel }): Promise<ThinCheckResult> {
   const tool = findThinTool('thin_check');
   if (!tool) return notInstalled();
   const source = metadataSourceOf(pool);
-  return withBlockDevice(source, options.ffi, async (device) => {
+  return withBlockDevice(source, options.kernel, async (device) => {
     if (!poolTakesMessages(poolModeOf(pool.status()))) return runThinCheck(tool, [device], 'read-only-pool');
     try {
       pool.reserveMetadataSnap(); // commits first, then freezes a copy of the metadata

@@ -30,6 +30,7 @@ import {
 } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
+import type { Kernel } from '../ioctl/kernel.js';
 import { LoopDevices } from '../ioctl/loop.js';
 import { findThinTool, thinCheckOffline } from './thin-check.js';
 import { resolveOptions, type DriverOptions } from './options.js';
@@ -62,10 +63,12 @@ function mountsUnder(dir: string): string[] {
 
 /**
  * Repairs the metadata of a needs_check pool on the home's own loop files (see the top of this
- * file). `deactivate` brings the pool down (the caller's Driver.init + cleanup).
+ * file). `deactivate` brings the pool down (the caller's Driver.init + cleanup); loop devices
+ * and thin_check go through `kernel`, the handle the caller opened the home with.
  */
 export async function repairNeedsCheck(
   input: DriverOptions,
+  kernel: Kernel,
   deactivate: () => Promise<void>,
 ): Promise<NeedsCheckRepair> {
   const options = resolveOptions(input);
@@ -101,7 +104,7 @@ export async function repairNeedsCheck(
   } finally {
     closeSync(fd);
   }
-  const loops = new LoopDevices({ ffi: options.ffi });
+  const loops = new LoopDevices({ kernel });
   const source = loops.attachAndHold(metadata, { readOnly: true, autoclear: true });
   try {
     const target = loops.attachAndHold(repaired, { autoclear: true });
@@ -127,7 +130,7 @@ export async function repairNeedsCheck(
     loops.release(source.fd);
   }
   lines.push(`thin_repair wrote new metadata into ${repaired}`);
-  const checked = await thinCheckOffline(repaired, { ffi: options.ffi, clearNeedsCheck: true });
+  const checked = await thinCheckOffline(repaired, { kernel, clearNeedsCheck: true });
   if (!checked.ok) {
     rmSync(repaired, { force: true });
     return {

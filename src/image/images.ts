@@ -51,6 +51,7 @@ function hostOf(driver: Driver): DiffHost {
     put: (id) => driver.put(id),
     metadata: (id) => driver.metadata(id),
     setMeta: (id, meta) => driver.setMeta(id, meta),
+    kernel: driver.kernel,
   };
 }
 

@@ -1,12 +1,11 @@
 // Block device ioctls (include/uapi/linux/fs.h), through the same choke point as dm and loop.
 import { BLOCK_REQUESTS } from './abi.js';
-import { O_CLOEXEC, O_RDWR, type FfiBackendName } from './ffi/binding.js';
-import { libcBinding } from './ffi/select.js';
+import { O_CLOEXEC, O_RDWR, type LibcBinding } from './ffi/binding.js';
+import type { Kernel } from './kernel.js';
 import { ioctl } from './syscall.js';
 import { DmSystemError } from '../errors.js';
 
-function withDevice<T>(path: string, flags: number, ffi: FfiBackendName | undefined, body: (fd: number) => T): T {
-  const binding = libcBinding(ffi);
+function withDevice<T>(path: string, flags: number, binding: LibcBinding, body: (fd: number) => T): T {
   const fd = binding.open(path, flags | O_CLOEXEC);
   if (fd < 0) throw new DmSystemError({ errno: -fd, syscall: 'open', device: path });
   try {
@@ -16,22 +15,19 @@ function withDevice<T>(path: string, flags: number, ffi: FfiBackendName | undefi
   }
 }
 
-function readSize(fd: number, path: string, ffi: FfiBackendName | undefined): bigint {
+function readSize(binding: LibcBinding, fd: number, path: string): bigint {
   const out = Buffer.alloc(8);
-  ioctl(libcBinding(ffi), fd, BLOCK_REQUESTS.BLKGETSIZE64, out, { operation: 'BLKGETSIZE64', device: path });
+  ioctl(binding, fd, BLOCK_REQUESTS.BLKGETSIZE64, out, { operation: 'BLKGETSIZE64', device: path });
   return out.readBigUInt64LE(0);
 }
 
 /** BLKDISCARD of [start, start + length) bytes (the whole device by default). */
-export function discardBlockDevice(
-  path: string,
-  range?: { start: bigint; length: bigint },
-  ffi?: FfiBackendName,
-): void {
-  withDevice(path, O_RDWR, ffi, (fd) => {
+export function discardBlockDevice(kernel: Kernel, path: string, range?: { start: bigint; length: bigint }): void {
+  const binding = kernel.libc;
+  withDevice(path, O_RDWR, binding, (fd) => {
     const arg = Buffer.alloc(16);
     arg.writeBigUInt64LE(range?.start ?? 0n, 0);
-    arg.writeBigUInt64LE(range?.length ?? readSize(fd, path, ffi), 8);
-    ioctl(libcBinding(ffi), fd, BLOCK_REQUESTS.BLKDISCARD, arg, { operation: 'BLKDISCARD', device: path });
+    arg.writeBigUInt64LE(range?.length ?? readSize(binding, fd, path), 8);
+    ioctl(binding, fd, BLOCK_REQUESTS.BLKDISCARD, arg, { operation: 'BLKDISCARD', device: path });
   });
 }

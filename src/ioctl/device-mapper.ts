@@ -28,7 +28,7 @@ import {
 import { validateDeviceName, validateTargetType, validateUuid } from './byte-codec.js';
 import { DmIoctlEngine, type DmReply, type DmRequest } from './engine.js';
 import { O_CLOEXEC, O_RDWR, POLLIN, type FfiBackendName, type LibcBinding } from './ffi/binding.js';
-import { libcBinding } from './ffi/select.js';
+import { Kernel, type KernelOptions } from './kernel.js';
 import { DevmapperError, DmSystemError, InvalidArgumentError, IoctlError, ParseError } from '../errors.js';
 
 export const DM_CONTROL_PATH = '/dev/mapper/control';
@@ -71,9 +71,7 @@ export interface ListedDevice {
 export type Target = TargetSpec;
 export type { TargetStatus, TargetVersion };
 
-export interface OpenOptions {
-  /** FFI backend: 'ffi-rs' (default) or 'koffi'; DEVMAPPER_FFI sets the default. */
-  ffi?: FfiBackendName;
+export interface OpenOptions extends KernelOptions {
   /** The control node, normally /dev/mapper/control. */
   controlPath?: string;
 }
@@ -107,12 +105,15 @@ export interface Geometry {
 }
 
 export class DeviceMapper {
+  /** The handle this DeviceMapper's calls go through; what is built on it (pools, thin devices) uses it too. */
+  readonly kernel: Kernel;
   readonly #binding: LibcBinding;
   readonly #engine: DmIoctlEngine;
   #fd: number;
   #kernelVersion: DmVersion | undefined;
 
-  private constructor(binding: LibcBinding, fd: number) {
+  private constructor(kernel: Kernel, binding: LibcBinding, fd: number) {
+    this.kernel = kernel;
     this.#binding = binding;
     this.#fd = fd;
     this.#engine = new DmIoctlEngine(binding, fd);
@@ -120,11 +121,12 @@ export class DeviceMapper {
 
   /** Opens the control node. Close the handle with close(). */
   static open(options: OpenOptions = {}): DeviceMapper {
-    const binding = libcBinding(options.ffi);
+    const kernel = Kernel.from(options);
+    const binding = kernel.libc;
     const path = options.controlPath ?? DM_CONTROL_PATH;
     const fd = binding.open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0) throw new DmSystemError({ errno: -fd, syscall: 'open', device: path });
-    return new DeviceMapper(binding, fd);
+    return new DeviceMapper(kernel, binding, fd);
   }
 
   /** Which FFI backend this handle uses. */

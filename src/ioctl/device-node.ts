@@ -4,8 +4,8 @@
 // goes away.
 import { existsSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { encodeDev } from './abi.js';
-import { S_IFBLK, type FfiBackendName } from './ffi/binding.js';
-import { libcBinding } from './ffi/select.js';
+import { S_IFBLK } from './ffi/binding.js';
+import type { Kernel } from './kernel.js';
 import { DmSystemError } from '../errors.js';
 import type { DeviceNumber } from './device-mapper.js';
 
@@ -16,14 +16,14 @@ export interface DeviceNode {
 }
 
 /** A block device node for `dev`: devtmpfs's /dev/dm-N when it is the right one, else one we make. */
-export function ensureDeviceNode(name: string, dev: DeviceNumber, ffi?: FfiBackendName): DeviceNode {
+export function ensureDeviceNode(kernel: Kernel, name: string, dev: DeviceNumber): DeviceNode {
   const devtmpfsPath = `/dev/dm-${dev.minor}`;
   if (isNodeFor(devtmpfsPath, dev)) return { path: devtmpfsPath, owned: false };
   const path = `/dev/mapper/${name}`;
   if (isNodeFor(path, dev)) return { path, owned: false };
   mkdirSync('/dev/mapper', { recursive: true, mode: 0o755 });
   if (existsSync(path)) unlinkSync(path); // a stale node for an older device of that name
-  const rc = libcBinding(ffi).mknod(path, S_IFBLK | 0o600, encodeDev(dev.major, dev.minor));
+  const rc = kernel.libc.mknod(path, S_IFBLK | 0o600, encodeDev(dev.major, dev.minor));
   if (rc < 0) throw new DmSystemError({ errno: -rc, syscall: 'mknod', device: path });
   return { path, owned: true };
 }

@@ -1,9 +1,8 @@
 // What Node's fs cannot do for layer entries, through the libc binding: device and fifo nodes
 // (mknod(2)) and extended attributes (l*xattr(2), which never follow a symlink).
 import { closeSync, openSync } from 'node:fs';
-import type { FfiBackendName } from './ffi/binding.js';
 import { S_IFBLK, S_IFCHR, S_IFIFO } from './ffi/binding.js';
-import { libcBinding } from './ffi/select.js';
+import type { Kernel } from './kernel.js';
 import { DmSystemError } from '../errors.js';
 
 export type SpecialNodeKind = 'character-device' | 'block-device' | 'fifo';
@@ -26,15 +25,15 @@ export function splitDev(rdev: bigint | number): { major: number; minor: number 
 
 /** Makes a device node or fifo at `path` with permission bits `mode` (the umask applies; chmod after). */
 export function makeSpecialNode(
+  kernel: Kernel,
   path: string,
   kind: SpecialNodeKind,
   mode: number,
   major = 0,
   minor = 0,
-  ffi?: FfiBackendName,
 ): void {
   const type = kind === 'fifo' ? S_IFIFO : kind === 'block-device' ? S_IFBLK : S_IFCHR;
-  const rc = libcBinding(ffi).mknod(path, type | (mode & 0o7777), kind === 'fifo' ? 0n : makedev(major, minor));
+  const rc = kernel.libc.mknod(path, type | (mode & 0o7777), kind === 'fifo' ? 0n : makedev(major, minor));
   if (rc < 0) throw new DmSystemError({ errno: -rc, syscall: 'mknod', device: path });
 }
 
@@ -42,24 +41,24 @@ export function makeSpecialNode(
  * Writes back everything dirty on the filesystem holding `path` and reports a writeback error
  * (EIO, ENOSPC: a full thin pool under a filesystem shows up only here, buffered writes succeed).
  */
-export function syncFilesystem(path: string, ffi?: FfiBackendName): void {
+export function syncFilesystem(kernel: Kernel, path: string): void {
   const fd = openSync(path, 'r');
   try {
-    const rc = libcBinding(ffi).syncfs(fd);
+    const rc = kernel.libc.syncfs(fd);
     if (rc < 0) throw new DmSystemError({ errno: -rc, syscall: 'syncfs', device: path });
   } finally {
     closeSync(fd);
   }
 }
 
-export function setXattr(path: string, name: string, value: Buffer, ffi?: FfiBackendName): void {
-  const rc = libcBinding(ffi).lsetxattr(path, name, value, 0);
+export function setXattr(kernel: Kernel, path: string, name: string, value: Buffer): void {
+  const rc = kernel.libc.lsetxattr(path, name, value, 0);
   if (rc < 0) throw new DmSystemError({ errno: -rc, syscall: 'lsetxattr', device: path, detail: name });
 }
 
 /** The names of `path`'s extended attributes (the ones this process may see). */
-export function listXattrs(path: string, ffi?: FfiBackendName): string[] {
-  const binding = libcBinding(ffi);
+export function listXattrs(kernel: Kernel, path: string): string[] {
+  const binding = kernel.libc;
   for (;;) {
     const size = binding.llistxattr(path, Buffer.alloc(0));
     if (size < 0) throw new DmSystemError({ errno: -size, syscall: 'llistxattr', device: path });
@@ -76,8 +75,8 @@ export function listXattrs(path: string, ffi?: FfiBackendName): string[] {
   }
 }
 
-export function getXattr(path: string, name: string, ffi?: FfiBackendName): Buffer {
-  const binding = libcBinding(ffi);
+export function getXattr(kernel: Kernel, path: string, name: string): Buffer {
+  const binding = kernel.libc;
   for (;;) {
     const size = binding.lgetxattr(path, name, Buffer.alloc(0));
     if (size < 0) throw new DmSystemError({ errno: -size, syscall: 'lgetxattr', device: path, detail: name });

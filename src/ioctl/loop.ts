@@ -5,8 +5,8 @@ import { readdirSync, statSync } from 'node:fs';
 import { LO_FLAGS, LOOP_CONFIG_LAYOUT, LOOP_INFO64_LAYOUT, LOOP_REQUESTS, LO_NAME_SIZE } from './loop-abi.js';
 import { decodeLoopInfo64, encodeLoopConfig, encodeLoopInfo64 } from './loop-codec.js';
 import { truncateUtf8 } from './byte-codec.js';
-import { O_CLOEXEC, O_RDONLY, O_RDWR, type FfiBackendName, type LibcBinding } from './ffi/binding.js';
-import { libcBinding } from './ffi/select.js';
+import { O_CLOEXEC, O_RDONLY, O_RDWR, type LibcBinding } from './ffi/binding.js';
+import { Kernel, type KernelOptions } from './kernel.js';
 import { ioctl, ioctlInt } from './syscall.js';
 import { DmSystemError, InvalidArgumentError } from '../errors.js';
 
@@ -46,10 +46,14 @@ export interface LoopStatus {
 const ATTACH_ATTEMPTS = 8;
 
 export class LoopDevices {
+  /** The handle these calls go through. */
+  readonly kernel: Kernel;
   readonly #binding: LibcBinding;
 
-  constructor(options: { ffi?: FfiBackendName } = {}) {
-    this.#binding = libcBinding(options.ffi);
+  /** `{ ffi }` picks the backend ('ffi-rs' by default, DEVMAPPER_FFI); `{ kernel }` passes a handle made before. */
+  constructor(options: KernelOptions = {}) {
+    this.kernel = Kernel.from(options);
+    this.#binding = this.kernel.libc;
   }
 
   /** LOOP_CTL_GET_FREE: the index of a free loop device (the kernel creates one if needed). */

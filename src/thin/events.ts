@@ -4,7 +4,7 @@
 // moved, its status is read and what changed is reported (thin-provisioning.rst "Status").
 import { EventEmitter, on } from 'node:events';
 import { DeviceMapper } from '../ioctl/device-mapper.js';
-import type { FfiBackendName } from '../ioctl/ffi/binding.js';
+import { Kernel, type KernelOptions } from '../ioctl/kernel.js';
 import type { ThinPool } from './pool.js';
 import { parsePoolStatus, type PoolStatus } from './status.js';
 import type { Sectors } from './units.js';
@@ -34,9 +34,11 @@ export class PoolWatcher extends EventEmitter {
   #stopped = false;
   readonly #done: Promise<void>;
 
-  constructor(pool: ThinPool, options: { ffi?: FfiBackendName; pollIntervalMs?: number } = {}) {
+  /** Its control fd uses the pool's kernel handle unless `ffi` or `kernel` says otherwise. */
+  constructor(pool: ThinPool, options: KernelOptions & { pollIntervalMs?: number } = {}) {
     super();
-    this.#dm = DeviceMapper.open({ ffi: options.ffi ?? pool.dm.ffi });
+    const kernel = options.kernel ?? (options.ffi === undefined ? pool.dm.kernel : Kernel.for(options.ffi));
+    this.#dm = DeviceMapper.open({ kernel });
     this.#poolName = pool.name;
     this.#lowWaterMark = pool.table.lowWaterMark;
     this.#dataBlockSize = pool.table.dataBlockSize;

@@ -3,19 +3,18 @@
 // next start the loop device that already backs a file is found and reused.
 import { closeSync, existsSync, mkdirSync, openSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
-import type { FfiBackendName } from '../ioctl/ffi/binding.js';
+import type { KernelOptions } from '../ioctl/kernel.js';
 import { LoopDevices, type LoopStatus } from '../ioctl/loop.js';
 import { InvalidArgumentError } from '../errors.js';
 import { bytes, SECTOR_SIZE, type Bytes } from './units.js';
 
-export interface LoopbackOptions {
+export interface LoopbackOptions extends KernelOptions {
   /** Directory holding the two files. Created (0700) if missing. */
   dir: string;
   /** Sparse size of the data file when it is created. */
   dataSize: Bytes | number | bigint;
   /** Sparse size of the metadata file when it is created. */
   metadataSize: Bytes | number | bigint;
-  ffi?: FfiBackendName;
 }
 
 export interface LoopbackFile {
@@ -46,7 +45,7 @@ export class LoopbackStorage {
     const dataSize = positiveSize(options.dataSize, 'dataSize');
     const metadataSize = positiveSize(options.metadataSize, 'metadataSize');
     mkdirSync(options.dir, { recursive: true, mode: 0o700 });
-    const loops = new LoopDevices({ ffi: options.ffi });
+    const loops = new LoopDevices({ kernel: options.kernel, ffi: options.ffi });
     const held: number[] = [];
     const made: string[] = [];
     try {

@@ -83,7 +83,7 @@ export class ThinDevice {
 
   /** A block device node to open or mount: /dev/dm-N from devtmpfs, or one the library made. */
   get path(): string {
-    if (!this.#node) this.#node = ensureDeviceNode(this.name, this.info().dev, this.dm.ffi);
+    if (!this.#node) this.#node = ensureDeviceNode(this.dm.kernel, this.name, this.info().dev);
     return this.#node.path;
   }
 

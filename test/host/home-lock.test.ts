@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 const dist = fileURLToPath(new URL('../../src/', import.meta.url));
 const homeLockJs = join(dist, 'driver', 'home-lock.js');
 const indexJs = join(dist, 'index.js');
+const kernelJs = join(dist, 'ioctl', 'kernel.js');
 
 const homes: string[] = [];
 function newHome(): string {
@@ -36,6 +37,7 @@ const CONTENDER = `
 import { openSync, closeSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 const { HomeLock } = await import(process.env.HOME_LOCK_JS);
+const { Kernel } = await import(process.env.KERNEL_JS);
 const home = process.env.LOCK_HOME;
 const hold = Number(process.env.HOLD_MS);
 const timeoutMs = Number(process.env.TIMEOUT_MS);
@@ -45,7 +47,7 @@ process.stdin.once('data', async () => {
   const started = Date.now();
   let lock;
   try {
-    lock = await HomeLock.acquire(home, { timeoutMs, ffi: process.env.LOCK_FFI || undefined });
+    lock = await HomeLock.acquire(home, { timeoutMs, kernel: Kernel.for(process.env.LOCK_FFI || undefined) });
   } catch (error) {
     report({ failed: true, code: error.code, message: error.message, pid2: error.pid, waited: Date.now() - started });
     process.exit(0);
@@ -86,6 +88,7 @@ function contender(home: string, env: { holdMs: number; timeoutMs: number; ffi?:
     env: {
       ...process.env,
       HOME_LOCK_JS: homeLockJs,
+      KERNEL_JS: kernelJs,
       LOCK_HOME: home,
       HOLD_MS: String(env.holdMs),
       TIMEOUT_MS: String(env.timeoutMs),
@@ -233,8 +236,9 @@ const worker = new Worker(\`
   const loadedAtImport = Object.keys(createRequire(import.meta.url).cache).filter((k) => /node_modules\\\\/(ffi-rs|koffi|ref-napi)\\\\//.test(k));
   const status = pkg.parseThinStatus('2048 4095');
   const { HomeLock } = await import(\${JSON.stringify(process.env.HOME_LOCK_JS)});
-  const lock = HomeLock.tryAcquire(process.env.LOCK_HOME, { ffi: 'koffi' });
-  const second = HomeLock.tryAcquire(process.env.LOCK_HOME, { ffi: 'koffi' });
+  const koffi = pkg.Kernel.for('koffi');
+  const lock = HomeLock.tryAcquire(process.env.LOCK_HOME, { kernel: koffi });
+  const second = HomeLock.tryAcquire(process.env.LOCK_HOME, { kernel: koffi });
   lock.release();
   parentPort.postMessage({ loadedAtImport, status: JSON.stringify(status, (k, v) => typeof v === 'bigint' ? String(v) : v), took: lock !== undefined, second: second !== undefined });
 \`, { eval: true });
@@ -279,13 +283,15 @@ test('a home whose lock file can only be read is locked through a read-only fd (
   const script = `
 process.setgid(65534); process.setuid(65534);
 const { HomeLock } = await import(process.env.HOME_LOCK_JS);
-const first = HomeLock.tryAcquire(process.env.LOCK_HOME, { ffi: 'koffi' });
-const second = HomeLock.tryAcquire(process.env.LOCK_HOME, { ffi: 'koffi' });
+const { Kernel } = await import(process.env.KERNEL_JS);
+const koffi = Kernel.for('koffi');
+const first = HomeLock.tryAcquire(process.env.LOCK_HOME, { kernel: koffi });
+const second = HomeLock.tryAcquire(process.env.LOCK_HOME, { kernel: koffi });
 process.stdout.write(JSON.stringify({ took: first !== undefined, writable: first?.writable, second: second !== undefined }));
 first?.release();
 `;
   const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
-    env: { ...process.env, HOME_LOCK_JS: homeLockJs, LOCK_HOME: home },
+    env: { ...process.env, HOME_LOCK_JS: homeLockJs, KERNEL_JS: kernelJs, LOCK_HOME: home },
     encoding: 'utf8',
     timeout: 60_000,
   });

@@ -163,6 +163,8 @@ test('chain ids and the layer ids made of them', (t) => {
 
 test('apply onto a directory: whiteouts, an opaque directory, a whiteout under a missing parent, a path through a symlink', async (t) => {
   const { applyLayerTar } = await import('../../src/driver/diff/apply.js');
+  const { Kernel } = await import('../../src/ioctl/kernel.js');
+  const kernel = Kernel.for();
   const { existsSync, mkdirSync, readdirSync, symlinkSync } = await import('node:fs');
   const root = mkdtempSync(join(tmpdir(), 'apply-'));
   const outside = mkdtempSync(join(tmpdir(), 'outside-'));
@@ -184,7 +186,7 @@ test('apply onto a directory: whiteouts, an opaque directory, a whiteout under a
     await entry({ name: 'missing/deeper/.wh.gone', type: 'file', mode: 0o644 });
     pack.finalize();
     await done;
-    const result = await applyLayerTar(root, Readable.from([gzipSync(Buffer.concat(chunks))]));
+    const result = await applyLayerTar(root, Readable.from([gzipSync(Buffer.concat(chunks))]), { kernel });
     t.deepEqual(readdirSync(root).sort(), ['a', 'c']);
     t.deepEqual(readdirSync(join(root, 'a')), ['y']);
     t.deepEqual(readdirSync(join(root, 'c')), ['new']);
@@ -205,7 +207,7 @@ test('apply onto a directory: whiteouts, an opaque directory, a whiteout under a
     );
     hostile.finalize();
     await reading;
-    const error = await t.throwsAsync(applyLayerTar(root, Readable.from([Buffer.concat(bad)])));
+    const error = await t.throwsAsync(applyLayerTar(root, Readable.from([Buffer.concat(bad)]), { kernel }));
     t.is((error as LayerTarError).code, 'ERR_DM_LAYER_TAR_UNSAFE');
     t.is((error as LayerTarError).entry, 'evil/x');
     t.deepEqual(readdirSync(outside), [], 'nothing written through the symlink');

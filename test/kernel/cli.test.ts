@@ -4,6 +4,7 @@
 // (one driver per home at a time). Also: exit status 1 with the error's code, exit status 2
 // for usage errors, --help, readable output, and a demo that leaves nothing behind.
 import test, { type ExecutionContext } from 'ava';
+import { Kernel } from '../../src/ioctl/kernel.js';
 import { execFileSync, spawn } from 'node:child_process';
 import {
   closeSync,
@@ -112,7 +113,7 @@ function mappedBytes(names: readonly string[]): Map<string, bigint> {
 
 /** The CLI let go of the home: its flock on <home>/lock is gone (the file itself stays). */
 const lockGone = (t: ExecutionContext, home: string, what: string): boolean => {
-  const lock = HomeLock.tryAcquire(home);
+  const lock = HomeLock.tryAcquire(home, { kernel: Kernel.for() });
   lock?.release();
   return t.truthy(lock, `${what}: the CLI let go of the home`);
 };

@@ -9,6 +9,7 @@
 // leftover device that no mount uses is removed, and the next create works. A few points are
 // repeated with a simulated reboot in between (mount, devices and pool gone).
 import test from 'ava';
+import { Kernel } from '../../src/ioctl/kernel.js';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -184,7 +185,7 @@ for (const { point, op, layer, existsAfter, reboot } of [
     await driver.cleanup();
     // The pool's own metadata, read by thin-provisioning-tools with the pool inactive.
     if (findThinTool('thin_check')) {
-      const checked = await thinCheckOffline(join(home, 'devicemapper', 'metadata'));
+      const checked = await thinCheckOffline(join(home, 'devicemapper', 'metadata'), { kernel: Kernel.for() });
       t.true(checked.ok, `thin_check after the recovery: ${checked.summary}\n${checked.output}`);
     }
   });

@@ -5,6 +5,7 @@
 // guest's private /tmp and ends with cleanup(); dmsetup, losetup and /proc/self/mounts check
 // from outside. The crash protocol has its own file, driver-crash.test.ts.
 import test from 'ava';
+import { Kernel } from '../../src/ioctl/kernel.js';
 import {
   existsSync,
   fsyncSync,
@@ -42,7 +43,7 @@ import {
 
 /** No one holds the home: its flock on <home>/lock can be taken (the file itself stays). */
 function homeLockFree(home: string): boolean {
-  const lock = HomeLock.tryAcquire(home);
+  const lock = HomeLock.tryAcquire(home, { kernel: Kernel.for() });
   lock?.release();
   return lock !== undefined;
 }

@@ -7,6 +7,7 @@
 // idempotent, and every layer that was intact keeps its data. Also `check --thin-check`
 // (thin_check through a metadata snapshot of the live pool) and thin_check on the inactive pool.
 import test, { type ExecutionContext } from 'ava';
+import { Kernel } from '../../src/ioctl/kernel.js';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   closeSync,
@@ -361,7 +362,7 @@ test.serial(
     } finally {
       await driver.cleanup();
     }
-    const offline = await thinCheckOffline(join(home, 'devicemapper', 'metadata'));
+    const offline = await thinCheckOffline(join(home, 'devicemapper', 'metadata'), { kernel: Kernel.for() });
     t.true(offline.ok, show(offline));
   },
 );

@@ -24,6 +24,7 @@ import {
   writeFileSync,
   writeSync,
 } from 'node:fs';
+import { Kernel } from '../../src/ioctl/kernel.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Driver } from '../../src/driver/driver.js';
@@ -236,7 +237,7 @@ async function main(): Promise<void> {
   process.stdout.write(`power-cut: verified ${JSON.stringify({ ...(verified.figures as object), initMs })}\n`);
   if (mode === 'final') {
     await driver.cleanup();
-    const result = await thinCheckOffline(join(home, 'devicemapper', 'metadata'));
+    const result = await thinCheckOffline(join(home, 'devicemapper', 'metadata'), { kernel: Kernel.for() });
     log.write('final', { thinCheck: result.summary, ok: result.ran ? result.ok : null });
     if (result.ran && !result.ok) throw new Error(`thin_check on the inactive pool failed:\n${result.output}`);
     process.stdout.write(`power-cut: final ${result.summary}\n`);

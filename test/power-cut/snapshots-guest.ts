@@ -36,6 +36,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { thinCheckOffline } from '../../src/driver/thin-check.js';
 import { initHome, runCli, startServer, stopServer, type Server } from '../kernel/containerd-helpers.js';
+import { Kernel } from '../../src/ioctl/kernel.js';
 import { prng } from '../prng.js';
 import { SnapshotsClient, type WireInfo, type WireMount } from '../snapshots-client.js';
 import { apply, childCounts, replaySnapshots, type Call, type Snap, type SnapModel } from './snapshots-model.js';
@@ -294,7 +295,7 @@ async function main(): Promise<void> {
   if (mode === 'final') {
     const cleaned = await runCli(['--home', home, 'cleanup']);
     if (cleaned.code !== 0) throw new Error(`devmapper cleanup failed (${cleaned.code}): ${cleaned.stderr}`);
-    const result = await thinCheckOffline(join(home, 'devicemapper', 'metadata'));
+    const result = await thinCheckOffline(join(home, 'devicemapper', 'metadata'), { kernel: Kernel.for() });
     log.write('final', { thinCheck: result.summary, ok: result.ran ? result.ok : null });
     if (result.ran && !result.ok) throw new Error(`thin_check on the inactive pool failed:\n${result.output}`);
     process.stdout.write(`power-cut: final ${result.summary}\n`);

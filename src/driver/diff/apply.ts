@@ -25,7 +25,7 @@ import type { Readable } from 'node:stream';
 import type * as tar from 'tar-stream';
 import { LayerTarError } from '../../errors.js';
 import { makeSpecialNode, setXattr, syncFilesystem } from '../../ioctl/file-attributes.js';
-import type { FfiBackendName } from '../../ioctl/ffi/binding.js';
+import type { Kernel } from '../../ioctl/kernel.js';
 import { ancestorsOf, entryRole, joinPath, layerPath, parentOf } from './entry-paths.js';
 import { decompressed, firstEvent, hashed, layerExtract, sha256, xattrsOf } from './tar-format.js';
 
@@ -56,7 +56,7 @@ function lstatOrNull(path: string): Stats | null {
 
 class LayerApplier {
   readonly #root: string;
-  readonly #ffi: FfiBackendName | undefined;
+  readonly #kernel: Kernel;
   /** Directories known to be real directories (not symlinks) in this apply. */
   readonly #checkedDirs = new Set<string>();
   /** Paths this layer wrote: an opaque marker keeps them. */
@@ -68,9 +68,9 @@ class LayerApplier {
   readonly opaqueDirs: string[] = [];
   bytes = 0n;
 
-  constructor(root: string, ffi: FfiBackendName | undefined) {
+  constructor(root: string, kernel: Kernel) {
     this.#root = root;
-    this.#ffi = ffi;
+    this.#kernel = kernel;
   }
 
   async apply(header: tar.Header, body: Readable): Promise<void> {
@@ -121,7 +121,7 @@ class LayerApplier {
       case 'fifo':
         await drain(body);
         this.#replace(path, existing);
-        makeSpecialNode(target, header.type, 0o600, header.devmajor ?? 0, header.devminor ?? 0, this.#ffi);
+        makeSpecialNode(this.#kernel, target, header.type, 0o600, header.devmajor ?? 0, header.devminor ?? 0);
         break;
       default:
         await drain(body);
@@ -257,7 +257,7 @@ class LayerApplier {
     const linkToSymlink = header.type === 'link' && lstatSync(target).isSymbolicLink();
     lchownSync(target, uid, gid);
     if (!symlink && !linkToSymlink) chmodSync(target, (header.mode ?? 0o644) & 0o7777); // after chown, which clears setuid/setgid
-    for (const [name, value] of xattrsOf(header)) setXattr(target, name, value, this.#ffi); // after chown, which drops security.capability
+    for (const [name, value] of xattrsOf(header)) setXattr(this.#kernel, target, name, value); // after chown, which drops security.capability
     if (header.type === 'directory') this.#dirTimes.set(path, { atime, mtime });
     else if (symlink || linkToSymlink) lutimesSync(target, atime, mtime);
     else utimesSync(target, atime, mtime);
@@ -277,9 +277,9 @@ async function drain(body: Readable): Promise<void> {
 export async function applyLayerTar(
   root: string,
   input: AsyncIterable<Uint8Array>,
-  options: { ffi?: FfiBackendName } = {},
+  options: { kernel: Kernel },
 ): Promise<ApplyResult> {
-  const applier = new LayerApplier(root, options.ffi);
+  const applier = new LayerApplier(root, options.kernel);
   const hash = sha256();
   const extract = layerExtract();
   let failure: unknown;
@@ -308,7 +308,7 @@ export async function applyLayerTar(
   await feeding;
   if (failure !== undefined) throw asLayerError(failure);
   applier.finish();
-  syncFilesystem(root, options.ffi); // a write the pool could not take fails here, not silently at unmount
+  syncFilesystem(options.kernel, root); // a write the pool could not take fails here, not silently at unmount
   return { bytes: applier.bytes, diffId: `sha256:${hash.digest('hex')}`, opaqueDirs: applier.opaqueDirs };
 }
 

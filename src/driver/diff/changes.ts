@@ -4,7 +4,7 @@
 // xattr change moves ctime) and needs no further look; only the rest are compared field by field.
 import { lstatSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
-import type { FfiBackendName } from '../../ioctl/ffi/binding.js';
+import type { Kernel } from '../../ioctl/kernel.js';
 import { getXattr, listXattrs } from '../../ioctl/file-attributes.js';
 import { absolute, joinPath } from './entry-paths.js';
 
@@ -38,15 +38,15 @@ export function exportedXattr(name: string): boolean {
   return !name.startsWith('system.') && name !== 'security.selinux';
 }
 
-export function xattrMap(path: string, ffi?: FfiBackendName): Map<string, Buffer> {
+export function xattrMap(kernel: Kernel, path: string): Map<string, Buffer> {
   const out = new Map<string, Buffer>();
-  for (const name of listXattrs(path, ffi).filter(exportedXattr).sort()) out.set(name, getXattr(path, name, ffi));
+  for (const name of listXattrs(kernel, path).filter(exportedXattr).sort()) out.set(name, getXattr(kernel, path, name));
   return out;
 }
 
-function sameXattrs(a: string, b: string, ffi: FfiBackendName | undefined): boolean {
-  const x = xattrMap(a, ffi);
-  const y = xattrMap(b, ffi);
+function sameXattrs(kernel: Kernel, a: string, b: string): boolean {
+  const x = xattrMap(kernel, a);
+  const y = xattrMap(kernel, b);
   if (x.size !== y.size) return false;
   for (const [name, value] of x) if (!y.get(name)?.equals(value)) return false;
   return true;
@@ -75,13 +75,7 @@ function names(dir: string | undefined): string[] {
 }
 
 /** Whether an entry present in both trees with the same type differs. */
-function differs(
-  upperPath: string,
-  lowerPath: string,
-  u: BigIntStats,
-  l: BigIntStats,
-  ffi: FfiBackendName | undefined,
-): boolean {
+function differs(upperPath: string, lowerPath: string, u: BigIntStats, l: BigIntStats, kernel: Kernel): boolean {
   if (u.ino === l.ino && u.ctimeNs === l.ctimeNs) return false; // untouched since the snapshot
   if (u.ino !== l.ino) return true;
   if (u.mode !== l.mode || u.uid !== l.uid || u.gid !== l.gid || u.mtimeNs !== l.mtimeNs || u.rdev !== l.rdev)
@@ -89,7 +83,7 @@ function differs(
   const dir = u.isDirectory();
   if (!dir && u.size !== l.size) return true;
   if (u.isSymbolicLink() && readlinkSync(upperPath) !== readlinkSync(lowerPath)) return true;
-  if (!sameXattrs(upperPath, lowerPath, ffi)) return true;
+  if (!sameXattrs(kernel, upperPath, lowerPath)) return true;
   // Only ctime moved: a hard link to this inode was added or removed elsewhere, or the same
   // values were written again (a tar entry that names the directory again counts as a change).
   return dir || u.nlink === l.nlink;
@@ -103,12 +97,12 @@ function differs(
 export function walkChanges(
   upper: string,
   lower: string | undefined,
-  options: { opaqueDirs?: readonly string[]; ffi?: FfiBackendName } = {},
+  options: { kernel: Kernel; opaqueDirs?: readonly string[] },
 ): WalkResult {
   const opaque = new Set(options.opaqueDirs ?? []);
   const changes: WalkedChange[] = [];
   const unchangedLinks = new Map<bigint, string>();
-  const ffi = options.ffi;
+  const kernel = options.kernel;
 
   const visit = (path: string, upperDir: string, lowerDir: string | undefined, underOpaque: boolean): void => {
     const all = new Set([...names(upperDir), ...names(lowerDir)]);
@@ -133,7 +127,7 @@ export function walkChanges(
         if (u.isDirectory()) visit(child, upperPath, undefined, false); // what the old non-directory was needs no whiteouts
         continue;
       }
-      if (opaqueHere || underOpaque || differs(upperPath, lowerPath!, u, l, ffi))
+      if (opaqueHere || underOpaque || differs(upperPath, lowerPath!, u, l, kernel))
         changes.push({ path: child, kind: 'modify', stat: u });
       else if (!u.isDirectory() && u.nlink > 1n && !unchangedLinks.has(u.ino)) unchangedLinks.set(u.ino, child);
       if (u.isDirectory()) visit(child, upperPath, lowerPath, opaqueHere || underOpaque);

@@ -5,7 +5,7 @@
 import { closeSync, openSync, readSync, readlinkSync, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import type * as tar from 'tar-stream';
-import type { FfiBackendName } from '../../ioctl/ffi/binding.js';
+import type { Kernel } from '../../ioctl/kernel.js';
 import { splitDev } from '../../ioctl/file-attributes.js';
 import { opaqueMarkerName, whiteoutName } from './entry-paths.js';
 import { xattrMap, type WalkResult } from './changes.js';
@@ -68,7 +68,7 @@ async function writeEntry(pack: tar.Pack, header: PackHeader, file?: string): Pr
 export function exportChanges(
   upper: string,
   walk: WalkResult,
-  options: { opaqueDirs?: readonly string[]; ffi?: FfiBackendName; onEnd?: () => Promise<void> | void } = {},
+  options: { kernel: Kernel; opaqueDirs?: readonly string[]; onEnd?: () => Promise<void> | void },
 ): tar.Pack {
   const pack = layerPack();
   const opaque = new Set(options.opaqueDirs ?? []);
@@ -104,7 +104,7 @@ export function exportChanges(
         uname: '',
         gname: '',
       };
-      const xattrs = xattrMap(abs, options.ffi);
+      const xattrs = xattrMap(options.kernel, abs);
       if (xattrs.size > 0) header.xattrs = xattrs;
       if (type === 'character-device' || type === 'block-device')
         Object.assign(header, { devmajor: splitDev(st.rdev).major, devminor: splitDev(st.rdev).minor });

@@ -3,7 +3,7 @@
 // the same names delegate here.
 import { Readable } from 'node:stream';
 import { InvalidArgumentError } from '../../errors.js';
-import type { FfiBackendName } from '../../ioctl/ffi/binding.js';
+import type { Kernel } from '../../ioctl/kernel.js';
 import type { LayerMetadata } from '../device-set.js';
 import { applyLayerTar, type ApplyResult } from './apply.js';
 import { changesOf, sizeOf, walkChanges, type Change, type WalkResult } from './changes.js';
@@ -19,7 +19,8 @@ export interface DiffHost {
   put(id: string): Promise<void>;
   metadata(id: string): Promise<LayerMetadata>;
   setMeta(id: string, meta: Record<string, unknown> | undefined): Promise<void>;
-  readonly ffi?: FfiBackendName;
+  /** The Driver's kernel handle: xattrs, device nodes and syncfs of the diff go through it. */
+  readonly kernel: Kernel;
 }
 
 /** The layer meta field where applyDiff keeps the directories its tar made opaque. */
@@ -48,7 +49,7 @@ export async function applyDiffDetailed(
   try {
     const root = await host.get(id);
     try {
-      result = await applyLayerTar(root, tar, { ffi: host.ffi });
+      result = await applyLayerTar(root, tar, { kernel: host.kernel });
     } finally {
       await host.put(id);
     }
@@ -86,7 +87,7 @@ async function withWalk<T>(
   let handedOver = false;
   try {
     if (parent) lower = await host.get(parent);
-    const walk = walkChanges(upper, lower, { opaqueDirs, ffi: host.ffi });
+    const walk = walkChanges(upper, lower, { opaqueDirs, kernel: host.kernel });
     const result = await body(walk, upper, release);
     handedOver = keepMounted;
     return result;
@@ -127,7 +128,7 @@ export async function diff(host: DiffHost, id: string, parent: string | null | u
           released();
         }
       };
-      const pack = exportChanges(root, walk, { opaqueDirs, ffi: host.ffi, onEnd });
+      const pack = exportChanges(root, walk, { opaqueDirs, kernel: host.kernel, onEnd });
       // A Node stream; destroying it closes the pack, which releases the mounts.
       return Object.assign(Readable.from(pack), { released: done });
     },

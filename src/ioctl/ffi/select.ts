@@ -1,17 +1,13 @@
-// Picks the FFI backend: an explicit choice, else DEVMAPPER_FFI, else ffi-rs (the default).
-// Each backend is created once per process and shared: it holds no per-handle state that matters.
-import { InvalidArgumentError } from '../../errors.js';
+// The loaded backends: each is created once per process, on first use, and shared (it holds no
+// per-handle state that matters). The name is checked by Kernel (src/ioctl/kernel.ts) before
+// it gets here.
 import type { FfiBackendName, LibcBinding } from './binding.js';
 import { createFfiRsBinding } from './ffi-rs.js';
 import { createKoffiBinding } from './koffi.js';
 
 const bindings = new Map<FfiBackendName, LibcBinding>();
 
-export function libcBinding(choice?: FfiBackendName): LibcBinding {
-  const name = choice ?? (process.env.DEVMAPPER_FFI || 'ffi-rs');
-  if (name !== 'ffi-rs' && name !== 'koffi') {
-    throw new InvalidArgumentError('ffi', `unknown FFI backend ${JSON.stringify(name)} (expected 'ffi-rs' or 'koffi')`);
-  }
+export function libcBinding(name: FfiBackendName): LibcBinding {
   let binding = bindings.get(name);
   if (!binding) {
     binding = name === 'koffi' ? createKoffiBinding() : createFfiRsBinding();
