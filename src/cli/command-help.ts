@@ -112,6 +112,18 @@ export const COMMANDS: readonly CommandHelp[] = [
     example: 'devmapper check --thin-check || devmapper check --repair',
   },
   {
+    name: 'grow-pool',
+    usage: 'devmapper grow-pool [--data-size S] [--metadata-size S]',
+    summary:
+      'Grows the pool: the loop data file to --data-size, the loop metadata file to --metadata-size, and the pool with them. A pool out of data space, or read-only because its metadata device is full, goes back to rw; for a full metadata device the metadata file is doubled when no --metadata-size is given. ' +
+      `Files are never shrunk. On --data-dev/--metadata-dev, grow the devices yourself and run it without sizes. ${SIZE}.`,
+    flags: [
+      ['--data-size S', 'the new size of the loop data file'],
+      ['--metadata-size S', 'the new size of the loop metadata file (the kernel uses at most 255 x 64 MiB of it)'],
+    ],
+    example: 'devmapper grow-pool --data-size 200G --metadata-size 4G',
+  },
+  {
     name: 'image import',
     usage: 'devmapper image import FILE.tar [--name REF]',
     summary:

@@ -28,6 +28,8 @@ Layers (over --home, default ${DEFAULT_HOME}):
   cleanup                          unmount and deactivate everything (data kept)
   check [--repair] [--thin-check]  compare metadata, pool and kernel (exit 3: problems found);
                                    fix with --repair; --thin-check also runs thin_check
+  grow-pool [--data-size S] [--metadata-size S]
+                                   grow the pool's loop files (a full pool goes back to rw)
   demo                             a whole image + container round trip in a temporary home
 
 Images without an engine:
@@ -68,6 +70,7 @@ const commands: Record<string, () => Promise<Command>> = {
   status: async () => (await import('./report-commands.js')).statusCommand,
   cleanup: async () => (await import('./pool-commands.js')).cleanupCommand,
   check: async () => (await import('./report-commands.js')).checkCommand,
+  'grow-pool': async () => (await import('./pool-commands.js')).growPoolCommand,
   demo: async () => (await import('./demo.js')).demoCommand,
   image: async () => (await import('./image-commands.js')).imageCommand,
   diff: async () => (await import('./image-commands.js')).diffCommand,

@@ -77,8 +77,17 @@ export function cliMessage(
   let text = message;
   text = text.replace(
     'remove layers or growPool() first',
-    'remove layers (`devmapper rm ID`) or give the pool more space first',
+    'remove layers (`devmapper rm ID`) or grow the pool (`devmapper grow-pool --data-size S`) first',
   );
+  text = text.replace(
+    'growPool(undefined, { metadataSize }) grows the metadata file (without a size it is doubled)',
+    '`devmapper grow-pool` grows the metadata file (doubled, or to --metadata-size S)',
+  );
+  text = text.replace(
+    'grow the metadata device, then call growPool()',
+    'grow the metadata device, then run `devmapper grow-pool`',
+  );
+  text = text.replaceAll('growPool() first', '`devmapper grow-pool` first');
   text = text.replace(/ \(this process: call cleanup\(\) on the other driver first\)/, '');
   if (e.code === 'ERR_DM_INVALID_ARGUMENT') text = withFlagNames(text);
   return text;

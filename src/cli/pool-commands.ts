@@ -1,12 +1,16 @@
-// `devmapper init` and `devmapper cleanup`: bringing a home's pool up (or finishing an init that
-// was interrupted) and down again.
-import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+// `devmapper init`, `devmapper cleanup` and `devmapper grow-pool`: bringing a home's pool up (or
+// finishing an init that was interrupted), down again, and growing it. grow-pool is
+// Driver.growPool, the way out of a pool that is out of data space or whose metadata device is
+// full (README, Failure modes); its sizes are read as every other size flag (cliSize), and a
+// size the home cannot take (smaller than the file, or a home on --data-dev/--metadata-dev) is
+// a usage error naming the flag, found once the home is open, with nothing changed.
+import { existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Driver } from '../driver/driver.js';
 import { resolveOptions } from '../driver/options.js';
-import { MetadataError } from '../errors.js';
-import { expectPositionals, parseArgs } from './args.js';
-import { checkOptions, driverOptionsFrom, INIT_OPTIONS } from './driver-flags.js';
+import { InvalidArgumentError, MetadataError } from '../errors.js';
+import { expectPositionals, parseArgs, UsageError } from './args.js';
+import { checkOptions, cliSize, driverOptionsFrom, INIT_OPTIONS } from './driver-flags.js';
 import { type Io, openDriver, optionsFile, recordedOptions } from './command-context.js';
 import { assertHome, PENDING_OPTIONS, unfinishedInit } from './home.js';
 import { requireDeviceMapper } from './host.js';
@@ -91,4 +95,58 @@ export async function cleanupCommand(argv: string[], io: Io): Promise<void> {
       ? `${toJson({ home: io.home, cleanedUp: true })}\n`
       : `unmounted and deactivated everything under ${io.home}\n`,
   );
+}
+const MiB = 1n << 20n;
+const FLAG_OF: Record<string, string> = { dataSize: '--data-size', metadataSize: '--metadata-size' };
+
+export async function growPoolCommand(argv: string[], io: Io): Promise<void> {
+  const parsed = parseArgs(argv, { values: ['data-size', 'metadata-size'] });
+  expectPositionals(parsed, 0, 0, 'devmapper grow-pool [--data-size S] [--metadata-size S]');
+  const dataSize = parsed.values.get('data-size');
+  const metadataSize = parsed.values.get('metadata-size');
+  const sizes = [
+    ['--data-size', dataSize === undefined ? undefined : cliSize(dataSize, '--data-size', MiB)],
+    ['--metadata-size', metadataSize === undefined ? undefined : cliSize(metadataSize, '--metadata-size', MiB)],
+  ] as const;
+  const driver = await openDriver(io.home, io.lockTimeoutMs, { command: 'grow-pool', write: true });
+  try {
+    const before = await driver.status();
+    // Checked before anything grows (the metadata file grows before the data file).
+    const files = { '--data-size': before.dataFile, '--metadata-size': before.metadataFile };
+    for (const [flag, size] of sizes) {
+      if (size === undefined) continue;
+      const file = files[flag];
+      if (file === undefined)
+        throw new UsageError(
+          `${flag}: the pool of ${io.home} is not on devmapper's own loop files: grow its device yourself, then run \`devmapper grow-pool\` without sizes`,
+        );
+      const current = BigInt(statSync(file).size);
+      if (size < current)
+        throw new UsageError(
+          `${flag}: ${humanBytes(size)} is smaller than ${file} (${humanBytes(current)}); a pool is never shrunk (nothing was changed)`,
+        );
+    }
+    try {
+      await driver.growPool(dataSize, metadataSize === undefined ? {} : { metadataSize });
+    } catch (error) {
+      // Only the home knows its files' sizes and whether it has loop files at all.
+      if (error instanceof InvalidArgumentError && FLAG_OF[error.argument]) {
+        throw new UsageError(`${FLAG_OF[error.argument]}: ${error.message.slice(error.argument.length + 2)}`);
+      }
+      throw error;
+    }
+    const after = await driver.status();
+    if (io.json) {
+      io.out(`${toJson({ before, after })}\n`);
+      return;
+    }
+    const change = (what: string, from: bigint, to: bigint): string =>
+      from === to ? `${what} ${humanBytes(to)}` : `${what} ${humanBytes(from)} -> ${humanBytes(to)}`;
+    io.out(
+      `grew pool ${after.poolName}: ${change('data', before.dataSpace.total, after.dataSpace.total)}, ` +
+        `${change('metadata', before.metadataSpace.total, after.metadataSpace.total)}; mode ${after.poolMode}\n`,
+    );
+  } finally {
+    await driver.close();
+  }
 }

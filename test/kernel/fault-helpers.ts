@@ -2,7 +2,9 @@
 // call bounded so a hang fails the test instead of stalling it, durable writes, drivers and
 // watchers torn down at the test's end.
 import type { ExecutionContext } from 'ava';
+import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 import { Driver } from '../../src/driver/driver.js';
 import type { DriverOptions } from '../../src/driver/options.js';
 import type { PoolEvent, PoolWatcher } from '../../src/thin/events.js';
@@ -39,4 +41,32 @@ export function collect(t: ExecutionContext, watcher: PoolWatcher): PoolEvent[] 
   watcher.on('error', (error) => t.fail(`watcher: ${String(error)}`));
   t.teardown(() => bounded(watcher.stop(), 'watcher.stop'));
   return events;
+}
+
+/**
+ * Layers on the base, each mounted and written (4 files of 200 KiB, fsynced), until the pool
+ * refuses: returns the layers finished, the one that was being written (maybe) and the error.
+ */
+export async function fillMetadata(
+  driver: Driver,
+  limit = 2000,
+): Promise<{ done: string[]; writing: string | undefined; error: unknown }> {
+  const done: string[] = [];
+  for (let i = 0; i < limit; i++) {
+    const id = `l${i}`;
+    try {
+      await bounded(driver.create(id, null), `create ${id}`);
+    } catch (error) {
+      return { done, writing: undefined, error };
+    }
+    try {
+      const root = await bounded(driver.get(id), `get ${id}`);
+      for (let k = 0; k < 4; k++) writeDurably(join(root, `f${k}`), randomBytes(200 << 10));
+      await bounded(driver.put(id), `put ${id}`);
+    } catch (error) {
+      return { done, writing: id, error };
+    }
+    done.push(id);
+  }
+  throw new Error(`the metadata did not fill in ${limit} layers`);
 }

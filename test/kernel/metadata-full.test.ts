@@ -14,10 +14,9 @@ import test from 'ava';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Driver } from '../../src/driver/driver.js';
 import { type DevmapperError, MetadataSpaceError, PoolModeError } from '../../src/errors.js';
 import type { PoolEvent, PoolEventKind } from '../../src/thin/events.js';
-import { bounded, collect, open, writeDurably } from './fault-helpers.js';
+import { bounded, collect, fillMetadata, open, writeDurably } from './fault-helpers.js';
 import { assertKernelTestBed } from './reference-tools.js';
 import { assertNothingLeaked, eventually, newHome, removeHomes } from './driver-helpers.js';
 
@@ -31,34 +30,6 @@ const json = (value: unknown): string =>
 
 const sawEvent = (events: PoolEvent[], kind: PoolEventKind): Promise<boolean> =>
   eventually(() => events.some((e) => e.kinds.includes(kind)), 5000);
-
-/**
- * Layers on the base, each mounted and written (4 files of 200 KiB, fsynced), until the pool
- * refuses: returns the layers finished, the one that was being written (maybe) and the error.
- */
-async function fillMetadata(
-  driver: Driver,
-  limit = 2000,
-): Promise<{ done: string[]; writing: string | undefined; error: unknown }> {
-  const done: string[] = [];
-  for (let i = 0; i < limit; i++) {
-    const id = `l${i}`;
-    try {
-      await bounded(driver.create(id, null), `create ${id}`);
-    } catch (error) {
-      return { done, writing: undefined, error };
-    }
-    try {
-      const root = await bounded(driver.get(id), `get ${id}`);
-      for (let k = 0; k < 4; k++) writeDurably(join(root, `f${k}`), randomBytes(200 << 10));
-      await bounded(driver.put(id), `put ${id}`);
-    } catch (error) {
-      return { done, writing: id, error };
-    }
-    done.push(id);
-  }
-  throw new Error(`the metadata did not fill in ${limit} layers`);
-}
 
 test.serial(
   'metadata device full: the pool turns ro, create fails with ERR_DM_METADATA_FULL naming the metadata device, growPool() grows the metadata file and creates work again',
