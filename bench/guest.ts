@@ -1,7 +1,7 @@
 // The guest part of `npm run bench`: runs inside the test kernel (or on any host with
 // device-mapper, as root). Per-ioctl latency, layer lifecycle, scale and the containerd
 // snapshotters, written as one JSON file.
-//   node dist/bench/guest.js [--quick] [--out FILE] [--only latency,lifecycle,scale,snapshotter] [--sizes 1000,10000]
+//   node dist/bench/guest.js [--quick] [--out FILE] [--only latency,lifecycle,scale,snapshotter] [--sizes 1000,10000,100000]
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -3,7 +3,7 @@
 // A fresh pool answers its first few thousand messages 2-3x slower while the metadata allocator
 // first touches its blocks; the metadata file is written with zeros and the pool is warmed up
 // with create_thin/delete pairs before anything is measured.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DeviceMapper } from '../src/ioctl/device-mapper.js';
 import { LoopDevices } from '../src/ioctl/loop.js';
@@ -51,11 +51,16 @@ export function createBarePool(
   }
 }
 
-/** Zero-fills <home>/devicemapper/metadata before the Driver first opens the home. */
-export function prefillDriverMetadata(home: string, bytes: number): void {
+/**
+ * Writes <home>/devicemapper/metadata before the Driver first opens the home: `bytes` long, its
+ * first `zeroed` bytes (all of it by default) written with zeros, the rest sparse.
+ */
+export function prefillDriverMetadata(home: string, bytes: number, zeroed = bytes): void {
   const dir = join(home, 'devicemapper');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  zeroFile(join(dir, 'metadata'), bytes);
+  const file = join(dir, 'metadata');
+  zeroFile(file, Math.min(bytes, zeroed));
+  if (zeroed < bytes) truncateSync(file, bytes);
 }
 
 /** `pairs` create_thin + delete messages on a thin id nobody uses. */

@@ -8,6 +8,7 @@ import type { LatencyResult, OpResult } from './latency.js';
 import type { LifecycleResult } from './lifecycle.js';
 import type { NativeResult } from './native.js';
 import type { ScaleResult } from './scale.js';
+import { scaleTable, scaleTargets } from './scale-report.js';
 import { snapshotterTable, snapshotterTargets } from './snapshotter-report.js';
 import type { SnapshotterResult } from './snapshotter.js';
 
@@ -130,27 +131,7 @@ export function evaluateTargets(result: Omit<BenchResult, 'targets'>): TargetLin
       text: `layer lifecycle ≥ ${want}× faster than the dmsetup route (${backend}): ${(dmsetup / best.m).toFixed(1)}× (dmsetup ${fmt(dmsetup)})`,
     });
   }
-  const scale = result.guest?.scale;
-  if (scale) {
-    const last = scale.metadataWork[scale.metadataWork.length - 1]!;
-    const full = last.n >= 10_000;
-    lines.push({
-      id: 'scale:init',
-      met: full ? last.ms < 1000 : null,
-      text: `Driver.init on ${last.n.toLocaleString('en-US')} layers: ${last.ms.toFixed(0)} ms of metadata work (init ${fmt(scale.points[scale.points.length - 1]!.init.median)} − empty home ${fmt(scale.initEmpty.median)})${full ? ' < 1 s' : ' (the 1 s target is for 10,000 layers: not evaluated)'}`,
-    });
-    let all = true;
-    for (const curve of scale.curves) {
-      all &&= curve.linear;
-      const [a, b] = [curve.points[0]!, curve.points[curve.points.length - 1]!];
-      lines.push({
-        id: `scale:${curve.id}`,
-        met: curve.linear,
-        text: `${curve.label} (${curve.unit}): ${fmt(a.us)} at ${a.n} → ${fmt(b.us)} at ${b.n}, ×${curve.growth}${curve.linear ? ' (linear)' : ' (grows faster than linear)'}`,
-      });
-    }
-    lines.push({ id: 'scale:all', met: all, text: 'every scale curve linear' });
-  }
+  if (result.guest?.scale) lines.push(...scaleTargets(result.guest.scale, fmt));
   lines.push(...snapshotterTargets(result.guest?.snapshotter));
   return lines;
 }
@@ -263,30 +244,7 @@ export function renderTables(result: BenchResult): string {
       ),
     );
   }
-  const scale = result.guest?.scale;
-  if (scale) {
-    const [n1, n2] = [scale.sizes[0]!, scale.sizes[scale.sizes.length - 1]!];
-    out.push(
-      '',
-      `Scale: one pool with ${scale.sizes.map((n) => n.toLocaleString('en-US')).join(' and ')} thin devices / layers (µs per item unless "per call")`,
-    );
-    out.push(
-      table(
-        ['curve', 'unit', `at ${n1}`, `at ${n2}`, 'growth', 'linear'],
-        scale.curves.map((c) => [
-          c.label,
-          c.unit,
-          num(c.points[0]!.us),
-          num(c.points[c.points.length - 1]!.us),
-          `×${c.growth}`,
-          c.linear ? 'yes' : 'NO',
-        ]),
-      ),
-    );
-    out.push(
-      `Driver.init: empty home ${ms(scale.initEmpty.median)} ms; ${scale.points.map((p) => `${p.n} layers ${ms(p.init.median)} ms (readAllLayers ${ms(p.readAllLayers.median)} ms)`).join('; ')}`,
-    );
-  }
+  if (result.guest?.scale) out.push('', scaleTable(result.guest.scale, table, num));
   if (result.guest?.snapshotter) out.push('', snapshotterTable(result.guest.snapshotter, table));
   if (result.targets.length) out.push('', 'Targets', targetLines(result.targets));
   return out.join('\n');
@@ -431,6 +389,7 @@ function miniChart(
   title: string,
   points: Array<{ n: number; us: number }>,
   note: string,
+  format: (v: number) => string = fmt,
 ): void {
   svg.rect(x0, y0, w, h, 'fill="#f7f7f7"');
   svg.text(x0 + 6, y0 + 14, title, 'font-size="10.5" font-weight="bold"');
@@ -447,7 +406,7 @@ function miniChart(
   const Y = (us: number): number => py + ph - (us / ymax) * ph;
   svg.line(px, py + ph, px + pw, py + ph, 'stroke="#888"');
   svg.line(px, py, px, py + ph, 'stroke="#888"');
-  svg.text(px - 4, py + 8, fmt(ymax / 1.15), 'font-size="9" text-anchor="end"');
+  svg.text(px - 4, py + 8, format(ymax / 1.15), 'font-size="9" text-anchor="end"');
   svg.text(px - 4, py + ph, '0', 'font-size="9" text-anchor="end"');
   svg.raw(
     `<polyline fill="none" stroke="#4e79a7" stroke-width="2" points="${points.map((p) => `${f1(X(p.n))},${f1(Y(p.us))}`).join(' ')}"/>`,
@@ -482,12 +441,31 @@ function scalePanel(svg: Svg, y0: number, scale: ScaleResult): number {
     'per item',
   );
   y += 160;
-  scale.curves.forEach((c, i) => {
+  type Chart = {
+    title: string;
+    points: Array<{ n: number; us: number }>;
+    note: string;
+    format?: (v: number) => string;
+  };
+  const charts: Chart[] = scale.curves.map((c) => ({
+    title: c.label,
+    points: c.points,
+    note: `${c.unit}; ×${c.growth}${c.exponent === undefined ? '' : `, n^${c.exponent.toFixed(2)}`} ${c.linear ? 'linear' : 'NOT linear'}`,
+  }));
+  const memory = scale.points.filter((p) => p.memory);
+  if (memory.length)
+    charts.push({
+      title: 'memory per layer after Driver.init (heap)',
+      points: memory.map((p) => ({ n: p.n, us: p.memory!.heapPerLayer })),
+      note: `bytes; RSS: ${memory.map((p) => p.memory!.rssPerLayer).join(' / ')}`,
+      format: (v) => `${Math.round(v)} B`,
+    });
+  charts.forEach((c, i) => {
     const cx = 20 + (i % cols) * (w + gap);
     const cy = y + Math.floor(i / cols) * (h + gap);
-    miniChart(svg, cx, cy, w, h, c.label, c.points, `${c.unit}; ×${c.growth} ${c.linear ? 'linear' : 'NOT linear'}`);
+    miniChart(svg, cx, cy, w, h, c.title, c.points, c.note, c.format);
   });
-  return y + Math.ceil(scale.curves.length / cols) * (h + gap) + 10;
+  return y + Math.ceil(charts.length / cols) * (h + gap) + 10;
 }
 
 function legend(svg: Svg, y: number, impls: string[]): number {

@@ -43,6 +43,14 @@ function syntheticGuest(): GuestResult {
       driverList: stats(n),
       readAllLayers: stats(n),
       init: stats(1000 + n * 10),
+      memory: {
+        rssBefore: 50e6,
+        rssAfter: 50e6 + n * 1500,
+        heapBefore: 10e6,
+        heapAfter: 10e6 + n * 900,
+        rssPerLayer: 1500,
+        heapPerLayer: 900,
+      },
       active: n / 10,
       activate: s,
       thinStatus: s,
@@ -131,9 +139,11 @@ test('report: table, SVG and files from a merged result', (t) => {
     t.regex(tables, /Per-ioctl latency in the QEMU guest/);
     t.regex(tables, /host load average at start 1\.00 2\.00 3\.00/);
     t.regex(tables, /^MISSED DM_DEV_STATUS/m);
+    t.regex(tables, /Memory per layer after Driver\.init \(heap \+ external \/ RSS\): 1,000: 900 \/ 1500 B/);
     const svg = renderSvg(result);
     t.true(svg.startsWith('<svg ') && svg.trimEnd().endsWith('</svg>'));
     t.false(svg.includes('NaN'), 'no NaN coordinates');
+    t.true(svg.includes('memory per layer after Driver.init'), 'the memory chart is drawn');
     const files = writeResults(result, dir, 'x');
     t.deepEqual(JSON.parse(readFileSync(files.json, 'utf8')), JSON.parse(JSON.stringify(result)));
     t.is(readFileSync(files.svg, 'utf8'), svg);
