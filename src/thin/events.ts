@@ -6,11 +6,12 @@ import { EventEmitter, on } from 'node:events';
 import { DeviceMapper } from '../ioctl/device-mapper.js';
 import { Kernel, type KernelOptions } from '../ioctl/kernel.js';
 import type { ThinPool } from './pool.js';
-import { parsePoolStatus, type PoolStatus } from './status.js';
+import { parsePoolStatus, type PoolStatus, type PoolStatusOk } from './status.js';
 import type { Sectors } from './units.js';
 
 export type PoolEventKind =
   | 'low-water-mark' // free data blocks fell to the low-water mark
+  | 'metadata-low-water' // free metadata blocks fell to the kernel's metadata threshold
   | 'out-of-data-space' // mode became out_of_data_space
   | 'read-only' // mode became ro
   | 'failed' // the pool reports Fail or Error
@@ -104,6 +105,7 @@ function classify(previous: PoolStatus, status: PoolStatus, lowWaterMark: bigint
   // Reported once per crossing, as the kernel raises it: free space was above the mark before.
   const wasAbove = !before || before.data.freeBlocks > lowWaterMark;
   if (lowWaterMark > 0n && status.data.freeBlocks <= lowWaterMark && wasAbove) kinds.push('low-water-mark');
+  if (metadataLow(status) && !(before && metadataLow(before))) kinds.push('metadata-low-water');
   if (status.mode !== before?.mode) {
     if (status.mode === 'out_of_data_space') kinds.push('out-of-data-space');
     else if (status.mode === 'ro') kinds.push('read-only');
@@ -112,4 +114,21 @@ function classify(previous: PoolStatus, status: PoolStatus, lowWaterMark: bigint
   if (status.needsCheck && !before?.needsCheck) kinds.push('needs-check');
   if (kinds.length === 0) kinds.push('changed');
   return kinds;
+}
+
+/**
+ * Whether free metadata is at the kernel's threshold, as dm-thin judges it: the metadata space
+ * map's free blocks at or below the threshold the status prints last (min(1024 blocks, a
+ * quarter of the device), metadata_low_callback's edge-triggered check). The status counts the
+ * kernel's reserve (a tenth of the device, at most 4096 blocks) as used, so it is added back;
+ * 0 free in the status is low in any case. False on kernels that do not print the threshold.
+ */
+export function metadataLow(status: PoolStatusOk): boolean {
+  const threshold = status.metadataLowWatermark;
+  if (threshold === undefined || status.metadata.totalBlocks === 0n) return false;
+  // 0 free: into the reserve, which on a device above 40 MiB is larger than the threshold.
+  if (status.metadata.freeBlocks === 0n) return true;
+  const tenth = status.metadata.totalBlocks / 10n;
+  const reserve = tenth < 4096n ? tenth : 4096n;
+  return status.metadata.freeBlocks + reserve <= threshold;
 }

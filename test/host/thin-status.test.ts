@@ -18,6 +18,7 @@ import {
   type ThinTable,
 } from '../../src/thin/status.js';
 import { dataBlocks, sectors } from '../../src/thin/units.js';
+import { metadataLow } from '../../src/thin/events.js';
 
 /** t.is for unit values: ava's typing wants the expected literal to extend the branded type. */
 function is(t: ExecutionContext, actual: unknown, expected: unknown, message?: string): void {
@@ -505,4 +506,18 @@ test('pool mode: messages are taken in rw and out_of_data_space, not in ro, Fail
     t.deepEqual(poolModeOf(status), { mode, needsCheck });
     t.is(poolTakesMessages(poolModeOf(status)), takes, `${mode}${needsCheck ? ' needs_check' : ''}`);
   }
+});
+
+test("metadata low water as dm-thin judges it: the space map's free blocks (status free + the reserve) at the threshold", (t) => {
+  // 512 blocks (2 MiB): threshold min(1024, 128) = 128, reserve a tenth = 51; the status prints free - 51.
+  const at = (used: number, threshold = 128) =>
+    metadataLow(ok(`0 ${used}/512 100/1000 - rw discard_passdown error_if_no_space - ${threshold}`));
+  t.false(at(300), '212 free (status) + 51 > 128');
+  t.false(at(434), '78 free + 51 = 129: above');
+  t.true(at(435), '77 free + 51 = 128: at the threshold');
+  t.true(at(512), 'none free');
+  // 64 MiB (16384 blocks): reserve 1638 > threshold 1024: the kernel raises it inside the reserve, where the status shows 0 free.
+  t.false(metadataLow(ok('0 14000/16384 100/1000 - rw discard_passdown error_if_no_space - 1024')));
+  t.true(metadataLow(ok('0 16384/16384 100/1000 - rw discard_passdown error_if_no_space - 1024')));
+  t.false(metadataLow(ok('0 512/512 100/1000 - rw discard_passdown error_if_no_space -')), 'no threshold printed');
 });
