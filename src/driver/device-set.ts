@@ -513,12 +513,13 @@ export class DeviceSet {
       }
       const metadataTarget =
         metadataSize ?? (metadataFull && this.storage ? this.storage.metadataSize() * 2n : undefined);
-      if (this.storage && metadataTarget !== undefined) {
-        this.storage.growMetadata(metadataTarget);
-        this.pool.grow(); // same table, same data length: preresume picks up the metadata device
-        if (isOutOfMetadataSpace(this.pool)) {
-          throw metadataFullError(this.pool, 'growPool', this.#metadataDeviceInfo())!;
-        }
+      if (metadataTarget !== undefined || metadataFull) {
+        // metadataDevice: the caller grew it, or did not (then the pool is left as it is, still
+        // full, and a data device grown too waits for a growPool once the metadata has room).
+        if (metadataTarget !== undefined) this.storage?.growMetadata(metadataTarget);
+        this.pool.refreshMetadata(); // same table, same data length: preresume picks up the metadata device
+        const stillFull = metadataFullError(this.pool, 'growPool', this.#metadataDeviceInfo());
+        if (stillFull) throw stillFull;
       }
       if (size !== undefined) this.storage!.growData(size);
       const grown = sectorsToBytes(this.pool.grow());

@@ -19,6 +19,9 @@ import { formatPoolTable, parsePoolTable, type PoolTable, type PoolTableFeatures
 import { removeQuietly, removeWithRetry } from './remove.js';
 import { assertDataBlockSize, dataBlocks, sectors, type DataBlocks, type Sectors } from './units.js';
 
+/** dm-thin uses at most this many 4 KiB metadata blocks of a device (THIN_METADATA_MAX_SECTORS). */
+const MAX_METADATA_BLOCKS = 255n * 16384n;
+
 export interface ThinPoolOptions {
   /** Data block size in sectors: a multiple of 128 from 128 to 2097152. Default 128 (64 KiB). */
   dataBlockSize?: Sectors | number;
@@ -209,6 +212,28 @@ export class ThinPool {
         'dataDevice',
         `shrinking a pool is not supported (${length} < ${this.#length} sectors)`,
       );
+    return this.#reload(length);
+  }
+
+  /**
+   * Picks up a grown metadata device: reloads the same table at the pool's current length and
+   * resumes it, so the data is not resized (a pool out of metadata space could not commit
+   * that). Returns false and changes nothing when the device is no bigger than the metadata
+   * space the pool has: a reload would then put a pool that is out of metadata space back to
+   * write mode with no free metadata block, until its next allocation turns it read-only again.
+   */
+  refreshMetadata(): boolean {
+    const status = this.status();
+    if (status.kind === 'ok') {
+      const blocks = blockDeviceById(this.#table.metadataDev).size / 8n; // 4 KiB metadata blocks
+      const usable = blocks < MAX_METADATA_BLOCKS ? blocks : MAX_METADATA_BLOCKS;
+      if (usable <= status.metadata.totalBlocks) return false;
+    }
+    this.#reload(this.#length);
+    return true;
+  }
+
+  #reload(length: bigint): Sectors {
     this.dm.load(this.name, [{ start: 0n, length, type: 'thin-pool', params: formatPoolTable(this.#table) }]);
     try {
       this.dm.suspend(this.name, { noFlush: true });
