@@ -97,6 +97,7 @@ async function runKernelTests(patterns) {
     return runAvaHere('kernel tests (this host)', patterns);
   }
   const { runInVm, exitStatusOf, umlRelease } = await import(join(root, 'dist/test/vm/runner.js'));
+  const { guestEnv } = await import(join(root, 'dist/test/vm/guest-env.js'));
   const backend = process.env.DEVMAPPER_VM ?? 'uml';
   try {
     if (backend === 'uml') umlRelease();
@@ -110,9 +111,8 @@ async function runKernelTests(patterns) {
   }
   step(`no device-mapper on this host: kernel tests run inside the ${backend} test kernel`);
   const counter = new TapCounter();
-  const env = {};
-  for (const key of ['DEVMAPPER_FFI', 'DEVMAPPER_LOG', 'CI', 'DEVMAPPER_SOAK_SEED', 'DEVMAPPER_SOAK_OPS'])
-    if (process.env[key]) env[key] = process.env[key];
+  // CI and the DEVMAPPER_* knobs (DEVMAPPER_LOAD_OPS was once dropped here: a 10,000-call run ran 1,000).
+  const env = guestEnv();
   const result = await runInVm({
     command: ['sh', '-c', 'echo "guest kernel: $(uname -r)"; exec "$@"', 'sh', process.execPath, ...avaArgs(patterns)],
     cwd: root,

@@ -1,5 +1,6 @@
 // `npm run vm -- [--qemu] [--timeout S] [--module NAME]... -- <command...>`: runs one command
 // in the test kernel and exits with its status (124: timed out, 125: the guest died).
+import { guestEnv } from './guest-env.js';
 import { exitStatusOf, runInVm, type VmBackend } from './runner.js';
 
 function usage(message: string): never {
@@ -30,8 +31,7 @@ while (args.length > 0 && args[0]!.startsWith('--')) {
 }
 if (args.length === 0) usage('no command given');
 
-const env: Record<string, string> = {};
-for (const key of ['DEVMAPPER_FFI', 'DEVMAPPER_LOG', 'CI']) if (process.env[key]) env[key] = process.env[key]!;
+const env = guestEnv();
 
 const result = await runInVm({ command: args, backend, timeoutMs, modules, env });
 if (result.outcome === 'timeout' || result.outcome === 'guest-died') {
