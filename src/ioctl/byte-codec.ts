@@ -139,27 +139,59 @@ export function checkArea(buf: Buffer, dataStart: number, dataEnd: number, what:
 }
 
 /**
- * The NUL-terminated string at `start`, whose NUL must come before `end`, and its length in
- * bytes as stored (NUL not counted). Offsets past the string must use `bytes`, never the
- * decoded string's UTF-8 length: kernel strings are bytes, and invalid UTF-8 decodes to
- * U+FFFD, which re-encodes longer than the bytes it replaced.
+ * The NUL-terminated string at `start`, whose NUL must come before `end`. Offsets past the
+ * string must use its length in bytes as stored (readCStringFrom() leaves it for
+ * lastCStringBytes()), never the decoded string's UTF-8 length: kernel strings are bytes, and
+ * invalid UTF-8 decodes to U+FFFD, which re-encodes longer than the bytes it replaced.
  */
-export function readCStringBytes(
-  buf: Buffer,
-  start: number,
-  end: number,
-  what: string,
-): { value: string; bytes: number } {
+export function readCString(buf: Buffer, start: number, end: number, what: string): string {
   const limit = Math.min(end, buf.length);
   if (start >= limit)
     throw new ParseError(what, hex(buf, start, end), `string at offset ${start} lies outside its record`);
-  const nul = buf.subarray(start, limit).indexOf(0);
-  if (nul < 0)
+  const nul = buf.indexOf(0, start);
+  if (nul < 0 || nul >= limit)
     throw new ParseError(what, hex(buf, start, limit), `string at offset ${start} has no NUL before offset ${limit}`);
-  return { value: buf.toString('utf8', start, start + nul), bytes: nul };
+  return buf.toString('utf8', start, nul);
 }
 
-/** The NUL-terminated string at `start`, whose NUL must come before `end`. */
-export function readCString(buf: Buffer, start: number, end: number, what: string): string {
-  return readCStringBytes(buf, start, end, what).value;
+let stringBytes = 0;
+
+/** Bytes (NUL not counted) of the string the last readCStringFrom() returned. */
+export function lastCStringBytes(): number {
+  return stringBytes;
+}
+
+/**
+ * readCString() for decoders that walk many strings of one payload: `text` is the payload
+ * decoded once as latin1 from offset `base`, and a string whose bytes are ASCII is cut out of
+ * it (a substring, no native call per string); others decode as UTF-8. The byte length is
+ * left for lastCStringBytes() rather than returned in an object per string.
+ */
+export function readCStringFrom(
+  buf: Buffer,
+  text: string,
+  base: number,
+  start: number,
+  end: number,
+  what: string,
+): string {
+  const limit = Math.min(end, buf.length);
+  if (start >= limit)
+    throw new ParseError(what, hex(buf, start, end), `string at offset ${start} lies outside its record`);
+  let high = 0;
+  let i = start;
+  for (; i < limit; i++) {
+    const c = buf[i]!;
+    if (c === 0) break;
+    high |= c;
+  }
+  if (i === limit)
+    throw new ParseError(what, hex(buf, start, limit), `string at offset ${start} has no NUL before offset ${limit}`);
+  stringBytes = i - start;
+  return high < 0x80 ? text.substring(start - base, i - base) : buf.toString('utf8', start, i);
+}
+
+/** The payload [start, end) as latin1 text, for readCStringFrom(). */
+export function payloadText(buf: Buffer, start: number, end: number): string {
+  return buf.toString('latin1', start, end);
 }

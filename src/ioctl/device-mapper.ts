@@ -1,5 +1,6 @@
 // DeviceMapper: the public handle on /dev/mapper/control. One method per kernel command,
-// named after dmsetup's command where one exists. Every call goes through DmIoctlEngine.
+// named after dmsetup's command where one exists. Every call goes through DmIoctlEngine, which
+// leaves the kernel's answer in the handle's buffer; each method reads back only what it returns.
 import {
   DM_COMMANDS,
   DM_FLAGS,
@@ -7,15 +8,14 @@ import {
   decodeDev,
   encodeDev,
   versionAtLeast,
-  type DmCommand,
   type DmVersion,
 } from './abi.js';
+import { validateDeviceName, validateTargetType, validateUuid } from './byte-codec.js';
+import { readDeviceInfo, readHeaderFlags, readHeaderTargetCount, readHeaderVersion, refName } from './dm-header.js';
+import { decodeDeviceList, decodeTargetDeps, decodeTargetVersions, type TargetVersion } from './dm-list-codec.js';
 import {
-  decodeNameList,
   decodeStringPayload,
-  decodeTargetDeps,
   decodeTargetSpecs,
-  decodeTargetVersions,
   encodeStringPayload,
   encodeTargetMessage,
   encodeTargets,
@@ -23,51 +23,36 @@ import {
   targetsSize,
   type TargetSpec,
   type TargetStatus,
-  type TargetVersion,
-} from './dm-codec.js';
-import { validateDeviceName, validateTargetType, validateUuid } from './byte-codec.js';
-import { DmIoctlEngine, type DmReply, type DmRequest } from './engine.js';
+} from './dm-table-codec.js';
+import type {
+  CreateOptions,
+  DeviceInfo,
+  DeviceNumber,
+  DeviceRef,
+  Geometry,
+  ListedDevice,
+  RemoveOptions,
+  StatusOptions,
+  SuspendOptions,
+} from './dm-types.js';
+import { DmIoctlEngine, type DmAsyncReply } from './engine.js';
 import { O_CLOEXEC, O_RDWR, POLLIN, type FfiBackendName, type LibcBinding } from './ffi/binding.js';
 import { Kernel, type KernelOptions } from './kernel.js';
 import { DevmapperError, DmSystemError, InvalidArgumentError, IoctlError, ParseError } from '../errors.js';
 
 export const DM_CONTROL_PATH = '/dev/mapper/control';
 
-/** A device is named by its dm name (a string), or by its uuid. */
-export type DeviceRef = string | { name: string } | { uuid: string };
-
-export interface DeviceNumber {
-  major: number;
-  minor: number;
-}
-
-export interface DeviceInfo {
-  name: string;
-  uuid: string;
-  dev: DeviceNumber;
-  /** How many openers the device has (mounts, holders, open fds). */
-  openCount: number;
-  eventNr: number;
-  targetCount: number;
-  /** A live table is loaded. */
-  active: boolean;
-  /** A table is loaded in the inactive slot, waiting for resume. */
-  inactiveTable: boolean;
-  suspended: boolean;
-  readOnly: boolean;
-  deferredRemove: boolean;
-  internalSuspend: boolean;
-}
-
-export interface ListedDevice {
-  name: string;
-  dev: DeviceNumber;
-  /** Present on kernels with interface 4.37+. */
-  eventNr?: number;
-  /** Present on kernels with interface 4.45+ ('' when the device has none). */
-  uuid?: string;
-}
-
+export type {
+  CreateOptions,
+  DeviceInfo,
+  DeviceNumber,
+  DeviceRef,
+  Geometry,
+  ListedDevice,
+  RemoveOptions,
+  StatusOptions,
+  SuspendOptions,
+} from './dm-types.js';
 export type Target = TargetSpec;
 export type { TargetStatus, TargetVersion };
 
@@ -76,33 +61,8 @@ export interface OpenOptions extends KernelOptions {
   controlPath?: string;
 }
 
-export interface CreateOptions {
-  uuid?: string;
-  /**
-   * Sent as DM_READONLY_FLAG, which DM_DEV_CREATE ignores (the kernel keeps no read-only state
-   * for a device without a table): what makes a device read-only is load(..., { readOnly: true }).
-   */
-  readOnly?: boolean;
-  /** Ask for this minor (DM_PERSISTENT_DEV_FLAG). A taken minor fails with ENXIO. */
-  minor?: number;
-}
-export interface RemoveOptions {
-  /** Remove when the last opener closes (DM_DEFERRED_REMOVE). */ deferred?: boolean;
-}
-export interface SuspendOptions {
-  /** Do not flush queued I/O (DM_NOFLUSH_FLAG). */ noFlush?: boolean /** Do not freeze filesystems (DM_SKIP_LOCKFS_FLAG). */;
-  skipLockfs?: boolean;
-}
-export interface StatusOptions {
-  /** Ask the inactive table (DM_QUERY_INACTIVE_TABLE_FLAG). */ inactive?: boolean /** DM_NOFLUSH_FLAG: a thin-pool then skips committing metadata first. */;
-  noFlush?: boolean;
-}
-export interface Geometry {
-  cylinders: number;
-  heads: number;
-  sectors: number;
-  start: number;
-}
+const F = DM_FLAGS;
+const C = DM_COMMANDS;
 
 export class DeviceMapper {
   /** The handle this DeviceMapper's calls go through; what is built on it (pools, thin devices) uses it too. */
@@ -111,6 +71,8 @@ export class DeviceMapper {
   readonly #engine: DmIoctlEngine;
   #fd: number;
   #kernelVersion: DmVersion | undefined;
+  /** DM_LIST_DEVICES asks for uuids (4.45+): known after the first version(). */
+  #listFlags = -1;
 
   private constructor(kernel: Kernel, binding: LibcBinding, fd: number) {
     this.kernel = kernel;
@@ -142,78 +104,68 @@ export class DeviceMapper {
     if (this.#fd < 0) return;
     const fd = this.#fd;
     this.#fd = -1;
+    this.#engine.detach();
     const rc = this.#binding.close(fd);
     if (rc < 0) throw new DmSystemError({ errno: -rc, syscall: 'close', device: DM_CONTROL_PATH });
   }
 
-  #run(command: DmCommand, request?: DmRequest): DmReply {
-    if (this.#fd < 0) throw new DevmapperError('ERR_DM_CLOSED', `${command.name}: the DeviceMapper handle is closed`);
-    return this.#engine.run(command, request);
-  }
-
-  #runAsync(command: DmCommand, request?: DmRequest): Promise<DmReply> {
-    if (this.#fd < 0)
-      return Promise.reject(new DevmapperError('ERR_DM_CLOSED', `${command.name}: the DeviceMapper handle is closed`));
-    return this.#engine.runAsync(command, request);
+  /** The DeviceInfo of the last synchronous reply; `device` is what it was looked up by. */
+  #info(device: DeviceRef | undefined): DeviceInfo {
+    const e = this.#engine;
+    return readDeviceInfo(e.buffer, e.view, device === undefined ? undefined : refName(device));
   }
 
   /** dmsetup version: the kernel's dm interface version. */
   version(): DmVersion {
-    const { header } = this.#run(DM_COMMANDS.DM_VERSION);
-    this.#kernelVersion = header.version;
-    return header.version;
+    this.#engine.run(C.DM_VERSION, undefined, 0, false);
+    const version = readHeaderVersion(this.#engine.view);
+    this.#kernelVersion = version;
+    return version;
   }
 
-  #kernel(): DmVersion {
+  #interface(): DmVersion {
     return this.#kernelVersion ?? this.version();
   }
 
   /** dmsetup ls: every dm device, with event numbers and uuids where the kernel reports them. */
   list(): ListedDevice[] {
-    const withUuids = versionAtLeast(this.#kernel(), DM_NAME_LIST_UUID_VERSION);
-    const reply = this.#run(DM_COMMANDS.DM_LIST_DEVICES, {
-      expectsOutput: true,
-      flags: withUuids ? DM_FLAGS.DM_UUID_FLAG : 0,
-    });
-    return decodeNameList(reply.buffer, reply.dataStart, reply.dataEnd, { interfaceVersion: reply.header.version }).map(
-      (entry) => ({
-        ...entry,
-        dev: decodeDev(entry.dev),
-      }),
-    );
+    if (this.#listFlags < 0)
+      this.#listFlags = versionAtLeast(this.#interface(), DM_NAME_LIST_UUID_VERSION) ? F.DM_UUID_FLAG : 0;
+    const e = this.#engine;
+    e.run(C.DM_LIST_DEVICES, undefined, this.#listFlags, true);
+    // Every reply carries the kernel's interface version, the one version() cached.
+    return decodeDeviceList(e.buffer, e.dataStart, e.dataEnd, this.#kernelVersion);
   }
 
   /** dmsetup create (without a table): a new device with no table; load() and resume() follow. */
   create(name: string, options: CreateOptions = {}): DeviceInfo {
     validateDeviceName(name);
     if (options.uuid !== undefined) validateUuid(options.uuid);
-    let flags = options.readOnly ? DM_FLAGS.DM_READONLY_FLAG : 0;
+    let flags = options.readOnly ? F.DM_READONLY_FLAG : 0;
     let dev: bigint | undefined;
     if (options.minor !== undefined) {
       if (!Number.isInteger(options.minor) || options.minor < 0 || options.minor > 0xfffff)
         throw new InvalidArgumentError('minor', `${options.minor} is not a valid minor number`);
-      flags |= DM_FLAGS.DM_PERSISTENT_DEV_FLAG;
+      flags |= F.DM_PERSISTENT_DEV_FLAG;
       dev = encodeDev(0, options.minor); // the kernel takes MINOR(huge_decode_dev(dev))
     }
-    return toInfo(this.#run(DM_COMMANDS.DM_DEV_CREATE, { name, uuid: options.uuid, flags, dev }));
+    this.#engine.run(C.DM_DEV_CREATE, name, flags, false, 0, 0, 0, dev, options.uuid ?? '');
+    return this.#info(name);
   }
 
   /** dmsetup remove. With `deferred`, a busy device is removed when its last opener closes. */
   remove(device: DeviceRef, options: RemoveOptions = {}): void {
-    this.#run(DM_COMMANDS.DM_DEV_REMOVE, { ...ref(device), flags: options.deferred ? DM_FLAGS.DM_DEFERRED_REMOVE : 0 });
+    this.#engine.run(C.DM_DEV_REMOVE, device, options.deferred ? F.DM_DEFERRED_REMOVE : 0, false);
   }
 
   /** remove() off the main thread (removal waits for outstanding I/O). */
   async removeAsync(device: DeviceRef, options: RemoveOptions = {}): Promise<void> {
-    await this.#runAsync(DM_COMMANDS.DM_DEV_REMOVE, {
-      ...ref(device),
-      flags: options.deferred ? DM_FLAGS.DM_DEFERRED_REMOVE : 0,
-    });
+    await this.#engine.runAsync(C.DM_DEV_REMOVE, device, options.deferred ? F.DM_DEFERRED_REMOVE : 0, false);
   }
 
   /** dmsetup remove_all: removes every device that is not open (with `deferred`, marks busy ones). */
   removeAll(options: RemoveOptions = {}): void {
-    this.#run(DM_COMMANDS.DM_REMOVE_ALL, { flags: options.deferred ? DM_FLAGS.DM_DEFERRED_REMOVE : 0 });
+    this.#engine.run(C.DM_REMOVE_ALL, undefined, options.deferred ? F.DM_DEFERRED_REMOVE : 0, false);
   }
 
   /** dmsetup rename: a new name, or (`{ uuid }`) set the uuid of a device that has none. */
@@ -223,43 +175,41 @@ export class DeviceMapper {
     if (setUuid) validateUuid(value, 'uuid');
     else validateDeviceName(value, 'newName');
     const size = Buffer.byteLength(value) + 1;
-    return toInfo(
-      this.#run(DM_COMMANDS.DM_DEV_RENAME, {
-        ...ref(device),
-        flags: setUuid ? DM_FLAGS.DM_UUID_FLAG : 0,
-        payloadSize: size,
-        writePayload: (buffer, offset) => encodeStringPayload(buffer, offset, value, setUuid ? 'uuid' : 'newName'),
-      }),
-    );
+    encodeStringPayload(this.#engine.input(size), 0, value, setUuid ? 'uuid' : 'newName');
+    this.#engine.run(C.DM_DEV_RENAME, device, setUuid ? F.DM_UUID_FLAG : 0, false, size);
+    return this.#info(undefined); // the answer names the device by its new name
   }
 
   /** dmsetup suspend. Without noFlush this waits for in-flight I/O: prefer suspendAsync then. */
   suspend(device: DeviceRef, options: SuspendOptions = {}): DeviceInfo {
-    return toInfo(this.#run(DM_COMMANDS.DM_DEV_SUSPEND, { ...ref(device), flags: suspendFlags(options) }));
+    this.#engine.run(C.DM_DEV_SUSPEND, device, suspendFlags(options), false);
+    return this.#info(device);
   }
 
   async suspendAsync(device: DeviceRef, options: SuspendOptions = {}): Promise<DeviceInfo> {
-    return toInfo(await this.#runAsync(DM_COMMANDS.DM_DEV_SUSPEND, { ...ref(device), flags: suspendFlags(options) }));
+    return asyncInfo(await this.#engine.runAsync(C.DM_DEV_SUSPEND, device, suspendFlags(options), false), device);
   }
 
   /** dmsetup resume: swaps in a loaded inactive table, and lets I/O flow again. */
   resume(device: DeviceRef): DeviceInfo {
-    return toInfo(this.#run(DM_COMMANDS.DM_DEV_SUSPEND, ref(device)));
+    this.#engine.run(C.DM_DEV_SUSPEND, device, 0, false);
+    return this.#info(device);
   }
 
   async resumeAsync(device: DeviceRef): Promise<DeviceInfo> {
-    return toInfo(await this.#runAsync(DM_COMMANDS.DM_DEV_SUSPEND, ref(device)));
+    return asyncInfo(await this.#engine.runAsync(C.DM_DEV_SUSPEND, device, 0, false), device);
   }
 
   /** dmsetup info. A missing device is a DmSystemError with code ENXIO. */
   info(device: DeviceRef): DeviceInfo {
-    return toInfo(this.#run(DM_COMMANDS.DM_DEV_STATUS, ref(device)));
+    this.#engine.run(C.DM_DEV_STATUS, device, 0, false);
+    return this.#info(device);
   }
 
   /** True when a device of that name (or uuid) exists. */
   exists(device: DeviceRef): boolean {
     try {
-      this.info(device);
+      this.#engine.run(C.DM_DEV_STATUS, device, 0, false);
       return true;
     } catch (error) {
       if (error instanceof DmSystemError && error.code === 'ENXIO') return false;
@@ -276,40 +226,39 @@ export class DeviceMapper {
     // blocking call starts on its thread.
     const info = this.info(device);
     const dev = encodeDev(info.dev.major, info.dev.minor);
-    return toInfo(
-      await this.#runAsync(DM_COMMANDS.DM_DEV_WAIT, { dev, eventNr: eventNr ?? info.eventNr, expectsOutput: true }),
-    );
+    const reply = await this.#engine.runAsync(C.DM_DEV_WAIT, undefined, 0, true, eventNr ?? info.eventNr, dev);
+    return asyncInfo(reply, undefined);
   }
 
   /** dmsetup load: fills the device's inactive table slot. resume() makes it live. */
   load(device: DeviceRef, targets: readonly Target[], options: { readOnly?: boolean } = {}): DeviceInfo {
     for (const t of targets) validateTargetType(t.type);
     const size = targetsSize(targets);
-    return toInfo(
-      this.#run(DM_COMMANDS.DM_TABLE_LOAD, {
-        ...ref(device),
-        flags: options.readOnly ? DM_FLAGS.DM_READONLY_FLAG : 0,
-        targetCount: targets.length,
-        payloadSize: size,
-        writePayload: (buffer, offset) => encodeTargets(buffer, offset, targets),
-      }),
+    encodeTargets(this.#engine.input(size), 0, targets);
+    this.#engine.run(
+      C.DM_TABLE_LOAD,
+      device,
+      options.readOnly ? F.DM_READONLY_FLAG : 0,
+      false,
+      size,
+      0,
+      targets.length,
     );
+    return this.#info(device);
   }
 
   /** dmsetup clear: drops the inactive table. */
   clear(device: DeviceRef): DeviceInfo {
-    return toInfo(this.#run(DM_COMMANDS.DM_TABLE_CLEAR, ref(device)));
+    this.#engine.run(C.DM_TABLE_CLEAR, device, 0, false);
+    return this.#info(device);
   }
 
   /** dmsetup deps: the devices the live table uses. */
   deps(device: DeviceRef, options: { inactive?: boolean } = {}): DeviceNumber[] {
-    const reply = this.#run(DM_COMMANDS.DM_TABLE_DEPS, {
-      ...ref(device),
-      expectsOutput: true,
-      flags: options.inactive ? DM_FLAGS.DM_QUERY_INACTIVE_TABLE_FLAG : 0,
-    });
-    if (reply.dataEnd <= reply.dataStart) return []; // no table: the kernel writes no dm_target_deps
-    return decodeTargetDeps(reply.buffer, reply.dataStart, reply.dataEnd).map(decodeDev);
+    const e = this.#engine;
+    e.run(C.DM_TABLE_DEPS, device, options.inactive ? F.DM_QUERY_INACTIVE_TABLE_FLAG : 0, true);
+    if (e.dataEnd <= e.dataStart) return []; // no table: the kernel writes no dm_target_deps
+    return decodeTargetDeps(e.buffer, e.dataStart, e.dataEnd).map(decodeDev);
   }
 
   /** dmsetup status: each target's status line. */
@@ -319,20 +268,22 @@ export class DeviceMapper {
 
   /** dmsetup table: each target's table line. */
   table(device: DeviceRef, options: { inactive?: boolean } = {}): TargetStatus[] {
-    return this.#tableStatus(device, options, DM_FLAGS.DM_STATUS_TABLE_FLAG);
+    return this.#tableStatus(device, options, F.DM_STATUS_TABLE_FLAG);
   }
 
   #tableStatus(device: DeviceRef, options: StatusOptions, flags: number): TargetStatus[] {
-    if (options.inactive) flags |= DM_FLAGS.DM_QUERY_INACTIVE_TABLE_FLAG;
-    if (options.noFlush) flags |= DM_FLAGS.DM_NOFLUSH_FLAG;
-    const reply = this.#run(DM_COMMANDS.DM_TABLE_STATUS, { ...ref(device), flags, expectsOutput: true });
-    return decodeTargetSpecs(reply.buffer, reply.dataStart, reply.dataEnd, reply.header.targetCount);
+    if (options.inactive) flags |= F.DM_QUERY_INACTIVE_TABLE_FLAG;
+    if (options.noFlush) flags |= F.DM_NOFLUSH_FLAG;
+    const e = this.#engine;
+    e.run(C.DM_TABLE_STATUS, device, flags, true);
+    return decodeTargetSpecs(e.buffer, e.dataStart, e.dataEnd, readHeaderTargetCount(e.view));
   }
 
   /** dmsetup targets: the target types the kernel has loaded, with versions. */
   targets(): TargetVersion[] {
-    const reply = this.#run(DM_COMMANDS.DM_LIST_VERSIONS, { expectsOutput: true });
-    return decodeTargetVersions(reply.buffer, reply.dataStart, reply.dataEnd);
+    const e = this.#engine;
+    e.run(C.DM_LIST_VERSIONS, undefined, 0, true);
+    return decodeTargetVersions(e.buffer, e.dataStart, e.dataEnd);
   }
 
   /** The version of one target type; the kernel loads its module if needed (4.41+). */
@@ -340,8 +291,9 @@ export class DeviceMapper {
     validateTargetType(type, 'type');
     // dm-ioctl.c get_target_version() takes the type in dm_ioctl.name and answers with one
     // dm_target_versions record.
-    const reply = this.#run(DM_COMMANDS.DM_GET_TARGET_VERSION, { name: type, expectsOutput: true });
-    const [found] = decodeTargetVersions(reply.buffer, reply.dataStart, reply.dataEnd);
+    const e = this.#engine;
+    e.run(C.DM_GET_TARGET_VERSION, type, 0, true);
+    const [found] = decodeTargetVersions(e.buffer, e.dataStart, e.dataEnd);
     if (!found) throw new ParseError('DM_GET_TARGET_VERSION reply for', type, 'it holds no dm_target_versions record');
     return found.version;
   }
@@ -351,16 +303,11 @@ export class DeviceMapper {
    * when it gave one (DM_DATA_OUT_FLAG), else undefined.
    */
   message(device: DeviceRef, sector: bigint | number, text: string): string | undefined {
-    const at = BigInt(sector);
     const size = targetMessageSize(text);
-    let reply: DmReply;
+    const e = this.#engine;
+    encodeTargetMessage(e.input(size), 0, typeof sector === 'bigint' ? sector : BigInt(sector), text);
     try {
-      reply = this.#run(DM_COMMANDS.DM_TARGET_MSG, {
-        ...ref(device),
-        expectsOutput: true,
-        payloadSize: size,
-        writePayload: (buffer, offset) => encodeTargetMessage(buffer, offset, at, text),
-      });
+      e.run(C.DM_TARGET_MSG, device, 0, true, size);
     } catch (error) {
       // The kernel's refusal says nothing of which message: name it.
       if (error instanceof DmSystemError) {
@@ -373,8 +320,8 @@ export class DeviceMapper {
       }
       throw error;
     }
-    if (!(reply.header.flags & DM_FLAGS.DM_DATA_OUT_FLAG)) return undefined;
-    return decodeStringPayload(reply.buffer, reply.dataStart, reply.dataEnd);
+    if (!(readHeaderFlags(e.view) & F.DM_DATA_OUT_FLAG)) return undefined;
+    return decodeStringPayload(e.buffer, e.dataStart, e.dataEnd);
   }
 
   /** dmsetup setgeometry. */
@@ -385,13 +332,10 @@ export class DeviceMapper {
         throw new InvalidArgumentError(`geometry.${key}`, `${v} is not a non-negative integer`);
     }
     const text = `${geometry.cylinders} ${geometry.heads} ${geometry.sectors} ${geometry.start}`;
-    return toInfo(
-      this.#run(DM_COMMANDS.DM_DEV_SET_GEOMETRY, {
-        ...ref(device),
-        payloadSize: Buffer.byteLength(text) + 1,
-        writePayload: (buffer, offset) => encodeStringPayload(buffer, offset, text, 'geometry'),
-      }),
-    );
+    const size = Buffer.byteLength(text) + 1;
+    encodeStringPayload(this.#engine.input(size), 0, text, 'geometry');
+    this.#engine.run(C.DM_DEV_SET_GEOMETRY, device, 0, false, size);
+    return this.#info(device);
   }
 
   /**
@@ -399,7 +343,7 @@ export class DeviceMapper {
    * raises an event. Re-arm after each wake-up.
    */
   armPoll(): void {
-    this.#run(DM_COMMANDS.DM_DEV_ARM_POLL);
+    this.#engine.run(C.DM_DEV_ARM_POLL, undefined, 0, false);
   }
 
   /** Waits (off the main thread) until an armed control fd reports an event: true, or false on timeout. */
@@ -411,47 +355,12 @@ export class DeviceMapper {
   }
 }
 
-function ref(device: DeviceRef): { name?: string; uuid?: string } {
-  if (typeof device === 'string') {
-    validateDeviceName(device);
-    return { name: device };
-  }
-  if (device && typeof device === 'object') {
-    if ('name' in device && typeof device.name === 'string') {
-      validateDeviceName(device.name);
-      return { name: device.name };
-    }
-    if ('uuid' in device && typeof device.uuid === 'string') {
-      validateUuid(device.uuid);
-      if (device.uuid === '') throw new InvalidArgumentError('uuid', 'must not be empty');
-      return { uuid: device.uuid };
-    }
-  }
-  throw new InvalidArgumentError('device', 'must be a name, { name } or { uuid }');
-}
-
 function suspendFlags(options: SuspendOptions): number {
   return (
-    DM_FLAGS.DM_SUSPEND_FLAG |
-    (options.noFlush ? DM_FLAGS.DM_NOFLUSH_FLAG : 0) |
-    (options.skipLockfs ? DM_FLAGS.DM_SKIP_LOCKFS_FLAG : 0)
+    F.DM_SUSPEND_FLAG | (options.noFlush ? F.DM_NOFLUSH_FLAG : 0) | (options.skipLockfs ? F.DM_SKIP_LOCKFS_FLAG : 0)
   );
 }
 
-function toInfo(reply: DmReply): DeviceInfo {
-  const h = reply.header;
-  return {
-    name: h.name,
-    uuid: h.uuid,
-    dev: decodeDev(h.dev),
-    openCount: h.openCount,
-    eventNr: h.eventNr,
-    targetCount: h.targetCount,
-    active: (h.flags & DM_FLAGS.DM_ACTIVE_PRESENT_FLAG) !== 0,
-    inactiveTable: (h.flags & DM_FLAGS.DM_INACTIVE_PRESENT_FLAG) !== 0,
-    suspended: (h.flags & DM_FLAGS.DM_SUSPEND_FLAG) !== 0,
-    readOnly: (h.flags & DM_FLAGS.DM_READONLY_FLAG) !== 0,
-    deferredRemove: (h.flags & DM_FLAGS.DM_DEFERRED_REMOVE) !== 0,
-    internalSuspend: (h.flags & DM_FLAGS.DM_INTERNAL_SUSPEND_FLAG) !== 0,
-  };
+function asyncInfo(reply: DmAsyncReply, device: DeviceRef | undefined): DeviceInfo {
+  return readDeviceInfo(reply.buffer, reply.view, device === undefined ? undefined : refName(device));
 }

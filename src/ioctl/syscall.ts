@@ -22,9 +22,25 @@ export function ioctl(
   buffer: Buffer,
   context: IoctlContext,
 ): number {
+  return ioctlNamed(binding, fd, request, buffer, context.operation, context.device, context.note);
+}
+
+/**
+ * ioctl() with its context as plain arguments, for the dm engine's hot path: a call that
+ * succeeds untraced builds no context object.
+ */
+export function ioctlNamed(
+  binding: LibcBinding,
+  fd: number,
+  request: bigint,
+  buffer: Buffer,
+  operation: string,
+  device: string | undefined,
+  note: string | undefined,
+): number {
   const rc = binding.ioctl(fd, request, buffer);
-  if (traceEnabled) trace(context, rc);
-  if (rc < 0) throw ioctlError(context, -rc);
+  if (traceEnabled) logger.trace(`ioctl ${operation} ${device ?? ''} ${note ?? ''} -> ${rc}`);
+  if (rc < 0) throw new IoctlError({ errno: -rc, operation, device });
   return rc;
 }
 

@@ -15,8 +15,15 @@ import { join, relative, resolve, sep } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { DevmapperError, InvalidArgumentError, ParseError } from '../../src/errors.js';
 import { assertLayerId, assertMountLabel, resolveOptions, type DriverOptions } from '../../src/driver/options.js';
-import { DM_IOCTL_SIZE, DM_NAME_LIST_FLAG_DOESNT_HAVE_UUID, DM_NAME_LIST_FLAG_HAS_UUID } from '../../src/ioctl/abi.js';
 import {
+  DM_IOCTL_SIZE,
+  DM_NAME_LIST_FLAG_DOESNT_HAVE_UUID,
+  DM_NAME_LIST_FLAG_HAS_UUID,
+  decodeDev,
+} from '../../src/ioctl/abi.js';
+import type { DeviceRef } from '../../src/ioctl/dm-types.js';
+import {
+  decodeDeviceList,
   decodeLoopInfo64,
   decodeNameList,
   decodeStringPayload,
@@ -26,9 +33,12 @@ import {
   encodeLoopInfo64,
   encodeStringPayload,
   encodeTargets,
+  readDeviceInfo,
   readDmIoctlHeader,
   targetsSize,
   validateDeviceName,
+  viewOf,
+  writeDeviceRef,
   writeDmIoctlHeader,
   type LoopInfo64,
   type NameListEntry,
@@ -1087,6 +1097,34 @@ test('decodeNameList: valid payloads of every kernel generation round-trip', (t)
   });
 });
 
+test('decodeDeviceList (what DeviceMapper.list returns) is decodeNameList with each dev decoded, or the same ParseError', (t) => {
+  const arb = fc.oneof(
+    nameListArb.map((c) => buildNameList(c)),
+    fc.tuple(nameListArb, byteMutations).map(([c, muts]) => {
+      const p = buildNameList(c);
+      return { ...mutatePayload(p, muts), version: p.version };
+    }),
+  );
+  check(t, arb, runs(3000), (p) => {
+    const reference = attempt(
+      () => decodeNameList(p.buf, p.start, p.end, p.version === undefined ? {} : { interfaceVersion: p.version }),
+      [ParseError],
+    );
+    const fast = attempt(() => decodeDeviceList(p.buf, p.start, p.end, p.version), [ParseError]);
+    strictEqual(fast.ok, reference.ok, 'both decode, or both refuse');
+    if (fast.ok && reference.ok)
+      deepStrictEqual(
+        fast.value,
+        reference.value.map((e) => ({ ...e, dev: decodeDev(e.dev) })),
+      );
+    else
+      strictEqual(
+        failure(fast, ParseError, 'decodeDeviceList').message,
+        failure(reference, ParseError, 'decodeNameList').message,
+      );
+  });
+});
+
 function checkNameList(entries: NameListEntry[], len: number): void {
   assertOk(entries.length <= Math.floor(len / 16) + 1, `${entries.length} entries from ${len} bytes`);
   for (const e of entries) assertOk(typeof e.name === 'string' && inU64(e.dev));
@@ -1837,6 +1875,74 @@ test('validateDeviceName and writeDmIoctlHeader accept exactly the names dm can 
           'nothing is written when the header is refused',
         );
       }
+    },
+  );
+});
+
+test('writeDeviceRef (the engine hot path) accepts exactly the names and uuids writeDmIoctlHeader does, with the same bytes', (t) => {
+  const refArb = fc.oneof(
+    { weight: 6, arbitrary: deviceNameArb as fc.Arbitrary<unknown> },
+    { weight: 2, arbitrary: deviceNameArb.map((name) => ({ name })) as fc.Arbitrary<unknown> },
+    { weight: 2, arbitrary: fc.oneof(deviceNameArb, fc.string({ maxLength: 140 })).map((uuid) => ({ uuid })) },
+    { weight: 1, arbitrary: anyValue },
+  );
+  check(t, refArb, runs(4000), (device) => {
+    if (device === undefined) return; // no device: the commands that take none
+    const fast = Buffer.alloc(DM_IOCTL_SIZE, 0x5a);
+    const label = attempt(() => writeDeviceRef(fast, device as DeviceRef, ''), [InvalidArgumentError]);
+    const isObject = typeof device === 'object' && device !== null;
+    const name = typeof device === 'string' ? device : isObject && 'name' in device ? device.name : undefined;
+    const uuid = isObject && !('name' in device) && 'uuid' in device ? device.uuid : undefined;
+    const reference = Buffer.alloc(DM_IOCTL_SIZE, 0x5a);
+    const checked = attempt(() => {
+      if (name === undefined && uuid === undefined) throw new InvalidArgumentError('device', 'neither');
+      if (name === '' || uuid === '') throw new InvalidArgumentError('device', 'empty');
+      writeDmIoctlHeader(reference, {
+        version: [4, 0, 0],
+        dataSize: DM_IOCTL_SIZE,
+        dataStart: DM_IOCTL_SIZE,
+        name: name as string,
+        uuid: uuid as string,
+      });
+    }, [InvalidArgumentError]);
+    strictEqual(label.ok, checked.ok, `writeDeviceRef(${show(device)})`);
+    if (label.ok) {
+      strictEqual(label.value, name ?? uuid);
+      const got = readDmIoctlHeader(Buffer.concat([Buffer.alloc(48), fast.subarray(48, 305), Buffer.alloc(7)]));
+      const want = readDmIoctlHeader(reference);
+      strictEqual(got.name, want.name);
+      strictEqual(got.uuid, want.uuid);
+    }
+  });
+});
+
+test('devFromWords and readDeviceInfo agree with decodeDev and readDmIoctlHeader', (t) => {
+  check(
+    t,
+    fc.tuple(fc.bigInt({ min: 0n, max: U64_MAX }), u32, u32, fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 })),
+    runs(3000),
+    ([dev, flags, eventNr, openCount]) => {
+      const buf = Buffer.alloc(DM_IOCTL_SIZE);
+      writeDmIoctlHeader(buf, {
+        version: [4, 47, 0],
+        dataSize: DM_IOCTL_SIZE,
+        dataStart: DM_IOCTL_SIZE,
+        dev,
+        flags,
+        eventNr,
+        openCount,
+        name: 'n',
+        uuid: 'u',
+      });
+      const h = readDmIoctlHeader(buf);
+      const info = readDeviceInfo(buf, viewOf(buf), undefined);
+      deepStrictEqual(info.dev, decodeDev(dev));
+      deepStrictEqual(
+        [info.name, info.uuid, info.eventNr, info.openCount, info.targetCount],
+        [h.name, h.uuid, h.eventNr, h.openCount, h.targetCount],
+      );
+      strictEqual(info.suspended, (flags & 2) !== 0);
+      strictEqual(readDeviceInfo(buf, viewOf(buf), 'known').name, 'known');
     },
   );
 });
