@@ -50,7 +50,10 @@ export class Kernel {
     return options.kernel ?? Kernel.for(options.ffi);
   }
 
-  /** The libc binding, loaded on first use (one per backend per process). */
+  /**
+   * The libc binding, loaded on first use (one per backend per process).
+   * @internal the layers' own way to the kernel, not part of the public API
+   */
   get libc(): LibcBinding {
     this.#libc ??= libcBinding(this.ffi);
     return this.#libc;
