@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DeviceMapper } from '../src/ioctl/device-mapper.js';
 import { parsePoolStatus } from '../src/thin/status.js';
+import { dataBlocksToSectors, sectors, sectorsToBytes } from '../src/thin/units.js';
 import { runCli } from '../test/cli-process.js';
 import { startContainerd } from '../test/kernel/containerd-helpers.js';
 import { bulkyImage } from '../test/kernel/oci-image.js';
@@ -29,7 +30,7 @@ const secondsSince = (t0: bigint): number => Math.round(Number(process.hrtime.bi
 function poolUsedBytes(dm: DeviceMapper, pool: string): number {
   const status = parsePoolStatus(dm.status(pool, { noFlush: true })[0]?.params ?? 'Fail');
   if (status.kind !== 'ok') throw new Error(`${pool}: ${status.kind}`);
-  return Number(status.data.usedBlocks) * 128 * 512; // 64 KiB blocks on both pools
+  return Number(sectorsToBytes(dataBlocksToSectors(status.data.usedBlocks, sectors(128)))); // 64 KiB blocks on both pools
 }
 
 interface Row {

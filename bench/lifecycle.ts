@@ -18,6 +18,7 @@ import type { DriverOptions } from '../src/driver/options.js';
 import { DeviceMapper } from '../src/ioctl/device-mapper.js';
 import type { FfiBackendName } from '../src/ioctl/ffi/binding.js';
 import { ThinPool } from '../src/thin/pool.js';
+import { bytes, bytesToSectors } from '../src/thin/units.js';
 import type { CPrograms } from './c-build.js';
 import { Coprocess, MiB, phase, progress, rotate, since, summarize, type Stats } from './common.js';
 import { prefillDriverMetadata, transactionId, warmPool } from './pools.js';
@@ -84,7 +85,7 @@ export async function measureLifecycle(options: LifecycleOptions): Promise<Lifec
     await driver.close();
     return { pool: status.poolName, poolDev: `${dev.major}:${dev.minor}`, img };
   });
-  const sectors = setup.img.size / 512n;
+  const sectors = bytesToSectors(bytes(setup.img.size));
 
   const runDriver = async (
     ffi: FfiBackendName,

@@ -18,6 +18,7 @@ import type { DriverOptions } from '../src/driver/options.js';
 import { DeviceMapper } from '../src/ioctl/device-mapper.js';
 import { ThinPool } from '../src/thin/pool.js';
 import { ThinDevice } from '../src/thin/thin-device.js';
+import { bytes, bytesToSectors } from '../src/thin/units.js';
 import { GiB, MiB, median, phase, progress, since, summarize, timeSync, type Stats } from './common.js';
 import { prefillDriverMetadata, transactionId, warmPool } from './pools.js';
 import { activeCount, bytesPerLayer, curveShape, metadataBytesFor } from './scale-curves.js';
@@ -224,7 +225,7 @@ export async function measureScale(options: ScaleOptions): Promise<ScaleResult> 
               ThinDevice.activate(pool, {
                 name: `${prefix}-sa-${record.deviceId}`,
                 id: record.deviceId,
-                size: BigInt(record.size) / 512n,
+                size: bytesToSectors(bytes(BigInt(record.size))),
               }),
             );
             activateNs.push(since(t));

@@ -2,7 +2,7 @@
 // (usage errors that name the flag as typed), and the Driver's own option checks in flag words.
 import type { DriverOptions } from '../driver/options.js';
 import { InvalidArgumentError } from '../errors.js';
-import { parseSize } from '../thin/units.js';
+import { bytesToSectors, isSectorAligned, parseSize } from '../thin/units.js';
 import { checkArgument, type Parsed, UsageError } from './args.js';
 import { withFlagNames } from './messages.js';
 import { humanBytes } from './output.js';
@@ -38,10 +38,10 @@ export const MAX_DEVICE_SECTORS = (1n << 54n) - 1n;
  */
 export function cliSize(value: string, flag: string, min = 0n): bigint {
   const bytes = checkArgument(() => parseSize(value, flag));
-  if (bytes % 512n !== 0n)
+  if (!isSectorAligned(bytes))
     throw new UsageError(`${flag}: ${JSON.stringify(value)} is ${bytes} bytes, not a whole number of 512-byte sectors`);
   if (bytes < min) throw new UsageError(`${flag}: ${JSON.stringify(value)} is below the minimum of ${humanBytes(min)}`);
-  if (bytes / 512n > MAX_DEVICE_SECTORS) {
+  if (bytesToSectors(bytes, flag) > MAX_DEVICE_SECTORS) {
     throw new UsageError(
       `${flag}: ${JSON.stringify(value)} is more than the kernel takes for a device (at most ${MAX_DEVICE_SECTORS} sectors, 8 EiB - 512 bytes)`,
     );

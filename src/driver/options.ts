@@ -3,7 +3,15 @@
 import { InvalidArgumentError } from '../errors.js';
 import type { FfiBackendName } from '../ioctl/ffi/binding.js';
 import { assertFfiBackend } from '../ioctl/kernel.js';
-import { assertDataBlockSize, bytes, parseSize, type Bytes, type Sectors } from '../thin/units.js';
+import {
+  assertDataBlockSize,
+  bytes,
+  bytesToSectors,
+  isSectorAligned,
+  parseSize,
+  type Bytes,
+  type Sectors,
+} from '../thin/units.js';
 
 export type Filesystem = 'ext4' | 'xfs';
 
@@ -123,7 +131,7 @@ export function resolveOptions(options: DriverOptions): ResolvedOptions {
   ): Bytes => {
     const b = value === undefined ? bytes(fallback) : parseSize(value, argument);
     if (b < min) throw new InvalidArgumentError(argument, `${b} bytes is below the minimum of ${min}`);
-    if (b % 512n !== 0n) throw new InvalidArgumentError(argument, 'must be a multiple of 512 bytes');
+    if (!isSectorAligned(b)) throw new InvalidArgumentError(argument, 'must be a multiple of 512 bytes');
     return b;
   };
   const filesystem = options.filesystem ?? 'ext4';
@@ -163,7 +171,7 @@ export function resolveOptions(options: DriverOptions): ResolvedOptions {
     throw new InvalidArgumentError('thinPoolDevice', 'must be the dm name of a thin pool');
   }
   const blockBytes = size(options.blockSize, 64n * 1024n, 'blockSize', 64n * 1024n);
-  const blockSize = assertDataBlockSize(blockBytes / 512n, 'blockSize');
+  const blockSize = assertDataBlockSize(bytesToSectors(blockBytes, 'blockSize'), 'blockSize');
   const minFree = options.minFreeSpacePercent ?? 10;
   if (typeof minFree !== 'number' || !Number.isInteger(minFree) || minFree < 0 || minFree > 99) {
     throw new InvalidArgumentError('minFreeSpacePercent', 'must be an integer from 0 to 99');

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { KernelOptions } from '../ioctl/kernel.js';
 import { LoopDevices, type LoopStatus } from '../ioctl/loop.js';
 import { InvalidArgumentError } from '../errors.js';
-import { bytes, SECTOR_SIZE, type Bytes } from './units.js';
+import { bytes, isSectorAligned, type Bytes } from './units.js';
 
 export interface LoopbackOptions extends KernelOptions {
   /** Directory holding the two files. Created (0700) if missing. */
@@ -122,6 +122,6 @@ export const MAX_METADATA_BYTES = 255n * 16384n * 4096n;
 function positiveSize(value: Bytes | number | bigint, argument: string): Bytes {
   const size = bytes(value, argument);
   if (size < 1024n * 1024n) throw new InvalidArgumentError(argument, `${size} bytes is too small (at least 1 MiB)`);
-  if (size % BigInt(SECTOR_SIZE) !== 0n) throw new InvalidArgumentError(argument, 'must be a multiple of 512 bytes');
+  if (!isSectorAligned(size)) throw new InvalidArgumentError(argument, 'must be a multiple of 512 bytes');
   return size;
 }

@@ -99,6 +99,11 @@ export function bytesToSectors(b: Bytes, argument = 'bytes'): Sectors {
   return sectors(n / SECTOR_SIZE_N, argument);
 }
 
+/** True when `b` bytes are a whole number of 512-byte sectors. */
+export function isSectorAligned(b: bigint): boolean {
+  return b % SECTOR_SIZE_N === 0n;
+}
+
 /** Sectors to bytes. */
 export function sectorsToBytes(s: Sectors): Bytes {
   return (toCount(s, 'sectors', U64_MAX) * SECTOR_SIZE_N) as Bytes;

@@ -18,6 +18,7 @@ import {
   bytesToSectors,
   dataBlocks,
   dataBlocksToSectors,
+  isSectorAligned,
   METADATA_BLOCK_SECTORS,
   METADATA_BLOCK_SIZE,
   metadataBlocks,
@@ -134,6 +135,11 @@ test('bytesToSectors rejects a partial sector', (t) => {
   invalid(t, () => bytesToSectors(bytes(511)), 'bytes', /not a multiple of the 512-byte sector/);
   invalid(t, () => bytesToSectors(bytes(513)), 'bytes');
   invalid(t, () => bytesToSectors(bytes(1000), 'size'), 'size');
+});
+
+test('isSectorAligned: whole 512-byte sectors only', (t) => {
+  for (const b of [0n, 512n, 4096n, 10n * 2n ** 30n]) t.true(isSectorAligned(b), `${b}`);
+  for (const b of [1n, 511n, 513n, 1000n]) t.false(isSectorAligned(b), `${b}`);
 });
 
 test('dataBlocksToSectors / sectorsToDataBlocks', (t) => {
