@@ -213,6 +213,32 @@ export async function measureLatency(options: LatencyOptions): Promise<LatencyRe
       });
       await run(listOp(dm.list().length, scale(batch)));
     }
+
+    // The pool's status with 1,000 thin devices in it (the thin ids 1..1000; only id 1 is active).
+    const thinCount = quick ? 100 : 1000;
+    await phase(`latency: ${thinCount} thin devices in the pool`, () => {
+      for (let id = 2; id <= thinCount; id++) pool!.pool.createThin(id);
+    });
+    await run({
+      id: `DM_TABLE_STATUS/pool-noflush/${thinCount}-thins`,
+      label: `DM_TABLE_STATUS (pool, no-flush, ${thinCount} thin devices)`,
+      note: `${thinCount} thin devices in the pool`,
+      batch: scale(400),
+      dmsetup: dmsetupSamples,
+      c: (n) => ['status', poolName, n, 1],
+      ts: (d) => () => d.status(poolName, { noFlush: true }),
+      dmsetupArgv: () => [dmsetup('status', '--noflush', poolName)],
+    });
+    await run({
+      id: `DM_TABLE_STATUS/pool/${thinCount}-thins`,
+      label: `DM_TABLE_STATUS (pool, ${thinCount} thin devices)`,
+      note: `commits metadata first; ${thinCount} thin devices in the pool`,
+      batch: scale(100),
+      dmsetup: dmsetupSamples,
+      c: (n) => ['status', poolName, n, 0],
+      ts: (d) => () => d.status(poolName),
+      dmsetupArgv: () => [dmsetup('status', poolName)],
+    });
   } finally {
     await phase('latency: clean-up', () => {
       for (const name of fillers) dm.remove(name);

@@ -64,6 +64,8 @@ test('bench guest part, quick mode: latency, lifecycle and scale figures, target
       'DM_TABLE_STATUS/pool-noflush',
       'DM_TARGET_MSG/create_thin+delete',
       'DM_DEV_SUSPEND/suspend+resume',
+      'DM_TABLE_STATUS/pool-noflush/100-thins', // quick mode: 100 thin devices in the pool
+      'DM_TABLE_STATUS/pool/100-thins',
     ]) {
       t.true(ids.includes(id), `latency op ${id} missing (have ${ids.join(', ')})`);
     }
