@@ -22,6 +22,11 @@ function typeOf(st: BigIntStats): tar.Header['type'] {
   return 'file';
 }
 
+/** A whiteout or an opaque-directory marker: an empty root-owned 0644 file. */
+function markerEntry(name: string, mtime = new Date(0)): PackHeader {
+  return { name, type: 'file', mode: 0o644, size: 0, mtime, uid: 0, gid: 0 };
+}
+
 /** Writes one entry and waits until the pack has taken it (its callback), content streamed in chunks. */
 async function writeEntry(pack: tar.Pack, header: PackHeader, file?: string): Promise<void> {
   if (pack.destroyed) throw new Error('the diff stream was closed before its end');
@@ -78,15 +83,7 @@ export function exportChanges(
       const { path } = change;
       if (change.kind === 'delete') {
         if (change.coveredByOpaque) continue;
-        await writeEntry(pack, {
-          name: whiteoutName(path),
-          type: 'file',
-          mode: 0o644,
-          size: 0,
-          mtime: new Date(0),
-          uid: 0,
-          gid: 0,
-        });
+        await writeEntry(pack, markerEntry(whiteoutName(path)));
         continue;
       }
       const st = change.stat!;
@@ -123,27 +120,10 @@ export function exportChanges(
       }
       await writeEntry(pack, header, content && header.size! > 0 ? content : undefined);
       if (type === 'directory' && opaque.has(path)) {
-        await writeEntry(pack, {
-          name: opaqueMarkerName(path),
-          type: 'file',
-          mode: 0o644,
-          size: 0,
-          mtime: header.mtime,
-          uid: 0,
-          gid: 0,
-        });
+        await writeEntry(pack, markerEntry(opaqueMarkerName(path), header.mtime));
       }
     }
-    if (opaque.has(''))
-      await writeEntry(pack, {
-        name: opaqueMarkerName(''),
-        type: 'file',
-        mode: 0o644,
-        size: 0,
-        mtime: new Date(0),
-        uid: 0,
-        gid: 0,
-      });
+    if (opaque.has('')) await writeEntry(pack, markerEntry(opaqueMarkerName('')));
     pack.finalize();
   };
   let producing = true;
