@@ -51,6 +51,28 @@ function entryField(line: number, id: string | undefined, field: string | undefi
   return `entry ${line}${id === undefined ? '' : ` (layer ${id})`}${field === undefined ? '' : ` ${field}`}`;
 }
 
+function damage(
+  path: string,
+  line: number,
+  raw: string,
+  reason: string,
+  parsed?: { value: unknown; field: string | undefined; cause: unknown },
+): DamagedEntry {
+  const value = parsed?.value;
+  const id = isPlainObject(value) && typeof value.id === 'string' ? value.id : undefined;
+  const deviceId = isPlainObject(value) ? value.deviceId : undefined;
+  return {
+    line,
+    quarantineText: parsed ? raw.slice(9) : raw,
+    error: new MetadataError(path, entryField(line, id, parsed?.field), reason, parsed && { cause: parsed.cause }),
+    layerId: id,
+    claimedDeviceId:
+      typeof deviceId === 'number' && Number.isInteger(deviceId) && deviceId >= 0 && deviceId <= MAX_THIN_ID
+        ? deviceId
+        : undefined,
+  };
+}
+
 /** The pack's entries by line, each validated; damaged ones reported, never thrown. */
 export function parsePack(
   text: string,
@@ -66,42 +88,28 @@ export function parsePack(
     const raw = lines[i]!;
     if (raw === '') continue;
     const line = i + 1;
-    const bad = (reason: string, field?: string, value?: unknown, cause?: unknown): void => {
-      const id = isPlainObject(value) && typeof value.id === 'string' ? value.id : undefined;
-      const deviceId = isPlainObject(value) ? value.deviceId : undefined;
-      damaged.push({
-        line,
-        quarantineText: value === undefined ? raw : raw.slice(9),
-        error: new MetadataError(
-          path,
-          entryField(line, id, field),
-          reason,
-          cause === undefined ? undefined : { cause },
-        ),
-        layerId: id,
-        claimedDeviceId:
-          typeof deviceId === 'number' && Number.isInteger(deviceId) && deviceId >= 0 && deviceId <= MAX_THIN_ID
-            ? deviceId
-            : undefined,
-      });
-    };
     const json = raw.slice(9);
-    if (raw[8] !== ' ' || raw.slice(0, 8) !== checksum(json)) {
-      bad(`checksum ${JSON.stringify(raw.slice(0, 8))} does not match the entry (a torn or altered line)`);
+    if (
+      raw.charCodeAt(8) !== 0x20 ||
+      !/^[0-9a-f]{8}$/.test(raw.slice(0, 8)) ||
+      Number.parseInt(raw.slice(0, 8), 16) !== crc32(json)
+    ) {
+      const reason = `checksum ${JSON.stringify(raw.slice(0, 8))} does not match the entry (a torn or altered line)`;
+      damaged.push(damage(path, line, raw, reason));
       continue;
     }
     let value: unknown;
     try {
       value = JSON.parse(json);
     } catch (error) {
-      bad(`is not valid JSON: ${(error as Error).message}`, undefined, undefined, error);
+      damaged.push(damage(path, line, raw, `is not valid JSON: ${(error as Error).message}`));
       continue;
     }
     try {
       entries.push({ line, record: validateLayerRecord(value, path) });
     } catch (error) {
       if (!(error instanceof MetadataError)) throw error;
-      bad(reasonOf(error), error.field, value, error);
+      damaged.push(damage(path, line, raw, reasonOf(error), { value, field: error.field, cause: error }));
     }
   }
   return { entries, damaged };

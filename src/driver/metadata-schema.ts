@@ -164,11 +164,14 @@ export function validateTransaction(value: unknown, path: string): OpenTransacti
 
 /** Layer records naming the same thin id. */
 export function thinIdConflicts(records: readonly LayerRecord[]): ThinIdConflict[] {
-  const byId = new Map<number, string[]>();
-  for (const r of records) byId.set(r.deviceId, [...(byId.get(r.deviceId) ?? []), r.id]);
-  return [...byId]
-    .filter(([, layers]) => layers.length > 1)
-    .map(([deviceId, layers]) => ({ deviceId, layers: layers.sort() }));
+  const owner = new Map<number, string>();
+  const shared = new Map<number, string[]>();
+  for (const r of records) {
+    const first = owner.get(r.deviceId);
+    if (first === undefined) owner.set(r.deviceId, r.id);
+    else shared.set(r.deviceId, [...(shared.get(r.deviceId) ?? [first]), r.id]);
+  }
+  return [...shared].map(([deviceId, layers]) => ({ deviceId, layers: layers.sort() }));
 }
 
 /** A MetadataError's reason, without the "metadata file …, field …: " its message starts with. */

@@ -128,6 +128,23 @@ export class MetadataStore {
   }
 
   /**
+   * Step 4 of the crash protocol (transaction.ts) with one directory sync: the layer's record
+   * written (or removed), deviceset.json replaced, both renames made durable together, and only
+   * then transaction.json unlinked, with no sync of its own. Until some later directory sync
+   * (the next intent, any record write) makes the unlink durable, a power cut leaves the intent
+   * behind, and init finishes it again from the intent: same record, same state.
+   */
+  finishTransaction(change: { write: LayerRecord } | { remove: string }, state: DeviceSetState): void {
+    if ('write' in change) this.#replace(change.write.id + LAYER_SUFFIX, change.write);
+    else if (this.#packed().has(change.remove))
+      this.#replace(change.remove + LAYER_SUFFIX, { id: change.remove, removed: true });
+    else rmSync(join(this.dir, change.remove + LAYER_SUFFIX), { force: true });
+    this.#replace(STATE, state);
+    this.#syncDir();
+    rmSync(join(this.dir, TRANSACTION), { force: true });
+  }
+
+  /**
    * Every layer record, each validated. A file or pack entry that cannot be read, parsed or
    * validated is a MetadataError naming it (and the entry) and the field; so are two records
    * naming one thin id.
@@ -194,7 +211,13 @@ export class MetadataStore {
         damaged.push({ name, path, error, claimedDeviceId: claimed });
       }
     }
-    const records = [...byId.values()].sort(byFileName);
+    const records = [...byId.values()];
+    // Pack entries come sorted and journal-only layers are few: sort only when out of order.
+    for (let i = 1; i < records.length; i++)
+      if (byFileName(records[i - 1]!, records[i]!) > 0) {
+        records.sort(byFileName);
+        break;
+      }
     const scan = { records, damaged, conflicts: thinIdConflicts(records) };
     this.#lastScan = { journal, scan };
     return scan;
@@ -352,13 +375,18 @@ export class MetadataStore {
     }
   }
 
-  /** Atomic replace of `name` with `value` as JSON (or as text when `raw`). */
+  /** Atomic replace of `name` with `value` as JSON (or as text when `raw`), durable when it returns. */
   #write(name: string, value: unknown, raw = false): void {
+    this.#replace(name, value, raw);
+    this.#syncDir();
+  }
+
+  /** #write without the directory sync: the caller syncs the directory before relying on it. */
+  #replace(name: string, value: unknown, raw = false): void {
     const path = join(this.dir, name);
     const temp = `${path}.${process.pid}.tmp`;
     writeDurably(temp, raw ? (value as string) : `${JSON.stringify(value, null, 2)}\n`);
     renameSync(temp, path);
-    this.#syncDir();
     this.#lastScan = undefined;
   }
 

@@ -6,7 +6,14 @@
 //                  metadata before the message returns (pool_message() -> commit()), then a
 //                  DM_NOFLUSH_FLAG status read confirms the commit held
 //   4. records     the layer's record written (create) or removed (delete), deviceset.json
-//                  updated, transaction.json removed
+//                  updated, one directory fsync for both, then transaction.json unlinked
+//                  without a sync of its own (MetadataStore.finishTransaction)
+//
+// Five fsyncs per create, four per delete, each one needed (docs/benchmarks.md argues them):
+// the intent's file and directory before the pool changes; the record's and the state's
+// files, and the directory once for both, before the intent may go. The intent's unlink needs
+// none: lost in a power cut, it leaves an intent the pool has committed, which init finishes
+// again from the intent with the same record and state.
 //
 // A crash anywhere leaves transaction.json for the next init (recovery.ts), which tells from the
 // pool's transaction id whether step 3 happened and completes or undoes the change. This module
@@ -127,16 +134,15 @@ export class PoolTransactions {
    * the layer's record written (create) or removed (delete), deviceset.json, intent closed.
    */
   finish(transaction: OpenTransaction): void {
-    let nextDeviceId = this.#state.nextDeviceId;
-    if (transaction.op === 'create') {
-      if (transaction.record) this.#store.writeLayer(transaction.record);
-      nextDeviceId = nextThinId(transaction.deviceId);
-    } else {
-      this.#store.removeLayer(transaction.layerId);
-    }
+    const create = transaction.op === 'create';
+    const nextDeviceId = create ? nextThinId(transaction.deviceId) : this.#state.nextDeviceId;
     this.#state = { ...this.#state, transactionId: transaction.transactionId, nextDeviceId };
-    this.#store.writeState(this.#state);
-    this.#store.closeTransaction();
+    if (!create) this.#store.finishTransaction({ remove: transaction.layerId }, this.#state);
+    else if (transaction.record) this.#store.finishTransaction({ write: transaction.record }, this.#state);
+    else {
+      this.#store.writeState(this.#state);
+      this.#store.closeTransaction();
+    }
   }
 
   /** Undoes an uncommitted create (recovery): its record (if written) and its intent go. */
