@@ -1,8 +1,40 @@
-// Shared pieces of the benchmark: statistics, per-call timing loops, progress lines on stderr,
+// Shared pieces of the benchmark: the machine a run measures on, statistics, per-call timing loops, progress lines on stderr,
 // the line protocol with the C programs (bench/c/bench.h), files for pools.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { closeSync, ftruncateSync, openSync, writeSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { cpus, release } from 'node:os';
 import { createInterface } from 'node:readline';
+
+/** The machine a run measures on, recorded with its results (durationS filled in at the end). */
+export interface MachineInfo {
+  kernel: string;
+  cpus: number;
+  cpuModel: string;
+  node: string;
+  timerOverheadNs: number;
+  durationS: number;
+}
+
+export function machineInfo(): MachineInfo {
+  return {
+    kernel: release(),
+    cpus: cpus().length,
+    cpuModel: cpuModel(),
+    node: process.version,
+    timerOverheadNs: timerOverheadNs(),
+    durationS: 0,
+  };
+}
+
+function cpuModel(): string {
+  try {
+    return (
+      /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? cpus()[0]?.model ?? 'unknown'
+    );
+  } catch {
+    return cpus()[0]?.model ?? 'unknown';
+  }
+}
 
 /** Summary of one latency distribution, in microseconds. */
 export interface Stats {

@@ -2,12 +2,12 @@
 // device-mapper, as root). Per-ioctl latency, layer lifecycle, scale and the containerd
 // snapshotters, written as one JSON file.
 //   node dist/bench/guest.js [--quick] [--out FILE] [--only latency,lifecycle,scale,snapshotter] [--sizes 1000,10000,100000]
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DeviceMapper } from '../src/ioctl/device-mapper.js';
 import { buildCPrograms } from './c-build.js';
-import { phase, progress, timerOverheadNs } from './common.js';
+import { machineInfo, phase, progress } from './common.js';
 import { measureLatency } from './latency.js';
 import { measureLifecycle } from './lifecycle.js';
 import type { GuestResult } from './report.js';
@@ -23,16 +23,6 @@ export interface GuestOptions {
   sizes?: number[];
 }
 
-function cpuModel(): string {
-  try {
-    return (
-      /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? cpus()[0]?.model ?? 'unknown'
-    );
-  } catch {
-    return cpus()[0]?.model ?? 'unknown';
-  }
-}
-
 export async function runGuest(options: GuestOptions): Promise<GuestResult> {
   const started = Date.now();
   const dm = DeviceMapper.open(); // fails early, with the reason, where there is no device-mapper
@@ -46,14 +36,7 @@ export async function runGuest(options: GuestOptions): Promise<GuestResult> {
     `guest: kernel ${release()} (dm ${kernelDm}), ${cpus().length} CPU(s), ${options.quick ? 'quick' : 'full'} run: ${parts.join(', ')}`,
   );
   const result: GuestResult = {
-    info: {
-      kernel: release(),
-      cpus: cpus().length,
-      cpuModel: cpuModel(),
-      node: process.version,
-      timerOverheadNs: timerOverheadNs(),
-      durationS: 0,
-    },
+    info: machineInfo(),
   };
   try {
     if (parts.includes('latency'))

@@ -1,33 +1,15 @@
 // The host part of `npm run bench`: the native FFI overhead on loop-device ioctls, on this
 // machine, no VM.
 //   node dist/bench/host.js [--quick] [--out FILE]
-import { readFileSync, writeFileSync } from 'node:fs';
-import { cpus, release } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { buildCPrograms } from './c-build.js';
-import { phase, timerOverheadNs } from './common.js';
+import { machineInfo, phase } from './common.js';
 import { canRunNative, measureNative } from './native.js';
 import type { HostResult } from './report.js';
 
-function cpuModel(): string {
-  try {
-    return /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? 'unknown';
-  } catch {
-    return cpus()[0]?.model ?? 'unknown';
-  }
-}
-
 export async function runHost(options: { quick: boolean }): Promise<HostResult> {
   const started = Date.now();
-  const result: HostResult = {
-    info: {
-      kernel: release(),
-      cpus: cpus().length,
-      cpuModel: cpuModel(),
-      node: process.version,
-      timerOverheadNs: timerOverheadNs(),
-      durationS: 0,
-    },
-  };
+  const result: HostResult = { info: machineInfo() };
   const reason = canRunNative();
   if (reason) result.skipped = reason;
   else {

@@ -3,7 +3,7 @@
 // axis, the lifecycle as stacked bars, the scale curves as small multiples).
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Stats } from './common.js';
+import type { MachineInfo, Stats } from './common.js';
 import type { LatencyResult, OpResult } from './latency.js';
 import type { LifecycleResult } from './lifecycle.js';
 import type { NativeResult } from './native.js';
@@ -15,13 +15,7 @@ import type { SnapshotterResult } from './snapshotter.js';
 /** Where the guest part ran: a test kernel, or directly on a host with device-mapper. */
 export type VmBackendName = 'qemu' | 'uml' | 'host';
 
-export interface GuestInfo {
-  kernel: string;
-  cpus: number;
-  cpuModel: string;
-  node: string;
-  timerOverheadNs: number;
-  durationS: number;
+export interface GuestInfo extends MachineInfo {
   /** os.loadavg() inside the guest at the end of its run. */
   loadavg?: number[];
 }
@@ -35,7 +29,7 @@ export interface GuestResult {
 }
 
 export interface HostResult {
-  info: { kernel: string; cpus: number; cpuModel: string; node: string; timerOverheadNs: number; durationS: number };
+  info: MachineInfo;
   native?: NativeResult;
   /** Why the native part did not run. */
   skipped?: string;
