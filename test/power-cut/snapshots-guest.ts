@@ -180,7 +180,7 @@ function writeFiles(root: string, random: () => number, prefix: string): Record<
   const files: Record<string, string> = {};
   const count = 1 + Math.floor(random() * 3);
   for (let i = 0; i < count; i++) {
-    const size = random() < 0.2 ? (1 << 20) + Math.floor(random() * (1 << 20)) : 1 + Math.floor(random() * (64 << 10));
+    const size = random() < 0.1 ? (1 << 20) + Math.floor(random() * (1 << 20)) : 1 + Math.floor(random() * (64 << 10));
     const fs = statfsSync(root);
     if (Number(fs.bavail) * Number(fs.bsize) < size + (8 << 20)) break; // each fs is the base's 32 MiB
     const data = randomBytes(size);
@@ -210,15 +210,17 @@ async function stream(client: SnapshotsClient, log: Log, random: () => number, r
     apply(model, c);
   };
   log.write('stream-start', { round });
+  // Writes (files, fsyncs, an unmount) take longer than a call: they are kept fewer and mostly
+  // small so that more cuts land inside a Prepare, Commit, View or Remove.
   for (;;) {
     const names = [...model.keys()];
     const of = (kind: Snap['kind']) => names.filter((k) => model.get(k)!.kind === kind);
     const roll = random();
-    if (roll < 0.25 && model.size < MAX_SNAPSHOTS) {
+    if (roll < 0.3 && model.size < MAX_SNAPSHOTS) {
       const parent = random() < 0.75 ? (pick(of('committed')) ?? '') : '';
       const c: Call = { op: 'prepare', key: `default/${round}/a${n++}`, parent, labels: labelsFor(random, round, n) };
       await call(c, () => client.prepare(c.key, parent, c.labels));
-    } else if (roll < 0.5) {
+    } else if (roll < 0.45) {
       const key = pick(of('active'));
       if (!key) continue;
       const files = await withMount(await client.mounts(key), (root) => writeFiles(root, random, `f-${round}-${n++}`));
@@ -229,7 +231,7 @@ async function stream(client: SnapshotsClient, log: Log, random: () => number, r
       if (!key) continue;
       const c: Call = { op: 'commit', key, name: `default/${round}/c${n++}`, labels: labelsFor(random, round, n) };
       await call(c, () => client.commit(c.name!, key, c.labels));
-    } else if (roll < 0.82 && model.size < MAX_SNAPSHOTS) {
+    } else if (roll < 0.8 && model.size < MAX_SNAPSHOTS) {
       const parent = pick(of('committed'));
       if (!parent) continue;
       const c: Call = { op: 'view', key: `default/${round}/v${n++}`, parent, labels: labelsFor(random, round, n) };
@@ -242,7 +244,7 @@ async function stream(client: SnapshotsClient, log: Log, random: () => number, r
         if (file && sha(readFileSync(join(root, file))) !== hash)
           throw new Error(`view ${c.key} of ${parent}: ${file} has other content`);
       });
-    } else if (roll >= 0.82 && model.size >= 3) {
+    } else if (roll >= 0.8 && model.size >= 3) {
       const children = childCounts(model);
       const key = pick(names.filter((k) => !children.has(k)));
       if (!key) continue;
