@@ -175,12 +175,13 @@ for (const stale of ['a live unrelated pid', 'a dead pid'] as const) {
 
 test('a process that waits gets the home when the holder lets go', async (t) => {
   const home = newHome();
-  const holder = contender(home, { holdMs: 700, timeoutMs: 0 });
-  await holder.ready;
+  // Both processes are started before the holder takes the home, so the holder's time with it
+  // is not spent starting the waiter (on a loaded machine that took longer than the hold).
+  const holder = contender(home, { holdMs: 1500, timeoutMs: 0 });
+  const waiter = contender(home, { holdMs: 0, timeoutMs: 10_000, ffi: 'koffi' });
+  await Promise.all([holder.ready, waiter.ready]);
   holder.child.stdin!.write('go\n');
   while (!holder.reports.some((r) => r.acquired)) await new Promise((r) => setTimeout(r, 10));
-  const waiter = contender(home, { holdMs: 0, timeoutMs: 10_000, ffi: 'koffi' });
-  await waiter.ready;
   waiter.child.stdin!.write('go\n');
   await Promise.all([holder.done, waiter.done]);
   const released = holder.reports.find((r) => r.releasing);
