@@ -41,7 +41,7 @@ Engines:
   serve containerd [--socket PATH] [--log-level L]   containerd's snapshots API (proxy plugin)
                                    on a unix socket (default /run/devmapper/containerd.sock)
 
-Raw device-mapper:
+Raw device-mapper (through the FFI backend the home recorded with init --ffi, else DEVMAPPER_FFI):
 ${DM_USAGE.split('\n')
   .slice(1)
   .map((l) => `  dm ${l.trim()}`)
