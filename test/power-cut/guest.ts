@@ -14,16 +14,7 @@
 //
 // `final` verifies, cleans up, and runs thin_check on the inactive pool's metadata file.
 // Usage: node guest.js round|final <home> <log> <seed>
-import {
-  closeSync,
-  existsSync,
-  fsyncSync,
-  openSync,
-  readFileSync,
-  statfsSync,
-  writeFileSync,
-  writeSync,
-} from 'node:fs';
+import { existsSync, readFileSync, statfsSync, writeFileSync } from 'node:fs';
 import { Kernel } from '../../src/ioctl/kernel.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -31,6 +22,7 @@ import { Driver } from '../../src/driver/driver.js';
 import type { DriverOptions } from '../../src/driver/options.js';
 import { thinCheckOffline } from '../../src/driver/thin-check.js';
 import { prng } from '../prng.js';
+import { logEntries, OpLog } from './op-log.js';
 export { prng };
 
 // 10 layers of at most 32 MiB each fit the data file even if none shares a block.
@@ -56,16 +48,7 @@ export function replay(text: string): LogState {
   const model: Model = new Map();
   let inFlight: LogState['inFlight'];
   const acked = { create: 0, remove: 0, put: 0 };
-  for (const line of text.split('\n')) {
-    const space = line.indexOf(' ');
-    if (space < 0) continue;
-    const kind = line.slice(0, space);
-    let value: any;
-    try {
-      value = JSON.parse(line.slice(space + 1));
-    } catch {
-      continue; // a line cut short by the power cut (never acknowledged)
-    }
+  for (const { kind, value } of logEntries(text)) {
     if (kind === 'begin') inFlight = value;
     else if (kind === 'ack') {
       inFlight = undefined;
@@ -86,21 +69,6 @@ export function replay(text: string): LogState {
 }
 
 const sha = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
-
-class Log {
-  readonly #fd: number;
-  constructor(path: string) {
-    this.#fd = openSync(path, 'a');
-  }
-  /** Appends one line and fsyncs it: once this returns, the host can see it after any cut. */
-  write(kind: string, value: unknown): void {
-    writeSync(this.#fd, `${kind} ${JSON.stringify(value)}\n`);
-    fsyncSync(this.#fd);
-  }
-  close(): void {
-    closeSync(this.#fd);
-  }
-}
 
 async function verify(driver: Driver, state: LogState, openTransaction: boolean): Promise<Record<string, unknown>> {
   const problems: string[] = [];
@@ -163,7 +131,7 @@ async function verify(driver: Driver, state: LogState, openTransaction: boolean)
   };
 }
 
-async function stream(driver: Driver, log: Log, random: () => number, round: number, model: Model): Promise<void> {
+async function stream(driver: Driver, log: OpLog, random: () => number, round: number, model: Model): Promise<void> {
   const mounted = new Map<string, { rootfs: string; files: Record<string, string> }>();
   let n = 0;
   const pick = <T>(items: T[]): T | undefined => items[Math.floor(random() * items.length)];
@@ -228,7 +196,7 @@ async function main(): Promise<void> {
   const options: DriverOptions = { home, ...POWER_CUT_OPTIONS };
   const state = replay(existsSync(logPath) ? readFileSync(logPath, 'utf8') : '');
   const openTransaction = existsSync(join(home, 'metadata', 'transaction.json'));
-  const log = new Log(logPath);
+  const log = new OpLog(logPath);
   const initStarted = Date.now();
   const driver = await Driver.init(options);
   const initMs = Date.now() - initStarted;

@@ -38,6 +38,7 @@ import { thinCheckOffline } from '../../src/driver/thin-check.js';
 import { initHome, runCli, startServer, stopServer, type Server } from '../kernel/containerd-helpers.js';
 import { Kernel } from '../../src/ioctl/kernel.js';
 import { prng } from '../prng.js';
+import { OpLog } from './op-log.js';
 import { SnapshotsClient, type WireInfo, type WireMount } from '../snapshots-client.js';
 import { apply, childCounts, replaySnapshots, type Call, type Snap, type SnapModel } from './snapshots-model.js';
 
@@ -50,18 +51,6 @@ const run = promisify(execFile);
 const sha = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 const sameLabels = (a: Record<string, string>, b: Record<string, string>): boolean =>
   JSON.stringify(Object.entries(a).sort()) === JSON.stringify(Object.entries(b).sort());
-
-class Log {
-  readonly #fd: number;
-  constructor(path: string) {
-    this.#fd = openSync(path, 'a');
-  }
-  /** Appends one line and fsyncs it: once this returns, the host can see it after any cut. */
-  write(kind: string, value: unknown): void {
-    writeSync(this.#fd, `${kind} ${JSON.stringify(value)}\n`);
-    fsyncSync(this.#fd);
-  }
-}
 
 /** Mounts what Prepare/View/Mounts returned (containerd's mount.All), runs `body`, unmounts. */
 async function withMount<T>(mounts: WireMount[], body: (root: string) => T | Promise<T>): Promise<T> {
@@ -200,7 +189,7 @@ function writeFiles(root: string, random: () => number, prefix: string): Record<
   return files;
 }
 
-async function stream(client: SnapshotsClient, log: Log, random: () => number, round: number, model: SnapModel) {
+async function stream(client: SnapshotsClient, log: OpLog, random: () => number, round: number, model: SnapModel) {
   let n = 0;
   const pick = <T>(items: T[]): T | undefined => items[Math.floor(random() * items.length)];
   const call = async (c: Call, rpc: () => Promise<unknown>) => {
@@ -264,7 +253,7 @@ async function main(): Promise<void> {
     mkdirSync(home, { recursive: true });
     await initHome(home, SIZES);
   }
-  const log = new Log(logPath);
+  const log = new OpLog(logPath);
   const started = Date.now();
   const first = await serve(home);
   const { problems, inFlight, expected, seen } = await verify(first.client, state, round);

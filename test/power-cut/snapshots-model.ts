@@ -3,6 +3,7 @@
 // by the guest: `begin` before a gRPC call, `ack` after it returned success, `synced` once files
 // written into an active snapshot were fsync'd and its filesystem unmounted, `verified` with the
 // whole model after a boot checked it.
+import { logEntries } from './op-log.js';
 
 export type Kind = 'active' | 'view' | 'committed';
 
@@ -51,16 +52,7 @@ export function apply(model: SnapModel, call: Call): void {
 export function replaySnapshots(text: string): SnapLogState {
   const model: SnapModel = new Map();
   let inFlight: Call | undefined;
-  for (const line of text.split('\n')) {
-    const space = line.indexOf(' ');
-    if (space < 0) continue;
-    const kind = line.slice(0, space);
-    let value: any;
-    try {
-      value = JSON.parse(line.slice(space + 1));
-    } catch {
-      continue; // a line cut short by the power cut (never acknowledged)
-    }
+  for (const { kind, value } of logEntries(text)) {
     if (kind === 'begin') inFlight = value;
     else if (kind === 'ack') {
       inFlight = undefined;
