@@ -200,6 +200,8 @@ func startSnapshotter(node, cli, root string) (snapshots.Snapshotter, func() err
 	output := &lockedBuffer{}
 	server := exec.Command(node, cli, "--home", home, "serve", "containerd", "--socket", socket)
 	server.Env = cleanEnv()
+	// if this binary dies (a panic skips every teardown), the server is told to stop too
+	server.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	server.Stdout = output
 	stderr, err := server.StderrPipe()
 	if err != nil {

@@ -116,7 +116,8 @@ function contender(home: string, env: { holdMs: number; timeoutMs: number; ffi?:
     stderr += chunk.toString();
   });
   const done = new Promise<{ code: number | null; signal: string | null; stderr: string }>((resolve) => {
-    child.on('exit', (code, signal) => {
+    // 'close', not 'exit': the last reports can still be in the pipe when the process exits
+    child.on('close', (code, signal) => {
       onReady();
       resolve({ code, signal, stderr });
     });
@@ -183,11 +184,11 @@ test('a process that waits gets the home when the holder lets go', async (t) => 
   holder.child.stdin!.write('go\n');
   while (!holder.reports.some((r) => r.acquired)) await new Promise((r) => setTimeout(r, 10));
   waiter.child.stdin!.write('go\n');
-  await Promise.all([holder.done, waiter.done]);
+  const [, waiterExit] = await Promise.all([holder.done, waiter.done]);
   const released = holder.reports.find((r) => r.releasing);
   const got = waiter.reports.find((r) => r.acquired);
   t.truthy(released, JSON.stringify(holder.reports));
-  t.truthy(got, `the waiter got the home: ${JSON.stringify(waiter.reports)}`);
+  t.truthy(got, `the waiter got the home: ${JSON.stringify(waiter.reports)}, exit ${JSON.stringify(waiterExit)}`);
   t.true(got!.at >= released!.at, 'only after the holder released it');
   t.true(got!.waited! >= 100, `it waited (${got!.waited} ms)`);
   t.is(got!.overlap, false);

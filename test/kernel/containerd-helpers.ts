@@ -370,8 +370,9 @@ export async function startServer(home: string, socket: string, extraArgs: strin
   };
   child.stdout!.on('data', feed);
   child.stderr!.on('data', feed);
+  // 'close', not 'exit': what the server printed last may still be in the pipe at exit
   const exited = new Promise<number | string>((resolve) =>
-    child.on('exit', (code, signal) => {
+    child.on('close', (code, signal) => {
       resolve(code ?? signal ?? 'unknown');
       for (const listener of listeners) listener();
     }),

@@ -4,13 +4,14 @@
 // host by scripts/test.mjs (rebuilt here only if stale). One run of the whole suite, then one
 // ava test per case, so each case passes or fails on its own with its own log.
 import test from 'ava';
-import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLI_BIN } from '../cli-process.js';
 import { buildContainerdSuite, GOCODE, missingPrerequisite, PROJECT_ROOT } from '../containerd-suite/build.js';
 import { dmNames, loopLines, mountsUnder } from './driver-helpers.js';
-import { assertKernelTestBed } from './reference-tools.js';
+import { assertKernelTestBed, dmsetup } from './reference-tools.js';
 
 assertKernelTestBed();
 
@@ -130,6 +131,104 @@ function runSuite(binary: string): Promise<SuiteRun> {
   });
 }
 
+/** The lines around the first sign of a Go crash (panic, fatal error, test timeout), where the
+ * cause is; a goroutine dump after it can be long enough to push it out of the output's tail. */
+function crashExcerpt(output: string): string {
+  const lines = output.split('\n');
+  const first = lines.findIndex((line) =>
+    /^(panic: |fatal error: |SIG[A-Z]+: |\*\*\* Test killed|goroutine \d+ \[running\]:)/.test(line),
+  );
+  if (first < 0) return `no panic or fatal error in the output; its head:\n${output.slice(0, 3000)}`;
+  return lines.slice(Math.max(0, first - 30), first + 40).join('\n');
+}
+
+/** The suite's work dirs (containerd's testsuite makes them with os.MkdirTemp("", "snapshot-suite-…")). */
+const suiteDirs = (): string[] =>
+  readdirSync(tmpdir())
+    .filter((name) => name.startsWith('snapshot-suite-'))
+    .map((name) => join(tmpdir(), name));
+
+/** Processes whose command line names `dir` (a `devmapper serve` the crashed suite left running). */
+function processesUnder(dir: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      if (
+        readFileSync(`/proc/${entry}/cmdline`, 'utf8')
+          .split('\0')
+          .some((arg) => arg.startsWith(dir))
+      ) {
+        pids.push(Number(entry));
+      }
+    } catch {
+      // gone already
+    }
+  }
+  return pids;
+}
+
+const before = { dm: new Set<string>(), loops: new Set<string>(), dirs: new Set<string>() };
+
+/**
+ * When the Go binary dies (a panic skips its t.Cleanup teardowns), its servers, mounts, pools
+ * and loop devices would stay and fail every later kernel test: take down whatever appeared
+ * since the suite started, in dependency order, and say what it was.
+ */
+function sweepLeftovers(): string[] {
+  const swept: string[] = [];
+  const dirs = suiteDirs().filter((dir) => !before.dirs.has(dir));
+  for (const dir of dirs) {
+    for (const pid of processesUnder(dir)) {
+      swept.push(`process ${pid}`);
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // exited meanwhile
+      }
+    }
+  }
+  const deadline = Date.now() + 10_000;
+  while (dirs.some((dir) => processesUnder(dir).length > 0) && Date.now() < deadline) spawnSync('sleep', ['0.1']);
+  for (const dir of dirs) {
+    for (const point of mountsUnder(dir).reverse()) {
+      swept.push(`mount ${point}`);
+      spawnSync('umount', ['-l', point]);
+    }
+    const home = join(dir, 'root', 'home');
+    if (existsSync(home)) {
+      const cleanup = spawnSync(process.execPath, [CLI_BIN, '--home', home, 'cleanup'], {
+        encoding: 'utf8',
+        timeout: 120_000,
+      });
+      swept.push(
+        cleanup.status === 0 ? `devmapper cleanup of ${home}` : `cleanup of ${home} failed: ${cleanup.stderr}`,
+      );
+    }
+  }
+  // what `cleanup` could not take down: thin devices before the pools they sit on
+  const newDevices = dmNames().filter((name) => !before.dm.has(name));
+  for (const name of [
+    ...newDevices.filter((n) => !n.endsWith('-pool')),
+    ...newDevices.filter((n) => n.endsWith('-pool')),
+  ]) {
+    swept.push(`dm device ${name}`);
+    try {
+      dmsetup('remove', '--force', '--retry', name);
+    } catch (error) {
+      swept.push(`could not remove ${name}: ${(error as Error).message.trim()}`);
+    }
+  }
+  for (const line of loopLines().filter((l) => !before.loops.has(l))) {
+    const [device, backing = ''] = line.split(' ');
+    if (!dirs.some((dir) => backing.startsWith(`${dir}/`))) continue;
+    swept.push(`loop ${line}`);
+    spawnSync('losetup', ['-d', device!]);
+  }
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  return swept;
+}
+
 function suite(): Promise<SuiteRun> {
   if (!suiteRun) throw new Error('the suite did not start');
   return suiteRun;
@@ -148,9 +247,13 @@ if (prerequisite) {
       if (build.built) t.log('the suite binary was stale or missing and was built in the test kernel');
       const dmBefore = dmNames();
       const loopsBefore = loopLines();
+      before.dm = new Set(dmBefore);
+      before.loops = new Set(loopsBefore);
+      before.dirs = new Set(suiteDirs());
       suiteRun = runSuite(build.binary);
       const run = await suiteRun;
-      t.log(`wall time of the suite in the test kernel: ${run.seconds.toFixed(1)} s`);
+      t.log(`wall time of the suite in the test kernel: ${run.seconds.toFixed(1)} s, exit ${run.exitCode}`);
+      if (run.exitCode !== 0) t.log(`where the suite's output first shows trouble:\n${crashExcerpt(run.output)}`);
       for (const name of [...CASES.map((c) => `${SUITE}/${c}`), RENAME_STAND_IN]) {
         const c = run.cases.get(name);
         t.log(`${name}: ${c ? `${c.outcome} (${c.seconds.toFixed(1)} s)` : 'no result'}`);
@@ -162,7 +265,7 @@ if (prerequisite) {
       t.deepEqual(
         CASES.filter((name) => !run.cases.has(`${SUITE}/${name}`)),
         [],
-        `cases with no result; the tail of the output:\n${run.output.slice(-4000)}`,
+        `cases with no result (exit ${run.exitCode}); the tail of the output:\n${run.output.slice(-2500)}`,
       );
       t.deepEqual(dmNames(), dmBefore, 'the suite left no dm device');
       t.deepEqual(loopLines(), loopsBefore, 'the suite left no loop device');
@@ -173,6 +276,22 @@ if (prerequisite) {
       );
     },
   );
+
+  test.after.always('whatever a crashed suite left running or mounted is taken down', (t) => {
+    if (!suiteRun) return;
+    const swept = sweepLeftovers();
+    if (swept.length > 0) t.log(`taken down after the suite: ${swept.join('; ')}`);
+    t.deepEqual(
+      dmNames().filter((name) => !before.dm.has(name)),
+      [],
+      'no dm device of the suite is left for the tests that follow',
+    );
+    t.deepEqual(
+      suiteDirs().filter((dir) => !before.dirs.has(dir)),
+      [],
+      'the suite work dirs are gone',
+    );
+  });
 
   for (const name of CASES) {
     const skippedBySuite = name === 'Rename' && renameSkipReason !== undefined;
