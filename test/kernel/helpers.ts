@@ -1,15 +1,17 @@
 // Shared pieces of the kernel tests: unique names, one teardown per test that undoes what the
 // test made (fds, dm devices, loop devices, files), and small readers of the kernel's own
-// views (sysfs, /proc) used as references next to dmsetup/losetup.
+// views (sysfs, /proc) used as references next to dmsetup/losetup. The device-mapper-*.test.ts
+// files also share their device makers and their end-of-file leak check from here.
 import type { ExecutionContext } from 'ava';
 import { closeSync, ftruncateSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DmSystemError } from '../../src/errors.js';
-import { DeviceMapper, type DeviceInfo, type DeviceNumber } from '../../src/ioctl/device-mapper.js';
+import { DeviceMapper, type DeviceInfo, type DeviceNumber, type Target } from '../../src/ioctl/device-mapper.js';
 import type { FfiBackendName } from '../../src/ioctl/ffi/binding.js';
 import { LoopDevices } from '../../src/ioctl/loop.js';
+import { dmsetup, run } from './reference-tools.js';
 
 /** Every test that drives the kernel runs once per FFI backend. */
 export const BACKENDS: readonly FfiBackendName[] = ['ffi-rs', 'koffi'];
@@ -264,4 +266,62 @@ export class Cleanup {
     }
     for (const path of this.#paths.reverse()) rmSync(path, { recursive: true, force: true });
   }
+}
+
+/** A table of one zero target over `sectors`. */
+export const zero = (sectors: number): Target[] => [{ start: 0n, length: BigInt(sectors), type: 'zero', params: '' }];
+
+/** A DeviceMapper handle closed by the test's teardown. */
+export function openDm(c: Cleanup, ffi: FfiBackendName): DeviceMapper {
+  return c.handle(DeviceMapper.open({ ffi }));
+}
+
+/** create + load + resume: a live device, removed by the teardown. */
+export function makeDevice(
+  dm: DeviceMapper,
+  c: Cleanup,
+  tag: string,
+  targets: Target[] = zero(1024),
+  options: { uuid?: string; readOnly?: boolean } = {},
+): DeviceInfo {
+  const name = c.device(uniqueName(tag));
+  dm.create(name, { uuid: options.uuid });
+  dm.load(name, targets, { readOnly: options.readOnly });
+  return dm.resume(name);
+}
+
+/**
+ * The end-of-file check of each device-mapper-*.test.ts file: no dm device, loop device or
+ * mount of this process (named with PREFIX) is left.
+ */
+export function assertNothingLeftBehind(t: ExecutionContext): void {
+  const dm = DeviceMapper.open();
+  try {
+    t.deepEqual(
+      dm
+        .list()
+        .filter((x) => x.name.startsWith(PREFIX))
+        .map((x) => x.name),
+      [],
+    );
+  } finally {
+    dm.close();
+  }
+  t.deepEqual(
+    dmsetup('ls')
+      .split('\n')
+      .filter((line) => line.startsWith(PREFIX)),
+    [],
+  );
+  t.deepEqual(
+    run('losetup', ['--list', '--noheadings', '-O', 'NAME,BACK-FILE'])
+      .split('\n')
+      .filter((line) => line.includes(PREFIX)),
+    [],
+  );
+  t.deepEqual(
+    new LoopDevices().list().filter((l) => l.backingFile.includes(PREFIX)),
+    [],
+  );
+  t.false(readFileSync('/proc/self/mounts', 'utf8').includes(PREFIX));
 }
