@@ -2,9 +2,10 @@
 // `init` are kept in <home>/cli-options.json so later commands open the home the same way (while
 // init runs they are in cli-options.init.json, so a command that finds an interrupted init can say
 // so and `cleanup` can bring down what it left).
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Driver } from '../driver/driver.js';
+import { readRegularFile } from '../driver/metadata-files.js';
 import { type DriverOptions, resolveOptions } from '../driver/options.js';
 import { DevmapperError, MetadataError } from '../errors.js';
 import { assertHome, RECORDED_OPTIONS, unfinishedInit } from './home.js';
@@ -33,7 +34,7 @@ export function recordedOptions(home: string, lockTimeoutMs?: number, file = opt
   }
   let recorded: unknown;
   try {
-    recorded = JSON.parse(readFileSync(file, 'utf8'));
+    recorded = JSON.parse(readRegularFile(file));
   } catch (error) {
     throw new MetadataError(
       file,

@@ -4,12 +4,13 @@
 // atomic; the file is never deleted or recreated, so there is no read/remove race). The pid
 // written into the file is informational only: it names the holder in the error a second
 // process gets.
-import { closeSync, constants, ftruncateSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
+import { closeSync, constants, ftruncateSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { DevmapperError, DmSystemError } from '../errors.js';
 import { decodeDev } from '../ioctl/abi.js';
 import { LOCK_EX, LOCK_NB, LOCK_UN } from '../ioctl/ffi/binding.js';
 import type { Kernel } from '../ioctl/kernel.js';
 import { lockFilePath } from './home-layout.js';
+import { assertRegularFile, openRegularFile } from './safe-open.js';
 
 export interface HomeLockOptions {
   /** How long to wait for a busy home, in ms: 0 (the default) fails at once, Infinity waits forever. */
@@ -60,16 +61,27 @@ export class HomeLock {
     const libc = options.kernel.libc;
     let fd: number;
     let writable = true;
+    const refuse = (kind: string) =>
+      Object.assign(
+        new DevmapperError('ERR_DM_UNSAFE_PATH', `${path} is ${kind}, not the home's lock file: not using it`),
+        { path },
+      );
     try {
       // No O_TRUNC: the file is only rewritten by the process that holds the lock. (libuv opens
       // every fd O_CLOEXEC, so mkfs and friends never inherit the lock.)
-      fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o600);
+      fd = openRegularFile(path, constants.O_RDWR | constants.O_CREAT, 0o600, refuse);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code !== 'EACCES' && code !== 'EROFS' && code !== 'EPERM') throw error;
       // A home we may only read (read-only commands): flock works on a read-only fd too.
-      fd = openSync(path, constants.O_RDONLY);
+      fd = openRegularFile(path, constants.O_RDONLY, undefined, refuse);
       writable = false;
+    }
+    try {
+      assertRegularFile(fd, refuse); // a FIFO or device node planted as the lock: no pid written into it
+    } catch (error) {
+      closeSync(fd);
+      throw error;
     }
     let rc: number;
     do rc = libc.flock(fd, LOCK_EX | LOCK_NB);

@@ -5,9 +5,9 @@
 // entry (its line number) and the field, and the other entries still load. A blank line is an
 // entry check --repair quarantined: blanked, not dropped, so the line numbers a scan reported
 // stay right until the next compaction.
-import { readFileSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
 import { MetadataError } from '../errors.js';
+import { readRegularFile } from './metadata-files.js';
 import {
   type DamagedRecord,
   isPlainObject,
@@ -125,7 +125,7 @@ export function readPack(path: string): { records: Map<string, LayerRecord>; dam
   const damaged: DamagedRecord[] = [];
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readRegularFile(path);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
       const reason = `cannot be read: ${(error as Error).message}`;

@@ -1,26 +1,56 @@
 // Small-file I/O for the metadata directory: reads through a reused buffer, and the durable
-// write (fsync before close) that every atomic replace starts with.
-import { closeSync, fsyncSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
+// write (fsync before close) that every atomic replace starts with. Neither follows a symlink
+// nor blocks on a FIFO (safe-open.ts): a record is only ever a regular file of the home's.
+import { closeSync, constants, fsyncSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
+import { assertRegularFile, openRegularFile } from './safe-open.js';
+
+/** The error a metadata path that is not a regular file gets (callers wrap it with the file's name). */
+const notRegular = (path: string) => (kind: string) =>
+  Object.assign(new Error(`${path} is ${kind}, not a regular file: not following or reading it`), {
+    code: 'ERR_DM_UNSAFE_PATH',
+  });
 
 /**
  * A file's text through the caller's reused buffer (open, read, close): a quarter faster than
  * readFileSync (no fstat, no allocation), which counts when init reads many journal files.
- * A file that fills the buffer is read again whole.
+ * A read that fails, comes back empty or fills the buffer first checks the file is regular (a
+ * FIFO or a directory fails pread, a device node never ends), then a full buffer is read whole.
  */
 export function readSmallFile(path: string, scratch: Buffer): string {
-  const fd = openSync(path, 'r');
-  let length: number;
+  const refuse = notRegular(path);
+  const fd = openRegularFile(path, constants.O_RDONLY, undefined, refuse);
   try {
-    length = readSync(fd, scratch, 0, scratch.length, 0);
+    let length: number;
+    try {
+      length = readSync(fd, scratch, 0, scratch.length, 0);
+    } catch (error) {
+      assertRegularFile(fd, refuse); // a FIFO fails pread with ESPIPE, a directory with EISDIR
+      throw error;
+    }
+    if (length > 0 && length < scratch.length) return scratch.toString('utf8', 0, length);
+    assertRegularFile(fd, refuse);
+    return length === 0 ? '' : readFileSync(fd, 'utf8');
   } finally {
     closeSync(fd);
   }
-  return length < scratch.length ? scratch.toString('utf8', 0, length) : readFileSync(path, 'utf8');
 }
 
-/** A new file with `text`, fsynced before it is closed (mode 0600). */
+/** A whole file's text, refusing what is not a regular file (a symlink, a FIFO, a device). */
+export function readRegularFile(path: string): string {
+  const refuse = notRegular(path);
+  const fd = openRegularFile(path, constants.O_RDONLY, undefined, refuse);
+  try {
+    assertRegularFile(fd, refuse);
+    return readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A new file with `text`, fsynced before it is closed (mode 0600); never through a symlink. */
 export function writeDurably(path: string, text: string): void {
-  const fd = openSync(path, 'w', 0o600);
+  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC;
+  const fd = openRegularFile(path, flags, 0o600, notRegular(path));
   try {
     writeSync(fd, text);
     fsyncSync(fd);

@@ -17,7 +17,6 @@ import {
   mkdirSync,
   openSync,
   readdirSync,
-  readFileSync,
   renameSync,
   rmSync,
   statSync,
@@ -26,7 +25,7 @@ import { dirname, join } from 'node:path';
 import { MetadataError } from '../errors.js';
 import { logger } from '../log.js';
 import { encodePack, PACK, parsePack, readPack } from './layer-pack.js';
-import { fsyncPath, readSmallFile, writeDurably } from './metadata-files.js';
+import { fsyncPath, readRegularFile, readSmallFile, writeDurably } from './metadata-files.js';
 import {
   type DamagedRecord,
   type DeviceSetState,
@@ -306,7 +305,7 @@ export class MetadataStore {
       .filter((path) => /(\.layer\.json|\/layers\.pack)\.[0-9.]+$/.test(path))
       .map((path) => {
         try {
-          const value: unknown = JSON.parse(readFileSync(path, 'utf8'));
+          const value: unknown = JSON.parse(readRegularFile(path));
           const id = isPlainObject(value) ? value.deviceId : undefined;
           return typeof id === 'number' && Number.isInteger(id) && id >= 0 && id <= MAX_THIN_ID ? id : undefined;
         } catch {
@@ -335,7 +334,7 @@ export class MetadataStore {
   /** The entry's text into the quarantine, then the pack rewritten with its line blank. */
   #quarantinePackEntry(line: number): string {
     const path = join(this.dir, PACK);
-    const lines = readFileSync(path, 'utf8').split('\n');
+    const lines = readRegularFile(path).split('\n');
     const raw = lines[line - 1];
     if (raw === undefined || raw === '')
       throw new MetadataError(path, `entry ${line}`, 'is not in the pack (quarantined already?)');

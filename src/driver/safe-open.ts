@@ -1,0 +1,55 @@
+// Opening the driver's own files under <home> without being led elsewhere: a symlink is never
+// followed (O_NOFOLLOW), a FIFO never blocks the open (O_NONBLOCK), and only a regular file is
+// used. A hand edit, a restored backup or someone with write access to the home could plant
+// any of these; following one would truncate or read a file outside the home.
+import { constants, fstatSync, openSync } from 'node:fs';
+
+/** What a non-regular file is, for the error that refuses it. */
+export function fileKind(mode: number): string {
+  switch (mode & constants.S_IFMT) {
+    case constants.S_IFDIR:
+      return 'a directory';
+    case constants.S_IFIFO:
+      return 'a FIFO';
+    case constants.S_IFCHR:
+      return 'a character device';
+    case constants.S_IFBLK:
+      return 'a block device';
+    case constants.S_IFSOCK:
+      return 'a socket';
+    case constants.S_IFLNK:
+      return 'a symlink';
+    default:
+      return 'not a regular file';
+  }
+}
+
+/**
+ * An fd of the regular file at `path`, opened with `flags` plus O_NOFOLLOW | O_NONBLOCK.
+ * Anything else there is `refuse(kind)`'s error (the fd is closed first); other open errors
+ * (ENOENT, EACCES …) are thrown as they are.
+ */
+export function openRegularFile(
+  path: string,
+  flags: number,
+  mode: number | undefined,
+  refuse: (kind: string) => Error,
+): number {
+  let fd: number;
+  try {
+    fd = openSync(path, flags | constants.O_NOFOLLOW | constants.O_NONBLOCK, mode);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP') throw refuse('a symlink');
+    if (code === 'EISDIR') throw refuse('a directory');
+    if (code === 'ENXIO') throw refuse('a FIFO or socket'); // O_WRONLY | O_NONBLOCK on a FIFO without readers
+    throw error;
+  }
+  return fd;
+}
+
+/** Throws `refuse(kind)` unless `fd` is a regular file (the caller still owns and closes `fd`). */
+export function assertRegularFile(fd: number, refuse: (kind: string) => Error): void {
+  const { mode } = fstatSync(fd);
+  if ((mode & constants.S_IFMT) !== constants.S_IFREG) throw refuse(fileKind(mode));
+}
