@@ -5,6 +5,7 @@
 //   <home>/mnt/<id>                       a layer's mount point (rootfs/ and id inside its filesystem)
 //   <home>/mnt/.resize-<thin id>          a private, temporary mount point (growing, withMounted)
 //   <home>/lock                           the HomeLock's file
+//   <home>/quarantine/                    what check --repair sets aside (never deleted)
 //
 // dm names: `<prefix>-pool` for the pool, `<prefix>-<layer id>` for layers and
 // `<prefix>-.check-probe` for check()'s probe, where the prefix is
@@ -16,6 +17,11 @@ import { decodeDev } from '../ioctl/abi.js';
 /** `<home>/lock`: usable before the home's layout is known (HomeLock, the CLI's lock checks). */
 export function lockFilePath(home: string): string {
   return join(home, 'lock');
+}
+
+/** `<home>/quarantine`: needs no layout either (thin-repair works on a home it has not opened). */
+export function quarantineDirPath(home: string): string {
+  return join(home, 'quarantine');
 }
 
 export class HomeLayout {

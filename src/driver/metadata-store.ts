@@ -26,6 +26,8 @@ import { MetadataError } from '../errors.js';
 import { logger } from '../log.js';
 import { encodePack, PACK, parsePack, readPack } from './layer-pack.js';
 import { fsyncPath, readRegularFile, readSmallFile, writeDurably } from './metadata-files.js';
+import { quarantineDirPath } from './home-layout.js';
+import { newQuarantinePath } from './safe-open.js';
 import {
   type DamagedRecord,
   type DeviceSetState,
@@ -254,7 +256,7 @@ export class MetadataStore {
 
   /** <home>/quarantine: where check --repair moves records it cannot use (never deleted). */
   get quarantineDir(): string {
-    return join(dirname(this.dir), 'quarantine');
+    return quarantineDirPath(dirname(this.dir));
   }
 
   /**
@@ -351,11 +353,7 @@ export class MetadataStore {
 
   /** A new name in the quarantine directory (made if missing) for `name`. */
   #quarantinePath(name: string): string {
-    const target = this.quarantineDir;
-    mkdirSync(target, { recursive: true, mode: 0o700 });
-    let path = join(target, `${name}.${Date.now()}`);
-    for (let n = 1; existsSync(path); n++) path = join(target, `${name}.${Date.now()}.${n}`);
-    return path;
+    return newQuarantinePath(this.quarantineDir, name);
   }
 
   #read<T>(name: string): T | undefined {

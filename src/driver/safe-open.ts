@@ -2,7 +2,9 @@
 // followed (O_NOFOLLOW), a FIFO never blocks the open (O_NONBLOCK), and only a regular file is
 // used. A hand edit, a restored backup or someone with write access to the home could plant
 // any of these; following one would truncate or read a file outside the home.
-import { constants, fstatSync, openSync } from 'node:fs';
+import { constants, existsSync, fstatSync, lstatSync, mkdirSync, openSync } from 'node:fs';
+import { join } from 'node:path';
+import { DevmapperError } from '../errors.js';
 
 /** What a non-regular file is, for the error that refuses it. */
 export function fileKind(mode: number): string {
@@ -52,4 +54,31 @@ export function openRegularFile(
 export function assertRegularFile(fd: number, refuse: (kind: string) => Error): void {
   const { mode } = fstatSync(fd);
   if ((mode & constants.S_IFMT) !== constants.S_IFREG) throw refuse(fileKind(mode));
+}
+
+/**
+ * A fresh path for `name` in the home's quarantine directory `dir`, made (0700) if missing.
+ * The directory must be a real one: a file or a symlink planted there would lose what is moved
+ * in, or move it out of the home (ERR_DM_UNSAFE_PATH).
+ */
+export function newQuarantinePath(dir: string, name: string): string {
+  try {
+    mkdirSync(dir, { mode: 0o700 });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
+  const stat = lstatSync(dir);
+  if (!stat.isDirectory()) {
+    throw Object.assign(
+      new DevmapperError(
+        'ERR_DM_UNSAFE_PATH',
+        `${dir} is ${fileKind(stat.mode)}, not the home's quarantine directory: nothing moved there (remove it, then repair again)`,
+      ),
+      { path: dir },
+    );
+  }
+  const stamp = Date.now();
+  let path = join(dir, `${name}.${stamp}`);
+  for (let n = 1; existsSync(path); n++) path = join(dir, `${name}.${stamp}.${n}`);
+  return path;
 }

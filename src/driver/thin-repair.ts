@@ -18,10 +18,8 @@
 import { execFile } from 'node:child_process';
 import {
   closeSync,
-  existsSync,
   fsyncSync,
   ftruncateSync,
-  mkdirSync,
   openSync,
   readFileSync,
   renameSync,
@@ -32,6 +30,8 @@ import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Kernel } from '../ioctl/kernel.js';
 import { LoopDevices } from '../ioctl/loop.js';
+import { quarantineDirPath } from './home-layout.js';
+import { newQuarantinePath } from './safe-open.js';
 import { findThinTool, thinCheckOffline } from './thin-check.js';
 import { resolveOptions, type DriverOptions } from './options.js';
 
@@ -94,6 +94,9 @@ export async function repairNeedsCheck(
     };
   const metadata = join(options.home, 'devicemapper', 'metadata');
   const repaired = `${metadata}.repaired`;
+  // where the old metadata will go, checked before anything is touched
+  const quarantine = quarantineDirPath(options.home);
+  const kept = newQuarantinePath(quarantine, 'metadata.needs-check');
   await deactivate();
   const lines = ['deactivated the pool (needs_check: its metadata is repaired offline)'];
   rmSync(repaired, { force: true });
@@ -142,10 +145,6 @@ export async function repairNeedsCheck(
     };
   }
   lines.push('thin_check passed on the repaired metadata and cleared its needs_check flag');
-  const quarantine = join(options.home, 'quarantine');
-  mkdirSync(quarantine, { recursive: true, mode: 0o700 });
-  let kept = join(quarantine, `metadata.needs-check.${Date.now()}`);
-  for (let n = 1; existsSync(kept); n++) kept = join(quarantine, `metadata.needs-check.${Date.now()}.${n}`);
   renameSync(metadata, kept);
   renameSync(repaired, metadata);
   fsyncDir(dirname(metadata));

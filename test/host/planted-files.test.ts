@@ -10,6 +10,7 @@ import {
   lstatSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   symlinkSync,
@@ -141,3 +142,24 @@ test('a durable write never goes through a symlink or into a FIFO at its temp pa
   const fifo = t.throws(() => writeDurably(temp, '{}\n'));
   t.regex(fifo!.message, /FIFO/, 'no reader: refused at open instead of blocking');
 });
+
+for (const [what, plant] of [
+  ['a file', (path: string) => writeFileSync(path, 'x')],
+  ['a symlink to a directory outside the home', (path: string, outside: string) => symlinkSync(outside, path)],
+] as const) {
+  test(`the quarantine as ${what}: repair is ERR_DM_UNSAFE_PATH naming it, and the record stays where it was`, (t) => {
+    const { root, home } = scratch(t);
+    const dir = join(home, 'metadata');
+    const elsewhere = join(root, 'elsewhere');
+    mkdirSync(elsewhere);
+    const store = new MetadataStore(dir);
+    writeFileSync(join(dir, 'b.layer.json'), 'not json');
+    plant(store.quarantineDir, elsewhere);
+    const error = t.throws(() => store.quarantine('b.layer.json'));
+    t.is((error as { code?: string }).code, 'ERR_DM_UNSAFE_PATH');
+    t.true(error!.message.includes(store.quarantineDir), error!.message);
+    t.is(readFileSync(join(dir, 'b.layer.json'), 'utf8'), 'not json', 'the damaged record is not moved or lost');
+    t.deepEqual(readdirSync(elsewhere), [], 'nothing moved out of the home');
+    store.close();
+  });
+}
