@@ -2,8 +2,8 @@
 // (installed when root, else the exact command is printed), `npm ci` when node_modules is
 // missing or stale, and the tsc build.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -78,10 +78,30 @@ export function ensureNodeModules() {
 
 export function build() {
   step('tsc');
+  removeStaleOutput();
   execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], {
     stdio: 'inherit',
     cwd: root,
   });
+}
+
+/**
+ * tsc never deletes what it once emitted: a test file renamed or split would still run from its
+ * old dist/ copy. Drops every dist/ .js (and .d.ts/.map) whose .ts source is gone.
+ */
+function removeStaleOutput(dir = join(root, 'dist')) {
+  if (!existsSync(dir)) return;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) {
+      removeStaleOutput(path);
+      continue;
+    }
+    const source = /^(.*)\.(js|d\.ts|js\.map|d\.ts\.map)$/.exec(entry.name);
+    if (!source) continue;
+    const ts = join(root, relative(join(root, 'dist'), dir), `${source[1]}.ts`);
+    if (!existsSync(ts)) rmSync(path);
+  }
 }
 
 /** True when this process can talk to device-mapper itself (a real dm host, as root). */
