@@ -16,16 +16,7 @@
 // A pool on dataDevice/metadataDevice, or an adopted one, is left to its owner (the steps
 // are printed).
 import { execFile } from 'node:child_process';
-import {
-  closeSync,
-  fsyncSync,
-  ftruncateSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-} from 'node:fs';
+import { closeSync, fsyncSync, ftruncateSync, openSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Kernel } from '../ioctl/kernel.js';
