@@ -12,6 +12,7 @@
 // `devmapper-<major>:<minor>-<inode of home>` (Docker's naming), so two homes never collide.
 import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { InvalidArgumentError } from '../errors.js';
 import { decodeDev } from '../ioctl/abi.js';
 
 /** `<home>/lock`: usable before the home's layout is known (HomeLock, the CLI's lock checks). */
@@ -36,8 +37,17 @@ export class HomeLayout {
 
   /** Makes `<home>` and `<home>/mnt` (0700) when missing and derives the dm name prefix. */
   static create(home: string): HomeLayout {
-    mkdirSync(home, { recursive: true, mode: 0o700 });
-    mkdirSync(join(home, 'mnt'), { recursive: true, mode: 0o700 });
+    try {
+      mkdirSync(home, { recursive: true, mode: 0o700 });
+      mkdirSync(join(home, 'mnt'), { recursive: true, mode: 0o700 });
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      // a file where the home (or one of its parents, or <home>/mnt) should be
+      if (code === 'EEXIST' || code === 'ENOTDIR') {
+        throw new InvalidArgumentError('home', `${home} cannot be a driver home: ${(error as Error).message}`);
+      }
+      throw error;
+    }
     const st = statSync(home, { bigint: true });
     // decodeDev keeps minors above 255 (0:300 must not read as 0:44).
     const dev = decodeDev(st.dev);

@@ -123,6 +123,8 @@ export function resolveOptions(options: DriverOptions): ResolvedOptions {
   if (typeof home !== 'string' || !home.startsWith('/') || home.includes('\0') || home.includes('\n')) {
     throw new InvalidArgumentError('home', 'must be an absolute path');
   }
+  // its lock, metadata/ and mnt/ would land in the root directory itself
+  if (/^\/+$/.test(home)) throw new InvalidArgumentError('home', 'must be a directory of its own, not /');
   const size = (
     value: string | number | bigint | undefined,
     fallback: bigint,
@@ -193,7 +195,7 @@ export function resolveOptions(options: DriverOptions): ResolvedOptions {
   }
   if (options.ffi !== undefined) assertFfiBackend(options.ffi);
   return {
-    home: home.replace(/\/+$/, '') || '/',
+    home: home.replace(/\/+$/, ''),
     baseSize: size(options.baseSize, 10n * GiB, 'baseSize', 16n * 1024n * 1024n),
     loopDataSize: size(options.loopDataSize, 100n * GiB, 'loopDataSize', 16n * 1024n * 1024n),
     loopMetadataSize: size(options.loopMetadataSize, 2n * GiB, 'loopMetadataSize', 2n * 1024n * 1024n),

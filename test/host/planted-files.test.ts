@@ -2,7 +2,8 @@
 // someone with write access to the home): a symlink, a FIFO, a directory or a device node in
 // place of the lock, a layer record, the pack or cli-options.json. None is followed, none
 // blocks, nothing outside the home is read or written, and each is a typed error naming the path
-// (the lock: ERR_DM_UNSAFE_PATH; a record: a MetadataError that repair can quarantine).
+// (the lock: ERR_DM_UNSAFE_PATH; a record: a MetadataError that repair can quarantine); a home
+// that is itself a file is refused as an argument.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import {
@@ -19,11 +20,12 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { recordedOptions } from '../../src/cli/command-context.js';
+import { HomeLayout } from '../../src/driver/home-layout.js';
 import { HomeLock } from '../../src/driver/home-lock.js';
 import { PACK } from '../../src/driver/layer-pack.js';
 import { writeDurably } from '../../src/driver/metadata-files.js';
 import { MetadataStore } from '../../src/driver/metadata-store.js';
-import { MetadataError } from '../../src/errors.js';
+import { InvalidArgumentError, MetadataError } from '../../src/errors.js';
 import { Kernel } from '../../src/ioctl/kernel.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -163,3 +165,14 @@ for (const [what, plant] of [
     store.close();
   });
 }
+
+test('a home that is a file, or lies under one: InvalidArgumentError naming it, before any lock or device', (t) => {
+  const { root } = scratch(t);
+  const file = join(root, 'a-file');
+  writeFileSync(file, 'x');
+  for (const home of [file, join(file, 'home')]) {
+    const error = t.throws(() => HomeLayout.create(home), { instanceOf: InvalidArgumentError });
+    t.true(error!.message.includes(home), error!.message);
+  }
+  t.is(readFileSync(file, 'utf8'), 'x');
+});

@@ -253,4 +253,12 @@ test('a mount option with a newline or other unusual character is refused before
   t.throws(() => resolveOptions({ home, mkfsArgs: ['-L', 'a\0'] }), { instanceOf: InvalidArgumentError });
   t.throws(() => resolveOptions({ home: 'relative/home' }), { instanceOf: InvalidArgumentError });
   t.throws(() => resolveOptions({ home: '/a\nb' }), { instanceOf: InvalidArgumentError });
+  for (const root of ['/', '//']) {
+    const error = t.throws(() => resolveOptions({ home: root }), { instanceOf: InvalidArgumentError });
+    t.regex(
+      error!.message,
+      /not \//,
+      'the root directory is never a home (its lock, metadata and mnt would land in /)',
+    );
+  }
 });
