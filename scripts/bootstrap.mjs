@@ -17,8 +17,8 @@ export const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 // headers for the benchmark's libdevmapper program (bench/c/dm-libdm.c); the engine tests:
 // containerd + runc (the real engine driving the snapshotter), busybox-static (the test images'
 // only binary), golang-go + containerd's Go sources (its snapshotter conformance suite, built
-// offline), thin-provisioning-tools (thin_check of the pool's metadata) and umoci (a reference
-// unpack of image layers).
+// offline), thin-provisioning-tools (thin_check of the pool's metadata), umoci (a reference
+// unpack of image layers) and debootstrap (a real Debian image: test/real-image/build.ts).
 export const HOST_APT_PACKAGES = ['gcc', 'libc6-dev', 'linux-libc-dev'];
 export const KERNEL_APT_PACKAGES = [
   'user-mode-linux',
@@ -35,6 +35,7 @@ export const KERNEL_APT_PACKAGES = [
   'golang-github-containerd-containerd-dev',
   'thin-provisioning-tools',
   'umoci',
+  'debootstrap',
 ];
 /** Both lists: what `npm test` (host and kernel tests) installs. */
 export const APT_PACKAGES = [...HOST_APT_PACKAGES, ...KERNEL_APT_PACKAGES];
