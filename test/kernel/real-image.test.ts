@@ -55,8 +55,10 @@ function sections(out: string): Map<string, string[]> {
   let current: string[] | undefined;
   for (const line of out.split('\n')) {
     const head = /^== (.+)$/.exec(line);
-    if (head) map.set(head[1]!, (current = []));
-    else if (current && line !== '') current.push(line);
+    if (head) {
+      current = [];
+      map.set(head[1]!, current);
+    } else if (current && line !== '') current.push(line);
   }
   return map;
 }
