@@ -12,18 +12,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { CLI_BIN, runCli } from '../cli-process.js';
-import {
-  HOSTNAME_CONTENT,
-  REAL_IMAGE_NAME,
-  REAL_IMAGE_TAG,
-  REAL_IMAGE_TARBALL,
-  RELEASE_FILE,
-  realImageUnavailable,
-} from '../real-image/build.js';
+import { REAL_IMAGE_NAME, REAL_IMAGE_TAG, REAL_IMAGE_TARBALL, realImageUnavailable } from '../real-image/build.js';
 import { assertKernelTestBed } from './reference-tools.js';
 import { assertNothingLeaked, newHome, removeHomes } from './driver-helpers.js';
 import { ensureCgroup2, execute, RUNC } from './containerd-helpers.js';
 import { tarEntries, treeView, umociUnpack, viewDifferences } from './layer-tree.js';
+import { assertDebianContainer, assertTopLayerHostname, CONTAINER_SCRIPT } from './real-image-helpers.js';
 
 assertKernelTestBed();
 
@@ -38,30 +32,6 @@ const cliJson = async <T>(...args: string[]): Promise<T> => {
   if (r.code !== 0) throw new Error(`devmapper ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
   return JSON.parse(r.stdout) as T;
 };
-
-/** What the container prints, one section a check, so the test can tell them apart. */
-const CONTAINER_SCRIPT = [
-  'echo "== version"; cat /etc/debian_version',
-  `echo "== release"; cat /${RELEASE_FILE.path}`,
-  'echo "== hostname"; cat /etc/hostname',
-  'echo "== doc entries"; ls -A /usr/share/doc | wc -l',
-  'echo "== man"; if [ -e /usr/share/man ]; then echo present; else echo gone; fi',
-  'echo "== verify"; dpkg --verify; echo "status $?"',
-  'echo "== useradd"; useradd -m devtest && id -u devtest && stat -c %U /home/devtest',
-].join('\n');
-
-function sections(out: string): Map<string, string[]> {
-  const map = new Map<string, string[]>();
-  let current: string[] | undefined;
-  for (const line of out.split('\n')) {
-    const head = /^== (.+)$/.exec(line);
-    if (head) {
-      current = [];
-      map.set(head[1]!, current);
-    } else if (current && line !== '') current.push(line);
-  }
-  return map;
-}
 
 if (unavailable) {
   test.skip(`a real Debian image end to end: ${unavailable}`, () => undefined);
@@ -129,22 +99,8 @@ if (unavailable) {
       const run = await execute(RUNC, ['--root', state, 'run', '--bundle', bundle, 'devmapper-real'], 300_000);
       await execute(RUNC, ['--root', state, 'delete', '--force', 'devmapper-real']);
       t.is(run.code, 0, run.stderr);
-      const out = sections(run.stdout);
-      t.regex(out.get('version')?.[0] ?? '', /^12\.\d+/, 'Debian 12');
-      t.deepEqual(out.get('release'), [RELEASE_FILE.content.trim()], 'the file the top layer added');
-      t.deepEqual(out.get('hostname'), [HOSTNAME_CONTENT.trim()], 'the file the top layer replaced');
-      t.deepEqual(out.get('doc entries'), ['0'], "the top layer's whiteouts emptied /usr/share/doc");
-      t.deepEqual(out.get('man'), ['gone'], 'and removed /usr/share/man');
-      const verify = out.get('verify') ?? [];
-      const problems = verify.slice(0, -1);
-      const unexpected = problems.filter((line) => !/^missing\s+(?:c\s+)?\/usr\/share\/(?:doc|man)(?:\/|$)/.test(line));
-      t.deepEqual(unexpected.slice(0, 20), [], 'no file dpkg installed differs from its recorded checksum');
-      t.true(problems.length > 100, `the deleted docs and man pages are reported missing (${problems.length})`);
-      t.log(`dpkg --verify: ${problems.length} files missing, all under /usr/share/doc or /usr/share/man`);
-      const useradd = out.get('useradd') ?? [];
-      t.is(useradd.length, 2, run.stdout.slice(-2000));
-      t.true(Number(useradd[0]) >= 1000, 'a uid from the normal range');
-      t.is(useradd[1], 'devtest');
+      assertDebianContainer(t, run.stdout);
+      assertTopLayerHostname(t, run.stdout);
       const diff = execFileSync(process.execPath, [CLI_BIN, '--home', home, 'diff', 'ctr1'], { maxBuffer: 256 << 20 });
       const entries = await tarEntries(diff);
       const names = new Set(entries.map((e) => e.name));

@@ -18,7 +18,7 @@ export const REAL_IMAGE_TARBALL = join(OUT_DIR, 'bookworm-minbase.tar');
 /** Why the image could not be made (the kernel test prints it when it skips). */
 const UNAVAILABLE = join(OUT_DIR, 'unavailable.txt');
 export const REAL_IMAGE_TAG = 'bookworm';
-/** The reference `image import --name` records (the archive itself names only its tag). */
+/** The image's full reference (index.json's io.containerd.image.name). */
 export const REAL_IMAGE_NAME = 'example.com/devmapper/debian-minbase:bookworm';
 /** What the second layer writes. */
 export const RELEASE_FILE = { path: 'etc/devmapper-release', content: 'devmapper real-image test layer\n' } as const;
@@ -111,6 +111,15 @@ export function buildRealImage(): { ok: true; built: boolean } | { ok: false; re
     writeFileSync(join(top, 'etc/hostname'), HOSTNAME_CONTENT);
     run('umoci', ['repack', '--image', image, bundle]);
     run('umoci', ['gc', '--layout', layout]);
+    // the full reference, as `ctr images import` (and devmapper's import) read it; umoci names only the tag
+    const indexFile = join(layout, 'index.json');
+    const index = JSON.parse(readFileSync(indexFile, 'utf8')) as {
+      manifests: Array<{ annotations?: Record<string, string> }>;
+    };
+    for (const manifest of index.manifests) {
+      manifest.annotations = { ...manifest.annotations, 'io.containerd.image.name': REAL_IMAGE_NAME };
+    }
+    writeFileSync(indexFile, JSON.stringify(index));
     run('tar', ['-cf', `${REAL_IMAGE_TARBALL}.tmp`, '-C', layout, '.']);
     execFileSync('mv', [`${REAL_IMAGE_TARBALL}.tmp`, REAL_IMAGE_TARBALL]);
     writeFileSync(STAMP, `${currentStamp()}\n`);
