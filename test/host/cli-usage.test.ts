@@ -5,7 +5,7 @@ import test from 'ava';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { COMMANDS } from '../../src/cli/command-help.js';
-import { cli, freshHome, ROOT } from './helpers/cli-host.js';
+import { cli, DM_SUBCOMMANDS, freshHome, LAYER_COMMANDS, ROOT } from './helpers/cli-host.js';
 
 const home = freshHome();
 
@@ -75,25 +75,7 @@ test('usage errors exit 2 before anything needs the kernel; --help exits 0', asy
     t.is(help.stderr, '');
     t.regex(help.stdout, /^usage: devmapper \[--home DIR\] \[--json\] \[--wait\[=SECONDS\]\] \[--no-color\] <command>/);
     t.regex(help.stdout, /^Exit status: 0 done, 1 failed, 2 usage error, 3 check found problems\.$/m);
-    for (const command of [
-      'init',
-      'create',
-      'mount',
-      'umount',
-      'rm',
-      'ls',
-      'status',
-      'cleanup',
-      'check',
-      'demo',
-      'dm version',
-      'dm ls',
-      'dm info',
-      'dm table',
-      'dm status',
-      'dm targets',
-      'dm message',
-    ]) {
+    for (const command of [...LAYER_COMMANDS, 'demo', ...DM_SUBCOMMANDS]) {
       t.regex(help.stdout, new RegExp(`^  ${command}\\b`, 'm'), `${args.join(' ')} lists ${command}`);
     }
   }
@@ -102,15 +84,7 @@ test('usage errors exit 2 before anything needs the kernel; --help exits 0', asy
 test("<command> --help prints that command's usage, options and an example, exit 0, for every command", async (t) => {
   t.true(COMMANDS.length >= 23, 'every command has a help entry');
   for (const name of [
-    'init',
-    'create',
-    'mount',
-    'umount',
-    'rm',
-    'ls',
-    'status',
-    'cleanup',
-    'check',
+    ...LAYER_COMMANDS,
     'demo',
     'diff',
     'image import',
@@ -118,13 +92,7 @@ test("<command> --help prints that command's usage, options and an example, exit
     'image rm',
     'image rootfs',
     'serve containerd',
-    'dm version',
-    'dm ls',
-    'dm info',
-    'dm table',
-    'dm status',
-    'dm targets',
-    'dm message',
+    ...DM_SUBCOMMANDS,
     'completion',
   ]) {
     t.truthy(

@@ -1,5 +1,6 @@
 // What the host CLI tests share: the project root, the built CLI run as its own process (bin.js
-// through execFile, never a shell; test/cli-process.ts), and a fresh home per test file.
+// through execFile, never a shell; test/cli-process.ts), a fresh home per test file, and the
+// command names the help and completion tests expect.
 import test from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,3 +18,27 @@ export function freshHome(): string {
   test.after.always(() => rmSync(home, { recursive: true, force: true }));
   return home;
 }
+
+/** The layer and pool commands, in the order the global --help lists them. */
+export const LAYER_COMMANDS: readonly string[] = [
+  'init',
+  'create',
+  'mount',
+  'umount',
+  'rm',
+  'ls',
+  'status',
+  'cleanup',
+  'check',
+];
+
+/** The `dm` sub-commands, each as `dm <name>`, in the order the global --help lists them. */
+export const DM_SUBCOMMANDS: readonly string[] = [
+  'dm version',
+  'dm ls',
+  'dm info',
+  'dm table',
+  'dm status',
+  'dm targets',
+  'dm message',
+];
