@@ -18,17 +18,7 @@ import {
 } from '../../src/thin/status.js';
 import type { Sectors } from '../../src/thin/units.js';
 import { attempt, check, failure, inU64, runs, U64_MAX, u64, value } from './helpers/fuzz-harness.js';
-import {
-  blockSizeArb,
-  joinLine,
-  leadArb,
-  lineMutation,
-  mutateChars,
-  mutateTokens,
-  randomLine,
-  sepArb,
-  trailArb,
-} from './helpers/fuzz-lines.js';
+import { blockSizeArb, joinLine, leadArb, mutatedLine, randomLine, sepArb, trailArb } from './helpers/fuzz-lines.js';
 
 // ---------------------------------------------------------------------------------------------
 // thin-pool status
@@ -195,18 +185,12 @@ test('parsePoolStatus: valid lines from the grammar round-trip', (t) => {
 });
 
 test('parsePoolStatus: mutated valid lines give a value or ParseError', (t) => {
-  const arb = fc.tuple(
-    fc.oneof(
-      { weight: 9, arbitrary: poolLineArb.map(poolTokens) },
-      { weight: 1, arbitrary: fc.constantFrom(['Fail'], ['Error']) },
-    ),
-    lineMutation,
-    fc.option(blockSizeArb, { nil: undefined }),
-    fc.array(sepArb, { minLength: 1, maxLength: 3 }),
-    trailArb,
+  const tokens = fc.oneof(
+    { weight: 9, arbitrary: poolLineArb.map(poolTokens) },
+    { weight: 1, arbitrary: fc.constantFrom(['Fail'], ['Error']) },
   );
-  check(t, arb, runs(4000), ([tokens, mutation, blockSize, seps, trail]) => {
-    const line = mutateChars(joinLine(mutateTokens(tokens, mutation.tokenOps), seps, '', trail), mutation.charOps);
+  const arb = fc.tuple(mutatedLine(tokens, 3), fc.option(blockSizeArb, { nil: undefined }));
+  check(t, arb, runs(4000), ([line, blockSize]) => {
     const opts = poolOpts({ blockSize });
     const out = attempt(() => parsePoolStatus(line, opts), [ParseError]);
     if (out.ok) checkPoolStatus(out.value, opts);
@@ -275,14 +259,8 @@ test('parseThinStatus: mutated valid lines give a value or ParseError', (t) => {
     { weight: 9, arbitrary: thinLineArb.map(thinTokens) },
     { weight: 1, arbitrary: fc.constantFrom(['Fail'], ['Error'], ['-']) },
   );
-  check(
-    t,
-    fc.tuple(tokens, lineMutation, fc.array(sepArb, { minLength: 1, maxLength: 2 }), trailArb),
-    runs(3000),
-    ([toks, mutation, seps, trail]) => {
-      const line = mutateChars(joinLine(mutateTokens(toks, mutation.tokenOps), seps, '', trail), mutation.charOps);
-      const out = attempt(() => parseThinStatus(line), [ParseError]);
-      if (out.ok) checkThinStatus(out.value);
-    },
-  );
+  check(t, mutatedLine(tokens), runs(3000), (line) => {
+    const out = attempt(() => parseThinStatus(line), [ParseError]);
+    if (out.ok) checkThinStatus(out.value);
+  });
 });

@@ -22,17 +22,7 @@ import {
 } from '../../src/thin/status.js';
 import type { DataBlocks, Sectors } from '../../src/thin/units.js';
 import { anyValue, attempt, check, failure, inU64, mostly, runs, u64, value } from './helpers/fuzz-harness.js';
-import {
-  beyondU64,
-  blockSizeArb,
-  joinLine,
-  lineMutation,
-  mutateChars,
-  mutateTokens,
-  randomLine,
-  sepArb,
-  trailArb,
-} from './helpers/fuzz-lines.js';
+import { beyondU64, blockSizeArb, joinLine, mutatedLine, randomLine, sepArb, trailArb } from './helpers/fuzz-lines.js';
 
 const FEATURES: ReadonlyArray<readonly [keyof PoolTableFeatures, string]> = [
   ['skipBlockZeroing', 'skip_block_zeroing'],
@@ -134,14 +124,7 @@ test('formatPoolTable / parsePoolTable round-trip random valid tables', (t) => {
 
 test('parsePoolTable: random and mutated lines give a value or ParseError', (t) => {
   const valid = poolTableArb.map((c) => echoedPoolTable(c).trim().split(/\s+/));
-  const arb = fc.oneof(
-    randomLine,
-    fc
-      .tuple(valid, lineMutation, fc.array(sepArb, { minLength: 1, maxLength: 2 }), trailArb)
-      .map(([tokens, m, seps, trail]) =>
-        mutateChars(joinLine(mutateTokens(tokens, m.tokenOps), seps, '', trail), m.charOps),
-      ),
-  );
+  const arb = fc.oneof(randomLine, mutatedLine(valid));
   check(t, arb, runs(3000), (line) => {
     const out = attempt(() => parsePoolTable(line), [ParseError]);
     if (out.ok) checkPoolTable(out.value);
@@ -237,14 +220,7 @@ test('parseThinTable: random and mutated lines give a value or ParseError', (t) 
     String(c.deviceId),
     ...(c.externalOriginDev === undefined ? [] : [c.externalOriginDev]),
   ]);
-  const arb = fc.oneof(
-    randomLine,
-    fc
-      .tuple(valid, lineMutation, fc.array(sepArb, { minLength: 1, maxLength: 2 }), trailArb)
-      .map(([tokens, m, seps, trail]) =>
-        mutateChars(joinLine(mutateTokens(tokens, m.tokenOps), seps, '', trail), m.charOps),
-      ),
-  );
+  const arb = fc.oneof(randomLine, mutatedLine(valid));
   check(t, arb, runs(3000), (line) => {
     const out = attempt(() => parseThinTable(line), [ParseError]);
     if (out.ok) checkThinTable(out.value);

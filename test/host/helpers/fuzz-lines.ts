@@ -164,5 +164,15 @@ export const randomLine = fc.oneof(
     .map(([tokens, seps, lead, trail]) => joinLine(tokens, seps, lead, trail)),
 );
 
+/**
+ * Valid lines' tokens mutated: token operations, joined again with one to `maxSeps` separators
+ * (cycled) and a trail, then character operations.
+ */
+export function mutatedLine(tokens: fc.Arbitrary<readonly string[]>, maxSeps = 2): fc.Arbitrary<string> {
+  return fc
+    .tuple(tokens, lineMutation, fc.array(sepArb, { minLength: 1, maxLength: maxSeps }), trailArb)
+    .map(([toks, m, seps, trail]) => mutateChars(joinLine(mutateTokens(toks, m.tokenOps), seps, '', trail), m.charOps));
+}
+
 /** A thin-pool data block size in sectors: a multiple of 128 (64 KiB) up to 1 GiB. */
 export const blockSizeArb = fc.integer({ min: 1, max: 16384 }).map((k) => BigInt(k * 128));
