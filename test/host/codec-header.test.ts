@@ -34,18 +34,7 @@ const fullHeader: DmIoctlHeaderInput = {
 test('dm_ioctl header round trip, with padding and string tails zeroed', (t) => {
   const buf = Buffer.alloc(1024, 0xff);
   writeDmIoctlHeader(buf, fullHeader);
-  t.deepEqual(readDmIoctlHeader(buf), {
-    version: [4, 37, 1],
-    dataSize: 1024,
-    dataStart: 320,
-    targetCount: 3,
-    openCount: -2,
-    flags: DM_FLAGS.DM_SUSPEND_FLAG | DM_FLAGS.DM_UUID_FLAG,
-    eventNr: 0xfedcba98,
-    dev: 0x1234_5678_9abc_def0n,
-    name: 'pool-ü',
-    uuid: 'LVM-abc',
-  });
+  t.deepEqual(readDmIoctlHeader(buf), fullHeader);
   t.is(buf.readUInt32LE(36), 0, 'padding');
   t.is(buf.readUInt32LE(24), 0xfffffffe, 'open_count at 24');
   t.is(buf.readBigUInt64LE(40), 0x1234_5678_9abc_def0n, 'dev at 40');
