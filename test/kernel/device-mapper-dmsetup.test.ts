@@ -11,7 +11,6 @@ import {
   Cleanup,
   DMSETUP_INFO_ARGS,
   PREFIX,
-  assertNothingLeftBehind,
   devText,
   dmNode,
   dmsetupInfoRow,
@@ -19,11 +18,12 @@ import {
   openDm,
   ownLines,
   uniqueName,
+  useDeviceMapperBed,
   zero,
 } from './helpers.js';
-import { assertKernelTestBed, dmsetup, run } from './reference-tools.js';
+import { dmsetup, run } from './reference-tools.js';
 
-test.before(() => assertKernelTestBed());
+useDeviceMapperBed({ leakCheckHook: true });
 
 /** `dmsetup table` / `dmsetup status` lines for one device as the library reports its targets. */
 function tableLines(
@@ -164,8 +164,3 @@ for (const ffi of BACKENDS) {
     t.deepEqual(ownLines(dmsetup('ls'), names), listed.map((e) => `${e.name}\t(${devText(e.dev)})`).sort());
   });
 }
-
-// The end-of-file leak check, as a hook: device-mapper-lifecycle.test.ts carries it as a test.
-test.serial.after.always('nothing is left behind: no dm device and no loop device from this file', (t) =>
-  assertNothingLeftBehind(t),
-);

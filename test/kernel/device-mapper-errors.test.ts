@@ -11,7 +11,6 @@ import {
   Cleanup,
   DMSETUP_INFO_ARGS,
   PREFIX,
-  assertNothingLeftBehind,
   devText,
   dmsetupInfoRow,
   fdCount,
@@ -19,11 +18,12 @@ import {
   openDm,
   ownLines,
   uniqueName,
+  useDeviceMapperBed,
   zero,
 } from './helpers.js';
-import { assertKernelTestBed, dmsetup } from './reference-tools.js';
+import { dmsetup } from './reference-tools.js';
 
-test.before(() => assertKernelTestBed());
+useDeviceMapperBed({ leakCheckHook: true });
 
 for (const ffi of BACKENDS) {
   test.serial(
@@ -216,8 +216,3 @@ for (const ffi of BACKENDS) {
     }
   });
 }
-
-// The end-of-file leak check, as a hook: device-mapper-lifecycle.test.ts carries it as a test.
-test.serial.after.always('nothing is left behind: no dm device and no loop device from this file', (t) =>
-  assertNothingLeftBehind(t),
-);

@@ -10,19 +10,19 @@ import {
   Cleanup,
   DMSETUP_INFO_ARGS,
   PREFIX,
-  assertNothingLeftBehind,
   makeDevice,
   openDm,
   ownLines,
   sleep,
   track,
   uniqueName,
+  useDeviceMapperBed,
   withTimeout,
   zero,
 } from './helpers.js';
-import { assertKernelTestBed, dmsetup } from './reference-tools.js';
+import { dmsetup } from './reference-tools.js';
 
-test.before(() => assertKernelTestBed());
+useDeviceMapperBed({ leakCheckHook: true });
 
 /** Rejects with ENXIO (a device that does not exist): gets a koffi worker thread started and idle. */
 async function warmAsyncPath(t: ExecutionContext, dm: DeviceMapper): Promise<void> {
@@ -89,8 +89,3 @@ for (const ffi of BACKENDS) {
     t.true(await dm.pollEvent(0), 'remove');
   });
 }
-
-// The end-of-file leak check, as a hook: device-mapper-lifecycle.test.ts carries it as a test.
-test.serial.after.always('nothing is left behind: no dm device and no loop device from this file', (t) =>
-  assertNothingLeftBehind(t),
-);

@@ -21,13 +21,14 @@ import {
   sysBlock,
   track,
   uniqueName,
+  useDeviceMapperBed,
   waitFor,
   withTimeout,
   zero,
 } from './helpers.js';
-import { assertKernelTestBed, dmsetup } from './reference-tools.js';
+import { dmsetup } from './reference-tools.js';
 
-test.before(() => assertKernelTestBed());
+useDeviceMapperBed({ leakCheckHook: false });
 
 for (const ffi of BACKENDS) {
   test.serial(`${ffi}: create, info and list agree with sysfs and dmsetup (names, dev, uuid, eventNr)`, (t) => {

@@ -11,7 +11,6 @@ import { LoopDevices } from '../../src/ioctl/loop.js';
 import {
   BACKENDS,
   Cleanup,
-  assertNothingLeftBehind,
   devText,
   dmNode,
   makeDevice,
@@ -20,11 +19,12 @@ import {
   sparseFile,
   sysBlock,
   uniqueName,
+  useDeviceMapperBed,
   zero,
 } from './helpers.js';
-import { assertKernelTestBed, dmsetup } from './reference-tools.js';
+import { dmsetup } from './reference-tools.js';
 
-test.before(() => assertKernelTestBed());
+useDeviceMapperBed({ leakCheckHook: true });
 
 /** A single device's `dmsetup table NAME` / `dmsetup status NAME` output (no name prefix), blanks dropped. */
 function outputLines(output: string): string[] {
@@ -229,8 +229,3 @@ for (const ffi of BACKENDS) {
     },
   );
 }
-
-// The end-of-file leak check, as a hook: device-mapper-lifecycle.test.ts carries it as a test.
-test.serial.after.always('nothing is left behind: no dm device and no loop device from this file', (t) =>
-  assertNothingLeftBehind(t),
-);

@@ -1,8 +1,8 @@
 // Shared pieces of the kernel tests: unique names, one teardown per test that undoes what the
 // test made (fds, dm devices, loop devices, files), and small readers of the kernel's own
 // views (sysfs, /proc) used as references next to dmsetup/losetup. The device-mapper-*.test.ts
-// files also share their device makers and their end-of-file leak check from here.
-import type { ExecutionContext } from 'ava';
+// files also share their device makers, their hooks and their end-of-file leak check from here.
+import test, { type ExecutionContext } from 'ava';
 import { closeSync, ftruncateSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -11,7 +11,7 @@ import { DmSystemError } from '../../src/errors.js';
 import { DeviceMapper, type DeviceInfo, type DeviceNumber, type Target } from '../../src/ioctl/device-mapper.js';
 import type { FfiBackendName } from '../../src/ioctl/ffi/binding.js';
 import { LoopDevices } from '../../src/ioctl/loop.js';
-import { dmsetup, run } from './reference-tools.js';
+import { assertKernelTestBed, dmsetup, run } from './reference-tools.js';
 
 /** Every test that drives the kernel runs once per FFI backend. */
 export const BACKENDS: readonly FfiBackendName[] = ['ffi-rs', 'koffi'];
@@ -324,4 +324,18 @@ export function assertNothingLeftBehind(t: ExecutionContext): void {
     [],
   );
   t.false(readFileSync('/proc/self/mounts', 'utf8').includes(PREFIX));
+}
+
+/**
+ * Registers a device-mapper-*.test.ts file's hooks: the kernel check before its tests and, when
+ * `leakCheckHook`, the end-of-file leak check after them (device-mapper-lifecycle.test.ts carries
+ * it as its last test instead).
+ */
+export function useDeviceMapperBed(options: { leakCheckHook: boolean }): void {
+  test.before(() => assertKernelTestBed());
+  if (options.leakCheckHook) {
+    test.serial.after.always('nothing is left behind: no dm device and no loop device from this file', (t) =>
+      assertNothingLeftBehind(t),
+    );
+  }
 }
