@@ -5,19 +5,18 @@
 // 1 a failure with its code, 2 a size the home cannot take (nothing changed).
 import test, { type ExecutionContext } from 'ava';
 import { execFile } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Driver } from '../../src/driver/driver.js';
 import type { DriverOptions } from '../../src/driver/options.js';
 import { type CliRun, runCli } from '../cli-process.js';
-import { assertNothingLeaked, allHomes, newHome, removeHomes } from './driver-helpers.js';
+import { assertNothingLeaked, allHomes, newHome, removeHomes, sha } from './driver-helpers.js';
 import { fillMetadata, writeDurably } from './fault-helpers.js';
 import { assertKernelTestBed } from './reference-tools.js';
 
 const MiB = 1n << 20n;
 const LONG = 300_000; // a CLI run is a fresh node process: seconds each in the UML guest
-const sha = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
 const recorded = (home: string): DriverOptions => ({
   ...(JSON.parse(readFileSync(join(home, 'cli-options.json'), 'utf8')) as DriverOptions),

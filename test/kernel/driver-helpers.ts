@@ -1,7 +1,9 @@
 // Shared pieces of the Driver's kernel tests (driver.test.ts, driver-crash.test.ts): driver
 // homes under the guest's private /tmp, and the reference views that check the Driver from
 // outside: dmsetup ls, losetup -l, /proc/self/mounts, the metadata files as written on disk,
-// and a probe of which thin ids the pool really holds.
+// and a probe of which thin ids the pool really holds. Also the small readers the Driver's
+// other kernel tests share for their messages and data checks (show, sha).
+import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +12,13 @@ import { dmsetup, run } from './reference-tools.js';
 
 /** Small sizes keep mkfs and the loop files cheap in the test kernel. */
 export const SMALL = { baseSize: '64M', loopDataSize: '512M', loopMetadataSize: '16M' } as const;
+
+/** JSON text with bigints as decimal strings: a report or status in an assertion message. */
+export const show = (value: unknown): string =>
+  JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v));
+
+/** The SHA-256 of `data`, in hex: a file's content compared before and after. */
+export const sha = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
 const homes: string[] = [];
 

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { Driver } from '../../src/driver/driver.js';
 import { assertKernelTestBed } from './reference-tools.js';
-import { assertNothingLeaked, eventually, newHome, removeHomes, SMALL } from './driver-helpers.js';
+import { assertNothingLeaked, eventually, newHome, removeHomes, SMALL, show } from './driver-helpers.js';
 import { buildOciImage, busyboxBaseLayer, featureLayers, type BuiltImage } from './oci-image.js';
 import { specialLayer } from './layer-fixtures.js';
 import { tarEntries, treeView, umociUnpack, viewDifferences, type TarEntry, type TreeEntry } from './layer-tree.js';
@@ -192,10 +192,7 @@ test.serial('zstd and plain layer tars apply like gzip ones', async (t) => {
 test.serial('everything removed: check is clean and nothing is left', async (t) => {
   for (const id of [...ids].reverse()) await driver.remove(id);
   const report = await driver.check();
-  t.true(
-    report.clean,
-    JSON.stringify(report, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v)),
-  );
+  t.true(report.clean, show(report));
   await driver.cleanup();
   assertNothingLeaked(t);
 });

@@ -8,11 +8,20 @@
 // refused (the driver grows only its own files); once the device is grown, growPool() puts the
 // pool back to rw and creates work again.
 import test from 'ava';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFileSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { type DevmapperError, MetadataSpaceError } from '../../src/errors.js';
-import { assertNothingLeaked, dmNames, newHome, poolThinIds, removeHomes, savedThinIds } from './driver-helpers.js';
+import {
+  assertNothingLeaked,
+  dmNames,
+  newHome,
+  poolThinIds,
+  removeHomes,
+  savedThinIds,
+  sha,
+  show,
+} from './driver-helpers.js';
 import { bounded, fillMetadata, open, writeDurably } from './fault-helpers.js';
 import { Cleanup, sparseFile } from './helpers.js';
 import { assertKernelTestBed, run } from './reference-tools.js';
@@ -21,9 +30,6 @@ test.before(() => assertKernelTestBed());
 test.after.always(() => removeHomes());
 
 const MiB = 1n << 20n;
-const sha = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
-const json = (value: unknown): string =>
-  JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v));
 const settle = (promise: Promise<unknown>): Promise<unknown> =>
   promise.then(
     () => undefined,
@@ -122,7 +128,7 @@ test.serial(
     await driver.put('more');
     await bounded(driver.remove(done[0]!), 'remove after growPool');
     const report = await bounded(driver.check({ thinCheck: true }), 'check --thin-check', 60_000);
-    t.true(report.clean, json(report));
+    t.true(report.clean, show(report));
     await driver.cleanup();
   },
 );

@@ -11,22 +11,19 @@
 // (ERR_DM_METADATA_FULL) naming the metadata file and loop device, nothing half-made;
 // growPool() doubles the metadata file (or grows it to metadataSize) and creates work again.
 import test from 'ava';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type DevmapperError, MetadataSpaceError, PoolModeError } from '../../src/errors.js';
 import type { PoolEvent, PoolEventKind } from '../../src/thin/events.js';
 import { bounded, collect, fillMetadata, open, writeDurably } from './fault-helpers.js';
 import { assertKernelTestBed } from './reference-tools.js';
-import { assertNothingLeaked, eventually, newHome, removeHomes } from './driver-helpers.js';
+import { assertNothingLeaked, eventually, newHome, removeHomes, sha, show } from './driver-helpers.js';
 
 test.before(() => assertKernelTestBed());
 test.after.always(() => removeHomes());
 
 const MiB = 1n << 20n;
-const sha = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
-const json = (value: unknown): string =>
-  JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v));
 
 const sawEvent = (events: PoolEvent[], kind: PoolEventKind): Promise<boolean> =>
   eventually(() => events.some((e) => e.kinds.includes(kind)), 5000);
@@ -65,7 +62,7 @@ test.serial(
     t.is(full.poolMode, 'ro');
     t.false(full.needsCheck, 'running out of metadata space is not a metadata error: no needs_check');
     t.is(full.metadataSpace.used, full.metadataSpace.total);
-    t.true(await sawEvent(events, 'read-only'), `events: ${json(events.map((e) => e.kinds))}`);
+    t.true(await sawEvent(events, 'read-only'), `events: ${show(events.map((e) => e.kinds))}`);
 
     // create: a typed error naming the metadata device and the way out; nothing half-made.
     const count = (await driver.list()).length;
@@ -109,7 +106,7 @@ test.serial(
     t.deepEqual(fullCheck.leakedThinIds, []);
     t.deepEqual(fullCheck.missingThinIds, []);
     t.deepEqual(fullCheck.strayDevices, []);
-    t.true(fullCheck.transactionId.consistent, json(fullCheck.transactionId));
+    t.true(fullCheck.transactionId.consistent, show(fullCheck.transactionId));
 
     // The way out: growPool() doubles the metadata file; the kernel switches the pool back to rw.
     const dataSize = await bounded(driver.growPool(), 'growPool');
@@ -120,7 +117,7 @@ test.serial(
     t.false(grown.needsCheck);
     t.is(grown.metadataSpace.total, 4n * MiB);
     t.true(grown.metadataSpace.used < grown.metadataSpace.total);
-    t.true(await sawEvent(events, 'resumed-rw'), `events: ${json(events.map((e) => e.kinds))}`);
+    t.true(await sawEvent(events, 'resumed-rw'), `events: ${show(events.map((e) => e.kinds))}`);
 
     await bounded(driver.create('more', null), 'create after growPool');
     const moreRoot = await driver.get('more');
@@ -140,7 +137,7 @@ test.serial(
     await bounded(driver.growPool(undefined, { metadataSize: '8M' }), 'growPool metadataSize');
     t.is((await driver.status()).metadataSpace.total, 8n * MiB);
     const report = await bounded(driver.check({ thinCheck: true }), 'check --thin-check', 60_000);
-    t.true(report.clean, json(report));
+    t.true(report.clean, show(report));
     await driver.cleanup();
 
     const again = await open(t, {
@@ -154,7 +151,7 @@ test.serial(
     t.like(reopened, { poolMode: 'rw', needsCheck: false });
     t.is(reopened.metadataSpace.total, 8n * MiB);
     const after = await bounded(again.check(), 'check after reopening');
-    t.true(after.clean, json(after));
+    t.true(after.clean, show(after));
     await again.create('last', 'more');
     await again.cleanup();
   },
@@ -214,7 +211,7 @@ test.serial(
     await bounded(next.growPool(), 'growPool');
     t.is((await next.status()).poolMode, 'rw');
     const report = await bounded(next.check(), 'check');
-    t.true(report.clean, json(report));
+    t.true(report.clean, show(report));
     await bounded(next.create('after', null), 'create after growPool');
     t.true(await next.exists('after'));
     await next.cleanup();
@@ -226,7 +223,7 @@ test.serial(
       minFreeSpacePercent: 0,
     });
     const after = await bounded(again.check({ thinCheck: true }), 'check after reopening', 60_000);
-    t.true(after.clean, json(after));
+    t.true(after.clean, show(after));
     await again.cleanup();
   },
 );

@@ -10,7 +10,7 @@
 // them), and close() lets go of the home at once.
 import test, { type ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Driver } from '../../src/driver/driver.js';
@@ -18,15 +18,12 @@ import { PoolModeError } from '../../src/errors.js';
 import type { PoolEvent } from '../../src/thin/events.js';
 import { bounded, writeDurably } from './fault-helpers.js';
 import { assertKernelTestBed } from './reference-tools.js';
-import { assertNothingLeaked, eventually, newHome, removeHomes } from './driver-helpers.js';
+import { assertNothingLeaked, eventually, newHome, removeHomes, sha, show } from './driver-helpers.js';
 
 test.before(() => assertKernelTestBed());
 test.after.always(() => removeHomes());
 
-const sha = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 const codeOf = (error: unknown): string | undefined => (error as { code?: string } | undefined)?.code;
-const json = (value: unknown): string =>
-  JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v));
 
 /** The call fails within `ms` (it must not wait for the kernel's no_space_timeout). */
 async function failsFast(t: ExecutionContext, call: Promise<unknown>, what: string, ms = 2000): Promise<unknown> {
@@ -78,7 +75,7 @@ test.serial(
     );
     t.true(
       await eventually(() => events.some((e) => e.kinds.includes('out-of-data-space')), 5000),
-      json(events.map((e) => e.kinds)),
+      show(events.map((e) => e.kinds)),
     );
     t.is(ddExit, undefined, 'the writer is blocked, queued by the pool');
 
@@ -122,7 +119,7 @@ test.serial(
     await bounded(driver.put('fill'), 'put fill');
     await driver.create('more', 'img');
     const report = await bounded(driver.check(), 'check');
-    t.true(report.clean, json(report));
+    t.true(report.clean, show(report));
     await driver.cleanup();
   },
 );

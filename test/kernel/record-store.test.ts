@@ -4,7 +4,7 @@
 // pack, the entry and the field, and check --repair quarantines that entry alone, deletes no
 // thin id (the entry names it), and is idempotent.
 import test from 'ava';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Driver } from '../../src/driver/driver.js';
@@ -12,12 +12,10 @@ import { encodeEntry, PACK } from '../../src/driver/layer-pack.js';
 import { type LayerRecord, MetadataStore } from '../../src/driver/metadata-store.js';
 import { MetadataError } from '../../src/errors.js';
 import { assertKernelTestBed } from './reference-tools.js';
-import { assertNothingLeaked, newHome, removeHomes, SMALL } from './driver-helpers.js';
+import { assertNothingLeaked, newHome, removeHomes, SMALL, sha, show } from './driver-helpers.js';
 
 test.before(() => assertKernelTestBed());
 test.after.always(() => removeHomes());
-
-const sha = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
 /** Compacts the home's journal into the pack, as init does once the journal is long. */
 function compact(home: string): void {
@@ -73,10 +71,7 @@ test.serial('a packed home: layers, data, removal and re-creation survive inits'
   await driver.create('c');
   t.true(await driver.exists('c'), 're-created over its tombstone');
   const report = await driver.check();
-  t.true(
-    report.clean,
-    JSON.stringify(report, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v)),
-  );
+  t.true(report.clean, show(report));
   await driver.cleanup();
   assertNothingLeaked(t);
 });

@@ -10,7 +10,7 @@
 // back. Every call is bounded by a timeout, so a hang fails a test instead of the suite.
 import test, { type ExecutionContext } from 'ava';
 import { execFile, execFileSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Driver } from '../../src/driver/driver.js';
@@ -20,7 +20,7 @@ import type { PoolEvent, PoolEventKind } from '../../src/thin/events.js';
 import { CALL_MS, bounded, collect, open, writeDurably } from './fault-helpers.js';
 import { assertKernelTestBed, dmsetup, run } from './reference-tools.js';
 import { Cleanup, PREFIX, sparseFile } from './helpers.js';
-import { SMALL, assertNothingLeaked, dmNames, eventually, newHome, removeHomes } from './driver-helpers.js';
+import { SMALL, assertNothingLeaked, dmNames, eventually, newHome, removeHomes, sha, show } from './driver-helpers.js';
 
 test.before(() => assertKernelTestBed());
 test.after.always(() => removeHomes());
@@ -28,7 +28,6 @@ test.after.always(() => removeHomes());
 /** No single driver call may take longer than this, fault or not. */
 
 const codeOf = (error: unknown): string | undefined => (error as { code?: string } | undefined)?.code;
-const sha = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
 /** Runs `promise` with the CALL_MS bound; `what` names it in the timeout error. */
 
@@ -233,11 +232,7 @@ test.serial(
     const report = await bounded(driver.check(), 'check');
     t.is(report.poolMode, 'ro');
     t.false(report.clean, 'a read-only pool is a problem check reports');
-    t.deepEqual(
-      [report.leakedThinIds, report.missingThinIds, report.strayDevices],
-      [[], [], []],
-      JSON.stringify(report, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v)),
-    );
+    t.deepEqual([report.leakedThinIds, report.missingThinIds, report.strayDevices], [[], [], []], show(report));
 
     setReadOnly(false);
     t.true(await sawEvent(events, 'resumed-rw'));
@@ -293,10 +288,7 @@ test.serial(
     await bounded(driver.cleanup(), 'cleanup');
     const again = await open(t, options);
     const report = await bounded(again.check(), 'check');
-    t.true(
-      report.clean,
-      JSON.stringify(report, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v)),
-    );
+    t.true(report.clean, show(report));
     t.is(await blobHash(again, 'img'), hash, 'data written before the fault is intact');
     t.is(await blobHash(again, 'ctr'), hash);
     await again.remove('ctr');
@@ -353,10 +345,7 @@ test.serial(
     const recovered = await open(t, options);
     t.like(await recovered.status(), { poolMode: 'rw', needsCheck: false });
     report = await bounded(recovered.check({ repair: true }), 'check --repair');
-    t.true(
-      report.clean,
-      JSON.stringify(report, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v)),
-    );
+    t.true(report.clean, show(report));
     t.is(await blobHash(recovered, 'img'), hash, 'data committed before the fault is intact');
     await recovered.create('x', 'img');
     t.is(await blobHash(recovered, 'x'), hash);
@@ -402,10 +391,7 @@ test.serial(
     const again = await open(t, options);
     t.like(await again.status(), { poolMode: 'rw', needsCheck: false });
     const report = await bounded(again.check({ repair: true }), 'check --repair');
-    t.true(
-      report.clean,
-      JSON.stringify(report, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v)),
-    );
+    t.true(report.clean, show(report));
     t.deepEqual((await again.list()).map((l) => l.id).sort(), ['ctr', 'img']);
     t.is(await blobHash(again, 'img'), hash);
     t.is(await blobHash(again, 'ctr'), hash);
@@ -472,10 +458,7 @@ test.serial(
     t.is(await blobHash(driver, 'ctr'), hash);
     await driver.remove('fill');
     const report = await bounded(driver.check(), 'check');
-    t.true(
-      report.clean,
-      JSON.stringify(report, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v)),
-    );
+    t.true(report.clean, show(report));
     await driver.cleanup();
   },
 );

@@ -8,7 +8,7 @@
 // (thin_check through a metadata snapshot of the live pool) and thin_check on the inactive pool.
 import test, { type ExecutionContext } from 'ava';
 import { Kernel } from '../../src/ioctl/kernel.js';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import {
   closeSync,
   existsSync,
@@ -36,15 +36,14 @@ import {
   poolThinIds,
   removeHomes,
   savedThinIds,
+  sha,
+  show,
 } from './driver-helpers.js';
 import { runCli, type CliRun } from '../cli-process.js';
 
 test.before(() => assertKernelTestBed());
 test.after.always(() => removeHomes());
 
-const sha = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
-const show = (value: unknown): string =>
-  JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v));
 const cli = (home: string, ...args: string[]): Promise<CliRun> => runCli(['--home', home, ...args]);
 const options = (home: string): DriverOptions => ({
   ...(JSON.parse(readFileSync(join(home, 'cli-options.json'), 'utf8')) as DriverOptions),
