@@ -6,47 +6,23 @@
 import test, { type ExecutionContext } from 'ava';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Driver } from '../../src/driver/driver.js';
-import type { DriverOptions } from '../../src/driver/options.js';
 import { type CliRun, runCli } from '../cli-process.js';
-import { assertNothingLeaked, allHomes, newHome, removeHomes, sha } from './driver-helpers.js';
+import { errorOf, json, LONG, recorded, useCliBed } from './cli-helpers.js';
+import { assertNothingLeaked, newHome, sha } from './driver-helpers.js';
 import { fillMetadata, writeDurably } from './fault-helpers.js';
-import { assertKernelTestBed } from './reference-tools.js';
 
 const MiB = 1n << 20n;
-const LONG = 300_000; // a CLI run is a fresh node process: seconds each in the UML guest
 
-const recorded = (home: string): DriverOptions => ({
-  ...(JSON.parse(readFileSync(join(home, 'cli-options.json'), 'utf8')) as DriverOptions),
-  home,
-});
+// The leak check is this file's last test.
+useCliBed({ leakCheckHook: false });
 
-test.before(() => assertKernelTestBed());
-test.after.always(async () => {
-  for (const home of allHomes()) {
-    if (!existsSync(join(home, 'cli-options.json'))) continue;
-    try {
-      await (await Driver.init(recorded(home))).cleanup();
-    } catch {
-      // the leak test reports what is left
-    }
-  }
-  removeHomes();
-});
-
-/** Exit status 0, and its stdout parsed as JSON. */
-function ok(t: ExecutionContext, run: CliRun, what: string): any {
-  t.is(run.code, 0, `${what}: exit status (stderr: ${run.stderr})`);
-  return run.stdout.trim().startsWith('{') ? JSON.parse(run.stdout) : run.stdout;
-}
-
-/** The --json error line of a run that exited with `status`. */
+/** The --json error of a run that exited with `status`. */
 function failed(t: ExecutionContext, run: CliRun, status: number, what: string): { code: string; message: string } {
   t.is(run.code, status, `${what}: exit status (stdout: ${run.stdout}, stderr: ${run.stderr})`);
-  const line = run.stderr.trim().split('\n').at(-1) ?? '';
-  return (JSON.parse(line) as { error: { code: string; message: string } }).error;
+  return errorOf(run);
 }
 
 /** dd of zeros with O_DIRECT (each write reaches the pool at once); never hangs the test. */
@@ -71,19 +47,19 @@ test.serial(
     const home = newHome('cligrow');
     const h = ['--home', home, '--json'];
     const cli = (...args: string[]): Promise<CliRun> => runCli([...h, ...args]);
-    ok(t, await cli('init', '--base-size', '64M', '--loop-data-size', '40M', '--loop-metadata-size', '16M'), 'init');
-    ok(t, await cli('create', 'img'), 'create img');
-    const imgRoot = ok(t, await cli('mount', 'img'), 'mount img').rootfs as string;
+    json(t, await cli('init', '--base-size', '64M', '--loop-data-size', '40M', '--loop-metadata-size', '16M'), 'init');
+    json(t, await cli('create', 'img'), 'create img');
+    const imgRoot = json(t, await cli('mount', 'img'), 'mount img').rootfs as string;
     const kept = randomBytes(2 << 20);
     writeDurably(join(imgRoot, 'kept'), kept);
-    ok(t, await cli('create', 'fill', '--parent', 'img'), 'create fill');
-    const fillRoot = ok(t, await cli('mount', 'fill'), 'mount fill').rootfs as string;
+    json(t, await cli('create', 'fill', '--parent', 'img'), 'create fill');
+    const fillRoot = json(t, await cli('mount', 'fill'), 'mount fill').rootfs as string;
 
     // The writer fills the pool: it fails (ENOSPC/EIO at once, errorIfNoSpace is the default).
     const filled = await dd(join(fillRoot, 'filler'), 60);
     t.not(filled.code, 0, 'the writer hit the end of the pool');
     t.regex(filled.stderr, /No space left on device|Input\/output error/);
-    const full = ok(t, await cli('status'), 'status');
+    const full = json(t, await cli('status'), 'status');
     t.is(full.poolMode, 'out_of_data_space');
     t.is(full.dataSpace.used, full.dataSpace.total);
     const refused = failed(t, await cli('create', 'more', '--parent', 'img'), 1, 'create on a full pool');
@@ -100,7 +76,7 @@ test.serial(
 
     // Grown: rw again, and writes succeed (in a layer that was mounted all along, and in a new
     // one; the filling layer's ext4 turned itself read-only when its journal write failed).
-    const grown = ok(t, await cli('grow-pool', '--data-size', '160M'), 'grow-pool');
+    const grown = json(t, await cli('grow-pool', '--data-size', '160M'), 'grow-pool');
     t.is(grown.before.poolMode, 'out_of_data_space');
     t.is(grown.after.poolMode, 'rw');
     t.is(grown.after.dataSpace.total, String(160n * MiB));
@@ -108,8 +84,8 @@ test.serial(
     t.is(BigInt(statSync(full.dataFile).size), 160n * MiB);
     const again = await dd(join(imgRoot, 'after'), 8);
     t.is(again.code, 0, `a write after grow-pool: ${again.stderr}`);
-    ok(t, await cli('create', 'more', '--parent', 'img'), 'create after grow-pool');
-    const moreRoot = ok(t, await cli('mount', 'more'), 'mount more').rootfs as string;
+    json(t, await cli('create', 'more', '--parent', 'img'), 'create after grow-pool');
+    const moreRoot = json(t, await cli('mount', 'more'), 'mount more').rootfs as string;
     const fresh = randomBytes(8 << 20);
     writeDurably(join(moreRoot, 'fresh'), fresh);
     t.is(sha(readFileSync(join(moreRoot, 'fresh'))), sha(fresh));
@@ -119,10 +95,10 @@ test.serial(
     const text = await runCli(['--home', home, 'grow-pool', '--metadata-size', '32M']);
     t.is(text.code, 0, text.stderr);
     t.regex(text.stdout, /^grew pool \S+: data 160\.0 MiB, metadata 16\.0 MiB -> 32\.0 MiB; mode rw\n$/);
-    for (const id of ['more', 'fill', 'img']) ok(t, await cli('umount', id), `umount ${id}`);
+    for (const id of ['more', 'fill', 'img']) json(t, await cli('umount', id), `umount ${id}`);
     const check = await cli('check');
     t.is(check.code, 0, `check is clean: ${check.stdout}`);
-    ok(t, await cli('cleanup'), 'cleanup');
+    json(t, await cli('cleanup'), 'cleanup');
   },
 );
 
@@ -133,7 +109,7 @@ test.serial(
     const home = newHome('climeta');
     const h = ['--home', home, '--json'];
     const cli = (...args: string[]): Promise<CliRun> => runCli([...h, ...args]);
-    ok(
+    json(
       t,
       await cli(
         'init',
@@ -153,22 +129,22 @@ test.serial(
     t.log(`metadata full after ${done.length} layers`);
     await driver.close();
 
-    const full = ok(t, await cli('status'), 'status');
+    const full = json(t, await cli('status'), 'status');
     t.is(full.poolMode, 'ro');
     const refused = failed(t, await cli('create', 'more'), 1, 'create on a full metadata device');
     t.is(refused.code, 'ERR_DM_METADATA_FULL');
     t.true(refused.message.includes(full.metadataFile), refused.message);
     t.regex(refused.message, /`devmapper grow-pool` grows the metadata file/);
 
-    const grown = ok(t, await cli('grow-pool'), 'grow-pool');
+    const grown = json(t, await cli('grow-pool'), 'grow-pool');
     t.is(grown.before.poolMode, 'ro');
     t.is(grown.after.poolMode, 'rw');
     t.is(grown.after.metadataSpace.total, String(4n * MiB));
     t.is(BigInt(statSync(full.metadataFile).size), 4n * MiB);
-    ok(t, await cli('create', 'more'), 'create after grow-pool');
+    json(t, await cli('create', 'more'), 'create after grow-pool');
     const check = await cli('check');
     t.is(check.code, 0, `check is clean: ${check.stdout}`);
-    ok(t, await cli('cleanup'), 'cleanup');
+    json(t, await cli('cleanup'), 'cleanup');
   },
 );
 

@@ -1,5 +1,4 @@
-// Shared pieces of the CLI's kernel tests (the cli-*.test.ts files but cli-grow-pool.test.ts,
-// which keeps its own): the CLI run as its own process (the built bin.js through execFile, never
+// Shared pieces of the CLI's kernel tests (the cli-*.test.ts files): the CLI run as its own process (the built bin.js through execFile, never
 // a shell), its --json output and errors read back, the library opened on the same home after
 // the CLI process has exited (one driver per home at a time), and each file's hooks: the kernel
 // check before; after, the leak check (for the files that do not end with it as a test) and the
@@ -38,11 +37,16 @@ export function jsonError(
 ): { code: string; message: string } {
   t.is(run.code, status, `${what}: exit status (stderr: ${run.stderr})`);
   t.is(run.stdout, '', `${what}: nothing on stdout`);
+  const error = errorOf(run);
+  t.is(typeof error.code, 'string');
+  t.true(error.message.length > 0, `${what}: a message`);
+  return error;
+}
+
+/** The { code, message } of the --json error line a failed run printed last on stderr. */
+export function errorOf(run: Run): { code: string; message: string } {
   const line = run.stderr.trim().split('\n').at(-1) ?? '';
-  const parsed = JSON.parse(line) as { error: { code: string; message: string } };
-  t.is(typeof parsed.error.code, 'string');
-  t.true(parsed.error.message.length > 0, `${what}: a message`);
-  return parsed.error;
+  return (JSON.parse(line) as { error: { code: string; message: string } }).error;
 }
 
 /** The library's values the way the CLI's JSON writes them (bigints as decimal strings). */
@@ -81,8 +85,8 @@ export const initArgs = [
 
 /**
  * Registers the file's hooks: the kernel check before its tests; after them (serially, in this
- * order) the leak check when `leakCheckHook` (cli-layers.test.ts has it as its last test
- * instead), then the cleanup of every home the file made.
+ * order) the leak check when `leakCheckHook` (cli-layers.test.ts and cli-grow-pool.test.ts
+ * have one as their last test instead), then the cleanup of every home the file made.
  */
 export function useCliBed(options: { leakCheckHook: boolean }): void {
   test.before(() => assertKernelTestBed());

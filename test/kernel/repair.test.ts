@@ -23,12 +23,10 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { Driver } from '../../src/driver/driver.js';
-import type { DriverOptions } from '../../src/driver/options.js';
 import { MetadataError } from '../../src/errors.js';
 import { findThinTool, thinCheckOffline } from '../../src/driver/thin-check.js';
 import { assertKernelTestBed, dmsetup } from './reference-tools.js';
 import {
-  SMALL,
   assertNothingLeaked,
   driverDmNames,
   mountsUnder,
@@ -40,32 +38,20 @@ import {
   show,
 } from './driver-helpers.js';
 import { runCli, type CliRun } from '../cli-process.js';
+import { initArgs, recorded } from './cli-helpers.js';
 
 test.before(() => assertKernelTestBed());
 test.after.always(() => removeHomes());
 
 const cli = (home: string, ...args: string[]): Promise<CliRun> => runCli(['--home', home, ...args]);
-const options = (home: string): DriverOptions => ({
-  ...(JSON.parse(readFileSync(join(home, 'cli-options.json'), 'utf8')) as DriverOptions),
-  home,
-});
 const recordPath = (home: string, id: string): string => join(home, 'metadata', `${id}.layer.json`);
 
 /** A CLI-initialised home with layers a, b (a's child) and c, each holding a file of its own. */
 async function prepare(t: ExecutionContext, tag: string): Promise<{ home: string; files: Map<string, string> }> {
   const home = newHome(tag);
-  const init = await cli(
-    home,
-    'init',
-    '--base-size',
-    SMALL.baseSize,
-    '--loop-data-size',
-    SMALL.loopDataSize,
-    '--loop-metadata-size',
-    SMALL.loopMetadataSize,
-  );
+  const init = await cli(home, ...initArgs);
   t.is(init.code, 0, init.stderr);
-  const driver = await Driver.init(options(home));
+  const driver = await Driver.init(recorded(home));
   const files = new Map<string, string>();
   try {
     for (const [id, parent] of [
@@ -88,7 +74,7 @@ async function prepare(t: ExecutionContext, tag: string): Promise<{ home: string
 
 /** Every listed layer's own file still has its content (each through get/put). */
 async function assertFiles(t: ExecutionContext, home: string, files: Map<string, string>, what: string): Promise<void> {
-  const driver = await Driver.init(options(home));
+  const driver = await Driver.init(recorded(home));
   try {
     for (const [id, hash] of files) {
       const rootfs = await driver.get(id);
@@ -102,7 +88,7 @@ async function assertFiles(t: ExecutionContext, home: string, files: Map<string,
 
 /** The pool's thin ids, probed with dmsetup on the pool activated by an inspecting check. */
 async function poolIds(home: string): Promise<number[]> {
-  await Driver.check(options(home)); // activates the pool (even with damaged records), changes nothing
+  await Driver.check(recorded(home)); // activates the pool (even with damaged records), changes nothing
   const name = dmsetup('ls')
     .split('\n')
     .map((l) => l.split(/\s+/)[0] ?? '')
@@ -132,7 +118,7 @@ test.serial(
     const original = readFileSync(recordPath(home, 'b'), 'utf8');
     writeFileSync(recordPath(home, 'b'), JSON.stringify({ id: 'b', deviceId: 'x', size: -5 }));
 
-    const error = await t.throwsAsync(Driver.init(options(home)));
+    const error = await t.throwsAsync(Driver.init(recorded(home)));
     t.true(error instanceof MetadataError, show(error));
     t.is((error as MetadataError).code, 'ERR_DM_METADATA');
     t.is((error as MetadataError).file, recordPath(home, 'b'));
@@ -198,7 +184,7 @@ test.serial(
     const original = readFileSync(recordPath(home, 'c'), 'utf8');
     writeFileSync(recordPath(home, 'c'), JSON.stringify({ ...JSON.parse(original), deviceId: thinIds.get('a') }));
 
-    const error = await t.throwsAsync(Driver.init(options(home)), { instanceOf: MetadataError });
+    const error = await t.throwsAsync(Driver.init(recorded(home)), { instanceOf: MetadataError });
     t.regex(error!.message, /claimed by layers a and c/);
     const rm = await cli(home, 'rm', 'a');
     t.is(rm.code, 1, "rm cannot run on the conflicting home (it would delete c's claimed thin id too)");
@@ -263,7 +249,7 @@ test.serial(
   async (t) => {
     const { home, files } = await prepare(t, 'gone');
     const thinIds = savedThinIds(home);
-    const driver = await Driver.init(options(home));
+    const driver = await Driver.init(recorded(home));
     const { poolName } = await driver.status();
     await driver.close();
     dmsetup('message', poolName, '0', `delete ${thinIds.get('c')}`);
@@ -293,7 +279,7 @@ test.serial(
 test.serial('a base record lost: rebuilt from deviceset.json, not replaced by a second base', async (t) => {
   const { home, files } = await prepare(t, 'base');
   rmSync(recordPath(home, '.base'));
-  const report = await Driver.check(options(home));
+  const report = await Driver.check(recorded(home));
   t.true(report.clean, show(report));
   t.true(existsSync(recordPath(home, '.base')));
   await assertFiles(t, home, files, 'after the rebuild');
@@ -303,7 +289,7 @@ test.serial(
   'check: a read-only pool is a problem, not clean; --thin-check runs thin_check on a metadata snapshot of the live pool; thin_check passes on the inactive pool',
   async (t) => {
     const { home } = await prepare(t, 'thincheck');
-    let driver = await Driver.init(options(home));
+    let driver = await Driver.init(recorded(home));
     try {
       const live = await driver.check({ thinCheck: true });
       if (!findThinTool('thin_check')) {
@@ -346,7 +332,7 @@ test.serial(
       t.true(ro.thinCheck!.ok, show(ro.thinCheck));
       await driver.close(); // the CLI's own process takes the home
       const cliRun = await cli(home, 'check', '--thin-check');
-      driver = await Driver.init(options(home));
+      driver = await Driver.init(recorded(home));
       t.is(cliRun.code, 3, cliRun.stderr);
       t.regex(cliRun.stdout, /Pool mode\s+ro/);
       t.regex(cliRun.stdout, /thin_check\s+thin_check passed/);
@@ -428,7 +414,7 @@ test.serial(
     t.is(kept.length, 1, 'the old metadata is kept');
     t.deepEqual((await checkJson(t, home, '--repair')).report.repairs, [], 'a second repair changes nothing');
     await assertFiles(t, home, files, 'after the metadata repair');
-    const driver = await Driver.init(options(home));
+    const driver = await Driver.init(recorded(home));
     await driver.create('new-after-repair', 'a');
     await driver.cleanup();
   },
