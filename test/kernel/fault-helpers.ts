@@ -27,6 +27,24 @@ export function writeDurably(path: string, data: Buffer): void {
   }
 }
 
+/** Resolves with what `promise` rejected with, or undefined when it fulfilled. */
+export const settle = (promise: Promise<unknown>): Promise<unknown> =>
+  promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+
+/**
+ * A home whose 2 MiB loop metadata file fills before its 4 GiB data file: many layers each
+ * written a little (fillMetadata) use up the metadata first; no free-space floor stops them.
+ */
+export const SMALL_METADATA = {
+  baseSize: '64M',
+  loopDataSize: '4G',
+  loopMetadataSize: '2M',
+  minFreeSpacePercent: 0,
+} as const satisfies Omit<DriverOptions, 'home'>;
+
 /** Opens a driver whose cleanup() also runs at teardown (cleanup is idempotent). */
 export async function open(t: ExecutionContext, options: DriverOptions): Promise<Driver> {
   const driver = await bounded(Driver.init(options), 'init');

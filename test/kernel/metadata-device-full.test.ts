@@ -22,7 +22,7 @@ import {
   sha,
   show,
 } from './driver-helpers.js';
-import { bounded, fillMetadata, open, writeDurably } from './fault-helpers.js';
+import { bounded, fillMetadata, open, settle, writeDurably } from './fault-helpers.js';
 import { Cleanup, sparseFile } from './helpers.js';
 import { assertKernelTestBed, run } from './reference-tools.js';
 
@@ -30,11 +30,6 @@ test.before(() => assertKernelTestBed());
 test.after.always(() => removeHomes());
 
 const MiB = 1n << 20n;
-const settle = (promise: Promise<unknown>): Promise<unknown> =>
-  promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
 
 test.serial(
   'metadataDevice full: MetadataSpaceError names the device, nothing half-made; growPool() on the still-full device throws it too; grown, the pool is rw again',

@@ -16,7 +16,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type DevmapperError, MetadataSpaceError, PoolModeError } from '../../src/errors.js';
 import type { PoolEvent, PoolEventKind } from '../../src/thin/events.js';
-import { bounded, collect, fillMetadata, open, writeDurably } from './fault-helpers.js';
+import { SMALL_METADATA, bounded, collect, fillMetadata, open, settle, writeDurably } from './fault-helpers.js';
 import { assertKernelTestBed } from './reference-tools.js';
 import { assertNothingLeaked, eventually, newHome, removeHomes, sha, show } from './driver-helpers.js';
 
@@ -32,13 +32,7 @@ test.serial(
   'metadata device full: the pool turns ro, create fails with ERR_DM_METADATA_FULL naming the metadata device, growPool() grows the metadata file and creates work again',
   async (t) => {
     const home = newHome('mdfull');
-    const driver = await open(t, {
-      home,
-      baseSize: '64M',
-      loopDataSize: '4G',
-      loopMetadataSize: '2M',
-      minFreeSpacePercent: 0,
-    });
+    const driver = await open(t, { home, ...SMALL_METADATA });
     const before = await driver.status();
     t.is(before.metadataSpace.total, 2n * MiB);
     const events = collect(t, driver.watch());
@@ -66,10 +60,7 @@ test.serial(
 
     // create: a typed error naming the metadata device and the way out; nothing half-made.
     const count = (await driver.list()).length;
-    const createError = await bounded(driver.create('more', null), 'create').then(
-      () => undefined,
-      (e: unknown) => e,
-    );
+    const createError = await settle(bounded(driver.create('more', null), 'create'));
     t.true(createError instanceof MetadataSpaceError, String(createError));
     t.true(createError instanceof PoolModeError, 'it is a PoolModeError too (mode ro)');
     const typed = createError as MetadataSpaceError;
@@ -85,16 +76,10 @@ test.serial(
 
     // put works in every mode; remove needs a pool message, which the kernel refuses.
     if (writing) await t.notThrowsAsync(bounded(driver.put(writing), 'put'));
-    const removeError = await bounded(driver.remove(done[0]!), 'remove').then(
-      () => undefined,
-      (e: unknown) => e,
-    );
+    const removeError = await settle(bounded(driver.remove(done[0]!), 'remove'));
     t.true(removeError instanceof PoolModeError, String(removeError));
     t.true(await driver.exists(done[0]!));
-    const getError = await bounded(driver.get(done[0]!), 'get').then(
-      () => undefined,
-      (e: unknown) => e,
-    );
+    const getError = await settle(bounded(driver.get(done[0]!), 'get'));
     t.true(getError instanceof PoolModeError, String(getError));
     t.is((getError as PoolModeError).mode, 'ro');
     t.log(`remove: ${String(removeError)}; get: ${String(getError)}`);
@@ -140,13 +125,7 @@ test.serial(
     t.true(report.clean, show(report));
     await driver.cleanup();
 
-    const again = await open(t, {
-      home,
-      baseSize: '64M',
-      loopDataSize: '4G',
-      loopMetadataSize: '2M',
-      minFreeSpacePercent: 0,
-    });
+    const again = await open(t, { home, ...SMALL_METADATA });
     const reopened = await again.status();
     t.like(reopened, { poolMode: 'rw', needsCheck: false });
     t.is(reopened.metadataSpace.total, 8n * MiB);
@@ -161,13 +140,7 @@ test.serial(
   'metadata device filled by creates alone: the create that fails is typed and leaves no thin id, record or intent behind once the pool is grown',
   async (t) => {
     const home = newHome('mdcreate');
-    const driver = await open(t, {
-      home,
-      baseSize: '64M',
-      loopDataSize: '4G',
-      loopMetadataSize: '2M',
-      minFreeSpacePercent: 0,
-    });
+    const driver = await open(t, { home, ...SMALL_METADATA });
     // Written layers until only a few metadata blocks are left, then creates only.
     for (let i = 0; ; i++) {
       const { metadataSpace } = await driver.status();
@@ -196,17 +169,8 @@ test.serial(
     // Another process (a CLI command) opens the home on the full pool: init works (the failed
     // create's intent waits for the pool to take messages again) and so does growPool.
     await driver.close();
-    const next = await open(t, {
-      home,
-      baseSize: '64M',
-      loopDataSize: '4G',
-      loopMetadataSize: '2M',
-      minFreeSpacePercent: 0,
-    });
-    const stillFull = await bounded(next.create('more', null), 'create').then(
-      () => undefined,
-      (e: unknown) => e,
-    );
+    const next = await open(t, { home, ...SMALL_METADATA });
+    const stillFull = await settle(bounded(next.create('more', null), 'create'));
     t.is((stillFull as DevmapperError | undefined)?.code, 'ERR_DM_METADATA_FULL', String(stillFull));
     await bounded(next.growPool(), 'growPool');
     t.is((await next.status()).poolMode, 'rw');
@@ -215,13 +179,7 @@ test.serial(
     await bounded(next.create('after', null), 'create after growPool');
     t.true(await next.exists('after'));
     await next.cleanup();
-    const again = await open(t, {
-      home,
-      baseSize: '64M',
-      loopDataSize: '4G',
-      loopMetadataSize: '2M',
-      minFreeSpacePercent: 0,
-    });
+    const again = await open(t, { home, ...SMALL_METADATA });
     const after = await bounded(again.check({ thinCheck: true }), 'check after reopening', 60_000);
     t.true(after.clean, show(after));
     await again.cleanup();
@@ -231,10 +189,7 @@ test.serial(
 test.serial('growPool metadataSize: a metadata file is never shrunk', async (t) => {
   const home = newHome('mdgrow');
   const driver = await open(t, { home, baseSize: '64M', loopDataSize: '256M', loopMetadataSize: '4M' });
-  const refused = await driver.growPool(undefined, { metadataSize: '2M' }).then(
-    () => undefined,
-    (e: unknown) => e,
-  );
+  const refused = await settle(driver.growPool(undefined, { metadataSize: '2M' }));
   t.is((refused as DevmapperError | undefined)?.code, 'ERR_DM_INVALID_ARGUMENT', String(refused));
   t.is((await driver.status()).metadataSpace.total, 4n * MiB);
   await driver.cleanup();

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { metadataLow, type PoolEvent } from '../../src/thin/events.js';
 import { assertNothingLeaked, eventually, newHome, removeHomes } from './driver-helpers.js';
-import { bounded, collect, open, writeDurably } from './fault-helpers.js';
+import { SMALL_METADATA, bounded, collect, open, writeDurably } from './fault-helpers.js';
 import { assertKernelTestBed, run } from './reference-tools.js';
 
 test.before(() => assertKernelTestBed());
@@ -22,13 +22,7 @@ test.serial(
   async (t) => {
     t.timeout(600_000); // some 450 snapshots, each written: minutes in the UML guest
     const home = newHome('mdlow');
-    const driver = await open(t, {
-      home,
-      baseSize: '64M',
-      loopDataSize: '4G',
-      loopMetadataSize: '2M',
-      minFreeSpacePercent: 0,
-    });
+    const driver = await open(t, { home, ...SMALL_METADATA });
     const start = await driver.status();
     t.is(start.metadataSpace.total, 2n << 20n);
     const events = collect(t, driver.watch());
