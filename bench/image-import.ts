@@ -13,7 +13,7 @@ import { parsePoolStatus } from '../src/thin/status.js';
 import { dataBlocksToSectors, sectors, sectorsToBytes } from '../src/thin/units.js';
 import { runCli } from '../test/cli-process.js';
 import { startContainerd } from '../test/kernel/containerd-helpers.js';
-import { bulkyImage } from '../test/kernel/oci-image.js';
+import { bulkyImage } from '../test/kernel/oci-test-images.js';
 import { run } from '../test/kernel/reference-tools.js';
 import { GiB, MiB, sparseFile } from './common.js';
 import { createBarePool } from './pools.js';

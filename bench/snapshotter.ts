@@ -20,7 +20,7 @@ import {
   type Containerd,
   type Server,
 } from '../test/kernel/containerd-helpers.js';
-import { bulkyImage } from '../test/kernel/oci-image.js';
+import { bulkyImage } from '../test/kernel/oci-test-images.js';
 import { run } from '../test/kernel/reference-tools.js';
 import { SnapshotsClient } from '../test/snapshots-client.js';
 import { GiB, median, MiB, progress, rotate, sparseFile, summarize, type Stats } from './common.js';

@@ -1,12 +1,15 @@
-// The OCI image-layout builder of the containerd tests (test/kernel/oci-image.ts), on the host:
-// the tarball read back with tar-stream and every digest recomputed, the layer tars' whiteout,
-// opaque, hard-link, mode and owner headers, and the merged-view rules on small hand-made
-// layers whose outcome is written out here by hand.
+// The OCI image-layout builder of the containerd tests (test/kernel/oci-image.ts, with
+// oci-merged-view.ts and oci-test-images.ts), on the host: the tarball read back with tar-stream
+// and every digest recomputed, the layer tars' whiteout, opaque, hard-link, mode and owner
+// headers, and the merged-view rules on small hand-made layers whose outcome is written out here
+// by hand.
 import test from 'ava';
 import { createHash } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
 import * as tar from 'tar-stream';
-import { buildLayer, buildOciImage, busyboxTestImage, mergedView, type LayerEntry } from '../kernel/oci-image.js';
+import { buildLayer, buildOciImage } from '../kernel/oci-image.js';
+import { mergedView, type LayerEntry } from '../kernel/oci-merged-view.js';
+import { busyboxTestImage } from '../kernel/oci-test-images.js';
 
 interface TarItem {
   header: tar.Header;

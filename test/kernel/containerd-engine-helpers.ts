@@ -25,7 +25,8 @@ import {
   type Containerd,
   type Server,
 } from './containerd-helpers.js';
-import { busyboxTestImage, type BuiltImage } from './oci-image.js';
+import type { BuiltImage } from './oci-image.js';
+import { busyboxTestImage } from './oci-test-images.js';
 
 assertKernelTestBed();
 assertContainerdTools();

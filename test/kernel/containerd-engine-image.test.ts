@@ -25,7 +25,8 @@ import {
   withServerStopped,
   type PrintedMount,
 } from './containerd-engine-helpers.js';
-import { RUNTIME_MOUNT_POINTS, type MergedView, type ViewEntry } from './oci-image.js';
+import type { MergedView, ViewEntry } from './oci-merged-view.js';
+import { RUNTIME_MOUNT_POINTS } from './oci-test-images.js';
 
 useEngineBed({ leakCheckHook: true });
 

@@ -28,7 +28,7 @@ import {
   withServerStopped,
   type LayerRow,
 } from './containerd-engine-helpers.js';
-import { bulkyImage } from './oci-image.js';
+import { bulkyImage } from './oci-test-images.js';
 
 useEngineBed({ leakCheckHook: false });
 

@@ -14,7 +14,8 @@ import { CLI_BIN, runCli } from '../cli-process.js';
 import { assertKernelTestBed } from './reference-tools.js';
 import { assertNothingLeaked, newHome, removeHomes } from './driver-helpers.js';
 import { ensureCgroup2, execute, RUNC } from './containerd-helpers.js';
-import { bulkyImage, busyboxTestImage, TEST_IMAGE_NAME, type BuiltImage } from './oci-image.js';
+import type { BuiltImage } from './oci-image.js';
+import { bulkyImage, busyboxTestImage, TEST_IMAGE_NAME } from './oci-test-images.js';
 import { rawTar } from './layer-fixtures.js';
 import { tarEntries, treeView, umociUnpack, viewDifferences } from './layer-tree.js';
 

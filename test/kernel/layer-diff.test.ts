@@ -13,7 +13,8 @@ import { Readable } from 'node:stream';
 import { Driver } from '../../src/driver/driver.js';
 import { assertKernelTestBed } from './reference-tools.js';
 import { assertNothingLeaked, eventually, newHome, removeHomes, SMALL, show } from './driver-helpers.js';
-import { buildOciImage, busyboxBaseLayer, featureLayers, type BuiltImage } from './oci-image.js';
+import { buildOciImage, type BuiltImage } from './oci-image.js';
+import { busyboxBaseLayer, featureLayers } from './oci-test-images.js';
 import { specialLayer } from './layer-fixtures.js';
 import { tarEntries, treeView, umociUnpack, viewDifferences, type TarEntry, type TreeEntry } from './layer-tree.js';
 
