@@ -128,7 +128,8 @@ if (!host && !guest) {
   process.stderr.write('nothing was measured\n');
   process.exit(1);
 }
-const { merge, renderTables, writeResults } = await import(join(root, 'dist/bench/report.js'));
+const { merge, writeResults } = await import(join(root, 'dist/bench/report.js'));
+const { renderTables } = await import(join(root, 'dist/bench/report-tables.js'));
 const hostCpu =
   /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? cpus()[0]?.model ?? 'unknown CPU';
 const result = merge(

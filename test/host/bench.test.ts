@@ -10,15 +10,10 @@ import { fileURLToPath } from 'node:url';
 import type { Stats } from '../../bench/common.js';
 import { summarize } from '../../bench/common.js';
 import { canRunNative } from '../../bench/native.js';
-import {
-  evaluateTargets,
-  merge,
-  renderSvg,
-  renderTables,
-  writeResults,
-  type GuestResult,
-  type HostResult,
-} from '../../bench/report.js';
+import { merge, writeResults, type GuestResult, type HostResult } from '../../bench/report.js';
+import { renderSvg } from '../../bench/report-svg.js';
+import { renderTables } from '../../bench/report-tables.js';
+import { evaluateTargets } from '../../bench/report-targets.js';
 
 const stats = (medianUs: number): Stats => summarize([medianUs * 900, medianUs * 1000, medianUs * 1100]);
 const info = { kernel: 'test', cpus: 1, cpuModel: 'test', node: process.version, timerOverheadNs: 30, durationS: 1 };

@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Stats } from '../../bench/common.js';
-import { merge, renderTables, writeResults, type GuestResult } from '../../bench/report.js';
+import { merge, writeResults, type GuestResult } from '../../bench/report.js';
+import { renderTables } from '../../bench/report-tables.js';
 import { DeviceMapper } from '../../src/ioctl/device-mapper.js';
 import { assertKernelTestBed } from './reference-tools.js';
 
