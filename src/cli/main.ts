@@ -85,6 +85,7 @@ export async function main(
   let json = false;
   let home = process.env.DEVMAPPER_HOME ?? DEFAULT_HOME;
   let lockTimeoutMs: number | undefined;
+  let waitValueApart: string | undefined;
   let help = false;
   let version = false;
   const rest: string[] = [];
@@ -102,8 +103,11 @@ export async function main(
       process.env.NO_COLOR = '1'; // for the logger (tslog, loaded with the commands) and the programs we run
     } else if (arg === '--home') home = argv[++i] ?? '';
     else if (arg.startsWith('--home=')) home = arg.slice(7);
-    else if (arg === '--wait') lockTimeoutMs = Infinity;
-    else if (arg.startsWith('--wait='))
+    else if (arg === '--wait') {
+      // `--wait 5` would wait forever and then run a command named "5": say how to write it
+      if (/^\d+(\.\d+)?$/.test(argv[i + 1] ?? '')) waitValueApart = argv[i + 1];
+      lockTimeoutMs = Infinity;
+    } else if (arg.startsWith('--wait='))
       lockTimeoutMs = /^\d+(\.\d+)?$/.test(arg.slice(7)) ? Math.round(Number(arg.slice(7)) * 1000) : NaN;
     else rest.push(arg);
   }
@@ -116,6 +120,11 @@ export async function main(
     if (help) return showHelp(rest, out);
     if (!home.startsWith('/')) throw new UsageError('--home must be an absolute path');
     if (Number.isNaN(lockTimeoutMs)) throw new UsageError('--wait=SECONDS takes a non-negative number of seconds');
+    if (waitValueApart !== undefined) {
+      throw new UsageError(
+        `--wait takes its seconds joined to it: --wait=${waitValueApart} (a bare --wait waits for as long as it takes)`,
+      );
+    }
     if (name === 'completion') {
       const [shell, ...extra] = args;
       if ((shell !== 'bash' && shell !== 'zsh') || extra.length > 0)

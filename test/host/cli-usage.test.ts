@@ -48,6 +48,7 @@ test('usage errors exit 2 before anything needs the kernel; --help exits 0', asy
     [['dm', 'message', 'x', 'first', 'hi'], /sector must be a whole number/],
     [['--wait=soon', 'ls'], /--wait=SECONDS takes a non-negative number of seconds/],
     [['--wait=-1', 'ls'], /--wait=SECONDS takes a non-negative number of seconds/],
+    [['--wait', '5', 'ls'], /--wait takes its seconds joined to it: --wait=5/],
   ];
   const runs = await Promise.all(cases.map(([args]) => cli('--home', home, ...args)));
   cases.forEach(([args, message], i) => {
