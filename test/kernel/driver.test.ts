@@ -23,7 +23,7 @@ import { Driver } from '../../src/driver/driver.js';
 import { HomeLock } from '../../src/driver/home-lock.js';
 import type { DriverOptions } from '../../src/driver/options.js';
 import { DmSystemError, InvalidArgumentError } from '../../src/errors.js';
-import { assertKernelTestBed, dmsetup } from './reference-tools.js';
+import { dmsetup } from './reference-tools.js';
 import {
   SMALL,
   assertNothingLeaked,
@@ -36,10 +36,10 @@ import {
   newHome,
   openTransactionExists,
   poolThinIds,
-  removeHomes,
   savedState,
   savedThinIds,
 } from './driver-helpers.js';
+import { useDriverBed } from './helpers.js';
 
 /** No one holds the home: its flock on <home>/lock can be taken (the file itself stays). */
 function homeLockFree(home: string): boolean {
@@ -48,8 +48,7 @@ function homeLockFree(home: string): boolean {
   return lock !== undefined;
 }
 
-test.before(() => assertKernelTestBed());
-test.after.always(() => removeHomes());
+useDriverBed();
 
 const codeOf = (error: unknown): string | undefined => (error as { code?: string } | undefined)?.code;
 const ids = (layers: { id: string }[]): string[] => layers.map((l) => l.id).sort();

@@ -1,7 +1,8 @@
 // Shared pieces of the kernel tests: unique names, one teardown per test that undoes what the
 // test made (fds, dm devices, loop devices, files), and small readers of the kernel's own
 // views (sysfs, /proc) used as references next to dmsetup/losetup. The device-mapper-*.test.ts
-// files also share their device makers, their hooks and their end-of-file leak check from here.
+// files also share their device makers, their hooks and their end-of-file leak check from here;
+// the Driver's test files their hooks (useDriverBed).
 import test, { type ExecutionContext } from 'ava';
 import { closeSync, ftruncateSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -11,6 +12,7 @@ import { DmSystemError } from '../../src/errors.js';
 import { DeviceMapper, type DeviceInfo, type DeviceNumber, type Target } from '../../src/ioctl/device-mapper.js';
 import type { FfiBackendName } from '../../src/ioctl/ffi/binding.js';
 import { LoopDevices } from '../../src/ioctl/loop.js';
+import { removeHomes } from './driver-helpers.js';
 import { assertKernelTestBed, dmsetup, run } from './reference-tools.js';
 
 /** Every test that drives the kernel runs once per FFI backend. */
@@ -338,4 +340,13 @@ export function useDeviceMapperBed(options: { leakCheckHook: boolean }): void {
       assertNothingLeftBehind(t),
     );
   }
+}
+
+/**
+ * Registers the hooks of a Driver test file whose homes come from newHome() (driver-helpers.ts):
+ * the kernel check before its tests, the removal of every home after them.
+ */
+export function useDriverBed(): void {
+  test.before(() => assertKernelTestBed());
+  test.after.always(() => removeHomes());
 }

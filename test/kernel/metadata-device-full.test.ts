@@ -12,22 +12,12 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { type DevmapperError, MetadataSpaceError } from '../../src/errors.js';
-import {
-  assertNothingLeaked,
-  dmNames,
-  newHome,
-  poolThinIds,
-  removeHomes,
-  savedThinIds,
-  sha,
-  show,
-} from './driver-helpers.js';
+import { assertNothingLeaked, dmNames, newHome, poolThinIds, savedThinIds, sha, show } from './driver-helpers.js';
 import { bounded, fillMetadata, open, settle, writeDurably } from './fault-helpers.js';
-import { Cleanup, sparseFile } from './helpers.js';
-import { assertKernelTestBed, run } from './reference-tools.js';
+import { Cleanup, sparseFile, useDriverBed } from './helpers.js';
+import { run } from './reference-tools.js';
 
-test.before(() => assertKernelTestBed());
-test.after.always(() => removeHomes());
+useDriverBed();
 
 const MiB = 1n << 20n;
 

@@ -17,11 +17,10 @@ import { join } from 'node:path';
 import { type DevmapperError, MetadataSpaceError, PoolModeError } from '../../src/errors.js';
 import type { PoolEvent, PoolEventKind } from '../../src/thin/events.js';
 import { SMALL_METADATA, bounded, collect, fillMetadata, open, settle, writeDurably } from './fault-helpers.js';
-import { assertKernelTestBed } from './reference-tools.js';
-import { assertNothingLeaked, eventually, newHome, removeHomes, sha, show } from './driver-helpers.js';
+import { assertNothingLeaked, eventually, newHome, sha, show } from './driver-helpers.js';
+import { useDriverBed } from './helpers.js';
 
-test.before(() => assertKernelTestBed());
-test.after.always(() => removeHomes());
+useDriverBed();
 
 const MiB = 1n << 20n;
 

@@ -8,12 +8,12 @@ import test from 'ava';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { metadataLow, type PoolEvent } from '../../src/thin/events.js';
-import { assertNothingLeaked, eventually, newHome, removeHomes } from './driver-helpers.js';
+import { assertNothingLeaked, eventually, newHome } from './driver-helpers.js';
+import { useDriverBed } from './helpers.js';
 import { SMALL_METADATA, bounded, collect, open, writeDurably } from './fault-helpers.js';
-import { assertKernelTestBed, run } from './reference-tools.js';
+import { run } from './reference-tools.js';
 
-test.before(() => assertKernelTestBed());
-test.after.always(() => removeHomes());
+useDriverBed();
 
 const kindsOf = (events: PoolEvent[]): string => JSON.stringify(events.map((e) => e.kinds));
 

@@ -17,11 +17,10 @@ import { Driver } from '../../src/driver/driver.js';
 import { PoolModeError } from '../../src/errors.js';
 import type { PoolEvent } from '../../src/thin/events.js';
 import { bounded, writeDurably } from './fault-helpers.js';
-import { assertKernelTestBed } from './reference-tools.js';
-import { assertNothingLeaked, eventually, newHome, removeHomes, sha, show } from './driver-helpers.js';
+import { assertNothingLeaked, eventually, newHome, sha, show } from './driver-helpers.js';
+import { useDriverBed } from './helpers.js';
 
-test.before(() => assertKernelTestBed());
-test.after.always(() => removeHomes());
+useDriverBed();
 
 const codeOf = (error: unknown): string | undefined => (error as { code?: string } | undefined)?.code;
 

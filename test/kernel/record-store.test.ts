@@ -11,11 +11,10 @@ import { Driver } from '../../src/driver/driver.js';
 import { encodeEntry, PACK } from '../../src/driver/layer-pack.js';
 import { type LayerRecord, MetadataStore } from '../../src/driver/metadata-store.js';
 import { MetadataError } from '../../src/errors.js';
-import { assertKernelTestBed } from './reference-tools.js';
-import { assertNothingLeaked, newHome, removeHomes, SMALL, sha, show } from './driver-helpers.js';
+import { assertNothingLeaked, newHome, SMALL, sha, show } from './driver-helpers.js';
+import { useDriverBed } from './helpers.js';
 
-test.before(() => assertKernelTestBed());
-test.after.always(() => removeHomes());
+useDriverBed();
 
 /** Compacts the home's journal into the pack, as init does once the journal is long. */
 function compact(home: string): void {

@@ -18,12 +18,11 @@ import type { DriverOptions } from '../../src/driver/options.js';
 import { DevmapperError, PoolModeError } from '../../src/errors.js';
 import type { PoolEvent, PoolEventKind } from '../../src/thin/events.js';
 import { CALL_MS, bounded, collect, open, writeDurably } from './fault-helpers.js';
-import { assertKernelTestBed, dmsetup, run } from './reference-tools.js';
-import { Cleanup, PREFIX, sparseFile } from './helpers.js';
-import { SMALL, assertNothingLeaked, dmNames, eventually, newHome, removeHomes, sha, show } from './driver-helpers.js';
+import { dmsetup, run } from './reference-tools.js';
+import { Cleanup, PREFIX, sparseFile, useDriverBed } from './helpers.js';
+import { SMALL, assertNothingLeaked, dmNames, eventually, newHome, sha, show } from './driver-helpers.js';
 
-test.before(() => assertKernelTestBed());
-test.after.always(() => removeHomes());
+useDriverBed();
 
 /** No single driver call may take longer than this, fault or not. */
 

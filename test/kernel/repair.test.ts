@@ -25,23 +25,22 @@ import { join } from 'node:path';
 import { Driver } from '../../src/driver/driver.js';
 import { MetadataError } from '../../src/errors.js';
 import { findThinTool, thinCheckOffline } from '../../src/driver/thin-check.js';
-import { assertKernelTestBed, dmsetup } from './reference-tools.js';
+import { dmsetup } from './reference-tools.js';
 import {
   assertNothingLeaked,
   driverDmNames,
   mountsUnder,
   newHome,
   poolThinIds,
-  removeHomes,
   savedThinIds,
   sha,
   show,
 } from './driver-helpers.js';
+import { useDriverBed } from './helpers.js';
 import { runCli, type CliRun } from '../cli-process.js';
 import { initArgs, recorded } from './cli-helpers.js';
 
-test.before(() => assertKernelTestBed());
-test.after.always(() => removeHomes());
+useDriverBed();
 
 const cli = (home: string, ...args: string[]): Promise<CliRun> => runCli(['--home', home, ...args]);
 const recordPath = (home: string, id: string): string => join(home, 'metadata', `${id}.layer.json`);

@@ -29,7 +29,6 @@ import {
 import { dirname, join } from 'node:path';
 import { Driver } from '../../src/driver/driver.js';
 import { InvalidArgumentError } from '../../src/errors.js';
-import { assertKernelTestBed } from './reference-tools.js';
 import {
   SMALL,
   allHomes,
@@ -39,11 +38,10 @@ import {
   metadataSnapshot,
   mountsUnder,
   newHome,
-  removeHomes,
 } from './driver-helpers.js';
+import { useDriverBed } from './helpers.js';
 
-test.before(() => assertKernelTestBed());
-test.after.always(() => removeHomes());
+useDriverBed();
 
 /** Paths and modes under `dir`, not descending into mounted filesystems (mount points listed, not entered). */
 function tree(dir: string, mounts: readonly string[]): Record<string, string> {
