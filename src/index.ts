@@ -37,7 +37,7 @@ export type { DriverStatus, SpaceUsage } from './driver/driver.js';
 export type { DriverOptions, Filesystem } from './driver/options.js';
 export type { LayerMetadata, ActiveLayer } from './driver/device-set.js';
 export type { CheckReport } from './driver/check.js';
-export { serveContainerd } from './containerd/service.js';
+export { serveContainerd } from './containerd/serve.js';
 export type { ServeContainerdOptions, ContainerdServer } from './containerd/service.js';
 export { Snapshotter } from './containerd/snapshotter.js';
 export type { Mount, Usage, SnapshotInfo, SnapshotKind } from './containerd/snapshotter.js';

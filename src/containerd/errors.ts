@@ -1,8 +1,24 @@
 // Errors of the snapshots service and their gRPC status codes: containerd turns NOT_FOUND,
 // ALREADY_EXISTS, FAILED_PRECONDITION and INVALID_ARGUMENT back into its errdefs, which its
 // callers test for (a Prepare that finds the key taken, a Remove of a parent...).
-import { status as GrpcStatus } from '@grpc/grpc-js';
 import { DevmapperError, DmSystemError, InvalidArgumentError, PoolModeError } from '../errors.js';
+
+/**
+ * The gRPC status codes the service sends (grpc's doc/statuscodes.md), declared here rather than
+ * imported from @grpc/grpc-js so that the records and the CLI commands that use SnapshotError
+ * (`ls`, `check`) do not load the whole gRPC stack; test/host/containerd-errors.test.ts checks
+ * each against grpc-js's own `status`.
+ */
+export const GRPC_STATUS = {
+  INVALID_ARGUMENT: 3,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+} as const;
+type GrpcStatus = (typeof GRPC_STATUS)[keyof typeof GRPC_STATUS];
 
 export type SnapshotErrorKind =
   | 'NOT_FOUND'
@@ -13,15 +29,7 @@ export type SnapshotErrorKind =
   | 'UNIMPLEMENTED'
   | 'INTERNAL';
 
-const CODE_OF: Record<SnapshotErrorKind, GrpcStatus> = {
-  NOT_FOUND: GrpcStatus.NOT_FOUND,
-  ALREADY_EXISTS: GrpcStatus.ALREADY_EXISTS,
-  FAILED_PRECONDITION: GrpcStatus.FAILED_PRECONDITION,
-  INVALID_ARGUMENT: GrpcStatus.INVALID_ARGUMENT,
-  RESOURCE_EXHAUSTED: GrpcStatus.RESOURCE_EXHAUSTED,
-  UNIMPLEMENTED: GrpcStatus.UNIMPLEMENTED,
-  INTERNAL: GrpcStatus.INTERNAL,
-};
+const CODE_OF: Record<SnapshotErrorKind, GrpcStatus> = GRPC_STATUS;
 
 /** A snapshots-API error: `code` is 'ERR_SNAPSHOT_<KIND>', `grpcCode` what the client sees. */
 export class SnapshotError extends DevmapperError {
