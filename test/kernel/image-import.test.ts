@@ -6,13 +6,13 @@
 // holds. Ends with check clean and nothing left.
 import test from 'ava';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { CLI_BIN, runCli } from '../cli-process.js';
+import { CLI_BIN } from '../cli-process.js';
 import { assertKernelTestBed } from './reference-tools.js';
-import { assertNothingLeaked, newHome, removeHomes } from './driver-helpers.js';
+import { assertNothingLeaked } from './driver-helpers.js';
+import { useImageBed } from './image-bed.js';
 import { ensureCgroup2, execute, RUNC } from './containerd-helpers.js';
 import type { BuiltImage } from './oci-image.js';
 import { bulkyImage, busyboxTestImage, TEST_IMAGE_NAME } from './oci-test-images.js';
@@ -21,22 +21,15 @@ import { tarEntries, treeView, umociUnpack, viewDifferences } from './layer-tree
 
 assertKernelTestBed();
 
-let home: string;
-let work: string;
+const bed = useImageBed('image-import', { baseSize: '64M', loopDataSize: '512M', loopMetadataSize: '16M' });
+const { cli, cliJson } = bed;
 let image: BuiltImage;
 
-const cli = async (...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> =>
-  runCli(['--home', home, ...args]);
-const cliJson = async <T>(...args: string[]): Promise<T> => {
-  const r = await cli('--json', ...args);
-  if (r.code !== 0) throw new Error(`devmapper ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
-  return JSON.parse(r.stdout) as T;
-};
 const layerIds = async (): Promise<string[]> => (await cliJson<Array<{ id: string }>>('ls')).map((l) => l.id).sort();
 
 /** A `docker save` archive (legacy layout: <n>/layer.tar, <config>.json, manifest.json) of the same layers. */
 async function dockerSave(built: BuiltImage, repoTag: string): Promise<Buffer> {
-  const config = readFileSync(join(work, 'umoci', 'layout', 'blobs', 'sha256', built.configDigest.slice(7))); // extracted by the first test's umoci unpack;
+  const config = readFileSync(join(bed.work(), 'umoci', 'layout', 'blobs', 'sha256', built.configDigest.slice(7))); // extracted by the first test's umoci unpack;
   const configName = `${createHash('sha256').update(config).digest('hex')}.json`;
   const entries: Parameters<typeof rawTar>[0] = [
     { header: { name: configName, type: 'file', mode: 0o644 }, data: config },
@@ -59,25 +52,15 @@ async function dockerSave(built: BuiltImage, repoTag: string): Promise<Buffer> {
   return rawTar(entries);
 }
 
-test.before(async () => {
-  home = newHome('images');
-  work = mkdtempSync(join(tmpdir(), 'image-import-'));
+test.serial.before(async () => {
   image = await busyboxTestImage();
-  writeFileSync(join(work, 'image.tar'), image.tarball);
-  const init = await cli('init', '--base-size', '64M', '--loop-data-size', '512M', '--loop-metadata-size', '16M');
-  if (init.code !== 0) throw new Error(`init failed: ${init.stderr}`);
-});
-
-test.after.always(async () => {
-  await cli('cleanup');
-  rmSync(work, { recursive: true, force: true });
-  removeHomes();
+  writeFileSync(join(bed.work(), 'image.tar'), image.tarball);
 });
 
 test.serial(
   'image import of an OCI layout: one layer per chain id, progress on stderr, the rootfs equals umoci unpack',
   async (t) => {
-    const r = await cli('image', 'import', join(work, 'image.tar'));
+    const r = await cli('image', 'import', join(bed.work(), 'image.tar'));
     t.is(r.code, 0, r.stderr);
     t.regex(r.stderr, /layer 1\/4 sha256:[0-9a-f]{12}: applied \d+ bytes/);
     t.regex(r.stderr, /recorded \(4 layers\)/);
@@ -95,7 +78,7 @@ test.serial(
 
     const rootfs = (await cli('image', 'rootfs', TEST_IMAGE_NAME, 'view1')).stdout.trim();
     t.true(rootfs.endsWith('/mnt/view1/rootfs'), rootfs);
-    const reference = treeView(umociUnpack(join(work, 'image.tar'), '1', join(work, 'umoci')));
+    const reference = treeView(umociUnpack(join(bed.work(), 'image.tar'), '1', join(bed.work(), 'umoci')));
     t.deepEqual(viewDifferences(treeView(rootfs), reference), []);
     t.is((await cli('umount', 'view1')).code, 0);
     t.is((await cli('rm', 'view1')).code, 0);
@@ -104,15 +87,15 @@ test.serial(
 
 test.serial('a docker save archive of the same layers and an image sharing the base store nothing twice', async (t) => {
   const before = await layerIds();
-  writeFileSync(join(work, 'docker.tar'), await dockerSave(image, 'example.com/docker-save:1'));
-  const r = await cli('image', 'import', join(work, 'docker.tar'));
+  writeFileSync(join(bed.work(), 'docker.tar'), await dockerSave(image, 'example.com/docker-save:1'));
+  const r = await cli('image', 'import', join(bed.work(), 'docker.tar'));
   t.is(r.code, 0, r.stderr);
   t.is(r.stderr.match(/already present/g)?.length, 4, r.stderr);
   t.deepEqual(await layerIds(), before, 'no new layer');
 
   const bulky = await bulkyImage('example.com/bulky:1', 2, 256 << 10);
-  writeFileSync(join(work, 'bulky.tar'), bulky.tarball);
-  const b = await cli('image', 'import', join(work, 'bulky.tar'), '--name', 'bulky');
+  writeFileSync(join(bed.work(), 'bulky.tar'), bulky.tarball);
+  const b = await cli('image', 'import', join(bed.work(), 'bulky.tar'), '--name', 'bulky');
   t.is(b.code, 0, b.stderr);
   t.regex(b.stderr, /layer 1\/3 [^:]+:[0-9a-f]+: already present/, 'the busybox base is shared');
   t.is((await layerIds()).length, before.length + 2);
@@ -128,9 +111,9 @@ test.serial('a layer blob whose digest is wrong is refused and leaves no layer',
   const at = bad.tarball.indexOf(blob.blob);
   const tampered = Buffer.from(bad.tarball);
   tampered[at + 4] ^= 0xff; // the gzip header's MTIME: gunzip ignores it, the tar still reads, the digest does not match
-  writeFileSync(join(work, 'bad.tar'), tampered);
+  writeFileSync(join(bed.work(), 'bad.tar'), tampered);
   const before = await layerIds();
-  const r = await cli('image', 'import', join(work, 'bad.tar'));
+  const r = await cli('image', 'import', join(bed.work(), 'bad.tar'));
   t.is(r.code, 1);
   t.regex(r.stderr, /\[ERR_DM_IMAGE_DIGEST\]/);
   t.deepEqual(await layerIds(), before);
@@ -138,7 +121,7 @@ test.serial('a layer blob whose digest is wrong is refused and leaves no layer',
 
 test.serial('runc run of the imported image prints what the image holds', async (t) => {
   ensureCgroup2();
-  const bundle = join(work, 'bundle');
+  const bundle = join(bed.work(), 'bundle');
   mkdirSync(bundle, { recursive: true });
   const r = await cli('image', 'rootfs', TEST_IMAGE_NAME, 'ctr1', '--bundle', bundle);
   t.is(r.code, 0, r.stderr);
@@ -156,10 +139,10 @@ test.serial('runc run of the imported image prints what the image holds', async 
   writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec));
   const run = await execute(
     RUNC,
-    ['--root', join(work, 'runc-state'), 'run', '--bundle', bundle, 'devmapper-ctr1'],
+    ['--root', join(bed.work(), 'runc-state'), 'run', '--bundle', bundle, 'devmapper-ctr1'],
     120_000,
   );
-  await execute(RUNC, ['--root', join(work, 'runc-state'), 'delete', '--force', 'devmapper-ctr1']);
+  await execute(RUNC, ['--root', join(bed.work(), 'runc-state'), 'delete', '--force', 'devmapper-ctr1']);
   t.is(run.code, 0, run.stderr);
   t.is(run.stdout, 'layer 2 version, longer than the first\nthe only file left in opaque\nnew1\nsub\n0\n4755\n');
   t.is(
@@ -168,7 +151,7 @@ test.serial('runc run of the imported image prints what the image holds', async 
     'the write went to the container layer',
   );
   // devmapper diff: the container's changes as a layer tar on stdout.
-  const diff = execFileSync(process.execPath, [CLI_BIN, '--home', home, 'diff', 'ctr1'], { maxBuffer: 64 << 20 });
+  const diff = execFileSync(process.execPath, [CLI_BIN, '--home', bed.home(), 'diff', 'ctr1'], { maxBuffer: 64 << 20 });
   const written = (await tarEntries(diff)).find((e) => e.name === 'tmp/from-container');
   t.is(
     written?.sha256,

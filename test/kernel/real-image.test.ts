@@ -7,14 +7,14 @@
 // must be able to change the system (useradd), which `devmapper diff` then carries. Ends with
 // image rm, check clean and nothing left.
 import test from 'ava';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { CLI_BIN, runCli } from '../cli-process.js';
+import { CLI_BIN } from '../cli-process.js';
 import { REAL_IMAGE_NAME, REAL_IMAGE_TAG, REAL_IMAGE_TARBALL, realImageUnavailable } from '../real-image/build.js';
 import { assertKernelTestBed } from './reference-tools.js';
-import { assertNothingLeaked, newHome, removeHomes } from './driver-helpers.js';
+import { assertNothingLeaked } from './driver-helpers.js';
+import { useImageBed } from './image-bed.js';
 import { ensureCgroup2, execute, RUNC } from './containerd-helpers.js';
 import { tarEntries, treeView, umociUnpack, viewDifferences } from './layer-tree.js';
 import { assertDebianContainer, assertTopLayerHostname, CONTAINER_SCRIPT } from './real-image-helpers.js';
@@ -22,32 +22,12 @@ import { assertDebianContainer, assertTopLayerHostname, CONTAINER_SCRIPT } from 
 assertKernelTestBed();
 
 const unavailable = realImageUnavailable();
-let home: string;
-let work: string;
-
-const cli = async (...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> =>
-  runCli(['--home', home, ...args]);
-const cliJson = async <T>(...args: string[]): Promise<T> => {
-  const r = await cli('--json', ...args);
-  if (r.code !== 0) throw new Error(`devmapper ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
-  return JSON.parse(r.stdout) as T;
-};
 
 if (unavailable) {
   test.skip(`a real Debian image end to end: ${unavailable}`, () => undefined);
 } else {
-  test.before(async () => {
-    home = newHome('real-image');
-    work = mkdtempSync(join(tmpdir(), 'real-image-'));
-    const init = await cli('init', '--base-size', '1G', '--loop-data-size', '4G', '--loop-metadata-size', '64M');
-    if (init.code !== 0) throw new Error(`init failed: ${init.stderr}`);
-  });
-
-  test.after.always(async () => {
-    await cli('cleanup');
-    rmSync(work, { recursive: true, force: true });
-    removeHomes();
-  });
+  const bed = useImageBed('real-image', { baseSize: '1G', loopDataSize: '4G', loopMetadataSize: '64M' });
+  const { cli, cliJson } = bed;
 
   test.serial(
     'image import of Debian minbase: two layers; the rootfs equals umoci unpack entry by entry',
@@ -60,7 +40,7 @@ if (unavailable) {
       t.log(`import: ${((Date.now() - started) / 1000).toFixed(1)} s`);
       const rootfs = (await cli('image', 'rootfs', REAL_IMAGE_NAME, 'view1')).stdout.trim();
       t.true(rootfs.endsWith('/mnt/view1/rootfs'), rootfs);
-      const reference = treeView(umociUnpack(REAL_IMAGE_TARBALL, REAL_IMAGE_TAG, join(work, 'umoci')), {
+      const reference = treeView(umociUnpack(REAL_IMAGE_TARBALL, REAL_IMAGE_TAG, join(bed.work(), 'umoci')), {
         xattrs: true,
       });
       const actual = treeView(rootfs, { xattrs: true });
@@ -84,7 +64,7 @@ if (unavailable) {
         await cli('umount', 'ctr1'); // also when an assertion below failed: the last test removes it
       });
       ensureCgroup2();
-      const bundle = join(work, 'bundle');
+      const bundle = join(bed.work(), 'bundle');
       mkdirSync(bundle, { recursive: true });
       const r = await cli('image', 'rootfs', REAL_IMAGE_NAME, 'ctr1', '--bundle', bundle);
       t.is(r.code, 0, r.stderr);
@@ -95,13 +75,15 @@ if (unavailable) {
       t.deepEqual(spec.process.args, ['/bin/bash'], 'the image config Cmd');
       spec.process.args = ['/bin/sh', '-c', CONTAINER_SCRIPT];
       writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec));
-      const state = join(work, 'runc-state');
+      const state = join(bed.work(), 'runc-state');
       const run = await execute(RUNC, ['--root', state, 'run', '--bundle', bundle, 'devmapper-real'], 300_000);
       await execute(RUNC, ['--root', state, 'delete', '--force', 'devmapper-real']);
       t.is(run.code, 0, run.stderr);
       assertDebianContainer(t, run.stdout);
       assertTopLayerHostname(t, run.stdout);
-      const diff = execFileSync(process.execPath, [CLI_BIN, '--home', home, 'diff', 'ctr1'], { maxBuffer: 256 << 20 });
+      const diff = execFileSync(process.execPath, [CLI_BIN, '--home', bed.home(), 'diff', 'ctr1'], {
+        maxBuffer: 256 << 20,
+      });
       const entries = await tarEntries(diff);
       const names = new Set(entries.map((e) => e.name));
       for (const name of ['etc/passwd', 'etc/shadow', 'etc/group', 'home/devtest/']) {
