@@ -42,7 +42,7 @@ export type { ServeContainerdOptions, ContainerdServer } from './containerd/serv
 export { Snapshotter } from './containerd/snapshotter.js';
 export type { Mount, Usage, SnapshotInfo, SnapshotKind } from './containerd/snapshotter.js';
 export { SnapshotError } from './containerd/errors.js';
-export type { SnapshotErrorKind } from './containerd/errors.js';
+export type { GrpcStatusCode, SnapshotErrorKind } from './containerd/errors.js';
 export type { Change, ChangeKind } from './driver/diff/changes.js';
 export type { DiffStream, LayerTarSource } from './driver/diff/layer-diff.js';
 export { importImage, listImages, getImage, removeImage, imageRootfs, chainIds } from './image/images.js';

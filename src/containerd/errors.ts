@@ -17,8 +17,12 @@ export const GRPC_STATUS = {
   FAILED_PRECONDITION: 9,
   UNIMPLEMENTED: 12,
   INTERNAL: 13,
-} as const;
-type GrpcStatus = (typeof GRPC_STATUS)[keyof typeof GRPC_STATUS];
+} as const satisfies Record<SnapshotErrorKind, GrpcStatusCode>;
+/**
+ * The gRPC status a client of the snapshots service sees: INVALID_ARGUMENT 3, NOT_FOUND 5,
+ * ALREADY_EXISTS 6, RESOURCE_EXHAUSTED 8, FAILED_PRECONDITION 9, UNIMPLEMENTED 12, INTERNAL 13.
+ */
+export type GrpcStatusCode = 3 | 5 | 6 | 8 | 9 | 12 | 13;
 
 export type SnapshotErrorKind =
   | 'NOT_FOUND'
@@ -29,12 +33,12 @@ export type SnapshotErrorKind =
   | 'UNIMPLEMENTED'
   | 'INTERNAL';
 
-const CODE_OF: Record<SnapshotErrorKind, GrpcStatus> = GRPC_STATUS;
+const CODE_OF: Record<SnapshotErrorKind, GrpcStatusCode> = GRPC_STATUS;
 
 /** A snapshots-API error: `code` is 'ERR_SNAPSHOT_<KIND>', `grpcCode` what the client sees. */
 export class SnapshotError extends DevmapperError {
   readonly kind: SnapshotErrorKind;
-  readonly grpcCode: GrpcStatus;
+  readonly grpcCode: GrpcStatusCode;
   constructor(kind: SnapshotErrorKind, message: string, options?: { cause?: unknown }) {
     super(`ERR_SNAPSHOT_${kind}`, message, options);
     this.kind = kind;
