@@ -18,10 +18,7 @@ export const GRPC_STATUS = {
   UNIMPLEMENTED: 12,
   INTERNAL: 13,
 } as const satisfies Record<SnapshotErrorKind, GrpcStatusCode>;
-/**
- * The gRPC status a client of the snapshots service sees: INVALID_ARGUMENT 3, NOT_FOUND 5,
- * ALREADY_EXISTS 6, RESOURCE_EXHAUSTED 8, FAILED_PRECONDITION 9, UNIMPLEMENTED 12, INTERNAL 13.
- */
+/** The gRPC status a client of the snapshots service sees (one of GRPC_STATUS's values). */
 export type GrpcStatusCode = 3 | 5 | 6 | 8 | 9 | 12 | 13;
 
 export type SnapshotErrorKind =
@@ -33,8 +30,6 @@ export type SnapshotErrorKind =
   | 'UNIMPLEMENTED'
   | 'INTERNAL';
 
-const CODE_OF: Record<SnapshotErrorKind, GrpcStatusCode> = GRPC_STATUS;
-
 /** A snapshots-API error: `code` is 'ERR_SNAPSHOT_<KIND>', `grpcCode` what the client sees. */
 export class SnapshotError extends DevmapperError {
   readonly kind: SnapshotErrorKind;
@@ -42,7 +37,7 @@ export class SnapshotError extends DevmapperError {
   constructor(kind: SnapshotErrorKind, message: string, options?: { cause?: unknown }) {
     super(`ERR_SNAPSHOT_${kind}`, message, options);
     this.kind = kind;
-    this.grpcCode = CODE_OF[kind];
+    this.grpcCode = GRPC_STATUS[kind];
   }
 }
 

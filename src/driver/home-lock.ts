@@ -10,7 +10,7 @@ import { decodeDev } from '../ioctl/abi.js';
 import { LOCK_EX, LOCK_NB, LOCK_UN } from '../ioctl/ffi/binding.js';
 import type { Kernel } from '../ioctl/kernel.js';
 import { lockFilePath } from './home-layout.js';
-import { assertRegularFile, openRegularFile } from './safe-open.js';
+import { assertRegularFile, openRegularFile, unsafePathError } from './safe-open.js';
 
 export interface HomeLockOptions {
   /** How long to wait for a busy home, in ms: 0 (the default) fails at once, Infinity waits forever. */
@@ -61,11 +61,7 @@ export class HomeLock {
     const libc = options.kernel.libc;
     let fd: number;
     let writable = true;
-    const refuse = (kind: string) =>
-      Object.assign(
-        new DevmapperError('ERR_DM_UNSAFE_PATH', `${path} is ${kind}, not the home's lock file: not using it`),
-        { path },
-      );
+    const refuse = (kind: string) => unsafePathError(path, kind, "the home's lock file");
     try {
       // No O_TRUNC: the file is only rewritten by the process that holds the lock. (libuv opens
       // every fd O_CLOEXEC, so mkfs and friends never inherit the lock.)

@@ -2,13 +2,10 @@
 // write (fsync before close) that every atomic replace starts with. Neither follows a symlink
 // nor blocks on a FIFO (safe-open.ts): a record is only ever a regular file of the home's.
 import { closeSync, constants, fsyncSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
-import { assertRegularFile, openRegularFile } from './safe-open.js';
+import { assertRegularFile, openRegularFile, unsafePathError } from './safe-open.js';
 
-/** The error a metadata path that is not a regular file gets (callers wrap it with the file's name). */
-const notRegular = (path: string) => (kind: string) =>
-  Object.assign(new Error(`${path} is ${kind}, not a regular file: not following or reading it`), {
-    code: 'ERR_DM_UNSAFE_PATH',
-  });
+/** A metadata path that is not a regular file (readers wrap it in a MetadataError naming the file). */
+const notRegular = (path: string) => (kind: string) => unsafePathError(path, kind, 'a regular file');
 
 /**
  * A file's text through the caller's reused buffer (open, read, close): a quarter faster than

@@ -26,10 +26,18 @@ export function fileKind(mode: number): string {
   }
 }
 
+/** ERR_DM_UNSAFE_PATH for `path`, which is `kind` ('a symlink' …) where `wanted` belongs. */
+export function unsafePathError(path: string, kind: string, wanted: string): DevmapperError {
+  return Object.assign(new DevmapperError('ERR_DM_UNSAFE_PATH', `${path} is ${kind}, not ${wanted}: not using it`), {
+    path,
+  });
+}
+
 /**
- * An fd of the regular file at `path`, opened with `flags` plus O_NOFOLLOW | O_NONBLOCK.
- * Anything else there is `refuse(kind)`'s error (the fd is closed first); other open errors
- * (ENOENT, EACCES …) are thrown as they are.
+ * An fd of the regular file at `path`, opened with `flags` plus O_NOFOLLOW | O_NONBLOCK. A
+ * symlink, directory or reader-less FIFO there fails the open and is `refuse(kind)`'s error;
+ * other open errors (ENOENT, EACCES …) are thrown as they are. What opens but is not a regular
+ * file (a FIFO with O_RDONLY, a device node) is for assertRegularFile to catch.
  */
 export function openRegularFile(
   path: string,
@@ -69,13 +77,7 @@ export function newQuarantinePath(dir: string, name: string): string {
   }
   const stat = lstatSync(dir);
   if (!stat.isDirectory()) {
-    throw Object.assign(
-      new DevmapperError(
-        'ERR_DM_UNSAFE_PATH',
-        `${dir} is ${fileKind(stat.mode)}, not the home's quarantine directory: nothing moved there (remove it, then repair again)`,
-      ),
-      { path: dir },
-    );
+    throw unsafePathError(dir, fileKind(stat.mode), "the home's quarantine directory (remove it, then repair again)");
   }
   const stamp = Date.now();
   let path = join(dir, `${name}.${stamp}`);
