@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type CliRun, runCli } from '../cli-process.js';
+import { initHome } from './containerd-helpers.js';
 import { newHome, removeHomes } from './driver-helpers.js';
 
 export interface ImageBed {
@@ -40,16 +41,7 @@ export function useImageBed(
   test.serial.before(async () => {
     home = newHome(tag);
     work = mkdtempSync(join(tmpdir(), `${tag}-`));
-    const init = await bed.cli(
-      'init',
-      '--base-size',
-      sizes.baseSize,
-      '--loop-data-size',
-      sizes.loopDataSize,
-      '--loop-metadata-size',
-      sizes.loopMetadataSize,
-    );
-    if (init.code !== 0) throw new Error(`init failed: ${init.stderr}`);
+    await initHome(home, sizes);
   });
   test.after.always(async () => {
     if (home) await bed.cli('cleanup');
