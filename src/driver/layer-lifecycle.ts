@@ -9,7 +9,7 @@ import { logger } from '../log.js';
 import type { Bytes } from '../thin/units.js';
 import { growFilesystem } from './filesystem.js';
 import { BASE_LAYER, type LayerRecord } from './metadata-store.js';
-import { assertFreeSpace, assertWritable, metadataFullError, takesMessages } from './pool-guard.js';
+import { assertCreatable, assertWritable, metadataFullError, takesMessages } from './pool-guard.js';
 import type { PoolSpace } from './pool-space.js';
 import { POOL_LOCK, type SetParts } from './set-parts.js';
 
@@ -39,9 +39,7 @@ export class LayerLifecycle {
           `size: ${size} bytes is smaller than the parent's ${originSize}`,
         );
       }
-      const full = metadataFullError(pool, 'create', this.#space.metadataDeviceInfo());
-      if (full) throw full;
-      assertFreeSpace(pool, options.minFreeSpacePercent);
+      assertCreatable(pool, options.minFreeSpacePercent, this.#space.metadataDeviceInfo());
       const record = await locks
         .run(POOL_LOCK, () =>
           tx.createLayer({

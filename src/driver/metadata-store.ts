@@ -25,7 +25,7 @@ import { dirname, join } from 'node:path';
 import { MetadataError } from '../errors.js';
 import { logger } from '../log.js';
 import { encodePack, PACK, parsePack, readPack } from './layer-pack.js';
-import { fsyncPath, readRegularFile, readSmallFile, writeDurably } from './metadata-files.js';
+import { fsyncPath, readRegularFile, readSmallFile, unlinkIfPresent, writeDurably } from './metadata-files.js';
 import { quarantineDirPath } from './home-layout.js';
 import { newQuarantinePath } from './safe-open.js';
 import {
@@ -139,10 +139,10 @@ export class MetadataStore {
     if ('write' in change) this.#replace(change.write.id + LAYER_SUFFIX, change.write);
     else if (this.#packed().has(change.remove))
       this.#replace(change.remove + LAYER_SUFFIX, { id: change.remove, removed: true });
-    else rmSync(join(this.dir, change.remove + LAYER_SUFFIX), { force: true });
+    else unlinkIfPresent(join(this.dir, change.remove + LAYER_SUFFIX));
     this.#replace(STATE, state);
     this.#syncDir();
-    rmSync(join(this.dir, TRANSACTION), { force: true });
+    unlinkIfPresent(join(this.dir, TRANSACTION));
   }
 
   /**
@@ -388,7 +388,7 @@ export class MetadataStore {
   }
 
   #remove(name: string): void {
-    rmSync(join(this.dir, name), { force: true });
+    unlinkIfPresent(join(this.dir, name));
     this.#syncDir();
     this.#lastScan = undefined;
   }
