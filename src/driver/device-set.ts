@@ -9,7 +9,7 @@ import { Kernel } from '../ioctl/kernel.js';
 import { DevmapperError } from '../errors.js';
 import { logger } from '../log.js';
 import type { LoopbackStorage } from '../thin/loopback.js';
-import { LayerRecords, type LayerMetadata } from './layer-records.js';
+import { LayerRecords, type LayerMetadata, type ViewContext } from './layer-records.js';
 import type { ThinPool } from '../thin/pool.js';
 import type { Bytes } from '../thin/units.js';
 import { HomeLock } from './home-lock.js';
@@ -58,6 +58,8 @@ export class DeviceSet {
   readonly #access: LayerAccess;
   readonly #space: PoolSpace;
   readonly #reports: SetReports;
+  /** What a layer's view takes from outside its record (LayerRecords caches the views). */
+  readonly #viewContext: ViewContext;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
 
@@ -103,6 +105,8 @@ export class DeviceSet {
     this.#lifecycle = new LayerLifecycle(this.#parts, this.#space);
     this.#access = new LayerAccess(this.#parts);
     this.#reports = new SetReports(this.#parts, this.#space, this.#lifecycle);
+    const { mounts } = this.#parts;
+    this.#viewContext = { isMounted: (id) => mounts.has(id), deviceName: (id) => layout.thinName(id) };
   }
 
   // ------------------------------------------------------------------------------------------
@@ -197,13 +201,11 @@ export class DeviceSet {
   }
 
   layer(id: string): LayerMetadata | undefined {
-    return this.#parts.layers.metadata(id, { deviceName: this.thinName(id), mounted: this.#parts.mounts.has(id) });
+    return this.#parts.layers.metadata(id, this.#viewContext);
   }
 
   layers(): LayerMetadata[] {
-    return [...this.#parts.layers.keys()]
-      .map((id) => this.layer(id))
-      .filter((l): l is LayerMetadata => l !== undefined);
+    return this.#parts.layers.views(this.#viewContext);
   }
 
   mountCount(id: string): number {

@@ -4,23 +4,32 @@ import type { LayerRecord } from './metadata-store.js';
 
 export class LayerTable extends Map<string, LayerRecord> {
   readonly #layerByThinId = new Map<number, string>();
+  #version = 0;
+
+  /** Bumped by every change: what a view of the whole table was built from. */
+  get version(): number {
+    return this.#version;
+  }
 
   override set(id: string, record: LayerRecord): this {
     const previous = super.get(id);
     if (previous && this.#layerByThinId.get(previous.deviceId) === id) this.#layerByThinId.delete(previous.deviceId);
     super.set(id, record);
     this.#layerByThinId.set(record.deviceId, id);
+    this.#version++;
     return this;
   }
 
   override delete(id: string): boolean {
     const previous = super.get(id);
     if (previous && this.#layerByThinId.get(previous.deviceId) === id) this.#layerByThinId.delete(previous.deviceId);
+    this.#version++;
     return super.delete(id);
   }
 
   override clear(): void {
     this.#layerByThinId.clear();
+    this.#version++;
     super.clear();
   }
 
