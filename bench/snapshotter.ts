@@ -53,7 +53,9 @@ export interface SnapshotterResult {
   load?: SnapshotterLoadResult;
 }
 
-const SIZES = { data: 2 * GiB, metadata: 64 * MiB, base: '64M' };
+// The base holds the full run's image (9 bulky layers of 10 MiB, ext4's own overhead on top):
+// at 64M the import failed with ENOSPC at the seventh layer, on both devicemapper backends.
+const SIZES = { data: 2 * GiB, metadata: 64 * MiB, base: '256M' };
 const GC_ROOT = { 'containerd.io/gc.root': 'bench' };
 const NAMESPACE = 'devmapper-test';
 
@@ -134,7 +136,7 @@ async function setUp(tmp: string, prefix: string): Promise<Bed> {
     const containerd = await startContainerd({
       proxies: { dmthin: socket },
       parentDir: rootFs,
-      devmapper: { poolName, rootPath: join(rootFs, 'devmapper'), baseImageSize: '64MB' },
+      devmapper: { poolName, rootPath: join(rootFs, 'devmapper'), baseImageSize: '256MB' },
     });
     undo.push(() => containerd.stop());
     const plugins = await containerd.ctr(['plugins', 'ls']);
