@@ -104,6 +104,7 @@ export class LayerRecords extends LayerTable {
         if (id !== BASE_LAYER && !record.deferredDelete) views.push(this.#view(record, context));
       }
       this.#live = { version: this.version, views };
+      return views.slice();
     }
     const views = this.#live.views;
     const out = new Array<LayerMetadata>(views.length);

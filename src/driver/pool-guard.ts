@@ -34,17 +34,13 @@ export function assertWritable(
 
 /**
  * create's guard, on one status read (a create's every ioctl counts: UML pays 40–90 µs each): a
- * MetadataSpaceError when the metadata device is full, else assertFreeSpace's checks.
+ * MetadataSpaceError when the metadata device is full, else a writable pool with at least
+ * `minFreeSpacePercent` of its data and metadata free.
  */
 export function assertCreatable(pool: ThinPool, minFreeSpacePercent: number, metadata: MetadataDeviceInfo): void {
-  const status = pool.status();
-  const full = metadataFullError(pool, 'create', metadata, undefined, status);
+  const read = pool.status();
+  const full = metadataFullError(pool, 'create', metadata, undefined, read);
   if (full) throw full;
-  assertFreeSpace(pool, minFreeSpacePercent, status);
-}
-
-/** A writable pool with at least `minFreeSpacePercent` of its data and metadata free. */
-function assertFreeSpace(pool: ThinPool, minFreeSpacePercent: number, read: PoolStatus = pool.status()): void {
   const status = assertWritable(pool, 'create', { outOfDataSpaceOk: true }, read);
   if (status.mode === 'out_of_data_space') {
     throw new DevmapperError(
