@@ -1,8 +1,9 @@
-// The durable write of one layer create, three ways, side by side in one run (issue 16's
-// "measured against each other"): what the crash protocol writes today (MetadataStore: the
+// The durable write of one layer create, several ways, side by side in one run (issue 16's
+// "measured against each other"): what the crash protocol wrote before transactions.log (the
 // intent's file and directory fsync, then the record, deviceset.json, one directory fsync and
-// the intent's unlink), one append-only journal line (the intent as the record) with one
-// fdatasync, and SQLite through better-sqlite3 in WAL mode (one transaction per create;
+// the intent's unlink), what MetadataStore writes now (transactions.log: the intent line and one
+// fdatasync, the done line, its folds into the files), the bare journal prototype (one line, one
+// fdatasync, no fold), and SQLite through better-sqlite3 in WAL mode (one transaction per create;
 // synchronous=FULL is the durable setting, NORMAL is shown for reference: it may lose the last
 // commits in a power cut). The pool messages are left out: they are the same in every design.
 // Rounds interleave the variants so load on the machine falls on all of them alike.
@@ -17,9 +18,11 @@ import {
   constants,
   existsSync,
   fdatasyncSync,
+  fsyncSync,
   mkdirSync,
   mkdtempSync,
   openSync,
+  renameSync,
   rmSync,
   writeSync,
 } from 'node:fs';
@@ -29,6 +32,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { crc32 } from 'node:zlib';
 import type { DeviceSetState, LayerRecord, OpenTransaction } from '../src/driver/metadata-schema.js';
+import { unlinkIfPresent, writeDurably } from '../src/driver/metadata-files.js';
 import { MetadataStore } from '../src/driver/metadata-store.js';
 
 const PROJECT_ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -67,15 +71,43 @@ const intentOf = (i: number): OpenTransaction => ({
   record: recordOf(i),
 });
 
-function filesVariant(dir: string): Variant {
+/** What MetadataStore writes now: the intent line with one fdatasync, the done line unsynced, a fold per 256 lines. */
+function storeVariant(dir: string): Variant {
   const store = new MetadataStore(join(dir, 'metadata'));
   return {
-    name: 'files (today: intent, record, state)',
+    name: 'store (today: transactions.log, folds included)',
     create(i) {
-      store.openTransaction(intentOf(i)); // temp + fsync + rename + directory fsync
-      store.finishTransaction({ write: recordOf(i) }, stateOf(i)); // two renames, one directory fsync, unlink
+      store.openTransaction(intentOf(i)); // one write, one fdatasync
+      store.finishTransaction({ write: recordOf(i) }, stateOf(i)); // one write
     },
     close: () => store.close(),
+  };
+}
+
+/**
+ * The protocol before transactions.log, as MetadataStore wrote it until then: transaction.json
+ * (temp, fsync, rename, directory fsync), then the record and deviceset.json (temp, fsync,
+ * rename each), one directory fsync for both, and the intent's unlink.
+ */
+function filesVariant(dir: string): Variant {
+  mkdirSync(dir, { recursive: true });
+  const dirFd = openSync(dir, 'r');
+  const replace = (name: string, value: unknown): void => {
+    const path = join(dir, name);
+    writeDurably(`${path}.tmp`, `${JSON.stringify(value, null, 2)}\n`);
+    renameSync(`${path}.tmp`, path);
+  };
+  return {
+    name: 'files (before the log: intent, record, state)',
+    create(i) {
+      replace('transaction.json', intentOf(i));
+      fsyncSync(dirFd);
+      replace(`layer-${i}.layer.json`, recordOf(i));
+      replace('deviceset.json', stateOf(i));
+      fsyncSync(dirFd);
+      unlinkIfPresent(join(dir, 'transaction.json'));
+    },
+    close: () => closeSync(dirFd),
   };
 }
 
@@ -147,7 +179,11 @@ function main(): void {
   const root = mkdtempSync(join(flag('dir', tmpdir()), 'record-store-bench-'));
   try {
     const sqlite = loadSqlite();
-    const variants: Variant[] = [filesVariant(join(root, 'files')), journalVariant(join(root, 'journal'))];
+    const variants: Variant[] = [
+      filesVariant(join(root, 'files')),
+      storeVariant(join(root, 'store')),
+      journalVariant(join(root, 'journal')),
+    ];
     if (typeof sqlite === 'string') process.stdout.write(`sqlite: ${sqlite}\n`);
     else {
       variants.push(sqliteVariant(sqlite, join(root, 'sqlite-full'), 'FULL'));

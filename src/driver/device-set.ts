@@ -143,6 +143,8 @@ export class DeviceSet {
       const recovery = recoveryContextOf(parts);
       resumeSuspended(recovery);
       recoverTransaction(recovery, mode.inspect === true);
+      // What a crashed process logged goes into the files now that its intent is settled.
+      if (!mode.inspect) store.fold();
       if (!mode.inspect) checkTransactionId(recovery);
       // Normal init refuses damaged records (a MetadataError naming file and field); check's
       // inspect mode loads what it can and reports the rest.

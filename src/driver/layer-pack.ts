@@ -32,14 +32,24 @@ export interface DamagedEntry {
   claimedDeviceId: number | undefined;
 }
 
-function checksum(json: string): string {
-  return crc32(json).toString(16).padStart(8, '0');
+/** `<crc32 of the JSON, 8 hex digits> <the JSON>` (no newline): a pack entry's or log line's text. */
+export function checksummedLine(value: unknown): string {
+  const json = JSON.stringify(value);
+  return `${crc32(json).toString(16).padStart(8, '0')} ${json}`;
+}
+
+/** Whether a line's checksum matches its JSON (the text after the 9th character). */
+export function checksumHolds(raw: string): boolean {
+  return (
+    raw.charCodeAt(8) === 0x20 &&
+    /^[0-9a-f]{8}$/.test(raw.slice(0, 8)) &&
+    Number.parseInt(raw.slice(0, 8), 16) === crc32(raw.slice(9))
+  );
 }
 
 /** One entry's line (no newline). */
 export function encodeEntry(record: LayerRecord): string {
-  const json = JSON.stringify(record);
-  return `${checksum(json)} ${json}`;
+  return checksummedLine(record);
 }
 
 /** A whole pack's text. */
@@ -89,11 +99,7 @@ export function parsePack(
     if (raw === '') continue;
     const line = i + 1;
     const json = raw.slice(9);
-    if (
-      raw.charCodeAt(8) !== 0x20 ||
-      !/^[0-9a-f]{8}$/.test(raw.slice(0, 8)) ||
-      Number.parseInt(raw.slice(0, 8), 16) !== crc32(json)
-    ) {
+    if (!checksumHolds(raw)) {
       const reason = `checksum ${JSON.stringify(raw.slice(0, 8))} does not match the entry (a torn or altered line)`;
       damaged.push(damage(path, line, raw, reason));
       continue;

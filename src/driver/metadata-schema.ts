@@ -1,4 +1,4 @@
-// The metadata's shapes (layer record, the set's state, the open transaction) and their
+// The metadata's shapes (layer record, the set's state, the open transaction, a log line) and their
 // validation: every field checked on load, a MetadataError naming the file and the first bad field.
 import { MetadataError } from '../errors.js';
 
@@ -160,6 +160,27 @@ export function validateTransaction(value: unknown, path: string): OpenTransacti
   checkThinId(path, 'deviceId', value.deviceId);
   if (value.record !== undefined) validateLayerRecord(value.record, `${path} (record)`, value.layerId as string);
   return value as unknown as OpenTransaction;
+}
+
+/**
+ * One transactions.log line's value (transaction-log.ts), checked field by field: an intent,
+ * the done or abandoned line that settles it, or a record or state written outside a transaction.
+ */
+export function validateLogEntry(value: unknown, path: string): void {
+  if (!isPlainObject(value)) throw new MetadataError(path, undefined, 'is not a log entry object');
+  if ('intent' in value) validateTransaction(value.intent, path);
+  else if ('done' in value) {
+    checkDecimal(path, 'done', value.done, true);
+    validateState(value.state, path);
+    if ('record' in value) validateLayerRecord(value.record, path);
+    else if ('removed' in value) checkLayerId(path, 'removed', value.removed);
+  } else if ('abandoned' in value) {
+    checkDecimal(path, 'abandoned', value.abandoned, true);
+    checkLayerId(path, 'removed', value.removed);
+  } else if ('record' in value) validateLayerRecord(value.record, path);
+  else if ('removed' in value) checkLayerId(path, 'removed', value.removed);
+  else if ('state' in value) validateState(value.state, path);
+  else throw new MetadataError(path, undefined, 'has none of intent, done, abandoned, record, removed, state');
 }
 
 /** Layer records naming the same thin id. */

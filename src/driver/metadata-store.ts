@@ -1,5 +1,5 @@
 // The driver's persistent state under <home>/metadata: the layer records, the set's own state
-// (deviceset.json) and the open transaction (transaction.json) of the crash protocol.
+// (deviceset.json) and the crash protocol's transaction log (transactions.log).
 //
 // Layer records live in two places: layers.pack (layer-pack.ts), every record as of the last
 // compaction, and one `<id>.layer.json` per layer changed since, the journal. A journal file
@@ -8,7 +8,13 @@
 // the scan was clean, so init reads one pack plus a short journal instead of one file per layer
 // (three syscalls each, ~60 µs apiece in UML). A home with only per-layer files (before the
 // pack existed) is a pack-less journal: it loads as before and is compacted the same way.
-// Every write is atomic: temp file, fsync, rename, fsync of the directory. Files 0600, dirs 0700.
+//
+// While a process works on the home, every change goes to transactions.log instead
+// (transaction-log.ts: one appended line, one fdatasync where one is needed), and what the log
+// says overrides the files; fold() writes it into the files and unlinks it, at init, at close and
+// when it grows long. Those writes, like every other, are atomic: temp file, fsync, rename,
+// fsync of the directory. Files 0600, dirs 0700. A transaction.json left by a version before the
+// log is still read as the open transaction, and goes once settled.
 import {
   chmodSync,
   closeSync,
@@ -25,6 +31,7 @@ import { dirname, join } from 'node:path';
 import { MetadataError } from '../errors.js';
 import { logger } from '../log.js';
 import { encodePack, PACK, parsePack, readPack } from './layer-pack.js';
+import { applyEntry, LOG, type LogEntry, LogWriter, type LogReplay, replayLog } from './transaction-log.js';
 import { fsyncPath, readRegularFile, readSmallFile, unlinkIfPresent, writeDurably } from './metadata-files.js';
 import { quarantineDirPath } from './home-layout.js';
 import { newQuarantinePath } from './safe-open.js';
@@ -50,6 +57,8 @@ const TRANSACTION = 'transaction.json';
 const LAYER_SUFFIX = '.layer.json';
 /** Journal files at which init compacts them into the pack (bounds init's per-file reads). */
 export const COMPACT_AT = 256;
+/** Log lines at which the log is folded into the files (bounds its replay and its size). */
+export const FOLD_AT = 256;
 /** DamagedRecord.name of a pack entry: `layers.pack#<line>`. */
 const PACK_ENTRY = /^layers\.pack#([1-9][0-9]*)$/;
 
@@ -79,6 +88,11 @@ export class MetadataStore {
   #pack: Map<string, LayerRecord> | undefined;
   /** The last scan's journal file names and records, while nothing was written since (for compaction). */
   #lastScan: { journal: string[]; scan: Scan } | undefined;
+  /** transactions.log replayed (undefined: not read yet), kept current by every append. */
+  #log: LogReplay | undefined;
+  readonly #logWriter: LogWriter;
+  /** The open transaction came from a transaction.json (before the log): unlinked once settled. */
+  #legacyIntent = false;
 
   constructor(dir: string) {
     this.dir = dir;
@@ -86,63 +100,103 @@ export class MetadataStore {
     // One made earlier with a looser mode (or umask) is tightened; only then, so that a home on
     // a read-only filesystem still opens for the commands that only read (ls, status, check).
     if ((statSync(dir).mode & 0o777) !== 0o700) chmodSync(dir, 0o700);
+    this.#logWriter = new LogWriter(join(dir, LOG));
   }
 
   readState(): DeviceSetState | undefined {
+    const logged = this.#replay().state;
+    if (logged) return logged;
     const value = this.#read<unknown>(STATE);
     return value === undefined ? undefined : validateState(value, join(this.dir, STATE));
   }
 
+  /** deviceset.json changed outside a transaction (one synced log line). */
   writeState(state: DeviceSetState): void {
-    this.#write(STATE, state);
+    this.#append({ state }, true);
   }
 
+  /** The intent no done or abandoned line has settled (or a transaction.json from before the log). */
   readTransaction(): OpenTransaction | undefined {
+    const open = this.#replay().open;
+    if (open) return open;
     const value = this.#read<unknown>(TRANSACTION);
-    return value === undefined ? undefined : validateTransaction(value, join(this.dir, TRANSACTION));
+    if (value === undefined) return undefined;
+    this.#legacyIntent = true;
+    return validateTransaction(value, join(this.dir, TRANSACTION));
   }
 
+  /** Step 1 of the crash protocol: the intent, durable before the pool changes (one write, one fdatasync). */
   openTransaction(transaction: OpenTransaction): void {
-    this.#write(TRANSACTION, transaction);
+    this.#append({ intent: transaction }, true);
   }
 
-  closeTransaction(): void {
-    this.#remove(TRANSACTION);
+  /**
+   * The open transaction undone (the pool refused it, or recovery rolled it back): its layer has
+   * no record. Not synced: lost, it leaves the intent, which init rolls back again.
+   */
+  abandonTransaction(transaction: OpenTransaction): void {
+    this.#append({ abandoned: transaction.transactionId, removed: transaction.layerId }, false);
+    this.#settleLegacyIntent();
   }
 
-  /** One layer's record: its journal file, else its pack entry. */
+  /** One layer's record: the log's, else its journal file, else its pack entry. */
   readLayer(id: string): LayerRecord | undefined {
+    const logged = this.#replay().records;
+    if (logged.has(id)) return logged.get(id) ?? undefined;
     const value = this.#read<unknown>(id + LAYER_SUFFIX);
     if (value === undefined) return this.#packed().get(id);
     if (isTombstone(value, id)) return undefined;
     return validateLayerRecord(value, join(this.dir, id + LAYER_SUFFIX), id);
   }
 
+  /** A layer's record written outside a transaction (meta, activated, deferredDelete): one synced log line. */
   writeLayer(record: LayerRecord): void {
-    this.#write(record.id + LAYER_SUFFIX, record);
+    this.#append({ record }, true);
   }
 
-  /** A layer only in the journal loses its file; a packed one gets a tombstone in its place (one rename). */
+  /** A layer's record removed outside a transaction: one synced log line (fold() unlinks or tombstones). */
   removeLayer(id: string): void {
-    if (this.#packed().has(id)) this.#write(id + LAYER_SUFFIX, { id, removed: true });
-    else this.#remove(id + LAYER_SUFFIX);
+    this.#append({ removed: id }, true);
   }
 
   /**
-   * Step 4 of the crash protocol (transaction.ts) with one directory sync: the layer's record
-   * written (or removed), deviceset.json replaced, both renames made durable together, and only
-   * then transaction.json unlinked, with no sync of its own. Until some later directory sync
-   * (the next intent, any record write) makes the unlink durable, a power cut leaves the intent
-   * behind, and init finishes it again from the intent: same record, same state.
+   * Step 4 of the crash protocol (transaction.ts): the done line, carrying the layer's record
+   * (or its removal) and the new state, with no sync of its own. Lost in a power cut, it leaves
+   * the intent open, and init finishes it again from the intent: same record, same state.
    */
-  finishTransaction(change: { write: LayerRecord } | { remove: string }, state: DeviceSetState): void {
-    if ('write' in change) this.#replace(change.write.id + LAYER_SUFFIX, change.write);
-    else if (this.#packed().has(change.remove))
-      this.#replace(change.remove + LAYER_SUFFIX, { id: change.remove, removed: true });
-    else unlinkIfPresent(join(this.dir, change.remove + LAYER_SUFFIX));
-    this.#replace(STATE, state);
+  finishTransaction(change: { write: LayerRecord } | { remove: string } | undefined, state: DeviceSetState): void {
+    const done = this.#replay().open?.transactionId ?? state.transactionId;
+    const entry: LogEntry =
+      change === undefined
+        ? { done, state }
+        : 'write' in change
+          ? { done, state, record: change.write }
+          : { done, state, removed: change.remove };
+    this.#append(entry, false);
+    this.#settleLegacyIntent();
+  }
+
+  /**
+   * Writes what the log says into the layer files and deviceset.json (each atomic, one directory
+   * sync for all), then unlinks the log. Not while an intent is open (recovery settles it first).
+   * A crash before the unlink leaves a log that repeats the files: the same records on replay.
+   * Returns whether there was anything to fold.
+   */
+  fold(): boolean {
+    const log = this.#replay();
+    if (log.lines === 0 || log.open) return false;
+    const packed = this.#packed();
+    for (const [id, record] of log.records) {
+      if (record) this.#replace(id + LAYER_SUFFIX, record);
+      else if (packed.has(id)) this.#replace(id + LAYER_SUFFIX, { id, removed: true });
+      else unlinkIfPresent(join(this.dir, id + LAYER_SUFFIX));
+    }
+    if (log.state) this.#replace(STATE, log.state);
     this.#syncDir();
-    unlinkIfPresent(join(this.dir, TRANSACTION));
+    this.#logWriter.remove();
+    this.#log = undefined;
+    this.#lastScan = undefined;
+    return true;
   }
 
   /**
@@ -212,6 +266,16 @@ export class MetadataStore {
         damaged.push({ name, path, error, claimedDeviceId: claimed });
       }
     }
+    const logged = this.#replay().records;
+    if (logged.size > 0) {
+      // The log is newer than any file: what it says of a layer replaces the file, damaged or not.
+      for (const [id, record] of logged) {
+        if (record) byId.set(id, record);
+        else byId.delete(id);
+      }
+      for (let i = damaged.length - 1; i >= 0; i--)
+        if (logged.has(damaged[i]!.name.slice(0, -LAYER_SUFFIX.length))) damaged.splice(i, 1);
+    }
     const records = [...byId.values()];
     // Pack entries come sorted and journal-only layers are few: sort only when out of order.
     for (let i = 1; i < records.length; i++)
@@ -233,7 +297,7 @@ export class MetadataStore {
    */
   compactIfLong(threshold = COMPACT_AT): boolean {
     const last = this.#lastScan;
-    if (!last || last.journal.length < threshold) return false;
+    if (!last || last.journal.length < threshold || this.#replay().lines > 0) return false;
     const { scan, journal } = last;
     if (scan.damaged.length > 0 || scan.conflicts.length > 0) return false;
     // Only a speed-up: a home that cannot be written (read-only filesystem, full disk) still opens.
@@ -267,6 +331,7 @@ export class MetadataStore {
    * packed layer: its entry is copied there and hidden by a tombstone. Returns the new path.
    */
   quarantine(name: string): string {
+    this.fold(); // the files are what is quarantined: the log's changes go into them first
     const entry = PACK_ENTRY.exec(name);
     if (entry) return this.#quarantinePackEntry(Number(entry[1]));
     const id = name.slice(0, -LAYER_SUFFIX.length);
@@ -387,10 +452,29 @@ export class MetadataStore {
     this.#lastScan = undefined;
   }
 
-  #remove(name: string): void {
-    unlinkIfPresent(join(this.dir, name));
-    this.#syncDir();
+  /** transactions.log as replayed, read on first use. */
+  #replay(): LogReplay {
+    this.#log ??= replayLog(join(this.dir, LOG));
+    return this.#log;
+  }
+
+  /** One line appended to the log (created with a directory sync the first time), folded when long. */
+  #append(entry: LogEntry, durable: boolean): void {
+    const log = this.#replay();
+    if (this.#logWriter.open(log.validLength)) this.#syncDir();
+    this.#logWriter.append(entry, durable);
+    applyEntry(log, entry);
     this.#lastScan = undefined;
+    if (log.lines >= FOLD_AT && !log.open) this.fold();
+  }
+
+  /** A settled transaction.json (from before the log) goes once the log line that settles it is durable. */
+  #settleLegacyIntent(): void {
+    if (!this.#legacyIntent) return;
+    this.#logWriter.sync();
+    unlinkIfPresent(join(this.dir, TRANSACTION));
+    this.#syncDir();
+    this.#legacyIntent = false;
   }
 
   /** One fsync on a directory fd held while the store is open (not open + fsync + close each time). */
@@ -399,8 +483,19 @@ export class MetadataStore {
     fsyncSync(this.#dirFd);
   }
 
-  /** Closes the directory fd; a later write opens it again. */
+  /**
+   * Folds what this process logged into the files (a log it only read, as check does, stays),
+   * then closes the log's and the directory's fds; a later write opens them again.
+   */
   close(): void {
+    if (this.#logWriter.isOpen) {
+      try {
+        this.fold();
+      } catch (error) {
+        logger.warn(`metadata ${this.dir}: ${LOG} not folded into the files: ${(error as Error).message}`);
+      }
+      this.#logWriter.close();
+    }
     if (this.#dirFd === undefined) return;
     closeSync(this.#dirFd);
     this.#dirFd = undefined;

@@ -1,23 +1,22 @@
 // The crash protocol, in one place. Every change to the pool's thin ids goes:
 //
-//   1. intent      transaction.json names the change and the transaction id it commits with
+//   1. intent      one line in transactions.log names the change, the transaction id it
+//                  commits with and (create) the record; fdatasync'd before the pool changes
 //   2. change      create_thin / create_snap, or delete, as a pool message
 //   3. commit      set_transaction_id <current> <current + 1>: the kernel commits its
 //                  metadata before the message returns (pool_message() -> commit()), then a
 //                  DM_NOFLUSH_FLAG status read confirms the commit held
-//   4. records     the layer's record written (create) or removed (delete), deviceset.json
-//                  updated, one directory fsync for both, then transaction.json unlinked
-//                  without a sync of its own (MetadataStore.finishTransaction)
+//   4. done        one more line, the record (or its removal) and the new state, not synced
+//                  (MetadataStore.finishTransaction)
 //
-// Five fsyncs per create, four per delete, each one needed (docs/benchmarks.md argues them):
-// the intent's file and directory before the pool changes; the record's and the state's
-// files, and the directory once for both, before the intent may go. The intent's unlink needs
-// none: lost in a power cut, it leaves an intent the pool has committed, which init finishes
-// again from the intent with the same record and state.
+// One durable write per operation: the intent's. Step 4 needs no sync because the intent
+// already holds everything it writes: lost in a power cut, it leaves an intent the pool has
+// committed, which init finishes again with the same record and state. The layer files and
+// deviceset.json are written from the log later (MetadataStore.fold), durably, before it goes.
 //
-// A crash anywhere leaves transaction.json for the next init (recovery.ts), which tells from the
+// A crash anywhere leaves the intent open for the next init (recovery.ts), which tells from the
 // pool's transaction id whether step 3 happened and completes or undoes the change. This module
-// owns deviceset.json (transaction id, next thin id, the base device) and transaction.json.
+// owns the set's state (transaction id, next thin id, the base device) and the intents.
 import { DevmapperError, DmSystemError, PoolModeError } from '../errors.js';
 import { crashPoint } from '../crash-points.js';
 import type { ThinPool } from '../thin/pool.js';
@@ -85,14 +84,15 @@ export class PoolTransactions {
         ...(layer.meta ? { meta: layer.meta } : {}),
       };
       const thinId = deviceId;
-      const made = this.#run({ transactionId, op: 'create', layerId: layer.id, deviceId, record }, () => {
+      const transaction: OpenTransaction = { transactionId, op: 'create', layerId: layer.id, deviceId, record };
+      const made = this.#run(transaction, () => {
         try {
           if (layer.origin) this.#pool.createSnapshot(thinId, layer.origin.deviceId, layer.origin.activeDevice);
           else this.#pool.createThin(thinId);
           return true;
         } catch (error) {
           if (error instanceof DmSystemError && error.code === 'EEXIST') return false; // used by someone: skip it
-          this.#store.closeTransaction(); // the pool refused: nothing changed, nothing to recover
+          this.#store.abandonTransaction(transaction); // the pool refused: nothing changed, nothing to recover
           throw error;
         }
       });
@@ -137,18 +137,17 @@ export class PoolTransactions {
     const create = transaction.op === 'create';
     const nextDeviceId = create ? nextThinId(transaction.deviceId) : this.#state.nextDeviceId;
     this.#state = { ...this.#state, transactionId: transaction.transactionId, nextDeviceId };
-    if (!create) this.#store.finishTransaction({ remove: transaction.layerId }, this.#state);
-    else if (transaction.record) this.#store.finishTransaction({ write: transaction.record }, this.#state);
-    else {
-      this.#store.writeState(this.#state);
-      this.#store.closeTransaction();
-    }
+    const change = !create
+      ? { remove: transaction.layerId }
+      : transaction.record
+        ? { write: transaction.record }
+        : undefined;
+    this.#store.finishTransaction(change, this.#state);
   }
 
   /** Undoes an uncommitted create (recovery): its record (if written) and its intent go. */
   abandon(transaction: OpenTransaction): void {
-    this.#store.removeLayer(transaction.layerId);
-    this.#store.closeTransaction();
+    this.#store.abandonTransaction(transaction);
   }
 
   /** The kernel answers ENODATA for a thin id it does not have: already deleted, not an error. */

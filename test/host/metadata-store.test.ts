@@ -1,6 +1,7 @@
 // The layer record store on a real filesystem: pack plus journal, compaction (the migration of
 // a home with only per-layer files), tombstones, a damaged pack entry named by file, entry and
-// field, and check --repair's quarantine of that entry alone, idempotently.
+// field, and check --repair's quarantine of that entry alone, idempotently. Writes go to
+// transactions.log first (test/host/transaction-log.test.ts); fold() puts them into the files.
 import test from 'ava';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -31,6 +32,7 @@ test('a home of per-layer files loads as before and is compacted into the pack, 
   const { dir, store } = home(t);
   const written = Array.from({ length: 40 }, (_, i) => record(`L${i}`, i + 1, i % 3 === 0 ? { meta: { n: i } } : {}));
   for (const r of written) store.writeLayer(r);
+  t.true(store.fold(), 'the logged records go into one file each');
   const before = store.readAllLayers();
   t.is(before.length, 40);
   t.false(store.compactIfLong(41), 'a journal shorter than the threshold stays');
@@ -46,11 +48,13 @@ test('a home of per-layer files loads as before and is compacted into the pack, 
 test('journal files override pack entries; removing a packed layer leaves a tombstone', (t) => {
   const { dir, store } = home(t);
   for (const r of [record('a', 1), record('b', 2), record('c', 3)]) store.writeLayer(r);
+  store.fold();
   store.readAllLayers();
   t.true(store.compactIfLong(1));
   store.writeLayer(record('a', 1, { deferredDelete: true }));
   store.removeLayer('b');
   store.writeLayer(record('d', 4));
+  store.fold();
   t.deepEqual(JSON.parse(readFileSync(join(dir, 'b.layer.json'), 'utf8')), { id: 'b', removed: true });
   const reopened = new MetadataStore(dir);
   t.deepEqual(
@@ -64,9 +68,11 @@ test('journal files override pack entries; removing a packed layer leaves a tomb
   t.is(reopened.readLayer('b'), undefined);
   // A journal-only layer goes without a tombstone; a re-created packed one replaces its tombstone.
   reopened.removeLayer('d');
+  reopened.fold();
   t.false(existsSync(join(dir, 'd.layer.json')));
   reopened.writeLayer(record('b', 5));
   t.is(reopened.readLayer('b')?.deviceId, 5);
+  reopened.fold();
   reopened.readAllLayers();
   t.true(reopened.compactIfLong(1));
   t.deepEqual(
@@ -82,6 +88,7 @@ test('journal files override pack entries; removing a packed layer leaves a tomb
 test('a crash after the pack was renamed, before the journal went, loads the same records', (t) => {
   const { dir, store } = home(t);
   for (const r of [record('a', 1), record('b', 2)]) store.writeLayer(r);
+  store.fold();
   store.readAllLayers();
   t.true(store.compactIfLong(1));
   // What the interrupted compaction left: b's tombstone and a's journal file next to a pack with both.
@@ -160,6 +167,7 @@ test('repair quarantines a damaged pack entry alone, idempotently, and keeps its
 test('a packed layer set aside by repair is copied to the quarantine and hidden by a tombstone', (t) => {
   const { dir, store } = home(t);
   for (const r of [record('a', 1), record('b', 2)]) store.writeLayer(r);
+  store.fold();
   store.readAllLayers();
   t.true(store.compactIfLong(1));
   const moved = store.quarantine('b.layer.json');
@@ -174,6 +182,7 @@ test('a packed layer set aside by repair is copied to the quarantine and hidden 
 test('a damaged journal file over a packed layer hides it; repair keeps both versions in the quarantine', (t) => {
   const { dir, store } = home(t);
   for (const r of [record('a', 1), record('b', 2)]) store.writeLayer(r);
+  store.fold();
   store.readAllLayers();
   t.true(store.compactIfLong(1));
   writeFileSync(join(dir, 'b.layer.json'), '{"id":"b","deviceId":"x"');

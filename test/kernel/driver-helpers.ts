@@ -1,13 +1,14 @@
 // Shared pieces of the Driver's kernel tests (driver.test.ts, driver-crash.test.ts): driver
 // homes under the guest's private /tmp, and the reference views that check the Driver from
-// outside: dmsetup ls, losetup -l, /proc/self/mounts, the metadata files as written on disk,
+// outside: dmsetup ls, losetup -l, /proc/self/mounts, the metadata as saved on disk,
 // and a probe of which thin ids the pool really holds. Also the small readers the Driver's
 // other kernel tests share for their messages and data checks (show, sha).
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
+import { MetadataStore } from '../../src/driver/metadata-store.js';
 import { dmsetup, run } from './reference-tools.js';
 
 /** Small sizes keep mkfs and the loop files cheap in the test kernel. */
@@ -87,24 +88,32 @@ export interface SavedState {
   transactionId: string;
 }
 
-/** <home>/metadata/deviceset.json as the driver wrote it. */
+/**
+ * The home's metadata as a later init reads it: the files and, over them, transactions.log
+ * (what a killed process logged and did not fold). Read through MetadataStore's readers, which
+ * change nothing on disk.
+ */
+const metadataOf = (home: string): MetadataStore => new MetadataStore(join(home, 'metadata'));
+
+/** The set's state (deviceset.json, or the log's newer one). */
 export function savedState(home: string): SavedState {
-  return JSON.parse(readFileSync(join(home, 'metadata', 'deviceset.json'), 'utf8')) as SavedState;
+  const state = metadataOf(home).readState();
+  if (!state) throw new Error(`${home}: no device set state saved`);
+  return state;
 }
 
+/** Whether an intent is open: logged and neither done nor abandoned (a home not made yet has none). */
 export function openTransactionExists(home: string): boolean {
-  return existsSync(join(home, 'metadata', 'transaction.json'));
+  return existsSync(join(home, 'metadata')) && metadataOf(home).readTransaction() !== undefined;
 }
 
-/** layer id -> thin id, from every <home>/metadata/*.layer.json (the base device's '.base' included). */
+/** layer id -> thin id, from every saved layer record (the base device's '.base' included). */
 export function savedThinIds(home: string): Map<string, number> {
-  const dir = join(home, 'metadata');
-  const ids = new Map<string, number>();
-  for (const name of readdirSync(dir).filter((n) => n.endsWith('.layer.json'))) {
-    const record = JSON.parse(readFileSync(join(dir, name), 'utf8')) as { id: string; deviceId: number };
-    ids.set(record.id, record.deviceId);
-  }
-  return ids;
+  return new Map(
+    metadataOf(home)
+      .scanLayers()
+      .records.map((r) => [r.id, r.deviceId]),
+  );
 }
 
 /**

@@ -164,7 +164,7 @@ test.serial(
       'the retry timer finishes the deletion',
     );
     t.false(dmNames().includes(deviceName));
-    t.false(existsSync(join(home, 'metadata', 'x.layer.json')));
+    t.false(savedThinIds(home).has('x'), 'its record is gone');
     t.false(existsSync(join(home, 'mnt', 'x')));
     const { poolName } = await driver.status();
     t.false(poolThinIds(poolName, deviceId + 1).includes(deviceId), 'its thin id is gone from the pool');
@@ -178,7 +178,7 @@ test.serial(
     driver = await open(t, { home, ...SMALL, deferredDeletion: true, deferredDeletionIntervalMs: 0 });
     const status = await driver.status();
     t.is(status.deferredDeletedDeviceCount, 0);
-    t.false(existsSync(join(home, 'metadata', 'y.layer.json')));
+    t.false(savedThinIds(home).has('y'), 'its record is gone');
     t.is(status.transactionId, BigInt(savedState(home).transactionId));
     t.deepEqual(ids(await driver.list()), []);
     await driver.cleanup();

@@ -21,6 +21,7 @@ import { join } from 'node:path';
 import { Driver } from '../../src/driver/driver.js';
 import type { DriverOptions } from '../../src/driver/options.js';
 import { thinCheckOffline } from '../../src/driver/thin-check.js';
+import { openTransactionExists } from '../kernel/driver-helpers.js';
 import { prng } from '../prng.js';
 import { logEntries, OpLog } from './op-log.js';
 export { prng };
@@ -195,7 +196,7 @@ async function main(): Promise<void> {
   }
   const options: DriverOptions = { home, ...POWER_CUT_OPTIONS };
   const state = replay(existsSync(logPath) ? readFileSync(logPath, 'utf8') : '');
-  const openTransaction = existsSync(join(home, 'metadata', 'transaction.json'));
+  const openTransaction = openTransactionExists(home);
   const log = new OpLog(logPath);
   const initStarted = Date.now();
   const driver = await Driver.init(options);

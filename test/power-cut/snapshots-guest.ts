@@ -35,6 +35,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { thinCheckOffline } from '../../src/driver/thin-check.js';
+import { openTransactionExists } from '../kernel/driver-helpers.js';
 import { initHome, runCli, startServer, stopServer, type Server } from '../kernel/containerd-helpers.js';
 import { Kernel } from '../../src/ioctl/kernel.js';
 import { prng } from '../prng.js';
@@ -248,7 +249,7 @@ async function main(): Promise<void> {
     throw new Error('usage: snapshots-guest.js round|final <home> <log> <seed>');
   const round = Number(seedText);
   const state = replaySnapshots(existsSync(logPath) ? readFileSync(logPath, 'utf8') : '');
-  const openTransaction = existsSync(join(home, 'metadata', 'transaction.json'));
+  const openTransaction = openTransactionExists(home);
   if (!existsSync(home)) {
     mkdirSync(home, { recursive: true });
     await initHome(home, SIZES);
