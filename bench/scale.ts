@@ -166,6 +166,7 @@ export async function measureScale(options: ScaleOptions): Promise<ScaleResult> 
         }
         pool.setTransactionId(tid, tid + 1n);
         store.writeState({ ...state, nextDeviceId: next, transactionId: String(tid + 1n) });
+        store.close(); // folds transactions.log into the files before a Driver opens the home
       });
 
       const reps = quick ? 2 : n >= 50_000 ? 2 : 3;

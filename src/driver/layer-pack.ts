@@ -9,10 +9,10 @@ import { crc32 } from 'node:zlib';
 import { MetadataError } from '../errors.js';
 import { readRegularFile } from './metadata-files.js';
 import {
+  claimedThinId,
   type DamagedRecord,
   isPlainObject,
   type LayerRecord,
-  MAX_THIN_ID,
   reasonOf,
   validateLayerRecord,
 } from './metadata-schema.js';
@@ -70,16 +70,12 @@ function damage(
 ): DamagedEntry {
   const value = parsed?.value;
   const id = isPlainObject(value) && typeof value.id === 'string' ? value.id : undefined;
-  const deviceId = isPlainObject(value) ? value.deviceId : undefined;
   return {
     line,
     quarantineText: parsed ? raw.slice(9) : raw,
     error: new MetadataError(path, entryField(line, id, parsed?.field), reason, parsed && { cause: parsed.cause }),
     layerId: id,
-    claimedDeviceId:
-      typeof deviceId === 'number' && Number.isInteger(deviceId) && deviceId >= 0 && deviceId <= MAX_THIN_ID
-        ? deviceId
-        : undefined,
+    claimedDeviceId: claimedThinId(value),
   };
 }
 

@@ -100,6 +100,12 @@ function checkOptionalBoolean(path: string, record: Record<string, unknown>, nam
     field(path, name, `${JSON.stringify(record[name])} is not a boolean`);
 }
 
+/** The thin id a parsed (maybe damaged) record names, when it names a usable one. */
+export function claimedThinId(value: unknown): number | undefined {
+  const id = isPlainObject(value) ? value.deviceId : undefined;
+  return typeof id === 'number' && Number.isInteger(id) && id >= 0 && id <= MAX_THIN_ID ? id : undefined;
+}
+
 /** A layer record as parsed from `path`, checked field by field (a MetadataError names the first bad one). */
 export function validateLayerRecord(value: unknown, path: string, expectedId?: string): LayerRecord {
   if (!isPlainObject(value))

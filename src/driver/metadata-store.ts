@@ -34,17 +34,15 @@ import { encodePack, PACK, parsePack, readPack } from './layer-pack.js';
 import { applyEntry, LOG, type LogEntry, LogWriter, type LogReplay, replayLog } from './transaction-log.js';
 import { fsyncPath, readRegularFile, readSmallFile, unlinkIfPresent, writeDurably } from './metadata-files.js';
 import { quarantineDirPath } from './home-layout.js';
+import { quarantinedFiles, quarantinedThinIds } from './quarantine.js';
+import { finishScan, isTombstone, LAYER_SUFFIX, type Scan, scanError } from './layer-scan.js';
 import { newQuarantinePath } from './safe-open.js';
 import {
+  claimedThinId,
   type DamagedRecord,
   type DeviceSetState,
-  isPlainObject,
   type LayerRecord,
-  MAX_THIN_ID,
   type OpenTransaction,
-  reasonOf,
-  type ThinIdConflict,
-  thinIdConflicts,
   validateLayerRecord,
   validateState,
   validateTransaction,
@@ -54,30 +52,12 @@ export * from './metadata-schema.js';
 
 const STATE = 'deviceset.json';
 const TRANSACTION = 'transaction.json';
-const LAYER_SUFFIX = '.layer.json';
 /** Journal files at which init compacts them into the pack (bounds init's per-file reads). */
 export const COMPACT_AT = 256;
 /** Log lines at which the log is folded into the files (bounds its replay and its size). */
 export const FOLD_AT = 256;
 /** DamagedRecord.name of a pack entry: `layers.pack#<line>`. */
 const PACK_ENTRY = /^layers\.pack#([1-9][0-9]*)$/;
-
-function isTombstone(value: unknown, id: string): boolean {
-  return isPlainObject(value) && value.removed === true && value.id === id && Object.keys(value).length === 2;
-}
-
-/** The sort order of the layer files, kept for records wherever they come from. */
-function byFileName(a: LayerRecord, b: LayerRecord): number {
-  const x = a.id + LAYER_SUFFIX;
-  const y = b.id + LAYER_SUFFIX;
-  return x < y ? -1 : x > y ? 1 : 0;
-}
-
-interface Scan {
-  records: LayerRecord[];
-  damaged: DamagedRecord[];
-  conflicts: ThinIdConflict[];
-}
 
 export class MetadataStore {
   readonly dir: string;
@@ -205,27 +185,10 @@ export class MetadataStore {
    * naming one thin id.
    */
   readAllLayers(): LayerRecord[] {
-    const { records, damaged, conflicts } = this.scanLayers();
-    if (damaged.length > 0) {
-      const first = damaged[0]!.error;
-      const more =
-        damaged.length > 1 ? ` (and ${damaged.length - 1} more damaged record${damaged.length > 2 ? 's' : ''})` : '';
-      throw new MetadataError(
-        first.file,
-        first.field,
-        `${reasonOf(first)}${more}; \`devmapper check --repair\` moves damaged records to ${this.quarantineDir}`,
-        { cause: first },
-      );
-    }
-    if (conflicts.length > 0) {
-      const c = conflicts[0]!;
-      throw new MetadataError(
-        join(this.dir, c.layers[0]! + LAYER_SUFFIX),
-        'deviceId',
-        `thin id ${c.deviceId} is claimed by layers ${c.layers.join(' and ')} (${c.layers.map((l) => l + LAYER_SUFFIX).join(', ')}): at most one of them owns it; fix the other record by hand (check reports the conflict)`,
-      );
-    }
-    return records;
+    const scan = this.scanLayers();
+    const error = scanError(scan, this.dir, this.quarantineDir);
+    if (error) throw error;
+    return scan.records;
   }
 
   /**
@@ -251,14 +214,7 @@ export class MetadataStore {
         else byId.set(id, validateLayerRecord(value, path, id));
       } catch (error) {
         if (!(error instanceof MetadataError)) throw error;
-        let claimed =
-          isPlainObject(value) &&
-          typeof value.deviceId === 'number' &&
-          Number.isInteger(value.deviceId) &&
-          value.deviceId >= 0 &&
-          value.deviceId <= MAX_THIN_ID
-            ? value.deviceId
-            : undefined;
+        let claimed = claimedThinId(value);
         // The pack's (older) record of the layer names its thin id too: unsure unless they agree.
         const packed = byId.get(id);
         if (packed && packed.deviceId !== claimed) claimed = undefined;
@@ -266,24 +222,7 @@ export class MetadataStore {
         damaged.push({ name, path, error, claimedDeviceId: claimed });
       }
     }
-    const logged = this.#replay().records;
-    if (logged.size > 0) {
-      // The log is newer than any file: what it says of a layer replaces the file, damaged or not.
-      for (const [id, record] of logged) {
-        if (record) byId.set(id, record);
-        else byId.delete(id);
-      }
-      for (let i = damaged.length - 1; i >= 0; i--)
-        if (logged.has(damaged[i]!.name.slice(0, -LAYER_SUFFIX.length))) damaged.splice(i, 1);
-    }
-    const records = [...byId.values()];
-    // Pack entries come sorted and journal-only layers are few: sort only when out of order.
-    for (let i = 1; i < records.length; i++)
-      if (byFileName(records[i - 1]!, records[i]!) > 0) {
-        records.sort(byFileName);
-        break;
-      }
-    const scan = { records, damaged, conflicts: thinIdConflicts(records) };
+    const scan = finishScan(byId, damaged, this.#replay().records);
     this.#lastScan = { journal, scan };
     return scan;
   }
@@ -352,33 +291,12 @@ export class MetadataStore {
 
   /** Files in the quarantine directory (records a repair set aside, kept until someone looks at them). */
   quarantined(): string[] {
-    try {
-      return readdirSync(this.quarantineDir)
-        .sort()
-        .map((name) => join(this.quarantineDir, name));
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw error;
-    }
+    return quarantinedFiles(this.quarantineDir);
   }
 
-  /**
-   * The thin ids quarantined layer records name (undefined in the list: a record naming none
-   * readable; a whole pack set aside, unreadable, is one such). Other files kept there (a pool's
-   * old metadata after a repair) name none.
-   */
+  /** The thin ids quarantined layer records name (quarantine.ts). */
   quarantinedThinIds(): Array<number | undefined> {
-    return this.quarantined()
-      .filter((path) => /(\.layer\.json|\/layers\.pack)\.[0-9.]+$/.test(path))
-      .map((path) => {
-        try {
-          const value: unknown = JSON.parse(readRegularFile(path));
-          const id = isPlainObject(value) ? value.deviceId : undefined;
-          return typeof id === 'number' && Number.isInteger(id) && id >= 0 && id <= MAX_THIN_ID ? id : undefined;
-        } catch {
-          return undefined;
-        }
-      });
+    return quarantinedThinIds(this.quarantineDir);
   }
 
   /** Removes temp files a crash left mid-write (the renamed file is either old or new, never half). */
@@ -485,7 +403,8 @@ export class MetadataStore {
 
   /**
    * Folds what this process logged into the files (a log it only read, as check does, stays),
-   * then closes the log's and the directory's fds; a later write opens them again.
+   * then closes the log's and the directory's fds and forgets what it read (another process may
+   * change the home next); a later use reads and opens again.
    */
   close(): void {
     if (this.#logWriter.isOpen) {
@@ -496,6 +415,9 @@ export class MetadataStore {
       }
       this.#logWriter.close();
     }
+    this.#log = undefined;
+    this.#pack = undefined;
+    this.#lastScan = undefined;
     if (this.#dirFd === undefined) return;
     closeSync(this.#dirFd);
     this.#dirFd = undefined;
