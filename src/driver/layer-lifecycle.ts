@@ -2,13 +2,13 @@
 // asked), remove (deactivate, discard if asked, then the delete under the crash protocol), and
 // deferred deletion of busy layers with its retries. The thin ids change only through
 // PoolTransactions (transaction.ts), under the layer's lock and then the pool's.
-import { rmSync } from 'node:fs';
 import { DevmapperError, DmSystemError, LayerBusyError } from '../errors.js';
 import { discardBlockDevice } from '../ioctl/block.js';
 import { logger } from '../log.js';
 import type { Bytes } from '../thin/units.js';
 import { growFilesystem } from './filesystem.js';
 import { BASE_LAYER, type LayerRecord } from './metadata-store.js';
+import { removeMountPoint } from './mounts.js';
 import { assertCreatable, assertWritable, metadataFullError, takesMessages } from './pool-guard.js';
 import type { PoolSpace } from './pool-space.js';
 import { POOL_LOCK, type SetParts } from './set-parts.js';
@@ -93,7 +93,7 @@ export class LayerLifecycle {
           return this.#markDeferred(record);
         throw error;
       }
-      rmSync(layout.mountPoint(id), { recursive: true, force: true });
+      removeMountPoint(layout.mountPoint(id));
     });
   }
 
@@ -130,7 +130,7 @@ export class LayerLifecycle {
         if (mounts.has(record.id)) return;
         try {
           await this.#deleteLayer(record);
-          rmSync(layout.mountPoint(record.id), { recursive: true, force: true });
+          removeMountPoint(layout.mountPoint(record.id));
           logger.info(`deferred deletion of ${record.id} done`);
         } catch (error) {
           if (!(error instanceof DmSystemError && error.code === 'EBUSY')) throw error;

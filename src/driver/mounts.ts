@@ -2,7 +2,7 @@
 // checks), the private short-lived mounts used to grow a filesystem or run a body, and the
 // reading of /proc/self/mountinfo. Devices are activated and deactivated through the
 // DeviceActivator the DeviceSet hands in; callers hold the layer's lock.
-import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { DevmapperError } from '../errors.js';
 import type { Kernel } from '../ioctl/kernel.js';
 import { mountFilesystem, unmountFilesystem, MNT_DETACH } from '../ioctl/mount.js';
@@ -69,12 +69,14 @@ export class Mounts {
     return this.#layout.rootfs(id);
   }
 
-  /** get()'s first mount: activate, mount, set up rootfs and the id file; undone on any failure. */
+  /**
+   * get()'s first mount: activate, mount, set up rootfs and the id file; undone on any failure.
+   * A device activate() holds (record.activated) is adopted, and stays active if this fails.
+   */
   mount(record: LayerRecord, mountLabel: string | undefined): string {
     const id = record.id;
     const mountPoint = this.#layout.mountPoint(id);
-    const createdDir = !existsSync(mountPoint);
-    mkdirSync(mountPoint, { recursive: true, mode: 0o755 });
+    const createdDir = makeDirectory(mountPoint, 0o755);
     let device: ThinDevice | undefined;
     let mountedHere = false;
     try {
@@ -87,8 +89,7 @@ export class Mounts {
       // rootfs and id live in the layer's own filesystem: a symlink found there is never
       // followed (it could point out of <home>), and the id file is only ever created.
       const rootfs = this.#layout.rootfs(id);
-      mkdirSync(rootfs, { recursive: true, mode: 0o755 });
-      if (!lstatSync(rootfs).isDirectory()) {
+      if (!makeDirectory(rootfs, 0o755) && !lstatSync(rootfs).isDirectory()) {
         throw new DevmapperError(
           'ERR_DM_UNSAFE_PATH',
           `${rootfs} in layer ${id} is not a directory (a symlink?): not using it`,
@@ -100,14 +101,17 @@ export class Mounts {
       return rootfs;
     } catch (error) {
       if (mountedHere) unmountFilesystem(mountPoint, { flags: MNT_DETACH, kernel: this.#settings.kernel });
-      if (device) this.#devices.deactivate(device);
-      if (createdDir) rmSync(mountPoint, { recursive: true, force: true });
+      if (device && !record.activated) this.#devices.deactivate(device);
+      if (createdDir) removeMountPoint(mountPoint);
       throw error;
     }
   }
 
-  /** put: the last user unmounts and deactivates. Not mounted: a warning, as in Docker. */
-  release(id: string): void {
+  /**
+   * put: the last user unmounts and deactivates, but leaves active a device activate() holds
+   * (`keepDevice`). Not mounted: a warning, as in Docker.
+   */
+  release(id: string, options: { keepDevice?: boolean } = {}): void {
     const mounted = this.#mounted.get(id);
     if (!mounted) {
       logger.warn(`put(${id}): not mounted`);
@@ -119,7 +123,7 @@ export class Mounts {
     }
     unmountFilesystem(mounted.mountPoint, { kernel: this.#settings.kernel }); // on EBUSY the layer stays mounted, count intact
     this.#mounted.delete(id);
-    this.#devices.deactivate(mounted.device);
+    if (!options.keepDevice) this.#devices.deactivate(mounted.device);
   }
 
   /** Unmounts and deactivates one layer whatever its count (cleanup). */
@@ -154,7 +158,7 @@ export class Mounts {
         unmountFilesystem(mountPoint, { kernel: this.#settings.kernel });
       }
     } finally {
-      rmSync(mountPoint, { recursive: true, force: true });
+      removeMountPoint(mountPoint);
       this.#devices.deactivate(device);
     }
   }
@@ -187,6 +191,38 @@ export class Mounts {
     if (this.#settings.filesystem === 'xfs') words.push('nouuid'); // snapshots share the base's UUID
     if (mountLabel) words.push(`context="${mountLabel}"`);
     return words.length > 0 ? words.join(',') : null;
+  }
+}
+
+/**
+ * mkdir(path) with one syscall where the parent exists: true when this made it, false when
+ * something is there already (the caller checks what, where it matters).
+ */
+export function makeDirectory(path: string, mode: number): boolean {
+  try {
+    mkdirSync(path, { mode });
+    return true;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return false;
+    if (code !== 'ENOENT') throw error;
+  }
+  mkdirSync(path, { recursive: true, mode }); // a parent is missing
+  return true;
+}
+
+/**
+ * Removes a layer's mount point: one rmdir when it is empty, as it is after a clean unmount;
+ * what is left in it otherwise (files written while it was not mounted) goes too.
+ */
+export function removeMountPoint(path: string): void {
+  try {
+    rmdirSync(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
+    rmSync(path, { recursive: true, force: true });
   }
 }
 

@@ -10,6 +10,7 @@ import {
   versionAtLeast,
   type DmVersion,
 } from './abi.js';
+import { constants as osConstants } from 'node:os';
 import { validateDeviceName, validateTargetType, validateUuid } from './byte-codec.js';
 import { readDeviceInfo, readHeaderFlags, readHeaderTargetCount, readHeaderVersion, refName } from './dm-header.js';
 import { decodeDeviceList, decodeTargetDeps, decodeTargetVersions, type TargetVersion } from './dm-list-codec.js';
@@ -208,13 +209,7 @@ export class DeviceMapper {
 
   /** True when a device of that name (or uuid) exists. */
   exists(device: DeviceRef): boolean {
-    try {
-      this.#engine.run(C.DM_DEV_STATUS, device, 0, false);
-      return true;
-    } catch (error) {
-      if (error instanceof DmSystemError && error.code === 'ENXIO') return false;
-      throw error;
-    }
+    return this.#engine.runUnless(C.DM_DEV_STATUS, device, 0, osConstants.errno.ENXIO);
   }
 
   /**

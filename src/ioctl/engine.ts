@@ -104,6 +104,30 @@ export class DmIoctlEngine {
     dev?: bigint,
     uuid = '',
   ): void {
+    this.#run(command, device, flags, output, payloadSize, eventNr, targetCount, dev, uuid, 0);
+  }
+
+  /**
+   * run() of a command without payload or answer that may fail with `errno`: false then,
+   * with no error built (DM_DEV_STATUS of a device that may not exist, ENXIO). Other
+   * failures throw as in run().
+   */
+  runUnless(command: DmCommand, device: DeviceRef, flags: number, errno: number): boolean {
+    return this.#run(command, device, flags, false, 0, 0, 0, undefined, '', errno);
+  }
+
+  #run(
+    command: DmCommand,
+    device: DeviceRef | undefined,
+    flags: number,
+    output: boolean,
+    payloadSize: number,
+    eventNr: number,
+    targetCount: number,
+    dev: bigint | undefined,
+    uuid: string,
+    answerErrno: number,
+  ): boolean {
     let dataSize = this.#initialSize(command, output, payloadSize);
     for (;;) {
       if (this.#buffer.length < dataSize) {
@@ -116,8 +140,18 @@ export class DmIoctlEngine {
       const label = writeDeviceRef(buffer, device, uuid) ?? devLabel(dev);
       if (this.#fd < 0) throw closedError(command); // after the checks: bad input says so even then
       if (payloadSize > 0) this.#input.copy(buffer, DATA_START, 0, payloadSize);
-      ioctlNamed(this.#binding, this.#fd, command.request, buffer, command.name, label, note(dataSize, flags));
-      if (this.#finish(view, command, output, dataSize)) return;
+      const rc = ioctlNamed(
+        this.#binding,
+        this.#fd,
+        command.request,
+        buffer,
+        command.name,
+        label,
+        note(dataSize, flags),
+        answerErrno,
+      );
+      if (rc < 0) return false;
+      if (this.#finish(view, command, output, dataSize)) return true;
       dataSize = grow(command, label, dataSize);
     }
   }

@@ -27,7 +27,9 @@ export function ioctl(
 
 /**
  * ioctl() with its context as plain arguments, for the dm engine's hot path: a call that
- * succeeds untraced builds no context object.
+ * succeeds untraced builds no context object. A failure with errno `answerErrno` is returned
+ * as -errno instead of thrown: for the caller that expects it (a lookup of a device that may
+ * not exist) an error object, with its stack trace, costs more than the ioctl.
  */
 export function ioctlNamed(
   binding: LibcBinding,
@@ -37,10 +39,11 @@ export function ioctlNamed(
   operation: string,
   device: string | undefined,
   note: string | undefined,
+  answerErrno = 0,
 ): number {
   const rc = binding.ioctl(fd, request, buffer);
   if (traceEnabled) logger.trace(`ioctl ${operation} ${device ?? ''} ${note ?? ''} -> ${rc}`);
-  if (rc < 0) throw new IoctlError({ errno: -rc, operation, device });
+  if (rc < 0 && -rc !== answerErrno) throw new IoctlError({ errno: -rc, operation, device });
   return rc;
 }
 

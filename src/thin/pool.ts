@@ -52,6 +52,8 @@ export class ThinPool {
   readonly name: string;
   #table: PoolTable;
   #length: Sectors;
+  /** Read once: a dm device keeps its number for as long as it exists. */
+  #devno: string | undefined;
 
   private constructor(dm: DeviceMapper, name: string, table: PoolTable, length: Sectors) {
     this.dm = dm;
@@ -139,8 +141,11 @@ export class ThinPool {
 
   /** The pool device's number, `major:minor`, as thin tables name it (not a thin id). */
   get devno(): string {
-    const { dev } = this.dm.info(this.name);
-    return `${dev.major}:${dev.minor}`;
+    if (this.#devno === undefined) {
+      const { dev } = this.dm.info(this.name);
+      this.#devno = `${dev.major}:${dev.minor}`;
+    }
+    return this.#devno;
   }
 
   /**

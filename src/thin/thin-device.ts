@@ -3,6 +3,7 @@
 // library had to make one, its device node.
 import { ensureDeviceNode, removeDeviceNode, type DeviceNode } from '../ioctl/device-node.js';
 import type { DeviceMapper, DeviceInfo } from '../ioctl/device-mapper.js';
+import type { DeviceNumber } from '../ioctl/dm-types.js';
 import { DevmapperError, DmSystemError, InvalidArgumentError } from '../errors.js';
 import { assertThinId } from './messages.js';
 import type { ThinPool } from './pool.js';
@@ -37,12 +38,15 @@ export class ThinDevice {
   readonly id: number;
   readonly size: Sectors;
   #node: DeviceNode | undefined;
+  /** The device number when a reply already told it (activate's resume): path needs no lookup. */
+  #dev: DeviceNumber | undefined;
 
-  private constructor(dm: DeviceMapper, name: string, id: number, size: Sectors) {
+  private constructor(dm: DeviceMapper, name: string, id: number, size: Sectors, dev?: DeviceNumber) {
     this.dm = dm;
     this.name = name;
     this.id = id;
     this.size = size;
+    this.#dev = dev;
   }
 
   /** Creates the dm device with a thin table and resumes it; removes it again if that fails. */
@@ -57,14 +61,15 @@ export class ThinDevice {
     });
     const dm = pool.dm;
     dm.create(options.name, { uuid: options.uuid, readOnly: options.readOnly });
+    let dev: DeviceNumber;
     try {
       dm.load(options.name, [{ start: 0n, length: size, type: 'thin', params }], { readOnly: options.readOnly });
-      dm.resume(options.name);
+      dev = dm.resume(options.name).dev;
     } catch (error) {
       removeQuietly(dm, options.name);
       throw error;
     }
-    return new ThinDevice(dm, options.name, options.id, size);
+    return new ThinDevice(dm, options.name, options.id, size, dev);
   }
 
   /** Takes over an active thin device by name, reading its id and size from its table. */
@@ -83,7 +88,7 @@ export class ThinDevice {
 
   /** A block device node to open or mount: /dev/dm-N from devtmpfs, or one the library made. */
   get path(): string {
-    if (!this.#node) this.#node = ensureDeviceNode(this.dm.kernel, this.name, this.info().dev);
+    if (!this.#node) this.#node = ensureDeviceNode(this.dm.kernel, this.name, this.#dev ?? this.info().dev);
     return this.#node.path;
   }
 

@@ -229,6 +229,42 @@ test.serial('a failing mount inside get leaves no mount, no mount directory and 
   await driver.cleanup();
 });
 
+test.serial('get of a layer activate() holds adopts its device, and the last put leaves it active', async (t) => {
+  const home = newHome('held');
+  const driver = await open(t, { home, ...SMALL });
+  await driver.create('x');
+  const active = await driver.activate('x');
+  const rootfs = await driver.get('x');
+  t.deepEqual(mountsUnder(home), [join(home, 'mnt', 'x')]);
+  writeFileSync(join(rootfs, 'kept'), 'data');
+  await driver.put('x');
+  t.deepEqual(mountsUnder(home), []);
+  t.true(dmNames().includes(active.deviceName), 'activate() still holds the device after the last put');
+  t.false(existsSync(join(home, 'mnt', 'x', 'rootfs')), 'the mount point is empty once unmounted');
+  // The device held is the same one: get again sees what was written.
+  t.is(readFileSync(join(await driver.get('x'), 'kept'), 'utf8'), 'data');
+  await driver.put('x');
+  await driver.deactivate('x');
+  t.false(dmNames().includes(active.deviceName), 'deactivate() ends the hold');
+  await driver.cleanup();
+});
+
+test.serial('a failed get of a layer activate() holds leaves its device active', async (t) => {
+  const home = newHome('heldbad');
+  const driver = await open(t, { home, ...SMALL, mountOptions: 'nosuchoption' });
+  await driver.create('x');
+  const active = await driver.activate('x');
+  const error = await t.throwsAsync(driver.get('x'));
+  t.is(codeOf(error), 'EINVAL');
+  t.deepEqual(mountsUnder(home), []);
+  t.false(existsSync(join(home, 'mnt', 'x')), 'the mount directory it made is gone');
+  t.true(dmNames().includes(active.deviceName), 'the failed get did not take the held device away');
+  t.is(driver.mountCount('x'), 0);
+  await driver.deactivate('x');
+  t.false(dmNames().includes(active.deviceName));
+  await driver.cleanup();
+});
+
 test.serial('create refuses with ERR_DM_NO_SPACE below minFreeSpacePercent, creating nothing', async (t) => {
   const home = newHome('space');
   const driver = await open(t, {
