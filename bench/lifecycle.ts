@@ -8,6 +8,11 @@
 // metadata commit) after every set_transaction_id, put back by wrapping ThinPool's method for
 // its rounds only, so the cost of that commit is measured in the same run as the Driver today.
 //
+// 'c +protocol' is the C floor with the cheapest crash protocol there is: an intent line appended
+// and fdatasync'd before create and remove change the kernel, and a done line after (what the
+// Driver's transactions.log costs, without its JavaScript), so the Driver's ratio to it is the
+// price of the library rather than of durability.
+//
 // The C routes commit with set_transaction_id like the Driver (create: t -> t+1, remove: back to
 // t), so the pool's transaction id is where the Driver left it and the Driver's own bookkeeping
 // stays valid between its rounds.
@@ -29,6 +34,7 @@ export const LIFECYCLE_IMPLS = [
   'driver koffi',
   'driver koffi +flush',
   'c',
+  'c +protocol',
   'libdm',
   'dmsetup',
 ] as const;
@@ -55,7 +61,16 @@ export interface LifecycleOptions {
 
 type Samples = Record<(typeof LIFECYCLE_PHASES)[number], number[]>;
 
-const THIN_IDS: Record<string, number> = { c: 0x7f0001, libdm: 0x7f0002, dmsetup: 0x7f0003 };
+type CImpl = 'c' | 'c +protocol' | 'libdm' | 'dmsetup';
+const THIN_IDS: Record<CImpl, number> = { c: 0x7f0001, libdm: 0x7f0002, dmsetup: 0x7f0003, 'c +protocol': 0x7f0004 };
+/** For the dm device's name and the mount point: no space or '+'. */
+const SHORT_NAMES: Record<CImpl, string> = { c: 'c', libdm: 'libdm', dmsetup: 'dmsetup', 'c +protocol': 'cp' };
+const C_COMMANDS: Record<CImpl, string> = {
+  c: 'lifecycle',
+  libdm: 'lifecycle',
+  dmsetup: 'dmlifecycle',
+  'c +protocol': 'plifecycle',
+};
 
 export async function measureLifecycle(options: LifecycleOptions): Promise<LifecycleResult> {
   const { quick, prefix } = options;
@@ -128,21 +143,23 @@ export async function measureLifecycle(options: LifecycleOptions): Promise<Lifec
       await driver.close();
     }
   };
-  const runC = async (impl: 'c' | 'libdm' | 'dmsetup', count: number, out: Samples | undefined): Promise<void> => {
+  const runC = async (impl: CImpl, count: number, out: Samples | undefined): Promise<void> => {
     const program = impl === 'libdm' ? libdm : floor;
-    const command = impl === 'dmsetup' ? 'dmlifecycle' : 'lifecycle';
+    const short = SHORT_NAMES[impl];
+    const log = impl === 'c +protocol' ? [join(options.tmp, 'lc-protocol.log')] : [];
     const reply = await program.call(
-      command,
+      C_COMMANDS[impl],
       setup.pool,
       setup.poolDev,
       setup.img.deviceName,
       setup.img.deviceId,
-      `${prefix}-lc-${impl}`,
-      THIN_IDS[impl]!,
+      `${prefix}-lc-${short}`,
+      THIN_IDS[impl],
       sectors,
       transactionId(dm, setup.pool),
       count,
-      join(options.tmp, `lc-mnt-${impl}`),
+      join(options.tmp, `lc-mnt-${short}`),
+      ...log,
     );
     if (!out) return;
     for (const key of LIFECYCLE_PHASES) out[key].push(...reply.phases![key]!);

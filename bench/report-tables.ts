@@ -84,15 +84,30 @@ export function renderTables(result: BenchResult): string {
   const lifecycle = result.guest?.lifecycle;
   if (lifecycle) {
     const c = lifecycle.impls.c?.total.median ?? NaN;
+    const cProtocol = lifecycle.impls['c +protocol']?.total.median ?? NaN;
     const libdm = lifecycle.impls.libdm?.total.median ?? NaN;
     const dmsetup = lifecycle.impls.dmsetup?.total.median ?? NaN;
     out.push(
       '',
-      `Layer lifecycle create → get → put → remove (ms; ${lifecycle.filesystem}, base ${lifecycle.baseSize}, image layer active and mounted)`,
+      `Layer lifecycle create → get → put → remove (ms; ${lifecycle.filesystem}, base ${lifecycle.baseSize}, image layer active and mounted; ×C+protocol: over C with one synced intent line per create and remove)`,
     );
     out.push(
       table(
-        ['implementation', 'min', 'median', 'p99', 'create', 'get', 'put', 'remove', '×C', '×libdm', 'dmsetup ÷', 'n'],
+        [
+          'implementation',
+          'min',
+          'median',
+          'p99',
+          'create',
+          'get',
+          'put',
+          'remove',
+          '×C',
+          '×C+protocol',
+          '×libdm',
+          'dmsetup ÷',
+          'n',
+        ],
         Object.entries(lifecycle.impls).map(([impl, r]) => [
           impl,
           ms(r.total.min),
@@ -100,6 +115,7 @@ export function renderTables(result: BenchResult): string {
           ms(r.total.p99),
           ...['create', 'get', 'put', 'remove'].map((p) => ms(r.phases[p]!.median)),
           ratio(r.total.median, c),
+          ratio(r.total.median, cProtocol),
           ratio(r.total.median, libdm),
           `${(dmsetup / r.total.median).toFixed(1)}×`,
           String(r.total.n),

@@ -53,6 +53,17 @@ export function evaluateTargets(result: Omit<BenchResult, 'targets'>): TargetLin
       met: best.m <= 1.1 * c,
       text: `layer lifecycle within 1.1× of the C floor: ${best.k} ${fmt(best.m)} = ${ratio(best.m, c)} of C ${fmt(c)} (${other.k} ${ratio(other.m, c)})`,
     });
+    const cProtocol = lifecycle.impls['c +protocol']?.total.median;
+    if (cProtocol !== undefined) {
+      // Issue 16's goal, against the floor that pays for durability as the Driver does.
+      const koffi = lifecycle.impls['driver koffi']!.total.median;
+      const ffiRs = lifecycle.impls['driver ffi-rs']!.total.median;
+      lines.push({
+        id: 'lifecycle:c+protocol',
+        met: koffi <= 1.15 * cProtocol && ffiRs <= 1.3 * cProtocol,
+        text: `layer lifecycle within 1.15× (koffi) / 1.3× (ffi-rs) of C with a synced intent line: koffi ${ratio(koffi, cProtocol)}, ffi-rs ${ratio(ffiRs, cProtocol)} of ${fmt(cProtocol)}`,
+      });
+    }
     const dmsetup = lifecycle.impls.dmsetup!.total.median;
     const want = backend === 'uml' ? 25 : 9;
     lines.push({

@@ -10,6 +10,10 @@
  *   suspres NAME N                     DM_DEV_SUSPEND suspend + resume
  *   lifecycle POOL POOLDEV IMG IMGID CTR CTRID SECTORS TID N MNT
  *                                      a container layer's create/get/put/remove, raw ioctls + mount(2)
+ *   plifecycle POOL POOLDEV IMG IMGID CTR CTRID SECTORS TID N MNT LOG
+ *                                      the same with a crash protocol as cheap as one can be: create
+ *                                      and remove append an intent line to LOG and fdatasync it
+ *                                      before the kernel changes, and a done line (unsynced) after
  *   spawn N CMD...                     each sample runs the CMDs in turn (argv words split by 0x1f)
  *   dmlifecycle POOL POOLDEV IMG IMGID CTR CTRID SECTORS TID N MNT
  *                                      the same lifecycle the way a dmsetup-based snapshotter does it
@@ -213,6 +217,7 @@ struct lifecycle {
 	uint64_t sectors;
 	unsigned long long tid;
 	long long n;
+	int log_fd; /* plifecycle's log, -1 without one */
 	/* what is done, for the cleanup after a failure */
 	int snap, committed, active, mounted;
 };
@@ -222,6 +227,28 @@ static void parse_lifecycle(char **a, struct lifecycle *l)
 	l->pool = a[0]; l->pool_dev = a[1]; l->img = a[2]; l->img_id = a[3]; l->ctr = a[4]; l->ctr_id = a[5];
 	l->sectors = (uint64_t)num(a[6]); l->tid = (unsigned long long)num(a[7]); l->n = num(a[8]); l->mnt = a[9];
 	l->snap = l->committed = l->active = l->mounted = 0;
+	l->log_fd = -1;
+}
+
+static int log_line(struct lifecycle *l, const char *what, int sync)
+{
+	char line[160];
+	int len = snprintf(line, sizeof line, "%s %s %s %llu\n", what, l->ctr, l->ctr_id, l->tid);
+	if (write(l->log_fd, line, (size_t)len) != len) return fail("write %s line: %s", what, strerror(errno));
+	if (sync && fdatasync(l->log_fd) < 0) return fail("fdatasync: %s", strerror(errno));
+	return 0;
+}
+
+/** The intent, durable before the kernel changes anything (no-op without a log). */
+static int protocol_before(struct lifecycle *l, const char *op)
+{
+	return l->log_fd < 0 ? 0 : log_line(l, op, 1);
+}
+
+/** The change is done: a line the next start-up reads, not synced (the pool's tid says so too). */
+static int protocol_after(struct lifecycle *l)
+{
+	return l->log_fd < 0 ? 0 : log_line(l, "done", 0);
 }
 
 static int set_tid(const char *pool, unsigned long long from, unsigned long long to)
@@ -264,6 +291,7 @@ static int lifecycle_raw(struct lifecycle *l, samples_t *phases)
 	uint64_t t[5];
 	t[0] = now_ns();
 	/* create: snapshot of the active image layer, committed with set_transaction_id */
+	if (protocol_before(l, "create") < 0) return -1;
 	if (dm_simple(DM_DEV_SUSPEND, "suspend", l->img, DM_SUSPEND_FLAG) < 0) return -1;
 	snprintf(text, sizeof text, "create_snap %s %s", l->ctr_id, l->img_id);
 	int rc = dm_message(l->pool, text);
@@ -271,6 +299,7 @@ static int lifecycle_raw(struct lifecycle *l, samples_t *phases)
 	if (dm_simple(DM_DEV_SUSPEND, "resume", l->img, 0) < 0 || rc < 0) return -1;
 	if (set_tid(l->pool, l->tid, l->tid + 1) < 0) return -1;
 	l->committed = 1;
+	if (protocol_after(l) < 0) return -1;
 	t[1] = now_ns();
 	/* get: activate and mount */
 	if (dm_simple(DM_DEV_CREATE, "DM_DEV_CREATE", l->ctr, 0) < 0) return -1;
@@ -290,11 +319,13 @@ static int lifecycle_raw(struct lifecycle *l, samples_t *phases)
 	l->active = 0;
 	t[3] = now_ns();
 	/* remove: delete the thin id, committed */
+	if (protocol_before(l, "remove") < 0) return -1;
 	snprintf(text, sizeof text, "delete %s", l->ctr_id);
 	if (dm_message(l->pool, text) < 0) return -1;
 	l->snap = 0;
 	if (set_tid(l->pool, l->tid + 1, l->tid) < 0) return -1;
 	l->committed = 0;
+	if (protocol_after(l) < 0) return -1;
 	if (rmdir(l->mnt) < 0) return fail("rmdir %s: %s", l->mnt, strerror(errno));
 	t[4] = now_ns();
 	for (int i = 0; i < 4; i++) samples_push(&phases[i], t[i + 1] - t[i]);
@@ -342,10 +373,14 @@ static int lifecycle_dmsetup(struct lifecycle *l, samples_t *phases)
 	return 0;
 }
 
-static int run_lifecycle(char **a, int (*one)(struct lifecycle *, samples_t *))
+static int run_lifecycle(char **a, const char *log, int (*one)(struct lifecycle *, samples_t *))
 {
 	struct lifecycle l;
 	parse_lifecycle(a, &l);
+	if (log) {
+		l.log_fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+		if (l.log_fd < 0) return fail("open %s: %s", log, strerror(errno));
+	}
 	samples_t phases[4];
 	for (int i = 0; i < 4; i++) samples_init(&phases[i], (size_t)l.n);
 	int rc = 0;
@@ -359,6 +394,7 @@ static int run_lifecycle(char **a, int (*one)(struct lifecycle *, samples_t *))
 		reply_phases(PHASES, phases, 4);
 	}
 	for (int i = 0; i < 4; i++) samples_free(&phases[i]);
+	if (l.log_fd >= 0) close(l.log_fd);
 	return rc;
 }
 
@@ -392,8 +428,9 @@ int main(void)
 		else if (!strcmp(cmd, "status") && n == 4) rc = timed(num(f[2]), op_status, (char *[]){ f[1], f[3] });
 		else if (!strcmp(cmd, "msgpair") && n == 4) rc = timed(num(f[2]), op_msgpair, (char *[]){ f[1], f[3] });
 		else if (!strcmp(cmd, "suspres") && n == 3) rc = timed(num(f[2]), op_suspres, (char *[]){ f[1] });
-		else if (!strcmp(cmd, "lifecycle") && n == 11) rc = run_lifecycle(f + 1, lifecycle_raw);
-		else if (!strcmp(cmd, "dmlifecycle") && n == 11) rc = run_lifecycle(f + 1, lifecycle_dmsetup);
+		else if (!strcmp(cmd, "lifecycle") && n == 11) rc = run_lifecycle(f + 1, NULL, lifecycle_raw);
+		else if (!strcmp(cmd, "plifecycle") && n == 12) rc = run_lifecycle(f + 1, f[11], lifecycle_raw);
+		else if (!strcmp(cmd, "dmlifecycle") && n == 11) rc = run_lifecycle(f + 1, NULL, lifecycle_dmsetup);
 		else if (!strcmp(cmd, "spawn") && n >= 3 && n < MAX_FIELDS) { f[n] = NULL; rc = timed(num(f[1]), op_spawn, f + 2); }
 		else rc = fail("unknown command or wrong field count: %s (%d fields)", cmd, n);
 		if (rc < 0) reply_error();

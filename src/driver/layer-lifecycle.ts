@@ -24,7 +24,7 @@ export class LayerLifecycle {
 
   /** A new thin device that snapshots `parent` (the base device when null). */
   addDevice(id: string, parent: string | null, size: Bytes | undefined, meta?: Record<string, unknown>): Promise<void> {
-    const { locks, layers, pool, options, tx, devices, mounts } = this.#parts;
+    const { locks, layers, pool, options, tx, layout, mounts } = this.#parts;
     return locks.run(id, async () => {
       this.#parts.assertOpen();
       if (layers.has(id)) throw new DevmapperError('ERR_DM_LAYER_EXISTS', `layer ${id} already exists`);
@@ -47,7 +47,7 @@ export class LayerLifecycle {
             parent,
             size: originSize,
             meta,
-            origin: { deviceId: origin.deviceId, activeDevice: devices.activeName(origin.id) },
+            origin: { deviceId: origin.deviceId, device: layout.thinName(origin.id) }, // suspended if active
             ownsThinId: (thinId) => layers.ownsThinId(thinId),
           }),
         )

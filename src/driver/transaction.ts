@@ -32,7 +32,7 @@ export interface NewLayer {
   size: bigint;
   meta?: Record<string, unknown> | undefined;
   /** The layer it snapshots (none: a fresh thin device, the base). */
-  origin?: { deviceId: number; activeDevice: string | undefined } | undefined;
+  origin?: { deviceId: number; device: string } | undefined;
   /** Whether a known layer already owns a thin id (it is skipped without asking the pool). */
   ownsThinId(deviceId: number): boolean;
 }
@@ -87,7 +87,7 @@ export class PoolTransactions {
       const transaction: OpenTransaction = { transactionId, op: 'create', layerId: layer.id, deviceId, record };
       const made = this.#run(transaction, () => {
         try {
-          if (layer.origin) this.#pool.createSnapshot(thinId, layer.origin.deviceId, layer.origin.activeDevice);
+          if (layer.origin) this.#pool.createSnapshot(thinId, layer.origin.deviceId, layer.origin.device);
           else this.#pool.createThin(thinId);
           return true;
         } catch (error) {

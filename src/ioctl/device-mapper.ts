@@ -187,6 +187,16 @@ export class DeviceMapper {
     return this.#info(device);
   }
 
+  /**
+   * suspend() of a device that may not exist: undefined when there is none (ENXIO), with no
+   * DM_DEV_STATUS asked first and no error built.
+   */
+  suspendIfPresent(device: DeviceRef, options: SuspendOptions = {}): DeviceInfo | undefined {
+    if (!this.#engine.runUnless(C.DM_DEV_SUSPEND, device, suspendFlags(options), osConstants.errno.ENXIO))
+      return undefined;
+    return this.#info(device);
+  }
+
   async suspendAsync(device: DeviceRef, options: SuspendOptions = {}): Promise<DeviceInfo> {
     return asyncInfo(await this.#engine.runAsync(C.DM_DEV_SUSPEND, device, suspendFlags(options), false), device);
   }

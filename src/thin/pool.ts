@@ -169,22 +169,22 @@ export class ThinPool {
   }
 
   /**
-   * Snapshot `originId` as `id`. When the origin is active (pass its dm device), it is
-   * suspended around the message, as the kernel requires, and resumed whatever happens.
+   * Snapshot `originId` as `id`. `origin` names the origin's dm device when it may be active:
+   * if it is, it is suspended around the message, as the kernel requires, and resumed whatever
+   * happens; if no device has that name, the message is sent alone (one ioctl, no lookup first).
    */
-  createSnapshot(id: number, originId: number, activeOrigin?: DeviceRef): void {
+  createSnapshot(id: number, originId: number, origin?: DeviceRef): void {
     assertThinId(id);
     assertThinId(originId, 'originId');
-    if (activeOrigin === undefined) {
+    if (origin === undefined || this.dm.suspendIfPresent(origin) === undefined) {
       this.message(createSnapMessage(id, originId));
       return;
     }
-    this.dm.suspend(activeOrigin);
     try {
       crashPoint('create:suspended'); // a crash here leaves the origin suspended: init resumes it
       this.message(createSnapMessage(id, originId));
     } finally {
-      this.dm.resume(activeOrigin);
+      this.dm.resume(origin);
     }
   }
 

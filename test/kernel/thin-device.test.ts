@@ -135,6 +135,13 @@ test.serial(
 
     // A snapshot of a missing origin is refused too (ENODATA), with no device suspended.
     throwsSystem(t, () => pool.createSnapshot(3, 99), 'ENODATA');
+
+    // An origin device named that is not active: the snapshot is made without a suspend, and
+    // the origin that is active is left alone.
+    pool.createSnapshot(3, 1, `${origin.name}-inactive`);
+    throwsSystem(t, () => pool.createSnapshot(3, 1), 'EEXIST'); // thin id 3 exists now
+    t.false(origin.info().suspended);
+    pool.deleteThin(3);
   },
 );
 
