@@ -112,14 +112,22 @@ test('writeDeviceRef (the engine hot path) accepts exactly the names and uuids w
     { weight: 2, arbitrary: deviceNameArb.map((name) => ({ name })) as fc.Arbitrary<unknown> },
     { weight: 2, arbitrary: fc.oneof(deviceNameArb, fc.string({ maxLength: 140 })).map((uuid) => ({ uuid })) },
     { weight: 1, arbitrary: anyValue },
+    // Objects of the right keys with the wrong types (found by this property once: { name: null }).
+    { weight: 1, arbitrary: fc.constantFrom<unknown>({ name: null }, { uuid: null }, { name: 5, uuid: 'u-1' }, {}) },
   );
   check(t, refArb, runs(4000), (device) => {
     if (device === undefined) return; // no device: the commands that take none
     const fast = Buffer.alloc(DM_IOCTL_SIZE, 0x5a);
     const label = attempt(() => writeDeviceRef(fast, device as DeviceRef, ''), [InvalidArgumentError]);
-    const isObject = typeof device === 'object' && device !== null;
-    const name = typeof device === 'string' ? device : isObject && 'name' in device ? device.name : undefined;
-    const uuid = isObject && !('name' in device) && 'uuid' in device ? device.uuid : undefined;
+    // A DeviceRef is a name, { name: string } or { uuid: string }; anything else (a { name: null }
+    // included) names no device and must be refused.
+    const field = (key: 'name' | 'uuid'): string | undefined => {
+      const value =
+        typeof device === 'object' && device !== null ? (device as Record<string, unknown>)[key] : undefined;
+      return typeof value === 'string' ? value : undefined;
+    };
+    const name = typeof device === 'string' ? device : field('name');
+    const uuid = name === undefined ? field('uuid') : undefined;
     const reference = Buffer.alloc(DM_IOCTL_SIZE, 0x5a);
     const checked = attempt(() => {
       if (name === undefined && uuid === undefined) throw new InvalidArgumentError('device', 'neither');
