@@ -84,6 +84,7 @@ export class DeviceSet {
     this.layout = layout;
     this.#lock = args.lock;
     const devices = new LayerDevices(dm, pool, layout, options.deferredRemoval);
+    const layers = new LayerRecords(store);
     const mountSettings = { filesystem: options.filesystem, mountOptions: options.mountOptions, kernel: this.kernel };
     this.#parts = {
       options,
@@ -95,8 +96,8 @@ export class DeviceSet {
       layout,
       ownsPool: args.ownsPool,
       tx: new PoolTransactions(pool, store, args.state),
-      layers: new LayerRecords(store),
-      mounts: new Mounts(layout, mountSettings, devices),
+      layers,
+      mounts: new Mounts(layout, mountSettings, devices, (id) => layers.isActivated(id)),
       devices,
       locks: new KeyedMutex(),
       assertOpen: () => this.#assertOpen(),

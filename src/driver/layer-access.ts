@@ -134,14 +134,14 @@ export class LayerAccess {
    * mounted: a warning, as in Docker.
    */
   unmountDevice(id: string): Promise<void> {
-    const { locks, pool, mounts, layers } = this.#parts;
+    const { locks, pool, mounts } = this.#parts;
     return locks.run(id, async () => {
       // The last put unmounts, and umount2 writes back the layer's dirty pages and journal. On
       // a pool out of data space that queues I/O (errorIfNoSpace: false) those writes wait for
       // the kernel's no_space_timeout (60 s), with the calling thread blocked in umount2 and
       // then the data lost: refuse at once instead; the layer stays mounted.
       if (mounts.count(id) === 1) assertNotQueueing(pool, `put ${id}`);
-      mounts.release(id, { keepDevice: layers.get(id)?.activated === true });
+      mounts.release(id);
     });
   }
 }

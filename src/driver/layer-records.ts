@@ -48,6 +48,11 @@ export class LayerRecords extends LayerTable {
   }
 
   /** A layer users can see: known, not the base device, not pending deletion. */
+  /** Whether activate() holds the layer's device (only deactivate() lets it go). */
+  isActivated(id: string): boolean {
+    return this.get(id)?.activated === true;
+  }
+
   isLive(id: string): boolean {
     const record = this.get(id);
     return record !== undefined && id !== BASE_LAYER && !record.deferredDelete;

@@ -34,12 +34,20 @@ export class Mounts {
   readonly #layout: HomeLayout;
   readonly #settings: MountSettings;
   readonly #devices: DeviceActivator;
+  /** Whether activate() holds a layer's device: Mounts adopts it and never deactivates it. */
+  readonly #isHeld: (layerId: string) => boolean;
   readonly #mounted = new Map<string, Mounted>();
 
-  constructor(layout: HomeLayout, settings: MountSettings, devices: DeviceActivator) {
+  constructor(
+    layout: HomeLayout,
+    settings: MountSettings,
+    devices: DeviceActivator,
+    isHeld: (layerId: string) => boolean,
+  ) {
     this.#layout = layout;
     this.#settings = settings;
     this.#devices = devices;
+    this.#isHeld = isHeld;
   }
 
   has(id: string): boolean {
@@ -71,7 +79,7 @@ export class Mounts {
 
   /**
    * get()'s first mount: activate, mount, set up rootfs and the id file; undone on any failure.
-   * A device activate() holds (record.activated) is adopted, and stays active if this fails.
+   * A device activate() holds is adopted, and stays active if this fails.
    */
   mount(record: LayerRecord, mountLabel: string | undefined): string {
     const id = record.id;
@@ -101,17 +109,17 @@ export class Mounts {
       return rootfs;
     } catch (error) {
       if (mountedHere) unmountFilesystem(mountPoint, { flags: MNT_DETACH, kernel: this.#settings.kernel });
-      if (device && !record.activated) this.#devices.deactivate(device);
+      if (device) this.#letGo(id, device);
       if (createdDir) removeMountPoint(mountPoint);
       throw error;
     }
   }
 
   /**
-   * put: the last user unmounts and deactivates, but leaves active a device activate() holds
-   * (`keepDevice`). Not mounted: a warning, as in Docker.
+   * put: the last user unmounts and deactivates, but leaves active a device activate() holds.
+   * Not mounted: a warning, as in Docker.
    */
-  release(id: string, options: { keepDevice?: boolean } = {}): void {
+  release(id: string): void {
     const mounted = this.#mounted.get(id);
     if (!mounted) {
       logger.warn(`put(${id}): not mounted`);
@@ -123,7 +131,7 @@ export class Mounts {
     }
     unmountFilesystem(mounted.mountPoint, { kernel: this.#settings.kernel }); // on EBUSY the layer stays mounted, count intact
     this.#mounted.delete(id);
-    if (!options.keepDevice) this.#devices.deactivate(mounted.device);
+    this.#letGo(id, mounted.device);
   }
 
   /** Unmounts and deactivates one layer whatever its count (cleanup). */
@@ -139,7 +147,10 @@ export class Mounts {
     this.#mounted.clear();
   }
 
-  /** Runs `body` with the record's device mounted at a private mount point, then unmounts and deactivates. */
+  /**
+   * Runs `body` with the record's device mounted at a private mount point, then unmounts and
+   * deactivates it (unless activate() holds it).
+   */
   async withPrivateMount<T>(
     record: LayerRecord,
     body: (device: ThinDevice, mountPoint: string) => Promise<T>,
@@ -159,8 +170,13 @@ export class Mounts {
       }
     } finally {
       removeMountPoint(mountPoint);
-      this.#devices.deactivate(device);
+      this.#letGo(record.id, device);
     }
+  }
+
+  /** Deactivates a device this mounted, unless activate() holds it. */
+  #letGo(layerId: string, device: ThinDevice): void {
+    if (!this.#isHeld(layerId)) this.#devices.deactivate(device);
   }
 
   /** Unmounts a mount no layer holds (init's clean-up), lazily if it is busy. */

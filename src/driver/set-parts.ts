@@ -51,7 +51,7 @@ export function recoveryContextOf(parts: SetParts): RecoveryContext {
     tx: parts.tx,
     mounts: parts.mounts,
     hasDevice: (id) => parts.layers.isLive(id),
-    isActivated: (id) => parts.layers.get(id)?.activated === true,
+    isActivated: (id) => parts.layers.isActivated(id),
     deactivateIfActive: (layerId) => parts.devices.deactivateIfActive(layerId),
     thinIdMayBeClaimed: (deviceId, except) => thinIdMayBeClaimed(parts.store, deviceId, except),
   };
