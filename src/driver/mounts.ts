@@ -97,7 +97,7 @@ export class Mounts {
       // rootfs and id live in the layer's own filesystem: a symlink found there is never
       // followed (it could point out of <home>), and the id file is only ever created.
       const rootfs = this.#layout.rootfs(id);
-      if (!makeDirectory(rootfs, 0o755) && !lstatSync(rootfs).isDirectory()) {
+      if (!isOrMakeDirectory(rootfs, 0o755)) {
         throw new DevmapperError(
           'ERR_DM_UNSAFE_PATH',
           `${rootfs} in layer ${id} is not a directory (a symlink?): not using it`,
@@ -228,6 +228,17 @@ export function makeDirectory(path: string, mode: number): boolean {
 }
 
 /**
+ * Whether `path` is a directory, made when nothing is there; false for anything else, a
+ * symlink included (never followed). One lstat where it exists, as rootfs/ does in every
+ * snapshot (it comes from the parent layer).
+ */
+function isOrMakeDirectory(path: string, mode: number): boolean {
+  const found = lstatSync(path, { throwIfNoEntry: false });
+  if (found) return found.isDirectory();
+  return makeDirectory(path, mode) || lstatSync(path).isDirectory(); // made, or raced by someone
+}
+
+/**
  * Removes a layer's mount point: one rmdir when it is empty, as it is after a clean unmount;
  * what is left in it otherwise (files written while it was not mounted) goes too.
  */
@@ -244,13 +255,7 @@ export function removeMountPoint(path: string): void {
 
 /** Whether anything, a dangling symlink included, is at `path`. */
 function lexists(path: string): boolean {
-  try {
-    lstatSync(path);
-    return true;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw error;
-  }
+  return lstatSync(path, { throwIfNoEntry: false }) !== undefined;
 }
 
 /** Mount points under `prefix`, from /proc/self/mountinfo (octal escapes decoded), shallowest first. */

@@ -125,8 +125,14 @@ export function metadataFullError(
   });
 }
 
-/** Whether the pool is out of data space and queues I/O (queue_if_no_space). */
+/**
+ * Whether the pool is out of data space and queues I/O (queue_if_no_space). A pool whose live
+ * table has error_if_no_space never queues, so no status is read for it: in dm-thin.c the
+ * pool's pf.error_if_no_space comes from the table at bind, and do_no_space_timeout() only
+ * ever turns queueing into erroring. The table is the one this process loaded or adopted.
+ */
 export function isQueueing(pool: ThinPool): boolean {
+  if (pool.table.features.errorIfNoSpace) return false;
   let status: PoolStatus;
   try {
     status = pool.status();
