@@ -8,6 +8,10 @@
 // metadata commit) after every set_transaction_id, put back by wrapping ThinPool's method for
 // its rounds only, so the cost of that commit is measured in the same run as the Driver today.
 //
+// 'js floor koffi' is the C floor's steps done from this Node process through DeviceMapper on
+// koffi (the same ioctls, mount(2), mkdir and rmdir, nothing else): the Driver's distance to it
+// is the Driver's own work, and its distance to C is Node's and the FFI's on the same calls.
+//
 // 'c +protocol' is the C floor with the cheapest crash protocol there is: an intent line appended
 // and fdatasync'd before create and remove change the kernel, and a done line after (what the
 // Driver's transactions.log costs, without its JavaScript), so the Driver's ratio to it is the
@@ -16,12 +20,14 @@
 // The C routes commit with set_transaction_id like the Driver (create: t -> t+1, remove: back to
 // t), so the pool's transaction id is where the Driver left it and the Driver's own bookkeeping
 // stays valid between its rounds.
-import { rmSync } from 'node:fs';
+import { mkdirSync, rmdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Driver } from '../src/driver/driver.js';
 import type { DriverOptions } from '../src/driver/options.js';
 import { DeviceMapper } from '../src/ioctl/device-mapper.js';
 import type { FfiBackendName } from '../src/ioctl/ffi/binding.js';
+import { Kernel } from '../src/ioctl/kernel.js';
+import { MNT_DETACH, mountFilesystem, unmountFilesystem } from '../src/ioctl/mount.js';
 import { ThinPool } from '../src/thin/pool.js';
 import { bytes, bytesToSectors } from '../src/thin/units.js';
 import type { CPrograms } from './c-build.js';
@@ -33,6 +39,7 @@ export const LIFECYCLE_IMPLS = [
   'driver ffi-rs',
   'driver koffi',
   'driver koffi +flush',
+  'js floor koffi',
   'c',
   'c +protocol',
   'libdm',
@@ -62,6 +69,7 @@ export interface LifecycleOptions {
 type Samples = Record<(typeof LIFECYCLE_PHASES)[number], number[]>;
 
 type CImpl = 'c' | 'c +protocol' | 'libdm' | 'dmsetup';
+const JS_FLOOR_THIN_ID = 0x7f0005;
 const THIN_IDS: Record<CImpl, number> = { c: 0x7f0001, libdm: 0x7f0002, dmsetup: 0x7f0003, 'c +protocol': 0x7f0004 };
 /** For the dm device's name and the mount point: no space or '+'. */
 const SHORT_NAMES: Record<CImpl, string> = { c: 'c', libdm: 'libdm', dmsetup: 'dmsetup', 'c +protocol': 'cp' };
@@ -74,7 +82,9 @@ const C_COMMANDS: Record<CImpl, string> = {
 
 export async function measureLifecycle(options: LifecycleOptions): Promise<LifecycleResult> {
   const { quick, prefix } = options;
-  const rounds = quick ? 1 : 5;
+  // 90 samples per implementation (30 of dmsetup): at 30, two implementations 4 % apart (C and
+  // C + protocol) came out in either order, the medians moving by ±15 % between runs.
+  const rounds = quick ? 1 : 15;
   const perRound = quick ? 1 : 6;
   const dmsetupPerRound = quick ? 1 : 2;
   const home = join(options.tmp, 'lifecycle-home');
@@ -86,6 +96,8 @@ export async function measureLifecycle(options: LifecycleOptions): Promise<Lifec
   const floor = new Coprocess(options.programs.dmFloor, 'dm-floor');
   const libdm = new Coprocess(options.programs.dmLibdm, 'dm-libdm');
   const dm = DeviceMapper.open();
+  const jsKernel = Kernel.for('koffi');
+  const jsDm = DeviceMapper.open({ kernel: jsKernel });
   let serial = 0;
 
   prefillDriverMetadata(home, quick ? 16 * MiB : 64 * MiB);
@@ -164,7 +176,73 @@ export async function measureLifecycle(options: LifecycleOptions): Promise<Lifec
     if (!out) return;
     for (const key of LIFECYCLE_PHASES) out[key].push(...reply.phases![key]!);
   };
-  const runImpl = (impl: LifecycleImpl, count: number, out: Samples | undefined): Promise<void> => {
+  // The JS floor: thin id, dm name and mount point of its own, like each C route.
+  const js = { thinId: JS_FLOOR_THIN_ID, name: `${prefix}-lc-js`, mnt: join(options.tmp, 'lc-mnt-js') };
+  const jsIteration = (tid: bigint, out: Samples | undefined): void => {
+    const { pool, poolDev, img } = setup;
+    let t = process.hrtime.bigint();
+    jsDm.suspend(img.deviceName);
+    try {
+      jsDm.message(pool, 0, `create_snap ${js.thinId} ${img.deviceId}`);
+    } finally {
+      jsDm.resume(img.deviceName);
+    }
+    jsDm.message(pool, 0, `set_transaction_id ${tid} ${tid + 1n}`);
+    const create = since(t);
+    t = process.hrtime.bigint();
+    jsDm.create(js.name);
+    jsDm.load(js.name, [{ start: 0n, length: sectors, type: 'thin', params: `${poolDev} ${js.thinId}` }]);
+    const { dev } = jsDm.resume(js.name);
+    mkdirSync(js.mnt, { mode: 0o755 });
+    mountFilesystem(`/dev/dm-${dev.minor}`, js.mnt, 'ext4', { kernel: jsKernel });
+    try {
+      mkdirSync(join(js.mnt, 'rootfs'), { mode: 0o755 });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const get = since(t);
+    t = process.hrtime.bigint();
+    unmountFilesystem(js.mnt, { kernel: jsKernel });
+    jsDm.remove(js.name);
+    const put = since(t);
+    t = process.hrtime.bigint();
+    jsDm.message(pool, 0, `delete ${js.thinId}`);
+    jsDm.message(pool, 0, `set_transaction_id ${tid + 1n} ${tid}`);
+    rmdirSync(js.mnt);
+    const remove = since(t);
+    if (!out) return;
+    out.create.push(create);
+    out.get.push(get);
+    out.put.push(put);
+    out.remove.push(remove);
+  };
+  /** After a failed iteration: the pool back as it was (the C routes' undo()), quietly. */
+  const jsUndo = (tid: bigint): void => {
+    const quietly = (step: () => unknown): void => {
+      try {
+        step();
+      } catch {}
+    };
+    quietly(() => unmountFilesystem(js.mnt, { kernel: jsKernel, flags: MNT_DETACH }));
+    quietly(() => jsDm.remove(js.name));
+    quietly(() => jsDm.message(setup.pool, 0, `delete ${js.thinId}`));
+    quietly(() => {
+      if (transactionId(jsDm, setup.pool) !== tid) jsDm.message(setup.pool, 0, `set_transaction_id ${tid + 1n} ${tid}`);
+    });
+    quietly(() => rmdirSync(js.mnt));
+  };
+  const runJsFloor = (count: number, out: Samples | undefined): void => {
+    for (let i = 0; i < count; i++) {
+      const tid = transactionId(jsDm, setup.pool); // outside the timing, as the C routes are given it
+      try {
+        jsIteration(tid, out);
+      } catch (error) {
+        jsUndo(tid);
+        throw error;
+      }
+    }
+  };
+  const runImpl = async (impl: LifecycleImpl, count: number, out: Samples | undefined): Promise<void> => {
     switch (impl) {
       case 'driver ffi-rs':
         return runDriver('ffi-rs', count, out);
@@ -172,6 +250,8 @@ export async function measureLifecycle(options: LifecycleOptions): Promise<Lifec
         return runDriver('koffi', count, out);
       case 'driver koffi +flush':
         return runDriver('koffi', count, out, true);
+      case 'js floor koffi':
+        return runJsFloor(count, out);
       default:
         return runC(impl, count, out);
     }
@@ -196,6 +276,7 @@ export async function measureLifecycle(options: LifecycleOptions): Promise<Lifec
       await driver.remove('img');
       await driver.cleanup();
       dm.close();
+      jsDm.close();
       rmSync(home, { recursive: true, force: true });
     });
   }

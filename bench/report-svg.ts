@@ -21,6 +21,7 @@ const COLORS: Record<string, string> = {
   'LoopDevices koffi': '#b5e5a5',
   'driver ffi-rs': '#ff7f0e',
   'driver koffi': '#2ca02c',
+  'js floor koffi': '#8c564b',
 };
 const PHASE_COLORS: Record<string, string> = { create: '#4e79a7', get: '#f28e2b', put: '#76b7b2', remove: '#e15759' };
 

@@ -80,7 +80,7 @@ test('bench guest part, quick mode: latency, lifecycle and scale figures, target
     for (const impl of ['ffi-rs async', 'koffi async']) assertStats(t, `${suspend.id} ${impl}`, suspend.impls[impl]);
 
     // layer lifecycle
-    for (const impl of ['driver ffi-rs', 'driver koffi', 'c', 'c +protocol', 'libdm', 'dmsetup']) {
+    for (const impl of ['driver ffi-rs', 'driver koffi', 'js floor koffi', 'c', 'c +protocol', 'libdm', 'dmsetup']) {
       const r = guest.lifecycle!.impls[impl];
       assertStats(t, `lifecycle ${impl}`, r?.total);
       for (const phase of ['create', 'get', 'put', 'remove'])
