@@ -23,6 +23,7 @@
 import { mkdirSync, rmdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Driver } from '../src/driver/driver.js';
+import { makeDirectory } from '../src/driver/mounts.js';
 import type { DriverOptions } from '../src/driver/options.js';
 import { DeviceMapper } from '../src/ioctl/device-mapper.js';
 import type { FfiBackendName } from '../src/ioctl/ffi/binding.js';
@@ -195,11 +196,7 @@ export async function measureLifecycle(options: LifecycleOptions): Promise<Lifec
     const { dev } = jsDm.resume(js.name);
     mkdirSync(js.mnt, { mode: 0o755 });
     mountFilesystem(`/dev/dm-${dev.minor}`, js.mnt, 'ext4', { kernel: jsKernel });
-    try {
-      mkdirSync(join(js.mnt, 'rootfs'), { mode: 0o755 });
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    }
+    makeDirectory(join(js.mnt, 'rootfs'), 0o755); // mkdir, EEXIST fine: as the C floor's make_rootfs()
     const get = since(t);
     t = process.hrtime.bigint();
     unmountFilesystem(js.mnt, { kernel: jsKernel });

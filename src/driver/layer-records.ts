@@ -47,12 +47,12 @@ export class LayerRecords extends LayerTable {
     this.#store = store;
   }
 
-  /** A layer users can see: known, not the base device, not pending deletion. */
   /** Whether activate() holds the layer's device (only deactivate() lets it go). */
   isActivated(id: string): boolean {
     return this.get(id)?.activated === true;
   }
 
+  /** A layer users can see: known, not the base device, not pending deletion. */
   isLive(id: string): boolean {
     const record = this.get(id);
     return record !== undefined && id !== BASE_LAYER && !record.deferredDelete;
