@@ -10,7 +10,9 @@ import { ParseError } from '../errors.js';
 import { tokens, u64 } from './tokens.js';
 import {
   assertDataBlockSize,
+  METADATA_BLOCK_SIZE,
   metadataBlocksToBytes,
+  SECTOR_SIZE,
   sectorsToBytes,
   dataBlocksToSectors,
   U64_MAX,
@@ -109,6 +111,8 @@ export interface ParsePoolStatusOptions {
 }
 
 const POOL_STATUS = 'thin-pool status';
+const SECTOR_BYTES = BigInt(SECTOR_SIZE);
+const METADATA_BLOCK_BYTES = BigInt(METADATA_BLOCK_SIZE);
 const THIN_STATUS = 'thin status';
 
 /** `<used>/<total>` as printed by pool_status(), where used = total - free (unsigned). */
@@ -171,6 +175,96 @@ const NEEDS_CHECK: Record<string, 'yes' | 'no'> = { needs_check: 'yes', '-': 'no
  * older forms (no error_if_no_space field, from before 3.14) are a ParseError.
  */
 export function parsePoolStatus(line: string, opts: ParsePoolStatusOptions = {}): PoolStatus {
+  return parseUsualPoolStatus(line, opts) ?? parsePoolStatusByTokens(line, opts);
+}
+
+/**
+ * The whole 7-, 8- or 9-field grammar in one anchored expression: each number 1–20 digits, each
+ * word one the kernel prints. `\s` is the set trim() and tokens() strip, so a line it matches
+ * has the same fields the tokenizer would see.
+ */
+const USUAL_POOL_LINE =
+  /^\s*(\d{1,20})\s+(\d{1,20})\/(\d{1,20})\s+(\d{1,20})\/(\d{1,20})\s+(-|\d{1,20})\s+(rw|ro|out_of_data_space)\s+(ignore_discard|discard_passdown|no_discard_passdown)\s+(error|queue)_if_no_space(?:\s+(needs_check|-)(?:\s+(\d{1,20}))?)?\s*$/;
+
+/** A decimal of at most 20 digits, or undefined above 2^64 - 1 (only 20 digits can be). */
+function u64Digits(digits: string): bigint | undefined {
+  const n = BigInt(digits);
+  return digits.length === 20 && n > U64_MAX ? undefined : n;
+}
+
+/**
+ * parsePoolStatus() for a line of the usual form, with one regular expression and no token
+ * array (a status read is on every create, get and remove, where cold JavaScript is dear under
+ * emulation). undefined for anything else, including every line that is wrong:
+ * parsePoolStatusByTokens() then gives the same value or names the field in its ParseError.
+ */
+function parseUsualPoolStatus(line: string, opts: ParsePoolStatusOptions): PoolStatusOk | undefined {
+  const m = USUAL_POOL_LINE.exec(line);
+  if (m === null) return undefined;
+  const transactionId = u64Digits(m[1]!);
+  const usedMeta = u64Digits(m[2]!) as MetadataBlocks | undefined;
+  const totalMeta = u64Digits(m[3]!) as MetadataBlocks | undefined;
+  const usedData = u64Digits(m[4]!) as DataBlocks | undefined;
+  const totalData = u64Digits(m[5]!) as DataBlocks | undefined;
+  const held = m[6] === '-' ? null : u64Digits(m[6]!);
+  const watermark = m[11] === undefined ? undefined : u64Digits(m[11]);
+  if (
+    transactionId === undefined ||
+    usedMeta === undefined ||
+    totalMeta === undefined ||
+    usedData === undefined ||
+    totalData === undefined ||
+    held === undefined ||
+    (m[11] !== undefined && watermark === undefined) ||
+    usedMeta > totalMeta ||
+    usedData > totalData
+  ) {
+    return undefined;
+  }
+  let blockSize: Sectors | undefined;
+  let blockBytes: bigint | undefined;
+  if (opts.dataBlockSize !== undefined) {
+    blockSize = assertDataBlockSize(opts.dataBlockSize, 'dataBlockSize');
+    if (totalData * blockSize > U64_MAX) return undefined;
+    blockBytes = blockSize * SECTOR_BYTES;
+  }
+  const freeMeta = totalMeta - usedMeta;
+  const freeData = totalData - usedData;
+  return {
+    kind: 'ok',
+    transactionId,
+    metadata: {
+      usedBlocks: usedMeta,
+      totalBlocks: totalMeta,
+      freeBlocks: freeMeta as MetadataBlocks,
+      usedBytes: (usedMeta * METADATA_BLOCK_BYTES) as Bytes,
+      totalBytes: (totalMeta * METADATA_BLOCK_BYTES) as Bytes,
+      freeBytes: (freeMeta * METADATA_BLOCK_BYTES) as Bytes,
+    },
+    data: {
+      usedBlocks: usedData,
+      totalBlocks: totalData,
+      freeBlocks: freeData as DataBlocks,
+      blockSize,
+      usedBytes: blockBytes === undefined ? undefined : ((usedData * blockBytes) as Bytes),
+      totalBytes: blockBytes === undefined ? undefined : ((totalData * blockBytes) as Bytes),
+      freeBytes: blockBytes === undefined ? undefined : ((freeData * blockBytes) as Bytes),
+    },
+    heldMetadataRoot: held,
+    mode: m[7] as PoolMode,
+    discard: m[8] as PoolDiscardMode,
+    noSpace: m[9] as PoolNoSpaceMode,
+    needsCheck: m[10] === undefined ? undefined : m[10] === 'needs_check',
+    metadataLowWatermark: watermark as MetadataBlocks | undefined,
+  };
+}
+
+/**
+ * The grammar token by token: the reference parsePoolStatus() falls back to, for Fail, Error
+ * and every line its fast path does not take, so that a ParseError names the field at fault.
+ * Exported for the property test that holds the two paths to the same answers.
+ */
+export function parsePoolStatusByTokens(line: string, opts: ParsePoolStatusOptions = {}): PoolStatus {
   const t = tokens(line);
   if (t.length === 1 && t[0] === 'Fail') return { kind: 'fail' };
   if (t.length === 1 && t[0] === 'Error') return { kind: 'error' };

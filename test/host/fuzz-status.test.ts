@@ -11,6 +11,7 @@ import { deepStrictEqual, ok as assertOk, strictEqual } from 'node:assert/strict
 import { ParseError } from '../../src/errors.js';
 import {
   parsePoolStatus,
+  parsePoolStatusByTokens,
   parseThinStatus,
   type ParsePoolStatusOptions,
   type PoolStatus,
@@ -195,6 +196,50 @@ test('parsePoolStatus: mutated valid lines give a value or ParseError', (t) => {
     const out = attempt(() => parsePoolStatus(line, opts), [ParseError]);
     if (out.ok) checkPoolStatus(out.value, opts);
   });
+});
+
+/** Both paths of parsePoolStatus: the same value, or the same ParseError. */
+function samePoolAnswers(line: string, opts: ParsePoolStatusOptions): void {
+  const fast = attempt(() => parsePoolStatus(line, opts), [ParseError]);
+  const reference = attempt(() => parsePoolStatusByTokens(line, opts), [ParseError]);
+  if (reference.ok) deepStrictEqual(value(fast, line), reference.value);
+  else deepStrictEqual(failure(fast, ParseError, line).message, failure(reference, ParseError, line).message);
+}
+
+/** Numbers the fast path must judge as the tokenizer does: 20 digits each side of 2^64, leading zeros. */
+const edgeNumberArb = fc.oneof(
+  u64.map(String),
+  fc.constantFrom('18446744073709551615', '18446744073709551616', '99999999999999999999', '000000000000000000007'),
+  fc.nat(9999).map((n) => `000${n}`),
+);
+
+test('parsePoolStatus: the one-expression path answers as the token-by-token one', (t) => {
+  const edgeTokens = fc
+    .tuple(poolLineArb, fc.array(edgeNumberArb, { minLength: 7, maxLength: 7 }), fc.nat(6))
+    .map(([p, n, slot]) => {
+      const toks = poolTokens(p);
+      const numbers = [n[0], `${n[1]}/${n[2]}`, `${n[3]}/${n[4]}`, n[5], ...toks.slice(4, 8), n[6]];
+      return {
+        line: joinLine(
+          toks.map((tok, i) => (i === slot || (slot === 6 && i === 8) ? numbers[i]! : tok)),
+          p.seps,
+          p.lead,
+          p.trail,
+        ),
+        p,
+      };
+    });
+  const arb = fc.oneof(
+    poolLineArb.map((p) => ({ line: joinLine(poolTokens(p), p.seps, p.lead, p.trail), p })),
+    edgeTokens,
+    fc.tuple(mutatedLine(poolLineArb.map(poolTokens), 3), poolLineArb).map(([line, p]) => ({ line, p })),
+    fc.tuple(randomLine, poolLineArb).map(([line, p]) => ({ line, p })),
+  );
+  check(t, arb, runs(4000), ({ line, p }) => samePoolAnswers(line, poolOpts(p)));
+  // A data block size that is no size at all is the caller's error on both paths.
+  const line = '1 1/2 1/2 - rw discard_passdown error_if_no_space - 1 ';
+  for (const dataBlockSize of [0n, 100n] as Sectors[])
+    t.throws(() => parsePoolStatus(line, { dataBlockSize }), { name: 'InvalidArgumentError' });
 });
 
 // ---------------------------------------------------------------------------------------------
