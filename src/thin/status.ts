@@ -11,10 +11,7 @@ import { tokens, u64 } from './tokens.js';
 import {
   assertDataBlockSize,
   METADATA_BLOCK_SIZE,
-  metadataBlocksToBytes,
   SECTOR_SIZE,
-  sectorsToBytes,
-  dataBlocksToSectors,
   U64_MAX,
   type Bytes,
   type DataBlocks,
@@ -202,10 +199,10 @@ function parseUsualPoolStatus(line: string, opts: ParsePoolStatusOptions): PoolS
   const m = USUAL_POOL_LINE.exec(line);
   if (m === null) return undefined;
   const transactionId = u64Digits(m[1]!);
-  const usedMeta = u64Digits(m[2]!) as MetadataBlocks | undefined;
-  const totalMeta = u64Digits(m[3]!) as MetadataBlocks | undefined;
-  const usedData = u64Digits(m[4]!) as DataBlocks | undefined;
-  const totalData = u64Digits(m[5]!) as DataBlocks | undefined;
+  const usedMeta = u64Digits(m[2]!);
+  const totalMeta = u64Digits(m[3]!);
+  const usedData = u64Digits(m[4]!);
+  const totalData = u64Digits(m[5]!);
   const held = m[6] === '-' ? null : u64Digits(m[6]!);
   const watermark = m[11] === undefined ? undefined : u64Digits(m[11]);
   if (
@@ -222,40 +219,77 @@ function parseUsualPoolStatus(line: string, opts: ParsePoolStatusOptions): PoolS
     return undefined;
   }
   let blockSize: Sectors | undefined;
-  let blockBytes: bigint | undefined;
   if (opts.dataBlockSize !== undefined) {
     blockSize = assertDataBlockSize(opts.dataBlockSize, 'dataBlockSize');
     if (totalData * blockSize > U64_MAX) return undefined;
-    blockBytes = blockSize * SECTOR_BYTES;
   }
-  const freeMeta = totalMeta - usedMeta;
-  const freeData = totalData - usedData;
+  return poolStatusOk(
+    {
+      transactionId,
+      usedMeta,
+      totalMeta,
+      usedData,
+      totalData,
+      heldMetadataRoot: held,
+      mode: m[7] as PoolMode,
+      discard: m[8] as PoolDiscardMode,
+      noSpace: m[9] as PoolNoSpaceMode,
+      needsCheck: m[10] === undefined ? undefined : m[10] === 'needs_check',
+      metadataLowWatermark: watermark,
+    },
+    blockSize,
+  );
+}
+
+/** A pool status line's fields, as either path reads them. */
+interface PoolLineFields {
+  transactionId: bigint;
+  usedMeta: bigint;
+  totalMeta: bigint;
+  usedData: bigint;
+  totalData: bigint;
+  heldMetadataRoot: bigint | null;
+  mode: PoolMode;
+  discard: PoolDiscardMode;
+  noSpace: PoolNoSpaceMode;
+  needsCheck: boolean | undefined;
+  metadataLowWatermark: bigint | undefined;
+}
+
+/**
+ * The status from fields both paths have checked (each a u64, used ≤ total, the data device
+ * within 2^64 sectors at a valid `blockSize`), so the byte figures need no unit checks again.
+ */
+function poolStatusOk(f: PoolLineFields, blockSize: Sectors | undefined): PoolStatusOk {
+  const freeMeta = f.totalMeta - f.usedMeta;
+  const freeData = f.totalData - f.usedData;
+  const bytes = blockSize === undefined ? undefined : blockSize * SECTOR_BYTES; // of one data block
   return {
     kind: 'ok',
-    transactionId,
+    transactionId: f.transactionId,
     metadata: {
-      usedBlocks: usedMeta,
-      totalBlocks: totalMeta,
+      usedBlocks: f.usedMeta as MetadataBlocks,
+      totalBlocks: f.totalMeta as MetadataBlocks,
       freeBlocks: freeMeta as MetadataBlocks,
-      usedBytes: (usedMeta * METADATA_BLOCK_BYTES) as Bytes,
-      totalBytes: (totalMeta * METADATA_BLOCK_BYTES) as Bytes,
+      usedBytes: (f.usedMeta * METADATA_BLOCK_BYTES) as Bytes,
+      totalBytes: (f.totalMeta * METADATA_BLOCK_BYTES) as Bytes,
       freeBytes: (freeMeta * METADATA_BLOCK_BYTES) as Bytes,
     },
     data: {
-      usedBlocks: usedData,
-      totalBlocks: totalData,
+      usedBlocks: f.usedData as DataBlocks,
+      totalBlocks: f.totalData as DataBlocks,
       freeBlocks: freeData as DataBlocks,
       blockSize,
-      usedBytes: blockBytes === undefined ? undefined : ((usedData * blockBytes) as Bytes),
-      totalBytes: blockBytes === undefined ? undefined : ((totalData * blockBytes) as Bytes),
-      freeBytes: blockBytes === undefined ? undefined : ((freeData * blockBytes) as Bytes),
+      usedBytes: bytes === undefined ? undefined : ((f.usedData * bytes) as Bytes),
+      totalBytes: bytes === undefined ? undefined : ((f.totalData * bytes) as Bytes),
+      freeBytes: bytes === undefined ? undefined : ((freeData * bytes) as Bytes),
     },
-    heldMetadataRoot: held,
-    mode: m[7] as PoolMode,
-    discard: m[8] as PoolDiscardMode,
-    noSpace: m[9] as PoolNoSpaceMode,
-    needsCheck: m[10] === undefined ? undefined : m[10] === 'needs_check',
-    metadataLowWatermark: watermark as MetadataBlocks | undefined,
+    heldMetadataRoot: f.heldMetadataRoot,
+    mode: f.mode,
+    discard: f.discard,
+    noSpace: f.noSpace,
+    needsCheck: f.needsCheck,
+    metadataLowWatermark: f.metadataLowWatermark as MetadataBlocks | undefined,
   };
 }
 
@@ -284,8 +318,7 @@ export function parsePoolStatusByTokens(line: string, opts: ParsePoolStatusOptio
   const noSpace = oneOf(t[6], NO_SPACE, 'no-space mode', POOL_STATUS, line);
   const needsCheck =
     t.length > 7 ? oneOf(t[7], NEEDS_CHECK, 'needs_check field', POOL_STATUS, line) === 'yes' : undefined;
-  const metadataLowWatermark =
-    t.length > 8 ? (u64(t[8], 'metadata low watermark', POOL_STATUS, line) as MetadataBlocks) : undefined;
+  const metadataLowWatermark = t.length > 8 ? u64(t[8], 'metadata low watermark', POOL_STATUS, line) : undefined;
 
   let blockSize: Sectors | undefined;
   if (opts.dataBlockSize !== undefined) {
@@ -295,43 +328,22 @@ export function parsePoolStatusByTokens(line: string, opts: ParsePoolStatusOptio
       throw new ParseError(POOL_STATUS, line, `${totalData} data blocks of ${blockSize} sectors exceed 2^64 sectors`);
     }
   }
-  const usedD = usedData as DataBlocks;
-  const totalD = totalData as DataBlocks;
-  const freeD = (totalData - usedData) as DataBlocks;
-  const inBytes = (b: DataBlocks): Bytes | undefined =>
-    blockSize === undefined ? undefined : sectorsToBytes(dataBlocksToSectors(b, blockSize));
-
-  const usedM = usedMeta as MetadataBlocks;
-  const totalM = totalMeta as MetadataBlocks;
-  const freeM = (totalMeta - usedMeta) as MetadataBlocks;
-
-  return {
-    kind: 'ok',
-    transactionId,
-    metadata: {
-      usedBlocks: usedM,
-      totalBlocks: totalM,
-      freeBlocks: freeM,
-      usedBytes: metadataBlocksToBytes(usedM),
-      totalBytes: metadataBlocksToBytes(totalM),
-      freeBytes: metadataBlocksToBytes(freeM),
+  return poolStatusOk(
+    {
+      transactionId,
+      usedMeta,
+      totalMeta,
+      usedData,
+      totalData,
+      heldMetadataRoot,
+      mode,
+      discard,
+      noSpace,
+      needsCheck,
+      metadataLowWatermark,
     },
-    data: {
-      usedBlocks: usedD,
-      totalBlocks: totalD,
-      freeBlocks: freeD,
-      blockSize,
-      usedBytes: inBytes(usedD),
-      totalBytes: inBytes(totalD),
-      freeBytes: inBytes(freeD),
-    },
-    heldMetadataRoot,
-    mode,
-    discard,
-    noSpace,
-    needsCheck,
-    metadataLowWatermark,
-  };
+    blockSize,
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
