@@ -15,7 +15,7 @@ import {
   align8,
   versionAtLeast,
 } from './abi.js';
-import { checkArea, hex, lastCStringBytes, payloadText, readCStringFrom } from './byte-codec.js';
+import { PayloadStrings, checkArea, hex } from './byte-codec.js';
 import { devFromWords } from './dm-header.js';
 import type { ListedDevice } from './dm-types.js';
 
@@ -96,12 +96,13 @@ function walkNameList(
   if (len < NL.next.offset) {
     throw new ParseError(what, hex(buf, dataStart, dataEnd), `${len} payload bytes cannot hold a record`);
   }
-  if (buf.readUInt32LE(dataStart) === 0 && buf.readUInt32LE(dataStart + 4) === 0) return out;
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.length);
+  if (view.getUint32(dataStart, true) === 0 && view.getUint32(dataStart + 4, true) === 0) return out;
 
   const tailKnown = version !== undefined;
   const hasTail = version !== undefined && versionAtLeast(version, DM_NAME_LIST_EVENT_NR_VERSION);
   const hasUuidFlags = version === undefined || versionAtLeast(version, DM_NAME_LIST_UUID_VERSION);
-  const text = payloadText(buf, dataStart, dataEnd);
+  const strings = new PayloadStrings(buf, dataStart, dataEnd);
 
   let off = 0;
   for (;;) {
@@ -109,7 +110,7 @@ function walkNameList(
     if (off + NL.name.offset + 1 > len) {
       throw new ParseError(what, hex(buf, at, dataEnd), `record at offset ${off} runs past the ${len}-byte payload`);
     }
-    const next = buf.readUInt32LE(at + NL.next.offset);
+    const next = view.getUint32(at + NL.next.offset, true);
     // The smallest record is a 1-character name: align8(12 + 2) = 16 bytes.
     if (next !== 0 && (next < DM_NAME_LIST_LAYOUT.size || next % 8 !== 0 || off + next > len)) {
       throw new ParseError(
@@ -119,10 +120,10 @@ function walkNameList(
       );
     }
     const recordLen = next === 0 ? len - off : next;
-    const name = readCStringFrom(buf, text, dataStart, at + NL.name.offset, at + recordLen, what);
-    const nameBytes = lastCStringBytes();
-    const lo = buf.readUInt32LE(at + NL.dev.offset);
-    const hi = buf.readUInt32LE(at + NL.dev.offset + 4);
+    const name = strings.read(at + NL.name.offset, at + recordLen, what);
+    const nameBytes = strings.bytes;
+    const lo = view.getUint32(at + NL.dev.offset, true);
+    const hi = view.getUint32(at + NL.dev.offset + 4, true);
     const entry: NameListRecord = {
       name,
       dev: devNumbers ? devFromWords(lo, hi) : (BigInt(hi) << 32n) | BigInt(lo),
@@ -138,11 +139,11 @@ function walkNameList(
       );
     }
     if (tailKnown ? hasTail : roomForTail) {
-      entry.eventNr = buf.readUInt32LE(at + tail);
-      const flags = buf.readUInt32LE(at + tail + 4) & UUID_FLAGS;
+      entry.eventNr = view.getUint32(at + tail, true);
+      const flags = view.getUint32(at + tail + 4, true) & UUID_FLAGS;
       if (hasUuidFlags && flags === DM_NAME_LIST_FLAG_HAS_UUID) {
         if (recordLen > tail + 8) {
-          entry.uuid = readCStringFrom(buf, text, dataStart, at + tail + 8, at + recordLen, what);
+          entry.uuid = strings.read(at + tail + 8, at + recordLen, what);
         } else if (tailKnown) {
           throw new ParseError(
             what,
@@ -180,7 +181,7 @@ export function decodeTargetVersions(buf: Buffer, dataStart: number, dataEnd: nu
   const len = dataEnd - dataStart;
   const out: TargetVersion[] = [];
   if (len === 0) return out;
-  const text = payloadText(buf, dataStart, dataEnd);
+  const strings = new PayloadStrings(buf, dataStart, dataEnd);
   let off = 0;
   for (;;) {
     const at = dataStart + off;
@@ -196,9 +197,9 @@ export function decodeTargetVersions(buf: Buffer, dataStart: number, dataEnd: nu
       );
     }
     const recordLen = next === 0 ? len - off : next;
-    const name = readCStringFrom(buf, text, dataStart, at + VERS.name.offset, at + recordLen, what);
+    const name = strings.read(at + VERS.name.offset, at + recordLen, what);
     // A record that does not reach past its own name would make `next` go backwards or stall.
-    if (next !== 0 && next < VERS.name.offset + lastCStringBytes() + 1) {
+    if (next !== 0 && next < VERS.name.offset + strings.bytes + 1) {
       throw new ParseError(
         what,
         hex(buf, at, at + 24),

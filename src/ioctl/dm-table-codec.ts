@@ -11,10 +11,8 @@ import {
   checkRoom,
   checkU64,
   hex,
-  lastCStringBytes,
-  payloadText,
+  PayloadStrings,
   readCString,
-  readCStringFrom,
   validateTargetType,
 } from './byte-codec.js';
 
@@ -134,7 +132,7 @@ export function encodeTargets(buf: Buffer, offset: number, targets: readonly Tar
  * strncpy(..., DM_MAX_TYPE_NAME - 1), so the name ends at the first NUL among the first 15
  * bytes, or is exactly 15 bytes (byte 16 is left untouched and may hold anything).
  */
-function readTargetType(buf: Buffer, text: string, base: number, at: number, what: string): string {
+function readTargetType(buf: Buffer, strings: PayloadStrings, at: number, what: string): string {
   const limit = at + DM_MAX_TYPE_NAME - 1;
   let high = 0;
   let i = at;
@@ -144,7 +142,7 @@ function readTargetType(buf: Buffer, text: string, base: number, at: number, wha
     high |= c;
   }
   if (i === at) throw new ParseError(what, hex(buf, at, at + DM_MAX_TYPE_NAME), 'empty target type');
-  return high < 0x80 ? text.substring(at - base, i - base) : buf.toString('utf8', at, i);
+  return strings.text(at, i, high);
 }
 
 /**
@@ -166,7 +164,7 @@ export function decodeTargetSpecs(buf: Buffer, dataStart: number, dataEnd: numbe
   }
   const out: TargetStatus[] = [];
   if (count === 0) return out;
-  const text = payloadText(buf, dataStart, dataEnd);
+  const strings = new PayloadStrings(buf, dataStart, dataEnd);
   let off = 0;
   for (let i = 0; i < count; i++) {
     if (off + SPEC_SIZE + 1 > len) {
@@ -177,13 +175,13 @@ export function decodeTargetSpecs(buf: Buffer, dataStart: number, dataEnd: numbe
       );
     }
     const at = dataStart + off;
-    const params = readCStringFrom(buf, text, dataStart, at + SPEC_SIZE, dataEnd, what);
-    const paramBytes = lastCStringBytes();
+    const params = strings.read(at + SPEC_SIZE, dataEnd, what);
+    const paramBytes = strings.bytes;
     out.push({
       start: buf.readBigUInt64LE(at + SPEC.sector_start.offset),
       length: buf.readBigUInt64LE(at + SPEC.length.offset),
       status: buf.readInt32LE(at + SPEC.status.offset),
-      type: readTargetType(buf, text, dataStart, at + SPEC.target_type.offset, what),
+      type: readTargetType(buf, strings, at + SPEC.target_type.offset, what),
       params,
     });
     if (i === count - 1) break;
