@@ -140,8 +140,8 @@ export function checkArea(buf: Buffer, dataStart: number, dataEnd: number, what:
 
 /**
  * The NUL-terminated string at `start`, whose NUL must come before `end`. Offsets past the
- * string must use its length in bytes as stored (PayloadStrings keeps it in `bytes`), never the decoded string's UTF-8 length: kernel strings are bytes, and
- * invalid UTF-8 decodes to U+FFFD, which re-encodes longer than the bytes it replaced.
+ * string must use its length in bytes as stored (PayloadStrings keeps it in `bytes`), never
+ * the decoded string's UTF-8 length: kernel strings are bytes, and invalid UTF-8 decodes to U+FFFD, which re-encodes longer than the bytes it replaced.
  */
 export function readCString(buf: Buffer, start: number, end: number, what: string): string {
   const limit = Math.min(end, buf.length);
@@ -160,7 +160,7 @@ const WORD_SCAN_MIN = 256;
  * The strings of one kernel payload, for decoders that walk many of them (readCString() for
  * one). The payload is decoded once as latin1; a string whose bytes are ASCII is cut out of
  * that text (a substring, no native call per string), others decode as UTF-8. The NUL is
- * looked for a 32-bit word at a time once the scan is 4-aligned in memory: under emulation
+ * looked for a 32-bit word at a time when the string starts 4-aligned in memory: under emulation
  * (QEMU TCG) each loop iteration costs tens of native ones, and a listing walks every byte.
  */
 export class PayloadStrings {
@@ -197,12 +197,8 @@ export class PayloadStrings {
     let high = 0;
     let i = start;
     const words = this.#words;
-    if (words !== undefined) {
-      for (; i < limit && (i & 3) !== 0; i++) {
-        const c = buf[i]!;
-        if (c === 0) return this.#cut(start, i, high);
-        high |= c;
-      }
+    // Every string the kernel writes in these payloads starts 4-aligned; others take the byte loop.
+    if (words !== undefined && (i & 3) === 0) {
       // Stops at the first word holding a zero byte; the byte loop below finds which one.
       for (; i + 4 <= limit; i += 4) {
         const w = words[i >>> 2]!;
