@@ -68,6 +68,13 @@ export class MetadataStore {
   #pack: Map<string, LayerRecord> | undefined;
   /** The last scan's journal file names and records, while nothing was written since (for compaction). */
   #lastScan: { journal: string[]; scan: Scan } | undefined;
+  /**
+   * The journal files (`<id>.layer.json`) in the directory, as the last scan listed them and this
+   * process changed them since (it alone writes a home it holds the lock of); undefined: not known.
+   * fold() skips the unlink of a layer made and removed within one log: it never had a file, and
+   * an ENOENT costs more in Node than the syscall (an Error built per call).
+   */
+  #journalFiles: Set<string> | undefined;
   /** transactions.log replayed (undefined: not read yet), kept current by every append. */
   #log: LogReplay | undefined;
   readonly #logWriter: LogWriter;
@@ -169,7 +176,7 @@ export class MetadataStore {
     for (const [id, record] of log.records) {
       if (record) this.#replace(id + LAYER_SUFFIX, record);
       else if (packed.has(id)) this.#replace(id + LAYER_SUFFIX, { id, removed: true });
-      else unlinkIfPresent(join(this.dir, id + LAYER_SUFFIX));
+      else this.#unlinkJournalFile(id + LAYER_SUFFIX);
     }
     if (log.state) this.#replace(STATE, log.state);
     this.#syncDir();
@@ -200,9 +207,11 @@ export class MetadataStore {
     const damaged: DamagedRecord[] = [];
     const byId = this.#readPack(damaged);
     const journal: string[] = [];
-    for (const name of readdirSync(this.dir)
+    const names = readdirSync(this.dir)
       .filter((n) => n.endsWith(LAYER_SUFFIX))
-      .sort()) {
+      .sort();
+    this.#journalFiles = new Set(names);
+    for (const name of names) {
       const path = join(this.dir, name);
       const id = name.slice(0, -LAYER_SUFFIX.length);
       let value: unknown;
@@ -248,7 +257,10 @@ export class MetadataStore {
     }
     this.#pack = new Map(scan.records.map((r) => [r.id, r]));
     try {
-      for (const name of journal) rmSync(join(this.dir, name), { force: true });
+      for (const name of journal) {
+        rmSync(join(this.dir, name), { force: true });
+        this.#journalFiles?.delete(name);
+      }
       this.#syncDir();
     } catch (error) {
       logger.warn(`metadata ${this.dir}: journal files left after compaction: ${(error as Error).message}`);
@@ -279,6 +291,7 @@ export class MetadataStore {
     if (!packed || existsSync(join(this.dir, name))) {
       moved = this.#quarantinePath(name);
       renameSync(join(this.dir, name), moved);
+      this.#journalFiles?.delete(name);
     }
     const copy = packed ? this.#quarantinePath(name) : undefined;
     if (packed && copy) writeDurably(copy, `${JSON.stringify(packed, null, 2)}\n`);
@@ -367,6 +380,7 @@ export class MetadataStore {
     const temp = `${path}.${process.pid}.tmp`;
     writeDurably(temp, raw ? (value as string) : `${JSON.stringify(value, null, 2)}\n`);
     renameSync(temp, path);
+    if (name.endsWith(LAYER_SUFFIX)) this.#journalFiles?.add(name);
     this.#lastScan = undefined;
   }
 
@@ -395,6 +409,13 @@ export class MetadataStore {
     this.#legacyIntent = false;
   }
 
+  /** A journal file unlinked: no syscall when #journalFiles knows there is none. */
+  #unlinkJournalFile(name: string): void {
+    if (this.#journalFiles && !this.#journalFiles.has(name)) return;
+    unlinkIfPresent(join(this.dir, name));
+    this.#journalFiles?.delete(name);
+  }
+
   /** One fsync on a directory fd held while the store is open (not open + fsync + close each time). */
   #syncDir(): void {
     this.#dirFd ??= openSync(this.dir, 'r');
@@ -418,6 +439,7 @@ export class MetadataStore {
     this.#log = undefined;
     this.#pack = undefined;
     this.#lastScan = undefined;
+    this.#journalFiles = undefined;
     if (this.#dirFd === undefined) return;
     closeSync(this.#dirFd);
     this.#dirFd = undefined;

@@ -3,9 +3,10 @@
 // field, and check --repair's quarantine of that entry alone, idempotently. Writes go to
 // transactions.log first (test/host/transaction-log.test.ts); fold() puts them into the files.
 import test from 'ava';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import fs, { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { MetadataError } from '../../src/errors.js';
 import { encodeEntry, PACK } from '../../src/driver/layer-pack.js';
 import { type LayerRecord, MetadataStore } from '../../src/driver/metadata-store.js';
@@ -234,5 +235,55 @@ test('a pack that cannot be read is one damaged record naming no thin id; quaran
   t.deepEqual(
     new MetadataStore(dir).readAllLayers().map((r) => r.id),
     ['a'],
+  );
+});
+
+/** The paths unlinkSync is called with from now until the test ends (node:fs patched, ESM bindings synced). */
+function unlinksFrom(t: { teardown(f: () => void): void }): string[] {
+  const calls: string[] = [];
+  const original = fs.unlinkSync;
+  fs.unlinkSync = (path: fs.PathLike) => {
+    calls.push(String(path));
+    original(path);
+  };
+  syncBuiltinESMExports();
+  t.teardown(() => {
+    fs.unlinkSync = original;
+    syncBuiltinESMExports();
+  });
+  return calls;
+}
+
+test.serial('fold unlinks the files of removed layers, and no file for layers made and removed within one log', (t) => {
+  const { dir, store } = home(t);
+  store.writeLayer(record('kept', 1));
+  store.writeLayer(record('gone', 2));
+  store.fold();
+  store.close();
+  const reopened = new MetadataStore(dir);
+  t.is(reopened.readAllLayers().length, 2, 'the scan lists the two journal files');
+  const unlinked = unlinksFrom(t);
+  for (let i = 0; i < 20; i++) {
+    reopened.writeLayer(record(`brief${i}`, 10 + i));
+    reopened.removeLayer(`brief${i}`);
+  }
+  reopened.removeLayer('gone');
+  t.true(reopened.fold());
+  t.deepEqual(layerFiles(dir), ['kept.layer.json']);
+  t.deepEqual(
+    unlinked.map((p) => basename(p)),
+    ['gone.layer.json', 'transactions.log'],
+    'one unlink for the file that existed, one for the folded log, none for the 20 brief layers',
+  );
+  // A file written by a fold is known too: removing that layer later unlinks it.
+  reopened.writeLayer(record('later', 40));
+  reopened.fold();
+  reopened.removeLayer('later');
+  reopened.fold();
+  t.deepEqual(layerFiles(dir), ['kept.layer.json']);
+  reopened.close();
+  t.deepEqual(
+    new MetadataStore(dir).readAllLayers().map((r) => r.id),
+    ['kept'],
   );
 });
