@@ -1,11 +1,15 @@
 // Per-ioctl latency inside the test kernel: DeviceMapper (sync on ffi-rs and koffi, and the
 // async forms where a method has one) against the floor (the same ioctls from C), libdevmapper's
-// C API, and one dmsetup process per operation. Implementations alternate within one run: each
+// C API, and one dmsetup process per operation; for the calls with a header-only or fixed
+// request, 'koffi binding' is the same ioctl through the LibcBinding alone (bench/binding-calls.ts),
+// the floor of a JavaScript caller on that FFI. Implementations alternate within one run: each
 // round runs a batch of every implementation in turn, in a rotated order.
 import { join } from 'node:path';
+import { DM_FLAGS } from '../src/ioctl/abi.js';
 import { DeviceMapper } from '../src/ioctl/device-mapper.js';
 import type { FfiBackendName } from '../src/ioctl/ffi/binding.js';
 import { ThinDevice } from '../src/thin/thin-device.js';
+import { BindingCalls } from './binding-calls.js';
 import type { CPrograms } from './c-build.js';
 import {
   Coprocess,
@@ -22,7 +26,16 @@ import {
 } from './common.js';
 import { createBarePool, warmPool } from './pools.js';
 
-export const LATENCY_IMPLS = ['c', 'libdm', 'ffi-rs', 'koffi', 'ffi-rs async', 'koffi async', 'dmsetup'] as const;
+export const LATENCY_IMPLS = [
+  'c',
+  'libdm',
+  'ffi-rs',
+  'koffi',
+  'koffi binding',
+  'ffi-rs async',
+  'koffi async',
+  'dmsetup',
+] as const;
 export type LatencyImpl = (typeof LATENCY_IMPLS)[number];
 
 export interface OpResult {
@@ -61,6 +74,8 @@ interface OpSpec {
   c: (n: number, id: number) => Array<string | number>;
   ts: (dm: DeviceMapper, id: number) => () => unknown;
   tsAsync?: (dm: DeviceMapper, id: number) => () => Promise<unknown>;
+  /** The same ioctls through the koffi LibcBinding alone (undefined: not measured). */
+  binding?: (calls: BindingCalls, id: number) => () => unknown;
   /** The dmsetup commands of one sample. */
   dmsetupArgv: (id: number) => string[][];
 }
@@ -74,6 +89,7 @@ const THIN_IDS: Record<LatencyImpl, number> = {
   'ffi-rs async': 0x100005,
   'koffi async': 0x100006,
   dmsetup: 0x100007,
+  'koffi binding': 0x100008,
 };
 
 export async function measureLatency(options: LatencyOptions): Promise<LatencyResult> {
@@ -86,6 +102,7 @@ export async function measureLatency(options: LatencyOptions): Promise<LatencyRe
     koffi: DeviceMapper.open({ ffi: 'koffi' }),
   };
   const dm = dms['ffi-rs'];
+  const bindingCalls = new BindingCalls(dms.koffi.kernel.libc);
   const floor = new Coprocess(options.programs.dmFloor, 'dm-floor');
   const libdm = new Coprocess(options.programs.dmLibdm, 'dm-libdm');
   const ops: OpResult[] = [];
@@ -94,7 +111,7 @@ export async function measureLatency(options: LatencyOptions): Promise<LatencyRe
   let thin: ThinDevice | undefined;
 
   const run = async (spec: OpSpec): Promise<void> => {
-    ops.push(await phase(`latency ${spec.label}`, () => runOp(spec, rounds, dms, floor, libdm)));
+    ops.push(await phase(`latency ${spec.label}`, () => runOp(spec, rounds, dms, bindingCalls, floor, libdm)));
   };
   const dmsetup = (...argv: string[]): string[] => ['dmsetup', ...argv];
 
@@ -106,6 +123,7 @@ export async function measureLatency(options: LatencyOptions): Promise<LatencyRe
       dmsetup: dmsetupSamples,
       c: (n) => ['version', n],
       ts: (d) => () => d.version(),
+      binding: (b) => b.simple('DM_VERSION', undefined),
       dmsetupArgv: () => [dmsetup('version')],
     });
     const listOp = (count: number, batch: number): OpSpec => ({
@@ -141,6 +159,7 @@ export async function measureLatency(options: LatencyOptions): Promise<LatencyRe
       dmsetup: dmsetupSamples,
       c: (n) => ['info', poolName, n],
       ts: (d) => () => d.info(poolName),
+      binding: (b) => b.simple('DM_DEV_STATUS', poolName),
       dmsetupArgv: () => [dmsetup('info', poolName)],
     });
     await run({
@@ -151,6 +170,7 @@ export async function measureLatency(options: LatencyOptions): Promise<LatencyRe
       dmsetup: dmsetupSamples,
       c: (n) => ['status', poolName, n, 0],
       ts: (d) => () => d.status(poolName),
+      binding: (b) => b.answer('DM_TABLE_STATUS', poolName),
       dmsetupArgv: () => [dmsetup('status', poolName)],
     });
     await run({
@@ -160,6 +180,7 @@ export async function measureLatency(options: LatencyOptions): Promise<LatencyRe
       dmsetup: dmsetupSamples,
       c: (n) => ['status', poolName, n, 1],
       ts: (d) => () => d.status(poolName, { noFlush: true }),
+      binding: (b) => b.answer('DM_TABLE_STATUS', poolName, DM_FLAGS.DM_NOFLUSH_FLAG),
       dmsetupArgv: () => [dmsetup('status', '--noflush', poolName)],
     });
     await run({
@@ -175,6 +196,14 @@ export async function measureLatency(options: LatencyOptions): Promise<LatencyRe
         return () => {
           d.message(poolName, 0, create);
           d.message(poolName, 0, remove);
+        };
+      },
+      binding: (b, id) => {
+        const create = b.message(poolName, `create_thin ${id}`);
+        const remove = b.message(poolName, `delete ${id}`);
+        return () => {
+          create();
+          remove();
         };
       },
       dmsetupArgv: (id) => [
@@ -196,6 +225,14 @@ export async function measureLatency(options: LatencyOptions): Promise<LatencyRe
       tsAsync: (d) => async () => {
         await d.suspendAsync(thinName);
         await d.resumeAsync(thinName);
+      },
+      binding: (b) => {
+        const suspend = b.simple('DM_DEV_SUSPEND', thinName, DM_FLAGS.DM_SUSPEND_FLAG);
+        const resume = b.simple('DM_DEV_SUSPEND', thinName);
+        return () => {
+          suspend();
+          resume();
+        };
       },
       dmsetupArgv: () => [dmsetup('--noudevsync', 'suspend', thinName), dmsetup('--noudevsync', 'resume', thinName)],
     });
@@ -247,6 +284,7 @@ export async function measureLatency(options: LatencyOptions): Promise<LatencyRe
     });
     await floor.close();
     await libdm.close();
+    bindingCalls.close();
     dms['ffi-rs'].close();
     dms.koffi.close();
   }
@@ -257,10 +295,12 @@ async function runOp(
   spec: OpSpec,
   rounds: number,
   dms: Record<FfiBackendName, DeviceMapper>,
+  bindingCalls: BindingCalls,
   floor: Coprocess,
   libdm: Coprocess,
 ): Promise<OpResult> {
   const impls: LatencyImpl[] = ['c', 'libdm', 'ffi-rs', 'koffi'];
+  if (spec.binding) impls.push('koffi binding');
   if (spec.tsAsync) impls.push('ffi-rs async', 'koffi async');
   if (spec.dmsetup > 0) impls.push('dmsetup');
   const samples = new Map<LatencyImpl, number[]>(impls.map((impl) => [impl, []]));
@@ -281,6 +321,12 @@ async function runOp(
         case 'ffi-rs':
         case 'koffi': {
           const fn = spec.ts(dms[impl], id);
+          timeSync(warm, fn);
+          out.push(...timeSync(spec.batch, fn));
+          break;
+        }
+        case 'koffi binding': {
+          const fn = spec.binding!(bindingCalls, id);
           timeSync(warm, fn);
           out.push(...timeSync(spec.batch, fn));
           break;

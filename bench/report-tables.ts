@@ -55,6 +55,12 @@ export function renderTables(result: BenchResult): string {
       `host load average at start ${la(meta.loadavg.start)}, at end ${la(meta.loadavg.end)}${meta.note ? `; ${meta.note}` : ''}`,
     );
   }
+  const probe = result.guest?.info.switchProbe;
+  if (probe) {
+    out.push(
+      `guest: reading one byte from each of 2,048 pages takes ${probe.touchUs.toFixed(1)} µs, ${probe.touchAfterSleepUs.toFixed(1)} µs right after a 50 µs sleep (what a context switch, as in every blocking ioctl, adds to the next user-space work)`,
+    );
+  }
   if (result.guest?.latency) {
     out.push(
       '',
