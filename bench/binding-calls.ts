@@ -1,8 +1,9 @@
 // The FFI floor of one dm ioctl: the call through the library's LibcBinding on a header laid out
 // once, with no engine, codec or reply objects around it (what a minimal koffi program does):
-// per call only the fields the kernel writes back are reset. The latency part times it beside DeviceMapper on the same backend, so DeviceMapper's own
-// price per call (DeviceMapper ÷ this) and Node's and the FFI's (this ÷ C) show apart. Replies
-// are not decoded: only the return code is checked.
+// per call only the fields the kernel writes back are reset. The latency part times it beside
+// DeviceMapper on the same backend, so DeviceMapper's own price per call (DeviceMapper ÷ this)
+// and Node's and the FFI's (this ÷ C) show apart. Replies are not decoded: only the return code
+// is checked.
 import { DM_COMMANDS, DM_IOCTL_LAYOUT, DM_IOCTL_SIZE, type DmCommandName } from '../src/ioctl/abi.js';
 import { type LibcBinding, O_CLOEXEC, O_RDWR } from '../src/ioctl/ffi/binding.js';
 
@@ -53,7 +54,7 @@ export class BindingCalls {
     payload?: (buffer: Buffer) => void,
   ): () => void {
     const { request, minVersion } = DM_COMMANDS[command];
-    const buffer = Buffer.alloc(Math.max(dataSize, DM_IOCTL_SIZE));
+    const buffer = Buffer.alloc(dataSize); // every caller's size covers the header
     const view = new DataView(buffer.buffer, buffer.byteOffset, buffer.byteLength);
     for (let i = 0; i < 3; i++) view.setUint32(F.version.offset + 4 * i, minVersion[i]!, true);
     view.setUint32(F.data_start.offset, DM_IOCTL_SIZE, true);

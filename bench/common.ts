@@ -19,10 +19,10 @@ export interface MachineInfo {
 
 /**
  * Median µs to read one byte from each of 2,048 pages of an 8 MiB buffer: warm, and right after
- * a 50 µs sleep. A blocking ioctl sleeps too; where a context switch empties the TLB (QEMU's TCG
- * flushes its software TLB on an address-space switch), the caller's next instructions refill it
- * page by page, so a process with Node's working set pays more per blocking call than a small C
- * program does. Natively the two figures are close.
+ * a 50 µs sleep. A blocking ioctl sleeps too; where a switch leaves emulated state to rebuild
+ * (QEMU TCG: about 3× after one, consistent with its software TLB or translated-code lookup
+ * cache), a process with Node's working set pays more per blocking call than a small C program
+ * does. Natively and in UML the two figures are close.
  */
 export interface SwitchProbe {
   touchUs: number;

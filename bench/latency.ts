@@ -319,14 +319,9 @@ async function runOp(
           break;
         }
         case 'ffi-rs':
-        case 'koffi': {
-          const fn = spec.ts(dms[impl], id);
-          timeSync(warm, fn);
-          out.push(...timeSync(spec.batch, fn));
-          break;
-        }
+        case 'koffi':
         case 'koffi binding': {
-          const fn = spec.binding!(bindingCalls, id);
+          const fn = impl === 'koffi binding' ? spec.binding!(bindingCalls, id) : spec.ts(dms[impl], id);
           timeSync(warm, fn);
           out.push(...timeSync(spec.batch, fn));
           break;

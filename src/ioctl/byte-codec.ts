@@ -141,7 +141,8 @@ export function checkArea(buf: Buffer, dataStart: number, dataEnd: number, what:
 /**
  * The NUL-terminated string at `start`, whose NUL must come before `end`. Offsets past the
  * string must use its length in bytes as stored (PayloadStrings keeps it in `bytes`), never
- * the decoded string's UTF-8 length: kernel strings are bytes, and invalid UTF-8 decodes to U+FFFD, which re-encodes longer than the bytes it replaced.
+ * the decoded string's UTF-8 length: kernel strings are bytes, and invalid UTF-8 decodes to
+ * U+FFFD, which re-encodes longer than the bytes it replaced.
  */
 export function readCString(buf: Buffer, start: number, end: number, what: string): string {
   const limit = Math.min(end, buf.length);
