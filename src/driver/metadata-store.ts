@@ -12,27 +12,17 @@
 // While a process works on the home, every change goes to transactions.log instead
 // (transaction-log.ts: one appended line, one fdatasync where one is needed), and what the log
 // says overrides the files; fold() writes it into the files and unlinks it, at init, at close and
-// when it grows long. Those writes, like every other, are atomic: temp file, fsync, rename,
-// fsync of the directory. Files 0600, dirs 0700. A transaction.json left by a version before the
-// log is still read as the open transaction, and goes once settled.
-import {
-  chmodSync,
-  closeSync,
-  existsSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  renameSync,
-  rmSync,
-  statSync,
-} from 'node:fs';
+// when it grows long. Those writes, like every other, are atomic (metadata-dir.ts). A
+// transaction.json left by a version before the log is still read as the open transaction, and
+// goes once settled.
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { MetadataError } from '../errors.js';
 import { logger } from '../log.js';
 import { encodePack, PACK, parsePack, readPack } from './layer-pack.js';
 import { applyEntry, LOG, type LogEntry, LogWriter, type LogReplay, replayLog } from './transaction-log.js';
-import { fsyncPath, readRegularFile, readSmallFile, unlinkIfPresent, writeDurably } from './metadata-files.js';
+import { fsyncPath, readRegularFile, unlinkIfPresent, writeDurably } from './metadata-files.js';
+import { MetadataDir } from './metadata-dir.js';
 import { quarantineDirPath } from './home-layout.js';
 import { quarantinedFiles, quarantinedThinIds } from './quarantine.js';
 import { finishScan, isTombstone, LAYER_SUFFIX, type Scan, scanError } from './layer-scan.js';
@@ -61,20 +51,11 @@ const PACK_ENTRY = /^layers\.pack#([1-9][0-9]*)$/;
 
 export class MetadataStore {
   readonly dir: string;
-  #dirFd: number | undefined;
-  /** readSmallFile's buffer, one per store: metadata files are a few hundred bytes. */
-  readonly #scratch = Buffer.alloc(64 * 1024);
+  readonly #files: MetadataDir;
   /** The valid pack entries by layer id, as last read or written (undefined: not read yet). */
   #pack: Map<string, LayerRecord> | undefined;
   /** The last scan's journal file names and records, while nothing was written since (for compaction). */
   #lastScan: { journal: string[]; scan: Scan } | undefined;
-  /**
-   * The journal files (`<id>.layer.json`) in the directory, as the last scan listed them and this
-   * process changed them since (it alone writes a home it holds the lock of); undefined: not known.
-   * fold() skips the unlink of a layer made and removed within one log: it never had a file, and
-   * an ENOENT costs more in Node than the syscall (an Error built per call).
-   */
-  #journalFiles: Set<string> | undefined;
   /** transactions.log replayed (undefined: not read yet), kept current by every append. */
   #log: LogReplay | undefined;
   readonly #logWriter: LogWriter;
@@ -83,17 +64,14 @@ export class MetadataStore {
 
   constructor(dir: string) {
     this.dir = dir;
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    // One made earlier with a looser mode (or umask) is tightened; only then, so that a home on
-    // a read-only filesystem still opens for the commands that only read (ls, status, check).
-    if ((statSync(dir).mode & 0o777) !== 0o700) chmodSync(dir, 0o700);
+    this.#files = new MetadataDir(dir);
     this.#logWriter = new LogWriter(join(dir, LOG));
   }
 
   readState(): DeviceSetState | undefined {
     const logged = this.#replay().state;
     if (logged) return logged;
-    const value = this.#read<unknown>(STATE);
+    const value = this.#files.read<unknown>(STATE);
     return value === undefined ? undefined : validateState(value, join(this.dir, STATE));
   }
 
@@ -106,7 +84,7 @@ export class MetadataStore {
   readTransaction(): OpenTransaction | undefined {
     const open = this.#replay().open;
     if (open) return open;
-    const value = this.#read<unknown>(TRANSACTION);
+    const value = this.#files.read<unknown>(TRANSACTION);
     if (value === undefined) return undefined;
     this.#legacyIntent = true;
     return validateTransaction(value, join(this.dir, TRANSACTION));
@@ -130,7 +108,7 @@ export class MetadataStore {
   readLayer(id: string): LayerRecord | undefined {
     const logged = this.#replay().records;
     if (logged.has(id)) return logged.get(id) ?? undefined;
-    const value = this.#read<unknown>(id + LAYER_SUFFIX);
+    const value = this.#files.read<unknown>(id + LAYER_SUFFIX);
     if (value === undefined) return this.#packed().get(id);
     if (isTombstone(value, id)) return undefined;
     return validateLayerRecord(value, join(this.dir, id + LAYER_SUFFIX), id);
@@ -174,12 +152,13 @@ export class MetadataStore {
     if (log.lines === 0 || log.open) return false;
     const packed = this.#packed();
     for (const [id, record] of log.records) {
-      if (record) this.#replace(id + LAYER_SUFFIX, record);
-      else if (packed.has(id)) this.#replace(id + LAYER_SUFFIX, { id, removed: true });
-      else this.#unlinkJournalFile(id + LAYER_SUFFIX);
+      if (record) this.#files.replace(id + LAYER_SUFFIX, record);
+      else if (packed.has(id)) this.#files.replace(id + LAYER_SUFFIX, { id, removed: true });
+      // A layer made and removed within one log never had a file: no unlink for it.
+      else this.#files.unlinkJournalFile(id + LAYER_SUFFIX);
     }
-    if (log.state) this.#replace(STATE, log.state);
-    this.#syncDir();
+    if (log.state) this.#files.replace(STATE, log.state);
+    this.#files.sync();
     this.#logWriter.remove();
     this.#log = undefined;
     this.#lastScan = undefined;
@@ -207,16 +186,12 @@ export class MetadataStore {
     const damaged: DamagedRecord[] = [];
     const byId = this.#readPack(damaged);
     const journal: string[] = [];
-    const names = readdirSync(this.dir)
-      .filter((n) => n.endsWith(LAYER_SUFFIX))
-      .sort();
-    this.#journalFiles = new Set(names);
-    for (const name of names) {
+    for (const name of this.#files.listJournal()) {
       const path = join(this.dir, name);
       const id = name.slice(0, -LAYER_SUFFIX.length);
       let value: unknown;
       try {
-        value = this.#read<unknown>(name);
+        value = this.#files.read<unknown>(name);
         if (value === undefined) continue; // gone meanwhile
         journal.push(name);
         if (isTombstone(value, id)) byId.delete(id);
@@ -250,18 +225,15 @@ export class MetadataStore {
     if (scan.damaged.length > 0 || scan.conflicts.length > 0) return false;
     // Only a speed-up: a home that cannot be written (read-only filesystem, full disk) still opens.
     try {
-      this.#write(PACK, encodePack(scan.records), true);
+      this.#files.write(PACK, encodePack(scan.records), true);
     } catch (error) {
       logger.warn(`metadata ${this.dir}: not compacted into ${PACK}: ${(error as Error).message}`);
       return false;
     }
     this.#pack = new Map(scan.records.map((r) => [r.id, r]));
     try {
-      for (const name of journal) {
-        rmSync(join(this.dir, name), { force: true });
-        this.#journalFiles?.delete(name);
-      }
-      this.#syncDir();
+      this.#files.removeJournalFiles(journal);
+      this.#files.sync();
     } catch (error) {
       logger.warn(`metadata ${this.dir}: journal files left after compaction: ${(error as Error).message}`);
     }
@@ -290,14 +262,13 @@ export class MetadataStore {
     let moved: string | undefined;
     if (!packed || existsSync(join(this.dir, name))) {
       moved = this.#quarantinePath(name);
-      renameSync(join(this.dir, name), moved);
-      this.#journalFiles?.delete(name);
+      this.#files.moveJournalFile(name, moved);
     }
     const copy = packed ? this.#quarantinePath(name) : undefined;
     if (packed && copy) writeDurably(copy, `${JSON.stringify(packed, null, 2)}\n`);
     fsyncPath(this.quarantineDir);
-    if (packed) this.#write(name, { id, removed: true });
-    else this.#syncDir();
+    if (packed) this.#files.write(name, { id, removed: true });
+    else this.#files.sync();
     this.#lastScan = undefined;
     return moved ?? copy!;
   }
@@ -314,7 +285,7 @@ export class MetadataStore {
 
   /** Removes temp files a crash left mid-write (the renamed file is either old or new, never half). */
   removeStaleTempFiles(): void {
-    for (const name of readdirSync(this.dir)) if (name.endsWith('.tmp')) rmSync(join(this.dir, name), { force: true });
+    this.#files.removeStaleTempFiles();
   }
 
   /** The pack's valid entries by id (damaged ones pushed onto `damaged`); a missing pack is empty. */
@@ -341,7 +312,7 @@ export class MetadataStore {
     writeDurably(target, `${damaged ? damaged.quarantineText : raw.slice(9)}\n`);
     fsyncPath(this.quarantineDir);
     lines[line - 1] = '';
-    this.#write(PACK, lines.join('\n'), true);
+    this.#files.write(PACK, lines.join('\n'), true);
     this.#pack = undefined;
     this.#lastScan = undefined;
     return target;
@@ -350,38 +321,6 @@ export class MetadataStore {
   /** A new name in the quarantine directory (made if missing) for `name`. */
   #quarantinePath(name: string): string {
     return newQuarantinePath(this.quarantineDir, name);
-  }
-
-  #read<T>(name: string): T | undefined {
-    const path = join(this.dir, name);
-    let text: string;
-    try {
-      text = readSmallFile(path, this.#scratch);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw new MetadataError(path, undefined, `cannot be read: ${(error as Error).message}`, { cause: error });
-    }
-    try {
-      return JSON.parse(text) as T;
-    } catch (error) {
-      throw new MetadataError(path, undefined, `is not valid JSON: ${(error as Error).message}`, { cause: error });
-    }
-  }
-
-  /** Atomic replace of `name` with `value` as JSON (or as text when `raw`), durable when it returns. */
-  #write(name: string, value: unknown, raw = false): void {
-    this.#replace(name, value, raw);
-    this.#syncDir();
-  }
-
-  /** #write without the directory sync: the caller syncs the directory before relying on it. */
-  #replace(name: string, value: unknown, raw = false): void {
-    const path = join(this.dir, name);
-    const temp = `${path}.${process.pid}.tmp`;
-    writeDurably(temp, raw ? (value as string) : `${JSON.stringify(value, null, 2)}\n`);
-    renameSync(temp, path);
-    if (name.endsWith(LAYER_SUFFIX)) this.#journalFiles?.add(name);
-    this.#lastScan = undefined;
   }
 
   /** transactions.log as replayed, read on first use. */
@@ -393,7 +332,7 @@ export class MetadataStore {
   /** One line appended to the log (created with a directory sync the first time), folded when long. */
   #append(entry: LogEntry, durable: boolean): void {
     const log = this.#replay();
-    if (this.#logWriter.open(log.validLength)) this.#syncDir();
+    if (this.#logWriter.open(log.validLength)) this.#files.sync();
     this.#logWriter.append(entry, durable);
     applyEntry(log, entry);
     this.#lastScan = undefined;
@@ -405,21 +344,8 @@ export class MetadataStore {
     if (!this.#legacyIntent) return;
     this.#logWriter.sync();
     unlinkIfPresent(join(this.dir, TRANSACTION));
-    this.#syncDir();
+    this.#files.sync();
     this.#legacyIntent = false;
-  }
-
-  /** A journal file unlinked: no syscall when #journalFiles knows there is none. */
-  #unlinkJournalFile(name: string): void {
-    if (this.#journalFiles && !this.#journalFiles.has(name)) return;
-    unlinkIfPresent(join(this.dir, name));
-    this.#journalFiles?.delete(name);
-  }
-
-  /** One fsync on a directory fd held while the store is open (not open + fsync + close each time). */
-  #syncDir(): void {
-    this.#dirFd ??= openSync(this.dir, 'r');
-    fsyncSync(this.#dirFd);
   }
 
   /**
@@ -439,9 +365,6 @@ export class MetadataStore {
     this.#log = undefined;
     this.#pack = undefined;
     this.#lastScan = undefined;
-    this.#journalFiles = undefined;
-    if (this.#dirFd === undefined) return;
-    closeSync(this.#dirFd);
-    this.#dirFd = undefined;
+    this.#files.close();
   }
 }
