@@ -21,12 +21,10 @@ import { ThinDevice } from '../src/thin/thin-device.js';
 import { bytes, bytesToSectors } from '../src/thin/units.js';
 import { GiB, MiB, median, phase, progress, since, summarize, timeSync, type Stats } from './common.js';
 import { prefillDriverMetadata, transactionId, warmPool } from './pools.js';
-import { activeCount, bytesPerLayer, curveShape, metadataBytesFor } from './scale-curves.js';
+import { activeCount, buckets, bytesPerLayer, curves, FIXED_STATUS, metadataBytesFor } from './scale-curves.js';
 
 /** Most devices activated at one size (see the header). */
 export const ACTIVE_CAP = 2000;
-/** Thin devices whose status is timed at every size. */
-const FIXED_STATUS = 100;
 
 export interface ScalePoint {
   /** Layers in the home (each with its thin id in the pool), the base device not counted. */
@@ -369,73 +367,4 @@ async function memoryAfterInit(options: DriverOptions, n: number, gc: () => void
   } finally {
     await driver.close();
   }
-}
-
-function buckets(ns: number[], size: number): Array<{ n: number; us: number }> {
-  const out: Array<{ n: number; us: number }> = [];
-  for (let i = 0; i < ns.length; i += size) {
-    const slice = ns.slice(i, i + size);
-    out.push({ n: i + slice.length, us: Math.round(median(slice)) / 1000 });
-  }
-  return out;
-}
-
-function curves(points: ScalePoint[], initEmpty: Stats): ScaleCurve[] {
-  const defs: Array<{ id: string; label: string; unit: ScaleCurve['unit']; value: (p: ScalePoint) => number }> = [
-    { id: 'create_thin', label: 'create_thin message (fill)', unit: 'per item', value: (p) => p.fill.message.median },
-    {
-      id: 'store_write',
-      label: 'MetadataStore.writeLayer (fill)',
-      unit: 'per item',
-      value: (p) => p.fill.storeWrite.median,
-    },
-    { id: 'driver_create', label: 'Driver.create', unit: 'per item', value: (p) => p.driverCreate.median },
-    { id: 'driver_remove', label: 'Driver.remove', unit: 'per item', value: (p) => p.driverRemove.median },
-    { id: 'driver_list', label: 'Driver.list / layer', unit: 'per item', value: (p) => p.driverList.median / p.n },
-    {
-      id: 'init_metadata',
-      label: 'Driver.init metadata work / layer',
-      unit: 'per item',
-      value: (p) => Math.max(0, p.init.median - initEmpty.median) / p.n,
-    },
-    {
-      id: 'read_all',
-      label: 'MetadataStore.readAllLayers / layer',
-      unit: 'per item',
-      value: (p) => p.readAllLayers.median / p.n,
-    },
-    { id: 'activate', label: 'thin device activation', unit: 'per item', value: (p) => p.activate.median },
-    {
-      id: 'dm_list',
-      label: 'DM_LIST_DEVICES / device listed',
-      unit: 'per item',
-      value: (p) => p.dmList.median / p.listed,
-    },
-    {
-      id: 'thin_status',
-      label: 'thin device status (first pass)',
-      unit: 'per item',
-      value: (p) => p.thinStatus.median,
-    },
-    {
-      id: 'thin_status_warm',
-      label: 'thin device status (second pass)',
-      unit: 'per item',
-      value: (p) => p.thinStatusWarm?.median ?? p.thinStatus.median,
-    },
-    {
-      id: 'thin_status_fixed',
-      label: `thin device status (same first ${FIXED_STATUS})`,
-      unit: 'per item',
-      value: (p) => p.thinStatusFixed?.median ?? p.thinStatus.median,
-    },
-    { id: 'deactivate', label: 'thin device deactivation', unit: 'per item', value: (p) => p.deactivate.median },
-    { id: 'pool_status', label: 'pool status (no-flush)', unit: 'per call', value: (p) => p.poolStatus.median },
-    { id: 'pool_status_flush', label: 'pool status (flush)', unit: 'per call', value: (p) => p.poolStatusFlush.median },
-  ];
-  return defs.map((d) => {
-    const pts = points.map((p) => ({ n: p.n, us: Math.round(d.value(p) * 1000) / 1000 }));
-    const shape = curveShape(pts, d.unit);
-    return { id: d.id, label: d.label, unit: d.unit, points: pts, ...shape };
-  });
 }
