@@ -19,7 +19,7 @@ import { DeviceMapper } from '../src/ioctl/device-mapper.js';
 import { ThinPool } from '../src/thin/pool.js';
 import { ThinDevice } from '../src/thin/thin-device.js';
 import { bytes, bytesToSectors } from '../src/thin/units.js';
-import { GiB, MiB, median, phase, progress, since, summarize, timeSync, type Stats } from './common.js';
+import { GiB, MiB, phase, progress, since, summarize, timeSync, type Stats } from './common.js';
 import { prefillDriverMetadata, transactionId, warmPool } from './pools.js';
 import { activeCount, buckets, bytesPerLayer, curves, FIXED_STATUS, metadataBytesFor } from './scale-curves.js';
 
