@@ -1,5 +1,6 @@
-// Shared pieces of the Driver's kernel tests (driver.test.ts, driver-crash.test.ts): driver
-// homes under the guest's private /tmp, and the reference views that check the Driver from
+// Shared pieces of the Driver's kernel tests (driver.test.ts, driver-failures.test.ts,
+// driver-crash.test.ts): driver homes under the guest's private /tmp, a driver that cleans up
+// at teardown, and the reference views that check the Driver from
 // outside: dmsetup ls, losetup -l, /proc/self/mounts, the metadata as saved on disk,
 // and a probe of which thin ids the pool really holds. Also the small readers the Driver's
 // other kernel tests share for their messages and data checks (show, sha).
@@ -8,7 +9,11 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
+import { Driver } from '../../src/driver/driver.js';
+import { HomeLock } from '../../src/driver/home-lock.js';
 import { MetadataStore } from '../../src/driver/metadata-store.js';
+import type { DriverOptions } from '../../src/driver/options.js';
+import { Kernel } from '../../src/ioctl/kernel.js';
 import { dmsetup, run } from './reference-tools.js';
 
 /** Small sizes keep mkfs and the loop files cheap in the test kernel. */
@@ -164,4 +169,24 @@ export function assertNothingLeaked(t: ExecutionContext): void {
   );
   t.deepEqual(loopLines(), []);
   for (const home of allHomes()) t.deepEqual(mountsUnder(home), [], home);
+}
+
+/** An error's string code (undefined: it has none). */
+export const codeOf = (error: unknown): string | undefined => (error as { code?: string } | undefined)?.code;
+
+/** No one holds the home: its flock on <home>/lock can be taken (the file itself stays). */
+export function homeLockFree(home: string): boolean {
+  const lock = HomeLock.tryAcquire(home, { kernel: Kernel.for() });
+  lock?.release();
+  return lock !== undefined;
+}
+
+/** Opens a driver whose cleanup() also runs at teardown if the test fails half-way (cleanup is idempotent). */
+export async function openDriver(
+  t: { teardown: (fn: () => Promise<void>) => void },
+  options: DriverOptions,
+): Promise<Driver> {
+  const driver = await Driver.init(options);
+  t.teardown(() => driver.cleanup());
+  return driver;
 }

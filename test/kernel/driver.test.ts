@@ -1,11 +1,10 @@
 // The Driver (Docker's devicemapper graph driver operations) against a real kernel: the seed's
 // semantics end to end, busy and deferred removal, reference-counted mounts, undo of a failed
-// get, the free-space guard, concurrency over one parent, bad input, two drivers side by side,
-// and the pool's transaction id as the driver's own. Every test has its own home under the
-// guest's private /tmp and ends with cleanup(); dmsetup, losetup and /proc/self/mounts check
-// from outside. The crash protocol has its own file, driver-crash.test.ts.
+// get, the free-space guard and concurrency over one parent. Every test has its own home under
+// the guest's private /tmp and ends with cleanup(); dmsetup, losetup and /proc/self/mounts
+// check from outside. Bad input and failed inits are in driver-failures.test.ts, the crash
+// protocol in driver-crash.test.ts.
 import test from 'ava';
-import { Kernel } from '../../src/ioctl/kernel.js';
 import {
   existsSync,
   fsyncSync,
@@ -18,14 +17,12 @@ import {
   writeFileSync,
   writeSync,
 } from 'node:fs';
-import { resolve, join } from 'node:path';
-import { Driver } from '../../src/driver/driver.js';
-import { HomeLock } from '../../src/driver/home-lock.js';
-import type { DriverOptions } from '../../src/driver/options.js';
-import { DmSystemError, InvalidArgumentError } from '../../src/errors.js';
-import { dmsetup } from './reference-tools.js';
+import { join } from 'node:path';
+import { DmSystemError } from '../../src/errors.js';
 import {
   SMALL,
+  codeOf,
+  openDriver,
   assertNothingLeaked,
   dmNames,
   driverDmNames,
@@ -41,29 +38,14 @@ import {
 } from './driver-helpers.js';
 import { useDriverBed } from './helpers.js';
 
-/** No one holds the home: its flock on <home>/lock can be taken (the file itself stays). */
-function homeLockFree(home: string): boolean {
-  const lock = HomeLock.tryAcquire(home, { kernel: Kernel.for() });
-  lock?.release();
-  return lock !== undefined;
-}
-
 useDriverBed();
 
-const codeOf = (error: unknown): string | undefined => (error as { code?: string } | undefined)?.code;
 const ids = (layers: { id: string }[]): string[] => layers.map((l) => l.id).sort();
-
-/** Opens a driver whose cleanup() also runs at teardown if the test fails half-way (cleanup is idempotent). */
-async function open(t: { teardown: (fn: () => Promise<void>) => void }, options: DriverOptions): Promise<Driver> {
-  const driver = await Driver.init(options);
-  t.teardown(() => driver.cleanup());
-  return driver;
-}
 
 test.serial('the seed end to end: create, get, put, snapshots isolated, remove, cleanup and reopen', async (t) => {
   const home = newHome('seed');
   const options = { home, ...SMALL };
-  let driver = await open(t, options);
+  let driver = await openDriver(t, options);
 
   await driver.create('img');
   const rootfs = await driver.get('img');
@@ -115,7 +97,7 @@ test.serial('the seed end to end: create, get, put, snapshots isolated, remove, 
   t.deepEqual(loopLines(), [], 'and the loop devices go with the pool');
   t.deepEqual(mountsUnder(home), []);
 
-  driver = await open(t, options);
+  driver = await openDriver(t, options);
   t.deepEqual(ids(await driver.list()), ['ctr2', 'img']);
   t.is((await driver.status()).transactionId, transactionId);
   const img = await driver.get('img');
@@ -134,7 +116,7 @@ test.serial(
   'remove of a mounted layer: EBUSY and nothing lost; with deferredDeletion it completes after put or at the next init',
   async (t) => {
     const home = newHome('busy');
-    let driver = await open(t, { home, ...SMALL });
+    let driver = await openDriver(t, { home, ...SMALL });
     await driver.create('x');
     await driver.get('x');
     const before = metadataSnapshot(home);
@@ -149,7 +131,7 @@ test.serial(
     t.false(await driver.exists('x'));
     await driver.cleanup();
 
-    driver = await open(t, { home, ...SMALL, deferredDeletion: true, deferredDeletionIntervalMs: 200 });
+    driver = await openDriver(t, { home, ...SMALL, deferredDeletion: true, deferredDeletionIntervalMs: 200 });
     await driver.create('x');
     const { deviceId, deviceName } = await driver.metadata('x');
     await driver.get('x');
@@ -175,7 +157,7 @@ test.serial(
     await driver.remove('y');
     t.is((await driver.status()).deferredDeletedDeviceCount, 1);
     await driver.cleanup();
-    driver = await open(t, { home, ...SMALL, deferredDeletion: true, deferredDeletionIntervalMs: 0 });
+    driver = await openDriver(t, { home, ...SMALL, deferredDeletion: true, deferredDeletionIntervalMs: 0 });
     const status = await driver.status();
     t.is(status.deferredDeletedDeviceCount, 0);
     t.false(savedThinIds(home).has('y'), 'its record is gone');
@@ -189,7 +171,7 @@ test.serial(
   'get and put are reference-counted; the last put unmounts and deactivates; put of an unmounted layer is a no-op',
   async (t) => {
     const home = newHome('refs');
-    const driver = await open(t, { home, ...SMALL });
+    const driver = await openDriver(t, { home, ...SMALL });
     await driver.create('x');
     const { deviceName } = await driver.metadata('x');
     const first = await driver.get('x');
@@ -214,7 +196,7 @@ test.serial(
 
 test.serial('a failing mount inside get leaves no mount, no mount directory and no active device', async (t) => {
   const home = newHome('badmount');
-  const driver = await open(t, { home, ...SMALL, mountOptions: 'nosuchoption' });
+  const driver = await openDriver(t, { home, ...SMALL, mountOptions: 'nosuchoption' });
   await driver.create('x');
   const { deviceName } = await driver.metadata('x');
   const error = await t.throwsAsync(driver.get('x'));
@@ -231,7 +213,7 @@ test.serial('a failing mount inside get leaves no mount, no mount directory and 
 
 test.serial('get of a layer activate() holds adopts its device, and the last put leaves it active', async (t) => {
   const home = newHome('held');
-  const driver = await open(t, { home, ...SMALL });
+  const driver = await openDriver(t, { home, ...SMALL });
   await driver.create('x');
   const active = await driver.activate('x');
   const rootfs = await driver.get('x');
@@ -251,7 +233,7 @@ test.serial('get of a layer activate() holds adopts its device, and the last put
 
 test.serial('a failed get of a layer activate() holds leaves its device active', async (t) => {
   const home = newHome('heldbad');
-  const driver = await open(t, { home, ...SMALL, mountOptions: 'nosuchoption' });
+  const driver = await openDriver(t, { home, ...SMALL, mountOptions: 'nosuchoption' });
   await driver.create('x');
   const active = await driver.activate('x');
   const error = await t.throwsAsync(driver.get('x'));
@@ -267,7 +249,7 @@ test.serial('a failed get of a layer activate() holds leaves its device active',
 
 test.serial('create refuses with ERR_DM_NO_SPACE below minFreeSpacePercent, creating nothing', async (t) => {
   const home = newHome('space');
-  const driver = await open(t, {
+  const driver = await openDriver(t, {
     home,
     baseSize: '64M',
     loopDataSize: '64M',
@@ -303,7 +285,7 @@ test.serial('create refuses with ERR_DM_NO_SPACE below minFreeSpacePercent, crea
 
 test.serial('50 concurrent creates, gets, puts and removes over one parent end consistent', async (t) => {
   const home = newHome('many');
-  const driver = await open(t, { home, ...SMALL });
+  const driver = await openDriver(t, { home, ...SMALL });
   await driver.create('base');
   writeFileSync(join(await driver.get('base'), 'from-base'), 'base');
   await driver.put('base');
@@ -336,155 +318,5 @@ test.serial('50 concurrent creates, gets, puts and removes over one parent end c
   t.deepEqual(driverDmNames(), [status.poolName], 'only the pool stays active');
   await driver.cleanup();
 });
-
-test.serial('bad input is a typed error that changes nothing on disk or in the kernel', async (t) => {
-  const home = newHome('bad');
-  const driver = await open(t, { home, ...SMALL });
-  await driver.create('img');
-  const picture = (): unknown => ({
-    meta: metadataSnapshot(home),
-    mnt: readdirSync(join(home, 'mnt')).sort(),
-    dm: dmsetup('ls').split('\n').sort(),
-  });
-  const before = picture();
-
-  const badIds = ['a/b', '/abs', '..', '../x', 'x/../y', 'a\0b', 'x'.repeat(81), ''];
-  for (const bad of badIds) {
-    const calls: [string, () => Promise<unknown>][] = [
-      ['create', () => driver.create(bad)],
-      // '' as the parent means none (Docker passes ''): not an error.
-      ...(bad === '' ? [] : [['create parent', () => driver.create('child', bad)] as [string, () => Promise<unknown>]]),
-      ['remove', () => driver.remove(bad)],
-      ['get', () => driver.get(bad)],
-      ['put', () => driver.put(bad)],
-      ['exists', () => driver.exists(bad)],
-    ];
-    for (const [what, call] of calls) {
-      const error = await t.throwsAsync(call(), { instanceOf: InvalidArgumentError }, `${what} ${JSON.stringify(bad)}`);
-      t.is(codeOf(error), 'ERR_DM_INVALID_ARGUMENT');
-      t.is((error as InvalidArgumentError | undefined)?.argument, what === 'create parent' ? 'parent' : 'id');
-    }
-  }
-  t.is(codeOf(await t.throwsAsync(driver.create('child', 'nope'))), 'ERR_DM_UNKNOWN_PARENT');
-  t.is(codeOf(await t.throwsAsync(driver.create('img'))), 'ERR_DM_LAYER_EXISTS');
-  for (const label of ['system_u:object_r:x"', 'a\nb']) {
-    const error = await t.throwsAsync(driver.get('img', label), { instanceOf: InvalidArgumentError });
-    t.is((error as InvalidArgumentError | undefined)?.argument, 'mountLabel');
-  }
-  t.is(driver.mountCount('img'), 0);
-  t.deepEqual(picture(), before);
-
-  const fresh = join(home, 'never-made');
-  const badOptions: [string, Record<string, unknown>][] = [
-    ['bogus', { home: fresh, ...SMALL, bogus: 1 }],
-    ['filesystem', { home: fresh, ...SMALL, filesystem: 'btrfs' }],
-    ['blockSize', { home: fresh, ...SMALL, blockSize: '96K' }],
-    ['minFreeSpacePercent', { home: fresh, ...SMALL, minFreeSpacePercent: 150 }],
-    ['home', { ...SMALL, home: 'relative/home' }],
-  ];
-  for (const [argument, options] of badOptions) {
-    const error = await t.throwsAsync(
-      Driver.init(options as unknown as DriverOptions),
-      { instanceOf: InvalidArgumentError },
-      argument,
-    );
-    t.is(codeOf(error), 'ERR_DM_INVALID_ARGUMENT');
-    t.is((error as InvalidArgumentError | undefined)?.argument, argument);
-    t.true(error?.message.includes(argument));
-  }
-  t.false(existsSync(fresh));
-  t.false(existsSync(resolve('relative')));
-  t.deepEqual(picture(), before);
-
-  // The longest valid id works.
-  const longest = 'x'.repeat(80);
-  await driver.create(longest, 'img');
-  t.true(await driver.exists(longest));
-  await driver.remove(longest);
-  await driver.cleanup();
-});
-
-test.serial('two drivers on different homes in one process keep to their own pools', async (t) => {
-  const homeA = newHome('twoA');
-  const homeB = newHome('twoB');
-  const a = await open(t, { home: homeA, ...SMALL });
-  const b = await open(t, { home: homeB, ...SMALL });
-  const [statusA, statusB] = [await a.status(), await b.status()];
-  t.not(statusA.poolName, statusB.poolName);
-  t.is(loopLines().length, 4);
-  for (const [driver, who] of [
-    [a, 'A'],
-    [b, 'B'],
-  ] as const) {
-    await driver.create('same');
-    writeFileSync(join(await driver.get('same'), 'who'), who);
-    await driver.put('same');
-  }
-  const tidB = (await b.status()).transactionId;
-  await a.create('onlyA', 'same');
-  await a.remove('same');
-  t.false(await a.exists('same'));
-  t.false(await b.exists('onlyA'));
-  t.true(await b.exists('same'));
-  t.is((await b.status()).transactionId, tidB, "A's changes do not touch B's pool");
-  t.is(readFileSync(join(await b.get('same'), 'who'), 'utf8'), 'B');
-  t.is(readFileSync(join(await a.get('onlyA'), 'who'), 'utf8'), 'A');
-  await a.put('onlyA');
-  await a.cleanup();
-  t.deepEqual(
-    driverDmNames().filter((n) => n.endsWith('-pool')),
-    [statusB.poolName],
-  );
-  t.is(readFileSync(join(homeB, 'mnt', 'same', 'rootfs', 'who'), 'utf8'), 'B', "B's mount survives A's cleanup");
-  await b.put('same');
-  await b.create('after');
-  t.deepEqual(ids(await b.list()), ['after', 'same']);
-  await b.cleanup();
-});
-
-test.serial(
-  'a pool transaction id changed behind the driver: the next init refuses and leaves nothing active',
-  async (t) => {
-    const home = newHome('tid');
-    const options = { home, ...SMALL };
-    const driver = await open(t, options);
-    await driver.create('img');
-    const { poolName, transactionId } = await driver.status();
-    dmsetup('message', poolName, '0', `set_transaction_id ${transactionId} ${transactionId + 1n}`);
-    await driver.cleanup();
-    const before = metadataSnapshot(home);
-    const error = await t.throwsAsync(Driver.init(options));
-    t.is(codeOf(error), 'ERR_DM_TRANSACTION_MISMATCH', String(error));
-    t.deepEqual(driverDmNames(), [], 'the failed init deactivated the pool it activated');
-    t.deepEqual(loopLines(), [], 'and so released its loop devices');
-    t.deepEqual(mountsUnder(home), []);
-    t.true(homeLockFree(home), 'and released the home');
-    t.deepEqual(metadataSnapshot(home), before, 'and kept its metadata as it was');
-    t.is(
-      codeOf(await t.throwsAsync(Driver.init(options))),
-      'ERR_DM_TRANSACTION_MISMATCH',
-      'refused again, the same way',
-    );
-    t.deepEqual(driverDmNames(), []);
-  },
-);
-
-test.serial(
-  'a first init that fails half-way (mkfs refuses its arguments) leaves nothing active; the next init starts over',
-  async (t) => {
-    const home = newHome('mkfs');
-    const error = await t.throwsAsync(Driver.init({ home, ...SMALL, mkfsArgs: ['-O', 'no_such_feature'] }));
-    t.is(codeOf(error), 'ERR_DM_TOOL_FAILED', String(error));
-    t.deepEqual(driverDmNames(), [], 'neither the base device nor the pool stays active');
-    t.deepEqual(loopLines(), []);
-    t.true(homeLockFree(home), 'and released the home');
-    const driver = await open(t, { home, ...SMALL });
-    await driver.create('img');
-    writeFileSync(join(await driver.get('img'), 'hello'), 'works');
-    await driver.put('img');
-    t.is((await driver.status()).transactionId, BigInt(savedState(home).transactionId));
-    await driver.cleanup();
-  },
-);
 
 test.serial('nothing leaked: no dm device, no loop device, no mount under any home', assertNothingLeaked);
