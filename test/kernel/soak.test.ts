@@ -15,21 +15,18 @@
 // `npm run soak` runs a few thousand). A replay repeats the same operations; only the instant
 // at which a timed SIGKILL lands depends on the machine.
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import { randomInt } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Driver } from '../../src/driver/driver.js';
 import { DeviceMapper } from '../../src/ioctl/device-mapper.js';
-import { DmSystemError } from '../../src/errors.js';
 import { findThinTool } from '../../src/driver/thin-check.js';
+import { poolThinIdsByIoctl, removeChildScript, runChild, writeChildScript } from './soak-helpers.js';
 import { assertKernelTestBed } from './reference-tools.js';
 import { prng } from '../prng.js';
 import {
   SMALL,
-  allHomes,
-  dmNames,
+  assertNothingLeaked,
   driverDmNames,
   loopLines,
   mountsUnder,
@@ -52,103 +49,18 @@ const CRASH_POINTS = {
   remove: ['remove:intent', 'remove:delete', 'remove:commit'],
 } as const;
 
-const INDEX_URL = new URL('../../src/index.js', import.meta.url).href;
-let scriptDir = '';
 let childScript = '';
 
 test.before(() => {
   assertKernelTestBed();
   console.log(`soak: seed ${SEED}, ${OPS} operations (replay: ${REPLAY})`);
-  scriptDir = mkdtempSync(join(tmpdir(), 'drv-soak-script-'));
-  childScript = join(scriptDir, 'child.mjs');
-  // The child opens the home (adopting the parent's mounts), says 'ready', does one create or
-  // remove, says 'done', and lets go with close(), as a CLI command would.
-  writeFileSync(
-    childScript,
-    `
-import { Driver } from ${JSON.stringify(INDEX_URL)};
-const [home, op, id, parent] = process.argv.slice(2);
-const driver = await Driver.init({ home, ...${JSON.stringify(SMALL)} });
-process.stdout.write('ready\\n');
-if (op === 'create') await driver.create(id, parent === '-' ? null : parent);
-else await driver.remove(id);
-process.stdout.write('done\\n');
-await driver.close();
-`,
-  );
+  childScript = writeChildScript();
 });
 
 test.after.always(() => {
-  if (scriptDir) rmSync(scriptDir, { recursive: true, force: true });
+  if (childScript) removeChildScript(childScript);
   removeHomes();
 });
-
-interface ChildResult {
-  done: boolean;
-  ready: boolean;
-  signal: NodeJS.Signals | null;
-  code: number | null;
-  output: string;
-  ms: number;
-}
-
-/** Runs the child; kills it with SIGKILL `killAfterMs` after it starts (undefined: never). */
-function runChild(env: NodeJS.ProcessEnv, args: string[], killAfterMs: number | undefined): Promise<ChildResult> {
-  return new Promise((resolve, reject) => {
-    const started = Date.now();
-    const child = spawn(process.execPath, [childScript, ...args], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    const timer = killAfterMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), killAfterMs);
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({
-        done: /^done$/m.test(output),
-        ready: /^ready$/m.test(output),
-        signal,
-        code,
-        output,
-        ms: Date.now() - started,
-      });
-    });
-  });
-}
-
-/**
- * The thin ids 0..maxId the pool holds, probed with a device of the test's own whose table
- * `thin <pool> <id>` loads only for an id the pool has (the same idea as check(), written
- * separately; dmsetup would cost a process per id, which the test kernel makes slow).
- */
-function poolThinIdsByIoctl(dm: DeviceMapper, poolName: string, maxId: number): number[] {
-  const { major, minor } = dm.info(poolName).dev;
-  const probe = `soakprobe${process.pid}`;
-  dm.create(probe);
-  const found: number[] = [];
-  try {
-    for (let id = 0; id <= maxId; id++) {
-      try {
-        dm.load(probe, [{ start: 0n, length: 8n, type: 'thin', params: `${major}:${minor} ${id}` }]);
-      } catch (error) {
-        if (error instanceof DmSystemError && error.code === 'ENODATA') continue;
-        throw error;
-      }
-      found.push(id);
-      dm.clear(probe);
-    }
-  } finally {
-    dm.remove(probe);
-  }
-  return found;
-}
 
 const jsonBigint = (_: string, v: unknown): unknown => (typeof v === 'bigint' ? String(v) : v);
 
@@ -278,6 +190,7 @@ test.serial(`soak: ${OPS} random Driver operations against a model (seed ${SEED}
     restartModel(true);
     const before = layers.get(id);
     const result = await runChild(
+      childScript,
       point ? { DEVMAPPER_TEST_CRASH_AT: point } : {},
       [home, op, id, parent ?? '-'],
       delay,
@@ -487,12 +400,4 @@ test.serial(`soak: ${OPS} random Driver operations against a model (seed ${SEED}
   );
 });
 
-test.serial('soak: nothing leaked (no dm device, loop device or mount of any home)', (t) => {
-  t.deepEqual(driverDmNames(), []);
-  t.deepEqual(
-    dmNames().filter((name) => name.startsWith('thinprobe')),
-    [],
-  );
-  t.deepEqual(loopLines(), []);
-  for (const home of allHomes()) t.deepEqual(mountsUnder(home), [], home);
-});
+test.serial('soak: nothing leaked (no dm device, loop device or mount of any home)', assertNothingLeaked);
