@@ -8,7 +8,8 @@
 // each run through containerd ends with one synchronous GC, counted in its seconds and calls/s.
 import { join } from 'node:path';
 import { runCli } from '../test/cli-process.js';
-import { type Containerd, startServer, stopServer } from '../test/kernel/containerd-helpers.js';
+import type { Containerd } from '../test/kernel/containerd-helpers.js';
+import { startServer, stopServer } from '../test/kernel/snapshotter-server.js';
 import { SnapshotsClient } from '../test/snapshots-client.js';
 import { GiB, MiB, progress, summarize, type Stats } from './common.js';
 

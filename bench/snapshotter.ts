@@ -13,13 +13,8 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DeviceMapper } from '../src/ioctl/device-mapper.js';
 import { runCli } from '../test/cli-process.js';
-import {
-  startContainerd,
-  startServer,
-  stopServer,
-  type Containerd,
-  type Server,
-} from '../test/kernel/containerd-helpers.js';
+import { startContainerd, type Containerd } from '../test/kernel/containerd-helpers.js';
+import { startServer, stopServer, type Server } from '../test/kernel/snapshotter-server.js';
 import { bulkyImage } from '../test/kernel/oci-test-images.js';
 import { run } from '../test/kernel/reference-tools.js';
 import { SnapshotsClient } from '../test/snapshots-client.js';

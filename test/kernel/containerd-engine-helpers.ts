@@ -13,18 +13,20 @@ import { assertKernelTestBed, run } from './reference-tools.js';
 import { dmNames, eventually, loopLines, mountsUnder, newHome, removeHomes, sleep } from './driver-helpers.js';
 import {
   assertContainerdTools,
+  shimPids,
+  startContainerd,
+  stopAllContainerd,
+  type Containerd,
+} from './containerd-helpers.js';
+import {
   cliJson,
   initHome,
   killAllServers,
   runCli,
-  shimPids,
-  startContainerd,
   startServer,
-  stopAllContainerd,
   stopServer,
-  type Containerd,
   type Server,
-} from './containerd-helpers.js';
+} from './snapshotter-server.js';
 import type { BuiltImage } from './oci-image.js';
 import { busyboxTestImage } from './oci-test-images.js';
 

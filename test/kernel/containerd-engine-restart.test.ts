@@ -7,7 +7,8 @@ import test from 'ava';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { eventually, mountsUnder } from './driver-helpers.js';
-import { cliJson, NAMESPACE, shimPids, startServer, stopServer } from './containerd-helpers.js';
+import { NAMESPACE, shimPids } from './containerd-helpers.js';
+import { cliJson, startServer, stopServer } from './snapshotter-server.js';
 import {
   assertHomeEmpty,
   assertNothingLeft,

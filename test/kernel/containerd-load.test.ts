@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { Driver } from '../../src/driver/driver.js';
 import { runCli } from '../cli-process.js';
 import { SnapshotsClient } from '../snapshots-client.js';
-import { initHome, killAllServers, startServer, stopServer } from './containerd-helpers.js';
+import { initHome, killAllServers, startServer, stopServer } from './snapshotter-server.js';
 import { SMALL, assertNothingLeaked, newHome, removeHomes } from './driver-helpers.js';
 import { assertKernelTestBed } from './reference-tools.js';
 import { prng } from '../prng.js';

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type CliRun, runCli } from '../cli-process.js';
-import { initHome } from './containerd-helpers.js';
+import { initHome } from './snapshotter-server.js';
 import { newHome, removeHomes } from './driver-helpers.js';
 
 export interface ImageBed {

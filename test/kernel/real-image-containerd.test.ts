@@ -9,19 +9,16 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REAL_IMAGE_NAME, REAL_IMAGE_TARBALL, realImageUnavailable } from '../real-image/build.js';
+import { type Containerd, ensureCgroup2, startContainerd, stopAllContainerd } from './containerd-helpers.js';
 import {
-  type Containerd,
   cliJson,
-  ensureCgroup2,
   initHome,
   killAllServers,
   runCli,
   type Server,
-  startContainerd,
   startServer,
-  stopAllContainerd,
   stopServer,
-} from './containerd-helpers.js';
+} from './snapshotter-server.js';
 import { dmNames, eventually, loopLines, newHome, removeHomes } from './driver-helpers.js';
 import { assertDebianContainer, CONTAINER_SCRIPT } from './real-image-helpers.js';
 import { assertKernelTestBed } from './reference-tools.js';

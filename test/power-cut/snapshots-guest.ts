@@ -36,7 +36,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { thinCheckOffline } from '../../src/driver/thin-check.js';
 import { openTransactionExists } from '../kernel/driver-helpers.js';
-import { initHome, runCli, startServer, stopServer, type Server } from '../kernel/containerd-helpers.js';
+import { initHome, runCli, startServer, stopServer, type Server } from '../kernel/snapshotter-server.js';
 import { Kernel } from '../../src/ioctl/kernel.js';
 import { prng } from '../prng.js';
 import { OpLog } from './op-log.js';
