@@ -11,8 +11,7 @@
 //
 //   npm run load   (the slow tier: DEVMAPPER_LOAD_OPS=10000; npm test runs 1000)
 //   DEVMAPPER_LOAD_SEED=1234 ...                                              (replay a mix)
-import test, { type ExecutionContext } from 'ava';
-import { readFileSync } from 'node:fs';
+import test from 'ava';
 import { join } from 'node:path';
 import { Driver } from '../../src/driver/driver.js';
 import { runCli } from '../cli-process.js';
@@ -21,6 +20,7 @@ import { initHome, killAllServers, startServer, stopServer } from './snapshotter
 import { SMALL, assertNothingLeaked, newHome, removeHomes } from './driver-helpers.js';
 import { assertKernelTestBed } from './reference-tools.js';
 import { prng } from '../prng.js';
+import { assertRssFlat, Recorder, report, rssGrowth, sampleRss } from './load-recorder.js';
 
 assertKernelTestBed();
 
@@ -38,146 +38,9 @@ function pick<T>(rand: () => number, items: readonly T[]): T {
   return items[Math.floor(rand() * items.length)]!;
 }
 
-/** Latency samples per call name, in ns. */
-class Recorder {
-  readonly samples = new Map<string, number[]>();
-  calls = 0;
-  lastProgress = Date.now();
-  readonly inFlight = new Map<number, string>();
-  /** Run after every finished call (RSS sampling by call count). */
-  readonly afterCall: Array<() => void> = [];
-  #serial = 0;
-
-  async time<T>(name: string, what: string, call: () => Promise<T>): Promise<T> {
-    const id = ++this.#serial;
-    this.inFlight.set(id, `${name} ${what}`);
-    let timer: NodeJS.Timeout | undefined;
-    const watchdog = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new Error(
-              `deadlock? ${name} ${what} has not returned after ${WATCHDOG_MS} ms; in flight: ${[...this.inFlight.values()].join('; ')}`,
-            ),
-          ),
-        WATCHDOG_MS,
-      );
-    });
-    const t0 = process.hrtime.bigint();
-    try {
-      const result = await Promise.race([call(), watchdog]);
-      const ns = Number(process.hrtime.bigint() - t0);
-      (this.samples.get(name) ?? this.samples.set(name, []).get(name)!).push(ns);
-      this.calls++;
-      this.lastProgress = Date.now();
-      for (const hook of this.afterCall) hook();
-      return result;
-    } catch (error) {
-      throw new Error(`${name} ${what}: ${(error as { details?: string }).details ?? (error as Error).message}`, {
-        cause: error,
-      });
-    } finally {
-      clearTimeout(timer);
-      this.inFlight.delete(id);
-    }
-  }
-
-  /** One line per call name: n, p50, p99 (ms). */
-  table(): string[] {
-    const q = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
-    return [...this.samples]
-      .sort(([a], [b]) => a.localeCompare(b))
-      .map(([name, values]) => {
-        const sorted = [...values].sort((a, b) => a - b);
-        return `  ${name.padEnd(10)} n ${String(sorted.length).padStart(6)}  p50 ${(q(sorted, 0.5) / 1e6).toFixed(2).padStart(8)} ms  p99 ${(q(sorted, 0.99) / 1e6).toFixed(2).padStart(8)} ms`;
-      });
-  }
-}
-
 /** Calls between two RSS samples: 100 samples over the run, whatever the event loop does. */
 const RSS_EVERY = Math.max(1, Math.floor(OPS / 100));
-
-/**
- * RSS samples (KiB) of a process, with the number of calls done when each was taken: every
- * RSS_EVERY calls, and every 250 ms when the event loop is free for timers (in the Driver run
- * the ioctls keep it busy, so only the call count samples there).
- */
-function sampleRss(
-  pid: number | 'self',
-  recorder: Recorder,
-): { samples: Array<{ calls: number; kib: number }>; stop(): void } {
-  const samples: Array<{ calls: number; kib: number }> = [];
-  const read = () => {
-    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    if (m) samples.push({ calls: recorder.calls, kib: Number(m[1]) });
-  };
-  read();
-  let stopped = false;
-  recorder.afterCall.push(() => {
-    if (stopped || recorder.calls % RSS_EVERY !== 0) return;
-    try {
-      read();
-    } catch {
-      /* exited */
-    }
-  });
-  const timer = setInterval(() => {
-    try {
-      read();
-    } catch {
-      /* exited */
-    }
-  }, 250);
-  return {
-    samples,
-    stop: () => {
-      stopped = true;
-      clearInterval(timer);
-      try {
-        read();
-      } catch {
-        /* exited */
-      }
-    },
-  };
-}
-
-/** RSS after warm-up (the first quarter of the calls) against the rest: growth in KiB. */
-function rssGrowth(
-  samples: Array<{ calls: number; kib: number }>,
-  total: number,
-): { warm: number; last: number; max: number; growth: number; n: number; afterWarmUp: number } {
-  const after = samples.filter((s) => s.calls >= total / 4);
-  const warm = after[0]?.kib ?? samples[samples.length - 1]!.kib;
-  const max = Math.max(...after.map((s) => s.kib), warm);
-  const last = samples[samples.length - 1]!.kib;
-  return { warm, last, max, growth: max - warm, n: samples.length, afterWarmUp: after.length };
-}
-
-/** RSS flat after warm-up, judged on enough samples to mean something (a run of two would pass anything). */
-function assertRssFlat(t: ExecutionContext, what: string, rss: ReturnType<typeof rssGrowth>): void {
-  t.true(rss.afterWarmUp >= 50, `${what}: ${rss.afterWarmUp} RSS samples after warm-up (at least 50)`);
-  t.true(
-    rss.growth <= RSS_SLACK_KIB,
-    `${what} RSS grew ${(rss.growth / 1024).toFixed(1)} MiB after warm-up (at most ${RSS_SLACK_KIB / 1024} MiB)`,
-  );
-}
-
-function report(
-  t: ExecutionContext,
-  title: string,
-  recorder: Recorder,
-  seconds: number,
-  rss: ReturnType<typeof rssGrowth>,
-): void {
-  const lines = [
-    `${title}: ${recorder.calls} calls in ${seconds.toFixed(1)} s = ${(recorder.calls / seconds).toFixed(0)} calls/s (${CLIENTS} clients, seed ${SEED})`,
-    ...recorder.table(),
-    `  RSS after warm-up ${(rss.warm / 1024).toFixed(1)} MiB, max ${(rss.max / 1024).toFixed(1)} MiB, at the end ${(rss.last / 1024).toFixed(1)} MiB (growth ${(rss.growth / 1024).toFixed(1)} MiB; ${rss.n} samples)`,
-  ];
-  for (const line of lines) t.log(line);
-  process.stderr.write(`${lines.join('\n')}\n`);
-}
+const RUN = `${CLIENTS} clients, seed ${SEED}`;
 
 test.after.always(async () => {
   await killAllServers();
@@ -194,7 +57,7 @@ test.serial(
     const socket = join(home, 'dmthin.sock');
     const server = await startServer(home, socket);
     const clients = Array.from({ length: CLIENTS }, () => new SnapshotsClient(socket));
-    const recorder = new Recorder();
+    const recorder = new Recorder(WATCHDOG_MS);
     try {
       // Two committed snapshots every client may build on (never removed until the end).
       const admin = clients[0]!;
@@ -204,7 +67,7 @@ test.serial(
       await admin.commit('shared-b', 'shared-b-active');
       const shared = ['shared-a', 'shared-b'];
 
-      const rss = sampleRss(server.process.pid!, recorder);
+      const rss = sampleRss(server.process.pid!, recorder, RSS_EVERY);
       let budget = OPS;
       const started = process.hrtime.bigint();
       await Promise.all(
@@ -312,8 +175,8 @@ test.serial(
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       rss.stop();
       const growth = rssGrowth(rss.samples, recorder.calls);
-      report(t, 'snapshotter load', recorder, seconds, growth);
-      assertRssFlat(t, 'server', growth);
+      report(t, 'snapshotter load', recorder, seconds, growth, RUN);
+      assertRssFlat(t, 'server', growth, RSS_SLACK_KIB);
 
       const left = await clients[0]!.list();
       t.deepEqual(left.map((i) => i.name).sort(), ['shared-a', 'shared-b'], 'only the shared snapshots are left');
@@ -340,10 +203,10 @@ test.serial(
     t.timeout(Math.max(600_000, OPS * 400), 'the whole run');
     const home = newHome('load-driver');
     const driver = await Driver.init({ home, ...SMALL, loopDataSize: '4G', loopMetadataSize: '128M' });
-    const recorder = new Recorder();
+    const recorder = new Recorder(WATCHDOG_MS);
     try {
       await driver.create('img');
-      const rss = sampleRss('self', recorder);
+      const rss = sampleRss('self', recorder, RSS_EVERY);
       let budget = OPS;
       const started = process.hrtime.bigint();
       await Promise.all(
@@ -414,8 +277,8 @@ test.serial(
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       rss.stop();
       const growth = rssGrowth(rss.samples, recorder.calls);
-      report(t, 'Driver load', recorder, seconds, growth);
-      assertRssFlat(t, 'Driver (this process)', growth);
+      report(t, 'Driver load', recorder, seconds, growth, RUN);
+      assertRssFlat(t, 'Driver (this process)', growth, RSS_SLACK_KIB);
       t.deepEqual(
         (await driver.list()).map((l) => l.id).filter((id) => !id.startsWith('.')),
         ['img'],
