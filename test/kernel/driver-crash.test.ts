@@ -10,7 +10,6 @@
 // repeated with a simulated reboot in between (mount, devices and pool gone).
 import test from 'ava';
 import { Kernel } from '../../src/ioctl/kernel.js';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +17,8 @@ import { Driver } from '../../src/driver/driver.js';
 import { findThinTool, thinCheckOffline } from '../../src/driver/thin-check.js';
 import { assertKernelTestBed, dmsetup, run } from './reference-tools.js';
 import {
+  type NodeChildResult,
+  runNodeChild,
   SMALL,
   assertNothingLeaked,
   driverDmNames,
@@ -59,26 +60,8 @@ test.after.always(() => {
   removeHomes();
 });
 
-function runChild(
-  home: string,
-  op: 'create' | 'remove',
-  crashAt: string,
-): Promise<{ pid: number; code: number | null; signal: NodeJS.Signals | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [script, home, op], {
-      env: { ...process.env, DEVMAPPER_TEST_CRASH_AT: crashAt },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ pid: child.pid!, code, signal, output }));
-  });
+function runChild(home: string, op: 'create' | 'remove', crashAt: string): Promise<NodeChildResult> {
+  return runNodeChild(script, [home, op], { DEVMAPPER_TEST_CRASH_AT: crashAt });
 }
 
 const CASES = [

@@ -4,6 +4,7 @@
 // outside: dmsetup ls, losetup -l, /proc/self/mounts, the metadata as saved on disk,
 // and a probe of which thin ids the pool really holds. Also the small readers the Driver's
 // other kernel tests share for their messages and data checks (show, sha).
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -189,4 +190,41 @@ export async function openDriver(
   const driver = await Driver.init(options);
   t.teardown(() => driver.cleanup());
   return driver;
+}
+
+/** How a Node child process ended, with what it printed (stdout and stderr together). */
+export interface NodeChildResult {
+  pid: number;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  output: string;
+  ms: number;
+}
+
+/** Runs `node script ...args` with `env` added; SIGKILLs it `killAfterMs` after the start (undefined: never). */
+export function runNodeChild(
+  script: string,
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+  killAfterMs?: number,
+): Promise<NodeChildResult> {
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const child = spawn(process.execPath, [script, ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    const collect = (chunk: Buffer) => {
+      output += chunk.toString();
+    };
+    child.stdout.on('data', collect);
+    child.stderr.on('data', collect);
+    const timer = killAfterMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ pid: child.pid!, code, signal, output, ms: Date.now() - started });
+    });
+  });
 }

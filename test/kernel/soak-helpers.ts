@@ -1,12 +1,11 @@
 // The soak test's helpers (soak.test.ts): a child process running the Driver for one create
 // or remove, SIGKILLed on cue, and the pool's thin ids probed by ioctl.
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { DmSystemError } from '../../src/errors.js';
 import type { DeviceMapper } from '../../src/ioctl/device-mapper.js';
-import { SMALL } from './driver-helpers.js';
+import { type NodeChildResult, runNodeChild, SMALL } from './driver-helpers.js';
 
 const INDEX_URL = new URL('../../src/index.js', import.meta.url).href;
 
@@ -39,49 +38,22 @@ export function removeChildScript(script: string): void {
   rmSync(dirname(script), { recursive: true, force: true });
 }
 
-export interface ChildResult {
+export interface ChildResult extends NodeChildResult {
+  /** The child printed 'done': its operation finished. */
   done: boolean;
+  /** The child printed 'ready': its init finished. */
   ready: boolean;
-  signal: NodeJS.Signals | null;
-  code: number | null;
-  output: string;
-  ms: number;
 }
 
 /** Runs the child; kills it with SIGKILL `killAfterMs` after it starts (undefined: never). */
-export function runChild(
+export async function runChild(
   childScript: string,
   env: NodeJS.ProcessEnv,
   args: string[],
   killAfterMs: number | undefined,
 ): Promise<ChildResult> {
-  return new Promise((resolve, reject) => {
-    const started = Date.now();
-    const child = spawn(process.execPath, [childScript, ...args], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    const timer = killAfterMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), killAfterMs);
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({
-        done: /^done$/m.test(output),
-        ready: /^ready$/m.test(output),
-        signal,
-        code,
-        output,
-        ms: Date.now() - started,
-      });
-    });
-  });
+  const result = await runNodeChild(childScript, args, env, killAfterMs);
+  return { ...result, done: /^done$/m.test(result.output), ready: /^ready$/m.test(result.output) };
 }
 
 /**
