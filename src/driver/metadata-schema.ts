@@ -164,7 +164,12 @@ export function validateTransaction(value: unknown, path: string): OpenTransacti
     field(path, 'op', `${JSON.stringify(value.op)} is not "create" or "delete"`);
   checkLayerId(path, 'layerId', value.layerId);
   checkThinId(path, 'deviceId', value.deviceId);
-  if (value.record !== undefined) validateLayerRecord(value.record, `${path} (record)`, value.layerId as string);
+  if (value.record !== undefined) {
+    const record = validateLayerRecord(value.record, `${path} (record)`, value.layerId as string);
+    // Recovery finishes a create with the record and advances the allocator past the intent's id.
+    if (record.deviceId !== value.deviceId)
+      field(path, 'record.deviceId', `${record.deviceId} is not the intent's thin id ${value.deviceId}`);
+  }
   return value as unknown as OpenTransaction;
 }
 

@@ -90,6 +90,11 @@ export class MetadataStore {
     return validateTransaction(value, join(this.dir, TRANSACTION));
   }
 
+  /** The file readTransaction() found the open intent in: transactions.log, or a transaction.json from before it. */
+  get openTransactionFile(): string {
+    return join(this.dir, this.#legacyIntent ? TRANSACTION : LOG);
+  }
+
   /** Step 1 of the crash protocol: the intent, durable before the pool changes (one write, one fdatasync). */
   openTransaction(transaction: OpenTransaction): void {
     this.#append({ intent: transaction }, true);

@@ -2,7 +2,7 @@
 // process left behind settled before the DeviceSet serves calls: suspended devices resumed, an
 // open transaction completed or rolled back, the transaction ids compared, and leftover mounts
 // and devices adopted or removed. Failure of a start-up undoes what it activated.
-import { DevmapperError, DmSystemError, PoolModeError } from '../errors.js';
+import { DevmapperError, DmSystemError, MetadataError, PoolModeError } from '../errors.js';
 import type { DeviceMapper } from '../ioctl/device-mapper.js';
 import { logger } from '../log.js';
 import { LoopbackStorage } from '../thin/loopback.js';
@@ -10,7 +10,7 @@ import { ThinPool } from '../thin/pool.js';
 import { poolModeOf, poolTakesMessages } from '../thin/status.js';
 import { ThinDevice } from '../thin/thin-device.js';
 import type { HomeLayout } from './home-layout.js';
-import type { MetadataStore } from './metadata-store.js';
+import type { MetadataStore, OpenTransaction } from './metadata-store.js';
 import type { Mounts } from './mounts.js';
 import type { ResolvedOptions } from './options.js';
 import { isOutOfMetadataSpace, readPoolStatus } from './pool-guard.js';
@@ -153,6 +153,7 @@ export function recoverTransaction(ctx: RecoveryContext, inspect: boolean): void
       `open transaction ${open.transactionId} (${open.op} ${open.layerId}) fits neither pool transaction id ${poolTid} nor the one before it`,
     );
   }
+  assertIntentFitsRecords(ctx, open);
   logger.info(
     `recovering ${committed ? 'committed' : 'uncommitted'} ${open.op} of ${open.layerId} (thin id ${open.deviceId})`,
   );
@@ -168,11 +169,41 @@ export function recoverTransaction(ctx: RecoveryContext, inspect: boolean): void
     // A delete the user asked for is finished either way; its thin id may already be gone.
     ctx.deactivateIfActive(open.layerId);
     if (!committed) {
-      tx.deleteThinIfPresent(open.deviceId);
+      // As for a create: a thin id another record owns or may own is left to check to report.
+      if (ctx.thinIdMayBeClaimed(open.deviceId, open.layerId))
+        logger.warn(
+          `interrupted delete of ${open.layerId}: thin id ${open.deviceId} may belong to another record, kept`,
+        );
+      else tx.deleteThinIfPresent(open.deviceId);
       pool.setTransactionId(poolTid, BigInt(open.transactionId));
     }
     tx.finish(open);
   }
+}
+
+/**
+ * An intent that contradicts the records (a hand edit, a log from another time) is not acted on:
+ * rolling back a create of a layer that already has a record drops that record (and repair then
+ * deletes its thin id as leaked); a delete naming another thin id than its layer's would delete
+ * another layer's data; a committed create of a thin id another layer has would share it.
+ */
+function assertIntentFitsRecords(ctx: RecoveryContext, open: OpenTransaction): void {
+  const records = ctx.store.scanLayers().records;
+  const own = records.find((r) => r.id === open.layerId);
+  const other = records.find((r) => r.id !== open.layerId && r.deviceId === open.deviceId);
+  const clash =
+    own !== undefined && own.deviceId !== open.deviceId
+      ? `layer ${open.layerId}'s record names thin id ${own.deviceId}`
+      : open.op === 'create' && other !== undefined
+        ? `layer ${other.id} already has thin id ${open.deviceId}`
+        : undefined;
+  if (clash === undefined) return;
+  throw new MetadataError(
+    ctx.store.openTransactionFile,
+    'intent',
+    `open transaction ${open.transactionId} (${open.op} of layer ${open.layerId}, thin id ${open.deviceId}) contradicts the records: ${clash}. ` +
+      'Not acted on (nothing changed): remove that intent by hand once you know which is right',
+  );
 }
 
 /** The pool's transaction id is this driver's: one that differs from deviceset.json stops init. */

@@ -165,6 +165,18 @@ test('a damaged line is a MetadataError naming the log, the line and the field',
   t.regex(invalid?.message ?? '', /"nine" is not a thin id/);
 });
 
+test("an intent whose record names another thin id than the intent's is damage, not recovered", (t) => {
+  const { dir, store } = home(t);
+  store.writeState(state(1, 1));
+  const entry = { intent: { ...intent(record('a', 1)), deviceId: 5 } };
+  const json = JSON.stringify(entry);
+  writeFileSync(join(dir, LOG), `${crc32(json).toString(16).padStart(8, '0')} ${json}\n`, { flag: 'a' });
+  const error = t.throws(() => new MetadataStore(dir).readTransaction(), { instanceOf: MetadataError });
+  t.is(error?.file, join(dir, LOG));
+  t.is(error?.field, 'line 2 record.deviceId');
+  t.regex(error?.message ?? '', /1 is not the intent's thin id 5/);
+});
+
 test('fold waits while an intent is open; the log folds by itself once it is long', (t) => {
   const { dir, store } = home(t);
   store.writeState(state(1, 1));
