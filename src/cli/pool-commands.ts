@@ -82,10 +82,11 @@ export async function cleanupCommand(argv: string[], io: Io): Promise<void> {
   try {
     driver = await openDriver(io.home, io.lockTimeoutMs, { command: 'cleanup', write: true });
   } catch (error) {
-    // Damaged layer records stop every other command; cleanup still brings the home down.
-    if (!(error instanceof MetadataError && error.file.endsWith('.layer.json'))) throw error;
+    // Damaged metadata (records, the pack, the log) stops every other command; cleanup still
+    // brings the home down. cli-options.json, outside <home>/metadata, is what it opens with.
+    if (!(error instanceof MetadataError && error.file.startsWith(join(io.home, 'metadata', '/')))) throw error;
     progress(
-      `${error.message}\ncleaning up all the same (the damaged records are left for \`devmapper check --repair\`)`,
+      `${error.message}\ncleaning up all the same (the damaged metadata is left for \`devmapper check --repair\` or to mend by hand)`,
     );
     await Driver.cleanupDamaged(recordedOptions(io.home, io.lockTimeoutMs));
   }

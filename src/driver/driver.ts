@@ -3,7 +3,7 @@
 import { DeviceSet, type ActiveLayer, type LayerMetadata } from './device-set.js';
 import { assertLayerId, assertLayerMeta, assertMountLabel, type DriverOptions, type Filesystem } from './options.js';
 import { parseSize } from '../thin/units.js';
-import { DevmapperError } from '../errors.js';
+import { DevmapperError, MetadataError } from '../errors.js';
 import type { Kernel } from '../ioctl/kernel.js';
 import { PoolWatcher } from '../thin/events.js';
 import type { CheckReport } from './check.js';
@@ -11,6 +11,7 @@ import { repairNeedsCheck, type NeedsCheckRepair } from './thin-repair.js';
 import type { DriverStatus } from './driver-status.js';
 import * as naiveDiff from './diff/layer-diff.js';
 import type { Change } from './diff/changes.js';
+import { teardownUnread } from './teardown.js';
 
 export type { DriverStatus, SpaceUsage } from './driver-status.js';
 
@@ -285,10 +286,19 @@ export class Driver {
   /**
    * cleanup() of a home that no driver holds and whose layer records do not all validate
    * (init refuses such a home): opened the way check() opens it, then everything is unmounted
-   * and deactivated; the records are left for `check --repair`.
+   * and deactivated; the records are left for `check --repair`. When even that cannot read the
+   * metadata (a damaged transactions.log or deviceset.json), the home's mounts, devices and pool
+   * are brought down by their names alone (teardown.ts), the metadata untouched.
    */
   static async cleanupDamaged(options: DriverOptions): Promise<void> {
-    const set = await DeviceSet.init(options, { inspect: true });
+    let set: DeviceSet;
+    try {
+      set = await DeviceSet.init(options, { inspect: true });
+    } catch (error) {
+      if (!(error instanceof MetadataError)) throw error;
+      await teardownUnread(options);
+      return;
+    }
     await set.shutdown();
   }
 }

@@ -259,7 +259,7 @@ function lexists(path: string): boolean {
 }
 
 /** Mount points under `prefix`, from /proc/self/mountinfo (octal escapes decoded), shallowest first. */
-function mountPointsUnder(prefix: string): string[] {
+export function mountPointsUnder(prefix: string): string[] {
   const text = readFileSync('/proc/self/mountinfo', 'utf8');
   return text
     .split('\n')
