@@ -109,6 +109,13 @@ export async function runCheck(target: CheckTarget, repair: boolean): Promise<Ch
   const unsureClaims = [...target.damaged.map((d) => d.claimedDeviceId), ...target.quarantinedThinIds];
   const highest = Math.max(target.highestAllocatedId, ...unsureClaims.filter((id): id is number => id !== undefined));
   const alive = probeThinIds(dm, pool, layout.probeName, highest);
+  // Ids past the allocator's (made behind the driver's back, or a deviceset.json from earlier)
+  // are beyond the probe: with thinCheck, thin_ls's listing of the whole metadata finds them,
+  // each confirmed by a probe of its own.
+  if (target.thinCheck && target.thinLs) {
+    for (const id of (await target.thinLs()) ?? [])
+      if (id > highest && probeThinIds(dm, pool, layout.probeName, id, id).has(id)) alive.add(id);
+  }
   for (const id of alive) if (!claimed.has(id)) report.leakedThinIds.push(id);
   for (const record of target.records)
     if (!alive.has(record.deviceId)) report.missingThinIds.push({ layer: record.id, deviceId: record.deviceId });
