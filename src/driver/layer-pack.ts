@@ -1,5 +1,9 @@
 // <home>/metadata/layers.pack: every layer record as of the last compaction, one entry a line,
-// `<crc32 of the JSON, 8 hex digits> <the record as JSON>`. Init reads it with one open, one
+// `<crc32 of the JSON, 8 hex digits> <the record as JSON>`, after a header line of the same form
+// saying how many entry lines follow (`{"pack":1,"entries":N}`): a pack cut short at a line
+// boundary would otherwise read as a smaller valid one, and check --repair would delete the
+// lost layers' thin ids as leaked. A pack without the header (written before it) loads as
+// before, with nothing to count against. Init reads it with one open, one
 // read and one close instead of three syscalls per layer file. Each entry is checked on its
 // own (checksum, JSON, every field), so a damaged entry is a MetadataError naming the pack, the
 // entry (its line number) and the field, and the other entries still load. A blank line is an
@@ -18,6 +22,9 @@ import {
 } from './metadata-schema.js';
 
 export const PACK = 'layers.pack';
+/** DamagedRecord.name of a pack whose entry lines are fewer or more than its header says. */
+export const PACK_COUNT = `${PACK}#count`;
+const PACK_FORMAT = 1;
 
 /** One entry that could not be used. */
 export interface DamagedEntry {
@@ -52,9 +59,28 @@ export function encodeEntry(record: LayerRecord): string {
   return checksummedLine(record);
 }
 
-/** A whole pack's text. */
+/** The header line of a pack of `entries` entry lines (blanked ones count: they keep their line). */
+export function encodePackHeader(entries: number): string {
+  return checksummedLine({ pack: PACK_FORMAT, entries });
+}
+
+/** A whole pack's text: the header, then one line per record. */
 export function encodePack(records: readonly LayerRecord[]): string {
-  return records.map((r) => `${encodeEntry(r)}\n`).join('');
+  return `${encodePackHeader(records.length)}\n${records.map((r) => `${encodeEntry(r)}\n`).join('')}`;
+}
+
+/** The entry count a header line states; undefined when the line is not a header (an entry, or damaged). */
+function headerCount(raw: string): number | undefined {
+  if (!checksumHolds(raw)) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(raw.slice(9));
+  } catch {
+    return undefined;
+  }
+  if (!isPlainObject(value) || value.pack !== PACK_FORMAT) return undefined;
+  const entries = value.entries;
+  return typeof entries === 'number' && Number.isSafeInteger(entries) && entries >= 0 ? entries : undefined;
 }
 
 function entryField(line: number, id: string | undefined, field: string | undefined): string {
@@ -79,18 +105,35 @@ function damage(
   };
 }
 
-/** The pack's entries by line, each validated; damaged ones reported, never thrown. */
+/**
+ * The pack's entries by line, each validated; damaged ones reported, never thrown. `miscounted`:
+ * the header's count does not match the entry lines (lines lost or added as whole lines).
+ */
 export function parsePack(
   text: string,
   path: string,
-): { entries: Array<{ line: number; record: LayerRecord }>; damaged: DamagedEntry[] } {
+): {
+  entries: Array<{ line: number; record: LayerRecord }>;
+  damaged: DamagedEntry[];
+  miscounted: MetadataError | undefined;
+} {
   const entries: Array<{ line: number; record: LayerRecord }> = [];
   const damaged: DamagedEntry[] = [];
   const lines = text.split('\n');
   // A pack is written whole (temp file, rename), so it ends with a newline: a last line
   // without one is a damaged entry like any other.
   if (lines[lines.length - 1] === '') lines.pop();
-  for (let i = 0; i < lines.length; i++) {
+  const stated = lines.length > 0 ? headerCount(lines[0]!) : undefined;
+  const found = lines.length - 1;
+  const miscounted =
+    stated === undefined || stated === found
+      ? undefined
+      : new MetadataError(
+          path,
+          'header',
+          `says ${stated} entries and ${found} follow (${stated > found ? 'cut short: the lost entries are unknown' : 'lines added'})`,
+        );
+  for (let i = stated === undefined ? 0 : 1; i < lines.length; i++) {
     const raw = lines[i]!;
     if (raw === '') continue;
     const line = i + 1;
@@ -114,13 +157,14 @@ export function parsePack(
       damaged.push(damage(path, line, raw, reasonOf(error), { value, field: error.field, cause: error }));
     }
   }
-  return { entries, damaged };
+  return { entries, damaged, miscounted };
 }
 
 /**
  * The pack at `path`: its valid entries by layer id, and what could not be used as
- * DamagedRecords named `layers.pack#<line>` (a second entry for one layer among them; the
- * whole pack when it cannot be read). A missing pack is an empty one.
+ * DamagedRecords named `layers.pack#<line>` (a second entry for one layer among them;
+ * `layers.pack#count` when the header's count does not hold; the whole pack when it cannot be
+ * read). A missing pack is an empty one.
  */
 export function readPack(path: string): { records: Map<string, LayerRecord>; damaged: DamagedRecord[] } {
   const records = new Map<string, LayerRecord>();
@@ -155,5 +199,7 @@ export function readPack(path: string): { records: Map<string, LayerRecord>; dam
   for (const d of parsed.damaged)
     damaged.push({ name: `${PACK}#${d.line}`, path, error: d.error, claimedDeviceId: d.claimedDeviceId });
   damaged.sort((x, y) => Number(x.name.slice(PACK.length + 1)) - Number(y.name.slice(PACK.length + 1)));
+  // The lost entries' thin ids are unknown: named by no readable id, it holds every leaked id back.
+  if (parsed.miscounted) damaged.push({ name: PACK_COUNT, path, error: parsed.miscounted, claimedDeviceId: undefined });
   return { records, damaged };
 }

@@ -287,3 +287,52 @@ test.serial('fold unlinks the files of removed layers, and no file for layers ma
     ['kept'],
   );
 });
+
+test('a pack cut short at a line boundary is damaged, not smaller; repair keeps a copy and holds its thin ids back', (t) => {
+  const { dir, store } = home(t);
+  for (const r of [record('a', 1), record('b', 2), record('c', 3)]) store.writeLayer(r);
+  store.fold();
+  store.readAllLayers();
+  t.true(store.compactIfLong(1));
+  store.close();
+  const full = readFileSync(join(dir, PACK), 'utf8');
+  t.is(full.split('\n').length, 5, 'a header line, three entries, the final newline');
+  const cut = `${full.split('\n').slice(0, 3).join('\n')}\n`; // c's entry lost with its newline
+  writeFileSync(join(dir, PACK), cut);
+
+  const reopened = new MetadataStore(dir);
+  const scan = reopened.scanLayers();
+  t.deepEqual(
+    scan.records.map((r) => r.id),
+    ['a', 'b'],
+  );
+  t.deepEqual(
+    scan.damaged.map((d) => [d.name, d.claimedDeviceId]),
+    [['layers.pack#count', undefined]],
+  );
+  t.regex(scan.damaged[0]!.error.message, /says 3 entries and 2 follow \(cut short/);
+  const error = t.throws(() => reopened.readAllLayers());
+  t.true(error instanceof MetadataError, String(error));
+
+  const copy = reopened.quarantine('layers.pack#count');
+  t.is(readFileSync(copy, 'utf8'), cut, 'the pack as it was goes to the quarantine');
+  t.deepEqual(reopened.quarantinedThinIds(), [undefined], 'naming no readable thin id: every leaked id is held back');
+  const after = new MetadataStore(dir).scanLayers();
+  t.deepEqual(after.damaged, [], 'the header counts the two entries left');
+  t.deepEqual(
+    after.records.map((r) => r.id),
+    ['a', 'b'],
+  );
+});
+
+test('a pack written before the header loads with nothing to count against', (t) => {
+  const { dir, store } = home(t);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, PACK), `${encodeEntry(record('a', 1))}\n`);
+  const scan = store.scanLayers();
+  t.deepEqual(scan.damaged, []);
+  t.deepEqual(
+    scan.records.map((r) => r.id),
+    ['a'],
+  );
+});

@@ -2,7 +2,8 @@
 // were compacted into layers.pack keeps every layer and its data; a removed packed layer stays
 // removed across inits; a damaged pack entry makes init refuse with a MetadataError naming the
 // pack, the entry and the field, and check --repair quarantines that entry alone, deletes no
-// thin id (the entry names it), and is idempotent.
+// thin id (the entry names it), and is idempotent; a pack that lost its last line is damaged too,
+// and repair keeps the lost layer's thin id (and so its data) where the count showed the loss.
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -113,6 +114,54 @@ test.serial(
 
     driver = await Driver.init(options);
     t.deepEqual((await driver.list()).map((l) => l.id).sort(), ['a', 'c'], 'the other entries stay');
+    await driver.cleanup();
+    assertNothingLeaked(t);
+  },
+);
+
+test.serial(
+  "a pack cut short by its last line: init refuses, repair keeps the lost layer's thin id and data",
+  async (t) => {
+    const home = newHome('pack-cut');
+    const options = { home, ...SMALL };
+    let driver = await Driver.init(options);
+    t.teardown(() => driver.cleanup());
+    for (const id of ['a', 'b', 'c']) await driver.create(id);
+    writeFileSync(join(await driver.get('c'), 'c.txt'), 'kept');
+    await driver.put('c');
+    const cThinId = (await driver.metadata('c')).deviceId;
+    await driver.close();
+    compact(home);
+
+    const pack = join(home, 'metadata', PACK);
+    const text = readFileSync(pack, 'utf8');
+    const lines = text.split('\n');
+    const lost = lines[lines.length - 2]!; // the last entry (the text ends with a newline)
+    t.true(lost.includes('"id":"c"'), 'c is the last entry');
+    writeFileSync(pack, text.slice(0, text.length - lost.length - 1));
+
+    const error = await t.throwsAsync(Driver.init(options));
+    t.true(error instanceof MetadataError, String(error));
+    t.is((error as MetadataError).field, 'header', String(error));
+
+    const repaired = await Driver.check(options, { repair: true });
+    t.deepEqual(repaired.leakedThinIds, [cThinId], show(repaired));
+    t.true(
+      repaired.skipped.some((s) => s.startsWith(`leaked thin id ${cThinId}:`)),
+      `c's thin id is left in place: ${show(repaired)}`,
+    );
+    t.false(repaired.repairs.includes(`deleted leaked thin id ${cThinId}`));
+    const again = await Driver.check(options, { repair: true });
+    t.deepEqual(again.repairs, [], 'a second repair changes nothing');
+
+    // Putting the lost line back (from a backup, or by hand) brings c back with its data.
+    driver = await Driver.init(options);
+    t.deepEqual((await driver.list()).map((l) => l.id).sort(), ['a', 'b']);
+    await driver.close();
+    writeFileSync(join(home, 'metadata', 'c.layer.json'), `${JSON.stringify(JSON.parse(lost.slice(9)))}\n`);
+    driver = await Driver.init(options);
+    t.is(readFileSync(join(await driver.get('c'), 'c.txt'), 'utf8'), 'kept', "c's data survived the repair");
+    await driver.put('c');
     await driver.cleanup();
     assertNothingLeaked(t);
   },
