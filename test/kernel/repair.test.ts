@@ -23,6 +23,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { Driver } from '../../src/driver/driver.js';
+import { HomeLayout } from '../../src/driver/home-layout.js';
 import { MetadataError } from '../../src/errors.js';
 import { findThinTool, thinCheckOffline } from '../../src/driver/thin-check.js';
 import { dmsetup } from './reference-tools.js';
@@ -85,13 +86,11 @@ async function assertFiles(t: ExecutionContext, home: string, files: Map<string,
   }
 }
 
-/** The pool's thin ids, probed with dmsetup on the pool activated by an inspecting check. */
+/** The home's pool's thin ids, probed with dmsetup on the pool activated by an inspecting check. */
 async function poolIds(home: string): Promise<number[]> {
   await Driver.check(recorded(home)); // activates the pool (even with damaged records), changes nothing
-  const name = dmsetup('ls')
-    .split('\n')
-    .map((l) => l.split(/\s+/)[0] ?? '')
-    .find((n) => n.endsWith('-pool') && n.startsWith('devmapper-'))!;
+  // This home's pool, by its name: another home's (a test that left its pool up) may sort first.
+  const name = HomeLayout.create(home).poolName;
   const ids = poolThinIds(name, 20);
   await cli(home, 'cleanup').catch(() => undefined);
   if (dmsetup('ls').includes(name)) dmsetup('remove', name);
@@ -171,6 +170,7 @@ test.serial(
     await assertFiles(t, home, files, 'after the restore');
     const clean = await checkJson(t, home);
     t.is(clean.code, 0, show(clean.report));
+    t.is((await cli(home, 'cleanup')).code, 0, 'the home goes down: no pool left for the next test');
   },
 );
 
