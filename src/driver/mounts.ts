@@ -182,11 +182,7 @@ export class Mounts {
   /** Unmounts a mount no layer holds (init's clean-up), lazily if it is busy. */
   unmountStale(mountPoint: string): void {
     logger.warn(`unmounting stale mount ${mountPoint}`);
-    try {
-      unmountFilesystem(mountPoint, { kernel: this.#settings.kernel });
-    } catch {
-      this.unmountDetached(mountPoint);
-    }
+    unmountOrDetach(mountPoint, this.#settings.kernel);
   }
 
   /** MNT_DETACH: the mount goes from the tree now, for good once its last user lets go. */
@@ -256,6 +252,15 @@ export function removeMountPoint(path: string): void {
 /** Whether anything, a dangling symlink included, is at `path`. */
 function lexists(path: string): boolean {
   return lstatSync(path, { throwIfNoEntry: false }) !== undefined;
+}
+
+/** Unmounts `mountPoint`; when it is busy, detaches it (MNT_DETACH: gone from the tree now). */
+export function unmountOrDetach(mountPoint: string, kernel: Kernel): void {
+  try {
+    unmountFilesystem(mountPoint, { kernel });
+  } catch {
+    unmountFilesystem(mountPoint, { flags: MNT_DETACH, kernel });
+  }
 }
 
 /** Mount points under `prefix`, from /proc/self/mountinfo (octal escapes decoded), shallowest first. */

@@ -6,11 +6,10 @@
 // The metadata is left exactly as it was, for the user to mend.
 import { DeviceMapper } from '../ioctl/device-mapper.js';
 import { Kernel } from '../ioctl/kernel.js';
-import { MNT_DETACH, unmountFilesystem } from '../ioctl/mount.js';
 import { removeWithRetry } from '../thin/remove.js';
 import { HomeLayout } from './home-layout.js';
 import { HomeLock } from './home-lock.js';
-import { mountPointsUnder } from './mounts.js';
+import { mountPointsUnder, unmountOrDetach } from './mounts.js';
 import { type DriverOptions, resolveOptions } from './options.js';
 
 export async function teardownUnread(input: DriverOptions): Promise<void> {
@@ -20,13 +19,7 @@ export async function teardownUnread(input: DriverOptions): Promise<void> {
   const lock = await HomeLock.acquire(options.home, { timeoutMs: options.lockTimeoutMs, kernel });
   const dm = DeviceMapper.open({ kernel });
   try {
-    for (const mountPoint of mountPointsUnder(`${layout.mountRoot}/`).reverse()) {
-      try {
-        unmountFilesystem(mountPoint, { kernel });
-      } catch {
-        unmountFilesystem(mountPoint, { kernel, flags: MNT_DETACH }); // busy: gone from the tree now
-      }
-    }
+    for (const mountPoint of mountPointsUnder(`${layout.mountRoot}/`).reverse()) unmountOrDetach(mountPoint, kernel);
     const pool = options.thinPoolDevice ?? layout.poolName;
     for (const device of dm.list()) if (layout.isLayerDevice(device.name, pool)) removeWithRetry(dm, device.name, 5);
     if (!options.thinPoolDevice && dm.exists(pool)) removeWithRetry(dm, pool, 5);
