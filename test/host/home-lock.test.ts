@@ -244,8 +244,11 @@ const worker = new Worker(\`
   lock.release();
   parentPort.postMessage({ loadedAtImport, status: JSON.stringify(status, (k, v) => typeof v === 'bigint' ? String(v) : v), took: lock !== undefined, second: second !== undefined });
 \`, { eval: true });
+// Both listeners go on before any await: a worker that posts and exits at once has its
+// message and its exit emitted in one go, after which a late 'exit' listener never fires.
+const exited = new Promise((resolve) => worker.once('exit', resolve));
 const message = await new Promise((resolve, reject) => { worker.once('message', resolve); worker.once('error', reject); });
-const code = await new Promise((resolve) => worker.once('exit', resolve));
+const code = await exited;
 await new Promise((r) => setTimeout(r, 200));
 process.stdout.write(JSON.stringify({ ...message, workerExit: code }));
 `;

@@ -36,8 +36,11 @@ const worker = new Worker(\`
   const ffiRsLoaded = Object.keys(createRequire(import.meta.url).cache).some((k) => /node_modules\\\\/(ffi-rs|ref-napi)\\\\//.test(k));
   parentPort.postMessage({ version: version.join('.'), table, existsAfter, free, ffiRsLoaded });
 \`, { eval: true });
+// Both listeners go on before any await: a worker that posts and exits at once has its
+// message and its exit emitted in one go, after which a late 'exit' listener never fires.
+const exited = new Promise((resolve) => worker.once('exit', resolve));
 const message = await new Promise((resolve, reject) => { worker.once('message', resolve); worker.once('error', reject); });
-const code = await new Promise((resolve) => worker.once('exit', resolve));
+const code = await exited;
 await new Promise((r) => setTimeout(r, 300));
 process.stdout.write(JSON.stringify({ ...message, workerExit: code }));
 `;
