@@ -17,12 +17,10 @@ import { Driver } from '../../src/driver/driver.js';
 import { PoolModeError } from '../../src/errors.js';
 import type { PoolEvent } from '../../src/thin/events.js';
 import { bounded, writeDurably } from './fault-helpers.js';
-import { assertNothingLeaked, eventually, newHome, sha, show } from './driver-helpers.js';
+import { assertNothingLeaked, codeOf, eventually, newHome, sha, show } from './driver-helpers.js';
 import { useDriverBed } from './helpers.js';
 
 useDriverBed();
-
-const codeOf = (error: unknown): string | undefined => (error as { code?: string } | undefined)?.code;
 
 /** The call fails within `ms` (it must not wait for the kernel's no_space_timeout). */
 async function failsFast(t: ExecutionContext, call: Promise<unknown>, what: string, ms = 2000): Promise<unknown> {

@@ -9,24 +9,23 @@
 // layer gives ENOSPC promptly, the free-space guard refuses create, and growPool() brings it all
 // back. Every call is bounded by a timeout, so a hang fails a test instead of the suite.
 import test, { type ExecutionContext } from 'ava';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Driver } from '../../src/driver/driver.js';
-import type { DriverOptions } from '../../src/driver/options.js';
 import { DevmapperError, PoolModeError } from '../../src/errors.js';
 import type { PoolEvent, PoolEventKind } from '../../src/thin/events.js';
 import { CALL_MS, bounded, collect, open, writeDurably } from './fault-helpers.js';
-import { dmsetup, run } from './reference-tools.js';
-import { Cleanup, PREFIX, sparseFile, useDriverBed } from './helpers.js';
-import { SMALL, assertNothingLeaked, dmNames, eventually, newHome, sha, show } from './driver-helpers.js';
+import { dmsetup } from './reference-tools.js';
+import { PREFIX, useDriverBed } from './helpers.js';
+import { SMALL, assertNothingLeaked, codeOf, dmNames, eventually, newHome, sha, show } from './driver-helpers.js';
+import { fault, lift, liftAtTeardown, stackedPool } from './stacked-devices.js';
+import { setNeedsCheck } from './thin-superblock.js';
 
 useDriverBed();
 
 /** No single driver call may take longer than this, fault or not. */
-
-const codeOf = (error: unknown): string | undefined => (error as { code?: string } | undefined)?.code;
 
 /** Runs `promise` with the CALL_MS bound; `what` names it in the timeout error. */
 
@@ -78,99 +77,6 @@ function runBounded(
 
 const sawEvent = (events: PoolEvent[], kind: PoolEventKind): Promise<boolean> =>
   eventually(() => events.some((e) => e.kinds.includes(kind)), 10_000);
-
-// ---------------------------------------------------------------------------------------------
-// Stacked devices: <name> is a dm device over a loop device over a sparse file. `fault()` swaps
-// its table, `lift()` puts the linear mapping back.
-
-interface Stacked {
-  name: string;
-  path: string;
-  sectors: string;
-  loop: string;
-}
-
-function stacked(cleanup: Cleanup, tag: string, bytes: number): Stacked {
-  const file = sparseFile(cleanup, tag, bytes);
-  const loop = run('losetup', ['--find', '--show', file]).trim();
-  cleanup.loop(Number(/loop(\d+)$/.exec(loop)![1]));
-  const sectors = run('blockdev', ['--getsz', loop]).trim();
-  const name = cleanup.device(`${PREFIX}-${tag}`);
-  dmsetup('create', name, '--table', `0 ${sectors} linear ${loop} 0`);
-  return { name, path: `/dev/mapper/${name}`, sectors, loop };
-}
-
-function swapTable(device: Stacked, table: string): void {
-  dmsetup('load', device.name, '--table', table);
-  dmsetup('suspend', device.name);
-  dmsetup('resume', device.name);
-}
-
-const fault = (device: Stacked, kind: 'error' | 'error-writes'): void =>
-  swapTable(
-    device,
-    kind === 'error'
-      ? `0 ${device.sectors} error`
-      : `0 ${device.sectors} flakey ${device.loop} 0 0 3600 1 error_writes`,
-  );
-const lift = (device: Stacked): void => swapTable(device, `0 ${device.sectors} linear ${device.loop} 0`);
-
-/** A pool on stacked data (128 MiB) and metadata (16 MiB) devices; faults are lifted at teardown first. */
-function stackedPool(t: ExecutionContext, tag: string): { data: Stacked; meta: Stacked; options: DriverOptions } {
-  const cleanup = new Cleanup(t);
-  const data = stacked(cleanup, `${tag}-data`, 128 << 20);
-  const meta = stacked(cleanup, `${tag}-meta`, 16 << 20);
-  const options: DriverOptions = {
-    home: newHome(tag),
-    baseSize: '64M',
-    dataDevice: data.path,
-    metadataDevice: meta.path,
-  };
-  return { data, meta, options };
-}
-
-/** Registered after the driver's teardown, so it runs before it: a failed test leaves no fault behind. */
-function liftAtTeardown(t: ExecutionContext, ...devices: Stacked[]): void {
-  t.teardown(() => {
-    for (const device of devices) if (dmNames().includes(device.name)) lift(device);
-  });
-}
-
-/**
- * What `thin_check --clear-needs-check-flag` does once the metadata checks out (the test bed has
- * no thin-provisioning-tools): clear bit 0 of the superblock's flags and re-checksum it. The pool
- * must be inactive. Superblock (dm-thin-metadata.c, struct thin_disk_superblock): csum at 0
- * (crc32c of bytes 4..4095, seed ~0, xor 160774), flags at 4, magic 27022010 at 32.
- */
-function clearNeedsCheck(metadataDevice: string): void {
-  const block = execFileSync('dd', [`if=${metadataDevice}`, 'bs=4096', 'count=1', 'iflag=direct', 'status=none']);
-  if (block.length !== 4096 || block.readBigUInt64LE(32) !== 27022010n)
-    throw new Error(`${metadataDevice}: no thin-pool superblock`);
-  const checksum = (b: Buffer): number => (crc32c(b.subarray(4)) ^ 160774) >>> 0;
-  if (checksum(block) !== block.readUInt32LE(0))
-    throw new Error('superblock checksum does not verify: crc32c is wrong');
-  block.writeUInt32LE(block.readUInt32LE(4) & ~1, 4);
-  block.writeUInt32LE(checksum(block), 0);
-  execFileSync('dd', [`of=${metadataDevice}`, 'bs=4096', 'count=1', 'oflag=direct', 'conv=notrunc', 'status=none'], {
-    input: block,
-  });
-}
-
-let crcTable: Uint32Array | undefined;
-/** CRC-32C (Castagnoli), seed ~0, no final inversion: the kernel's crc32c(~0, …). */
-function crc32c(data: Buffer): number {
-  if (!crcTable) {
-    crcTable = new Uint32Array(256);
-    for (let n = 0; n < 256; n++) {
-      let c = n;
-      for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
-      crcTable[n] = c >>> 0;
-    }
-  }
-  let crc = 0xffffffff;
-  for (const byte of data) crc = crcTable[(crc ^ byte) & 0xff]! ^ (crc >>> 8);
-  return crc >>> 0;
-}
 
 /** Sets up `img` (a file with known content, fsynced) and `ctr` on top, both put. Returns the file's hash. */
 async function seedLayers(driver: Driver): Promise<string> {
@@ -340,7 +246,7 @@ test.serial(
     );
     await bounded(readOnly.cleanup(), 'cleanup');
 
-    clearNeedsCheck(meta.path);
+    setNeedsCheck(meta.path, false);
     const recovered = await open(t, options);
     t.like(await recovered.status(), { poolMode: 'rw', needsCheck: false });
     report = await bounded(recovered.check({ repair: true }), 'check --repair');

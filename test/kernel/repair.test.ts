@@ -9,18 +9,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { Kernel } from '../../src/ioctl/kernel.js';
 import { randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  existsSync,
-  fsyncSync,
-  openSync,
-  readFileSync,
-  readSync,
-  readdirSync,
-  rmSync,
-  writeFileSync,
-  writeSync,
-} from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Driver } from '../../src/driver/driver.js';
 import { HomeLayout } from '../../src/driver/home-layout.js';
@@ -38,6 +27,7 @@ import {
   show,
 } from './driver-helpers.js';
 import { useDriverBed } from './helpers.js';
+import { setNeedsCheck } from './thin-superblock.js';
 import { runCli, type CliRun } from '../cli-process.js';
 import { initArgs, recorded } from './cli-helpers.js';
 
@@ -351,37 +341,6 @@ test.serial(
   },
 );
 
-/** crc32c as dm-persistent-data's dm_bm_checksum takes it: seed ~0, no final inversion. */
-function crc32c(data: Buffer, seed = 0xffffffff): number {
-  let crc = seed;
-  for (const byte of data) {
-    crc ^= byte;
-    for (let k = 0; k < 8; k++) crc = crc & 1 ? (crc >>> 1) ^ 0x82f63b78 : crc >>> 1;
-  }
-  return crc >>> 0;
-}
-
-/** Sets THIN_METADATA_NEEDS_CHECK_FLAG in an inactive pool's superblock (as a failed commit leaves it). */
-function setNeedsCheckFlag(t: ExecutionContext, metadataFile: string): void {
-  const SUPERBLOCK_CSUM_XOR = 160774;
-  const fd = openSync(metadataFile, 'r+');
-  try {
-    const sb = Buffer.alloc(4096);
-    readSync(fd, sb, 0, 4096, 0);
-    t.is(
-      (crc32c(sb.subarray(4)) ^ SUPERBLOCK_CSUM_XOR) >>> 0,
-      sb.readUInt32LE(0),
-      'the checksum as the kernel computes it',
-    );
-    sb.writeUInt32LE(sb.readUInt32LE(4) | 1, 4);
-    sb.writeUInt32LE((crc32c(sb.subarray(4)) ^ SUPERBLOCK_CSUM_XOR) >>> 0, 0);
-    writeSync(fd, sb, 0, 4096, 0);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
 test.serial(
   'a pool in needs_check: check --repair deactivates it, thin_repairs its metadata into a new file, swaps it in (the old one kept), and the home is rw and intact',
   async (t) => {
@@ -391,7 +350,7 @@ test.serial(
     }
     const { home, files } = await prepare(t, 'needscheck');
     const metadata = join(home, 'devicemapper', 'metadata');
-    setNeedsCheckFlag(t, metadata);
+    setNeedsCheck(metadata, true);
     const status = await cli(home, '--json', 'status');
     t.is(status.code, 0, status.stderr);
     t.like(JSON.parse(status.stdout), { poolMode: 'ro', needsCheck: true });
