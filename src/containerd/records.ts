@@ -12,7 +12,7 @@ export interface SnapshotInfo {
   /** The committed snapshot it was made from; '' for none. */
   parent: string;
   kind: SnapshotKind;
-  /** Milliseconds since the epoch. */
+  /** Milliseconds since the epoch, the fraction to the clock's sub-millisecond part (ioctl/clock.ts). */
   created: number;
   updated: number;
   labels: Record<string, string>;

@@ -35,8 +35,15 @@ export interface ContainerdServer {
 
 const KIND_TO_WIRE = { active: 'ACTIVE', view: 'VIEW', committed: 'COMMITTED' } as const;
 
-function timestamp(ms: number): { seconds: string; nanos: number } {
-  return { seconds: String(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 };
+/** A google.protobuf.Timestamp from milliseconds since the epoch (a fraction carries the rest). */
+export function timestamp(ms: number): { seconds: string; nanos: number } {
+  let seconds = Math.floor(ms / 1000);
+  let nanos = Math.round((ms - seconds * 1000) * 1e6);
+  if (nanos >= 1e9) {
+    seconds += 1;
+    nanos -= 1e9;
+  }
+  return { seconds: String(seconds), nanos };
 }
 
 function wireInfo(info: SnapshotInfo): Record<string, unknown> {

@@ -10,6 +10,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Driver } from '../driver/driver.js';
 import { KeyedMutex } from '../driver/keyed-mutex.js';
+import { wallClockMs } from '../ioctl/clock.js';
 import { logger } from '../log.js';
 import { SnapshotError, toSnapshotError } from './errors.js';
 import { parseFilters } from './filters.js';
@@ -144,7 +145,7 @@ export class Snapshotter {
             `${what}: parent ${JSON.stringify(parent)} is not a committed snapshot`,
           );
       }
-      const now = Date.now();
+      const now = wallClockMs(this.#driver.kernel);
       const entry: Entry = {
         name: key,
         parent: parent ?? '',
@@ -234,7 +235,7 @@ export class Snapshotter {
         this.#byName.set(name, placeholder);
         try {
           const mappedBytes = await this.#driver.mappedBytes(entry.layerId);
-          const now = Date.now();
+          const now = wallClockMs(this.#driver.kernel);
           const committed: Entry = {
             ...entry,
             name,
@@ -318,7 +319,7 @@ export class Snapshotter {
         }
       }
       checkLabels(labels, what);
-      const next: Entry = { ...entry, labels, updated: Date.now() };
+      const next: Entry = { ...entry, labels, updated: wallClockMs(this.#driver.kernel) };
       try {
         await this.#driver.setMeta(entry.layerId, toMeta(next));
       } catch (error) {

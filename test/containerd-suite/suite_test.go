@@ -187,14 +187,21 @@ func cleanEnv() []string {
 	return env
 }
 
-// startSnapshotter makes a fresh home under the case's root, serves it, and dials it.
-// Every case gets its own pool, so no case sees another's snapshots.
+// startSnapshotter makes a fresh home, serves it, and dials it. Every case gets its own pool,
+// so no case sees another's snapshots. The home lives outside the case's directory: on a failed
+// case the suite dumps that directory, reading every file whole, and the pool's 2G sparse data
+// file would exhaust the test kernel's memory and take every other case's result with it.
 func startSnapshotter(node, cli, root string) (snapshots.Snapshotter, func() error, error) {
-	home := filepath.Join(root, "home")
+	homeParent, err := os.MkdirTemp("", "dmthin-home-")
+	if err != nil {
+		return nil, nil, err
+	}
+	home := filepath.Join(homeParent, "home")
 	socket := filepath.Join(root, "dmthin.sock")
 	// 128LayersMount stacks 128 snapshots of a small filesystem: a 64M base device and a 2G
 	// sparse data file leave ample room.
 	if _, err := runCli(node, cli, "--home", home, "init", "--base-size", "64M", "--loop-data-size", "2G", "--loop-metadata-size", "64M"); err != nil {
+		_ = os.RemoveAll(homeParent)
 		return nil, nil, err
 	}
 	output := &lockedBuffer{}
@@ -281,7 +288,7 @@ func teardown(node, cli, root, home string, server *exec.Cmd, exited chan error,
 			problems = append(problems, err.Error())
 		}
 	}
-	if left := mountsUnder(caseDir); len(left) > 0 {
+	if left := append(mountsUnder(caseDir), mountsUnder(home)...); len(left) > 0 {
 		problems = append(problems, fmt.Sprintf("still mounted: %v", left))
 	}
 	if homeInode != 0 {
@@ -294,7 +301,7 @@ func teardown(node, cli, root, home string, server *exec.Cmd, exited chan error,
 	if loops := loopsBackedUnder(home); len(loops) > 0 {
 		problems = append(problems, fmt.Sprintf("loop devices left: %v", loops))
 	}
-	if err := os.RemoveAll(home); err != nil {
+	if err := os.RemoveAll(filepath.Dir(home)); err != nil {
 		problems = append(problems, err.Error())
 	}
 	if len(problems) > 0 {

@@ -1,100 +1,18 @@
 // The containerd snapshotter's gRPC service against the real kernel, driven the way containerd
 // drives it: a grpc-js client on the unix socket, the returned mounts mounted with mount(8).
 // Checked from outside: dmsetup's device list, /proc/self/mounts, the record files on disk.
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync, writeFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Driver } from '../../src/driver/driver.js';
-import { serveContainerd, type ContainerdServer } from '../../src/containerd/service.js';
-import { SnapshotsClient, type WireMount } from '../snapshots-client.js';
+import { dir, mountAt, rejects, serve, served, stop, tearDownAll, teardown, wireNs } from './containerd-service-bed.js';
 import { assertKernelTestBed, dmsetup } from './reference-tools.js';
-import {
-  SMALL,
-  assertNothingLeaked,
-  driverDmNames,
-  metadataSnapshot,
-  mountsUnder,
-  newHome,
-  removeHomes,
-} from './driver-helpers.js';
+import { SMALL, assertNothingLeaked, driverDmNames, metadataSnapshot, mountsUnder } from './driver-helpers.js';
 
 assertKernelTestBed();
-
-interface Served {
-  home: string;
-  driver: Driver;
-  server: ContainerdServer;
-  client: SnapshotsClient;
-  work: string;
-}
-
-const served: Served[] = [];
-
-async function serve(home = newHome('ctrd')): Promise<Served> {
-  const driver = await Driver.init({ home, ...SMALL });
-  const socket = join(home, 'ctrd.sock');
-  const server = await serveContainerd({ driver, socket });
-  const s = {
-    home,
-    driver,
-    server,
-    client: new SnapshotsClient(socket),
-    work: mkdtempSync(join(tmpdir(), 'ctrd-work-')),
-  };
-  served.push(s);
-  return s;
-}
-
-/** What stopping the CLI's server does: stop serving, release the home, leave devices and mounts. */
-async function stop(s: Served): Promise<void> {
-  s.client.close();
-  await s.server.close();
-  await s.driver.close();
-  served.splice(served.indexOf(s), 1);
-}
-
-async function teardown(s: Served): Promise<void> {
-  for (const point of mountsUnder(s.work).reverse()) execFileSync('umount', [point]);
-  s.client.close();
-  await s.server.close();
-  await s.driver.cleanup();
-  rmSync(s.work, { recursive: true, force: true });
-  served.splice(served.indexOf(s), 1);
-}
-
-/** mount(8) of what the service returned, as containerd's mount.All does it. */
-function mountAt(mounts: WireMount[], target: string): void {
-  const [m] = mounts;
-  if (!m || mounts.length !== 1) throw new Error(`expected one mount, got ${JSON.stringify(mounts)}`);
-  execFileSync('mount', ['-t', m.type, ...(m.options.length ? ['-o', m.options.join(',')] : []), m.source, target]);
-}
-
-function dir(s: Served, name: string): string {
-  const path = join(s.work, name.replace(/[^A-Za-z0-9_-]/g, '_'));
-  execFileSync('mkdir', ['-p', path]);
-  return path;
-}
-
-/** A gRPC error with this status code whose message names `key`. */
-async function rejects(
-  t: ExecutionContext,
-  promise: Promise<unknown>,
-  code: grpc.status,
-  key: string,
-  what: string,
-): Promise<void> {
-  const error = (await t.throwsAsync(promise, undefined, what)) as grpc.ServiceError | undefined;
-  t.is(error?.code, code, `${what}: status ${error?.code} (${error?.details})`);
-  t.true(error?.details.includes(key) ?? false, `${what}: message ${JSON.stringify(error?.details)} names ${key}`);
-}
-
-test.after.always(async () => {
-  for (const s of [...served]) await teardown(s).catch(() => undefined);
-  removeHomes();
-});
+test.after.always(tearDownAll);
 
 test.serial('prepare, write, commit, prepare on it, view: the data and kinds containerd expects', async (t) => {
   const s = await serve();
@@ -205,10 +123,7 @@ test.serial(
     ]);
     t.deepEqual(one.labels, { keep: 'changed' }, 'labels.<key> sets or removes one label, nothing else');
     t.is(one.created_at.seconds, before.created_at.seconds);
-    t.true(
-      BigInt(one.updated_at.seconds) * 1000n + BigInt(one.updated_at.nanos / 1e6) >
-        BigInt(before.updated_at.seconds) * 1000n + BigInt(before.updated_at.nanos / 1e6),
-    );
+    t.true(wireNs(one.updated_at) > wireNs(before.updated_at), 'Update moves the updated time on');
     t.deepEqual((await client.update({ name: 'c', labels: { a: 'b' } }, ['labels'])).labels, { a: 'b' });
     t.deepEqual((await client.stat('c')).labels, { a: 'b' }, 'persisted');
 

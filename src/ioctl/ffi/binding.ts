@@ -37,6 +37,8 @@ export interface LibcBinding {
   syncfs(fd: number): number;
   /** llistxattr(2): NUL-separated names into `buffer` (empty: the size needed), bytes or -errno. */
   llistxattr(path: string, buffer: Buffer): number;
+  /** clock_gettime(2) into `timespec` (16 bytes: tv_sec, tv_nsec as 64-bit words): 0 or -errno. */
+  clockGettime(clockId: number, timespec: Buffer): number;
   /** poll(2) on one fd for `events`, on a pool thread: revents, 0 on timeout, or -errno. */
   pollAsync(fd: number, events: number, timeoutMs: number): Promise<number>;
 }
@@ -52,6 +54,8 @@ export const LOCK_SH = 1;
 export const LOCK_EX = 2;
 export const LOCK_NB = 4;
 export const LOCK_UN = 8;
+/** time.h clock ids (linux/time.h). */
+export const CLOCK_REALTIME = 0;
 /** stat.h S_IFBLK, for mknod of a block device node. */
 export const S_IFBLK = 0o060000;
 /** stat.h file types for mknod of layer entries (character devices, fifos). */

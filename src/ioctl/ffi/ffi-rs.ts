@@ -98,6 +98,7 @@ export function createFfiRsBinding(): LibcBinding {
     DataType.U64,
   ]);
   const syncfsCall = prepared('syncfs', DataType.I32, [DataType.I32]);
+  const clockCall = prepared('clock_gettime', DataType.I32, [DataType.I32, DataType.U64]);
   const llistxattrCall = prepared('llistxattr', DataType.I32, [DataType.String, DataType.U64, DataType.U64]);
 
   let lastBuffer: Buffer | undefined;
@@ -181,6 +182,11 @@ export function createFfiRsBinding(): LibcBinding {
       p[2] = buffer.length === 0 ? 0 : ref.address(buffer);
       p[3] = buffer.length;
       return result(call(lgetxattrCall));
+    },
+    clockGettime(clockId, timespec) {
+      clockCall.paramsValue[0] = clockId;
+      clockCall.paramsValue[1] = ref.address(timespec);
+      return result(call(clockCall));
     },
     syncfs(fd) {
       syncfsCall.paramsValue[0] = fd;

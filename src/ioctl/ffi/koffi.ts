@@ -28,6 +28,7 @@ interface LibcFunctions {
   lgetxattr(path: string, name: string, value: Uint8Array | null, size: number): number;
   llistxattr(path: string, list: Uint8Array | null, size: number): number;
   syncfs(fd: number): number;
+  clock_gettime(clockId: number, timespec: Uint8Array): number;
 }
 
 function loadLibc(): LibcFunctions {
@@ -53,6 +54,7 @@ function loadLibc(): LibcFunctions {
     lgetxattr: lib.func('long lgetxattr(const char *path, const char *name, void *value, size_t size)') as never,
     llistxattr: lib.func('long llistxattr(const char *path, void *list, size_t size)') as never,
     syncfs: lib.func('int syncfs(int fd)') as never,
+    clock_gettime: lib.func('int clock_gettime(int clockid, void *tp)') as never,
   };
 }
 
@@ -151,6 +153,7 @@ export function createKoffiBinding(): LibcBinding {
     lgetxattr: (path, name, buffer) =>
       withErrno(Number(libc.lgetxattr(path, name, buffer.length === 0 ? null : buffer, buffer.length))),
     syncfs: (fd) => withErrno(libc.syncfs(fd)),
+    clockGettime: (clockId, timespec) => withErrno(libc.clock_gettime(clockId, timespec)),
     llistxattr: (path, buffer) =>
       withErrno(Number(libc.llistxattr(path, buffer.length === 0 ? null : buffer, buffer.length))),
     mknod: (path, mode, dev) => withErrno(libc.mknod(path, mode, dev)),
