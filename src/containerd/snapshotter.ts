@@ -214,51 +214,53 @@ export class Snapshotter {
     assertKey(name, 'name');
     assertKey(key, 'key');
     const checkedLabels = checkLabels(labels, what);
+    // Both locks, in one order; one lock when name and key are the same string (taking it twice
+    // would wait on itself, and hold the key for good): the name then exists, ALREADY_EXISTS below.
     const [first, second] = [name, key].sort();
-    return this.#locks.run(first!, () =>
-      this.#locks.run(second!, async () => {
-        const entry = this.#ready(key, what);
-        if (entry.kind !== 'active')
-          throw new SnapshotError(
-            'FAILED_PRECONDITION',
-            `${what}: snapshot ${JSON.stringify(key)} is a ${entry.kind === 'view' ? 'view' : 'committed snapshot'}, not active`,
-          );
-        if (this.#byName.has(name))
-          throw new SnapshotError('ALREADY_EXISTS', `${what}: snapshot ${JSON.stringify(name)} already exists`);
-        if (parent && parent !== entry.parent)
-          throw new SnapshotError(
-            'INVALID_ARGUMENT',
-            `${what}: its parent is ${JSON.stringify(entry.parent)}, not ${JSON.stringify(parent)} (rebasing is not supported)`,
-          );
-        entry.state = 'busy';
-        const placeholder: Entry = { ...entry };
-        this.#byName.set(name, placeholder);
-        try {
-          const mappedBytes = await this.#driver.mappedBytes(entry.layerId);
-          const now = wallClockMs(this.#driver.kernel);
-          const committed: Entry = {
-            ...entry,
-            name,
-            kind: 'committed',
-            created: now,
-            updated: now,
-            labels: checkedLabels,
-            mappedBytes,
-            state: 'ready',
-          };
-          await this.#driver.setMeta(entry.layerId, toMeta(committed));
-          this.#byName.delete(key);
-          this.#byName.set(name, committed); // an active snapshot has no children: no links move
-          await this.#driver
-            .deactivate(entry.layerId)
-            .catch((e) => logger.warn(`${what}: releasing ${entry.layerId}: ${e}`));
-        } catch (error) {
-          if (this.#byName.get(name) === placeholder) this.#byName.delete(name);
-          entry.state = 'ready';
-          throw toSnapshotError(error, what);
-        }
-      }),
-    );
+    const locked = (work: () => Promise<void>): Promise<void> =>
+      first === second ? this.#locks.run(first!, work) : this.#locks.run(first!, () => this.#locks.run(second!, work));
+    return locked(async () => {
+      const entry = this.#ready(key, what);
+      if (entry.kind !== 'active')
+        throw new SnapshotError(
+          'FAILED_PRECONDITION',
+          `${what}: snapshot ${JSON.stringify(key)} is a ${entry.kind === 'view' ? 'view' : 'committed snapshot'}, not active`,
+        );
+      if (this.#byName.has(name))
+        throw new SnapshotError('ALREADY_EXISTS', `${what}: snapshot ${JSON.stringify(name)} already exists`);
+      if (parent && parent !== entry.parent)
+        throw new SnapshotError(
+          'INVALID_ARGUMENT',
+          `${what}: its parent is ${JSON.stringify(entry.parent)}, not ${JSON.stringify(parent)} (rebasing is not supported)`,
+        );
+      entry.state = 'busy';
+      const placeholder: Entry = { ...entry };
+      this.#byName.set(name, placeholder);
+      try {
+        const mappedBytes = await this.#driver.mappedBytes(entry.layerId);
+        const now = wallClockMs(this.#driver.kernel);
+        const committed: Entry = {
+          ...entry,
+          name,
+          kind: 'committed',
+          created: now,
+          updated: now,
+          labels: checkedLabels,
+          mappedBytes,
+          state: 'ready',
+        };
+        await this.#driver.setMeta(entry.layerId, toMeta(committed));
+        this.#byName.delete(key);
+        this.#byName.set(name, committed); // an active snapshot has no children: no links move
+        await this.#driver
+          .deactivate(entry.layerId)
+          .catch((e) => logger.warn(`${what}: releasing ${entry.layerId}: ${e}`));
+      } catch (error) {
+        if (this.#byName.get(name) === placeholder) this.#byName.delete(name);
+        entry.state = 'ready';
+        throw toSnapshotError(error, what);
+      }
+    });
   }
 
   /** Remove: any kind, by key or name; one that others were made from cannot go. */
