@@ -20,10 +20,11 @@ import {
   chmodSync,
   type Stats,
 } from 'node:fs';
+import type { TimeLike } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type * as tar from 'tar-stream';
-import { LayerTarError } from '../../errors.js';
+import { DevmapperError, DmSystemError, LayerTarError } from '../../errors.js';
 import { makeSpecialNode, setXattr, syncFilesystem } from '../../ioctl/file-attributes.js';
 import type { Kernel } from '../../ioctl/kernel.js';
 import { ancestorsOf, entryRole, joinPath, layerPath, parentOf } from './entry-paths.js';
@@ -44,6 +45,28 @@ interface Times {
 }
 
 const seconds = (date: Date | undefined): number => (date ? date.getTime() / 1000 : 0);
+
+/** uid_t and gid_t: 32 bits, (uid_t)-1 meaning "no change" to chown(2). */
+const MAX_ID = 0xffff_fffe;
+/** Seconds either side of the epoch a time may lie (a JavaScript Date's range). */
+const MAX_SECONDS = 8.64e12;
+
+/**
+ * A time in seconds as utimes takes it: Node turns a negative number into "now", so a time
+ * before 1970 is passed as the numeric string Node hands on unchanged.
+ */
+const fsTime = (value: number): TimeLike => (value < 0 ? String(value) : value);
+
+/** A numeric field of an entry (uid, gid, a time), refused when it is not one the kernel can take. */
+function numberField(entry: string, field: string, raw: unknown, valid: (n: number) => boolean): number {
+  const value = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : Number.NaN;
+  if (!valid(value))
+    throw new LayerTarError('ERR_DM_LAYER_TAR_INVALID', entry, `bad ${field} ${JSON.stringify(String(raw))}`);
+  return value;
+}
+
+const isId = (n: number): boolean => Number.isInteger(n) && n >= 0 && n <= MAX_ID;
+const isTime = (n: number): boolean => Number.isFinite(n) && Math.abs(n) <= MAX_SECONDS;
 
 function lstatOrNull(path: string): Stats | null {
   try {
@@ -107,11 +130,19 @@ class LayerApplier {
         this.#replace(path, existing);
         await this.#writeFile(target, body);
         break;
-      case 'symlink':
+      case 'symlink': {
         await drain(body);
+        const linkname = header.linkname ?? '';
+        if (linkname === '' || linkname.includes('\0'))
+          throw new LayerTarError(
+            'ERR_DM_LAYER_TAR_INVALID',
+            name,
+            linkname === '' ? 'a symlink without a target' : 'the symlink target contains a NUL byte',
+          );
         this.#replace(path, existing);
-        symlinkSync(header.linkname ?? '', target);
+        symlinkSync(linkname, target);
         break;
+      }
       case 'link':
         await drain(body);
         this.#link(path, header.linkname ?? '', existing, name);
@@ -140,11 +171,11 @@ class LayerApplier {
     for (const [path, times] of this.#touched) {
       if (this.#dirTimes.has(path)) continue;
       const target = this.#abs(path);
-      if (lstatOrNull(target)?.isDirectory()) utimesSync(target, times.atime, times.mtime);
+      if (lstatOrNull(target)?.isDirectory()) utimesSync(target, fsTime(times.atime), fsTime(times.mtime));
     }
     for (const [path, times] of this.#dirTimes) {
       const target = this.#abs(path);
-      if (lstatOrNull(target)?.isDirectory()) utimesSync(target, times.atime, times.mtime);
+      if (lstatOrNull(target)?.isDirectory()) utimesSync(target, fsTime(times.atime), fsTime(times.mtime));
     }
   }
 
@@ -248,10 +279,11 @@ class LayerApplier {
   #setAttributes(path: string, header: tar.Header): void {
     const target = this.#abs(path);
     const pax = (header as { pax?: Record<string, string> | null }).pax ?? {};
-    const uid = pax.uid !== undefined ? Number(pax.uid) : (header.uid ?? 0);
-    const gid = pax.gid !== undefined ? Number(pax.gid) : (header.gid ?? 0);
-    const mtime = pax.mtime !== undefined ? Number(pax.mtime) : seconds(header.mtime);
-    const atime = pax.atime !== undefined ? Number(pax.atime) : mtime;
+    const entry = header.name;
+    const uid = numberField(entry, 'uid', pax.uid ?? header.uid ?? 0, isId);
+    const gid = numberField(entry, 'gid', pax.gid ?? header.gid ?? 0, isId);
+    const mtime = numberField(entry, 'mtime', pax.mtime ?? seconds(header.mtime), isTime);
+    const atime = numberField(entry, 'atime', pax.atime ?? mtime, isTime);
     const symlink = header.type === 'symlink';
     // A hard link to a symlink shares the symlink's inode: no chmod through it either.
     const linkToSymlink = header.type === 'link' && lstatSync(target).isSymbolicLink();
@@ -259,8 +291,8 @@ class LayerApplier {
     if (!symlink && !linkToSymlink) chmodSync(target, (header.mode ?? 0o644) & 0o7777); // after chown, which clears setuid/setgid
     for (const [name, value] of xattrsOf(header)) setXattr(this.#kernel, target, name, value); // after chown, which drops security.capability
     if (header.type === 'directory') this.#dirTimes.set(path, { atime, mtime });
-    else if (symlink || linkToSymlink) lutimesSync(target, atime, mtime);
-    else utimesSync(target, atime, mtime);
+    else if (symlink || linkToSymlink) lutimesSync(target, fsTime(atime), fsTime(mtime));
+    else utimesSync(target, fsTime(atime), fsTime(mtime));
   }
 }
 
@@ -300,7 +332,13 @@ export async function applyLayerTar(
     }
   })();
   try {
-    for await (const entry of extract) await applier.apply(entry.header, entry as unknown as Readable);
+    for await (const entry of extract) {
+      try {
+        await applier.apply(entry.header, entry as unknown as Readable);
+      } catch (error) {
+        throw entryError(error, entry.header.name);
+      }
+    }
   } catch (error) {
     failure ??= error;
     extract.destroy(error as Error);
@@ -310,6 +348,31 @@ export async function applyLayerTar(
   applier.finish();
   syncFilesystem(options.kernel, root); // a write the pool could not take fails here, not silently at unmount
   return { bytes: applier.bytes, diffId: `sha256:${hash.digest('hex')}`, opaqueDirs: applier.opaqueDirs };
+}
+
+/**
+ * A failed system call while an entry was written, as a typed error naming the entry: a name
+ * the filesystem cannot hold is the tar's fault (ERR_DM_LAYER_TAR_INVALID); anything else (ENOSPC,
+ * EIO …) a DmSystemError with the call, the path and the entry.
+ */
+function entryError(error: unknown, entry: string): unknown {
+  if (error instanceof DevmapperError) return error;
+  const e = error as NodeJS.ErrnoException;
+  if (e?.code === 'ENAMETOOLONG')
+    return new LayerTarError('ERR_DM_LAYER_TAR_INVALID', entry, 'a name longer than the filesystem takes', {
+      cause: error,
+    });
+  if (typeof e?.errno === 'number' && typeof e.syscall === 'string')
+    return Object.assign(
+      new DmSystemError({
+        errno: Math.abs(e.errno),
+        syscall: e.syscall,
+        device: e.path,
+        detail: `layer tar entry ${JSON.stringify(entry)}`,
+      }),
+      { cause: error },
+    );
+  return error;
 }
 
 /** tar-stream's own errors (bad header, truncated data) become ERR_DM_LAYER_TAR_INVALID. */
