@@ -4,6 +4,7 @@
 // configs are then read by offset, and each layer is streamed from its offset when it is
 // applied — nothing is extracted or held whole in memory. The archive itself must be a plain
 // tar (both formats are).
+import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, openSync, readSync } from 'node:fs';
 import { posix } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -118,7 +119,7 @@ class Archive {
     return member;
   }
 
-  json<T>(name: string): T {
+  bytes(name: string): Buffer {
     const { offset, size } = this.member(name);
     if (size > MAX_JSON) throw invalid(`${name} in ${this.#file} is ${size} bytes: too large for JSON metadata`);
     const buffer = Buffer.alloc(size);
@@ -132,11 +133,31 @@ class Archive {
     } finally {
       closeSync(fd);
     }
+    return buffer;
+  }
+
+  json<T>(name: string, bytes = this.bytes(name)): T {
     try {
-      return JSON.parse(buffer.toString('utf8')) as T;
+      return JSON.parse(bytes.toString('utf8')) as T;
     } catch (error) {
       throw invalid(`${name} in ${this.#file} is not JSON: ${(error as Error).message}`);
     }
+  }
+
+  /** The JSON blob a descriptor names, its bytes checked against the descriptor's digest and size. */
+  blobJson<T>(descriptor: Descriptor, what: string): T {
+    const name = blobPath(descriptor.digest);
+    const bytes = this.bytes(name);
+    const [algorithm] = descriptor.digest.split(':');
+    const actual = `${algorithm}:${createHash(algorithm!).update(bytes).digest('hex')}`;
+    if (actual !== descriptor.digest)
+      throw new DevmapperError(
+        'ERR_DM_IMAGE_DIGEST',
+        `${what} blob is ${actual}, its descriptor says ${descriptor.digest}`,
+      );
+    if (descriptor.size !== undefined && descriptor.size !== bytes.length)
+      throw invalid(`${what} ${descriptor.digest} is ${bytes.length} bytes, its descriptor says ${descriptor.size}`);
+    return this.json<T>(name, bytes);
   }
 
   stream(name: string): { size: number; open(): Readable } {
@@ -182,40 +203,86 @@ function diffIdsOf(config: ImageConfigJson, where: string): string[] {
   return ids;
 }
 
+const INDEX_TYPES = new Set([
+  'application/vnd.oci.image.index.v1+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json',
+]);
+const MANIFEST_TYPES = new Set([
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.docker.distribution.manifest.v2+json',
+]);
+const CONFIG_TYPES = new Set([
+  'application/vnd.oci.image.config.v1+json',
+  'application/vnd.docker.container.image.v1+json',
+]);
+
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** A descriptor as the image spec has it: an object with a string digest (and, if any, a string mediaType, a size). */
+function descriptorOf(value: unknown, where: string): Descriptor {
+  if (!isObject(value) || typeof value.digest !== 'string')
+    throw invalid(`${where}: not a descriptor (an object with a digest): ${JSON.stringify(value)?.slice(0, 200)}`);
+  if (value.mediaType !== undefined && typeof value.mediaType !== 'string')
+    throw invalid(`${where}: mediaType is not a string`);
+  if (value.size !== undefined && !(Number.isSafeInteger(value.size) && (value.size as number) >= 0))
+    throw invalid(`${where}: size ${JSON.stringify(value.size)} is not a byte count`);
+  if (value.annotations !== undefined && !isObject(value.annotations))
+    throw invalid(`${where}: annotations is not an object`);
+  return value as unknown as Descriptor;
+}
+
+/** The descriptors of an index (index.json or an image index blob). */
+function manifestsOf(index: unknown, where: string): Descriptor[] {
+  if (!isObject(index) || (index.manifests !== undefined && !Array.isArray(index.manifests)))
+    throw invalid(`${where}: not an image index (an object with a list of manifests)`);
+  return ((index.manifests ?? []) as unknown[]).map((m, i) => descriptorOf(m, `${where}: manifests[${i}]`));
+}
+
 function ociImages(archive: Archive): ArchiveImage[] {
   const images: ArchiveImage[] = [];
   const visit = (descriptor: Descriptor, ref: string | undefined, depth: number): void => {
-    const type = descriptor.mediaType ?? '';
-    if (type.endsWith('image.index.v1+json') || type.endsWith('manifest.list.v2+json')) {
+    const type = descriptor.mediaType;
+    if (type !== undefined && INDEX_TYPES.has(type)) {
       if (depth > 4) throw invalid('image indexes nested too deeply');
-      const index = archive.json<{ manifests?: Descriptor[] }>(blobPath(descriptor.digest));
+      const index = archive.blobJson<unknown>(descriptor, 'index');
       const arch = GOARCH[process.arch] ?? process.arch;
-      const manifests = (index.manifests ?? []).filter(
+      const manifests = manifestsOf(index, `index ${descriptor.digest}`).filter(
         (m) => !m.platform || (m.platform.os === 'linux' && m.platform.architecture === arch),
       );
       if (manifests.length === 0) throw invalid(`index ${descriptor.digest} has no manifest for linux/${arch}`);
       visit(manifests[0]!, ref, depth + 1);
       return;
     }
-    const manifest = archive.json<{ config: Descriptor; layers: Descriptor[] }>(blobPath(descriptor.digest));
-    const config = archive.json<ImageConfigJson>(blobPath(manifest.config.digest));
+    if (type !== undefined && !MANIFEST_TYPES.has(type))
+      throw invalid(`${descriptor.digest} is a ${type}, not an image manifest or index`);
+    const where = `manifest ${descriptor.digest}`;
+    const manifest = archive.blobJson<unknown>(descriptor, 'manifest');
+    if (!isObject(manifest) || !Array.isArray(manifest.layers))
+      throw invalid(`${where}: not an image manifest (an object with a config and a list of layers)`);
+    if (manifest.mediaType !== undefined && !MANIFEST_TYPES.has(manifest.mediaType as string))
+      throw invalid(`${where}: its mediaType ${JSON.stringify(manifest.mediaType)} is not an image manifest's`);
+    const configDescriptor = descriptorOf(manifest.config, `${where}: config`);
+    if (configDescriptor.mediaType !== undefined && !CONFIG_TYPES.has(configDescriptor.mediaType))
+      throw invalid(`${where}: its config is a ${configDescriptor.mediaType}, not an image config`);
+    const layerDescriptors = manifest.layers.map((l, i) => descriptorOf(l, `${where}: layers[${i}]`));
+    const config = archive.blobJson<ImageConfigJson>(configDescriptor, 'config');
     const diffIds = diffIdsOf(config, descriptor.digest);
-    if (diffIds.length !== manifest.layers.length)
-      throw invalid(`manifest ${descriptor.digest}: ${manifest.layers.length} layers but ${diffIds.length} diff_ids`);
+    if (diffIds.length !== layerDescriptors.length)
+      throw invalid(`${where}: ${layerDescriptors.length} layers but ${diffIds.length} diff_ids`);
     images.push({
       ref,
       manifestDigest: descriptor.digest,
-      configDigest: manifest.config.digest,
+      configDigest: configDescriptor.digest,
       config,
-      layers: manifest.layers.map((layer, i) => ({
+      layers: layerDescriptors.map((layer, i) => ({
         diffId: diffIds[i]!,
         digest: layer.digest,
         ...archive.stream(blobPath(layer.digest)),
       })),
     });
   };
-  const index = archive.json<{ manifests?: Descriptor[] }>('index.json');
-  for (const descriptor of index.manifests ?? []) {
+  for (const descriptor of manifestsOf(archive.json<unknown>('index.json'), 'index.json')) {
     const a = descriptor.annotations ?? {};
     visit(descriptor, a['io.containerd.image.name'] ?? a['org.opencontainers.image.ref.name'], 0);
   }
@@ -226,7 +293,15 @@ function dockerImages(archive: Archive): ArchiveImage[] {
   const manifest =
     archive.json<Array<{ Config: string; RepoTags?: string[] | null; Layers: string[] }>>('manifest.json');
   if (!Array.isArray(manifest)) throw invalid('manifest.json is not a list');
-  return manifest.map((entry) => {
+  return manifest.map((entry, i) => {
+    if (
+      !isObject(entry) ||
+      typeof entry.Config !== 'string' ||
+      !Array.isArray(entry.Layers) ||
+      entry.Layers.some((l) => typeof l !== 'string') ||
+      !(entry.RepoTags == null || (Array.isArray(entry.RepoTags) && entry.RepoTags.every((r) => typeof r === 'string')))
+    )
+      throw invalid(`manifest.json[${i}] is not an image entry (a Config path, a list of Layers paths, RepoTags)`);
     const config = archive.json<ImageConfigJson>(entry.Config);
     const diffIds = diffIdsOf(config, entry.Config);
     if (diffIds.length !== entry.Layers.length)
