@@ -51,14 +51,17 @@ export class ImageStore {
   }
 
   read(ref: string): ImageRecord | undefined {
+    const file = this.#file(ref);
+    let text: string;
     try {
-      return JSON.parse(readFileSync(this.#file(ref), 'utf8')) as ImageRecord;
+      text = readFileSync(file, 'utf8');
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw new DevmapperError('ERR_DM_METADATA', `image record of ${ref}: ${(error as Error).message}`, {
         cause: error,
       });
     }
+    return parseRecord(text, file);
   }
 
   list(): ImageRecord[] {
@@ -71,7 +74,17 @@ export class ImageStore {
     }
     return names
       .sort()
-      .map((name) => JSON.parse(readFileSync(join(this.dir, name), 'utf8')) as ImageRecord)
+      .map((name) => {
+        const file = join(this.dir, name);
+        try {
+          return parseRecord(readFileSync(file, 'utf8'), file);
+        } catch (error) {
+          if (error instanceof DevmapperError) throw error;
+          throw new DevmapperError('ERR_DM_METADATA', `image record ${file}: ${(error as Error).message}`, {
+            cause: error,
+          });
+        }
+      })
       .sort((a, b) => a.ref.localeCompare(b.ref));
   }
 
@@ -107,4 +120,31 @@ export class ImageStore {
       closeSync(fd);
     }
   }
+}
+
+/** An image record file's JSON, with the fields the commands read checked: ERR_DM_METADATA naming the file otherwise. */
+function parseRecord(text: string, file: string): ImageRecord {
+  const bad = (reason: string, cause?: unknown): DevmapperError =>
+    new DevmapperError(
+      'ERR_DM_METADATA',
+      `image record ${file}: ${reason}`,
+      cause === undefined ? undefined : { cause },
+    );
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw bad(`not JSON: ${(error as Error).message}`, error);
+  }
+  const r = value as Partial<ImageRecord> | null;
+  if (r === null || typeof r !== 'object' || Array.isArray(r)) throw bad('not an object');
+  if (typeof r.ref !== 'string' || r.ref === '') throw bad('bad ref');
+  if (typeof r.configDigest !== 'string') throw bad('bad configDigest');
+  if (r.config === null || typeof r.config !== 'object') throw bad('bad config');
+  if (
+    !Array.isArray(r.layers) ||
+    r.layers.some((l) => l === null || typeof l !== 'object' || typeof l.layerId !== 'string')
+  )
+    throw bad('bad layers');
+  return r as ImageRecord;
 }
