@@ -1,8 +1,9 @@
 // `devmapper image …` (import, ls, rm, rootfs) and `devmapper diff`: images without an engine.
-import { writeFileSync } from 'node:fs';
+import { statSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { assertLayerId } from '../driver/options.js';
+import { DmSystemError } from '../errors.js';
 import { getImage, imageRootfs, importImage, listImages, removeImage } from '../image/images.js';
 import { runtimeSpec } from '../image/runtime-spec.js';
 import { checkArgument, expectPositionals, parseArgs, UsageError } from './args.js';
@@ -92,17 +93,30 @@ export async function imageCommand(argv: string[], io: Io): Promise<void> {
       const [ref, id] = expectPositionals(parsed, 2, 2, 'devmapper image rootfs REF ID [--bundle DIR]');
       checkArgument(() => assertLayerId(id, 'ID'));
       const bundle = parsed.values.get('bundle');
+      // Checked before the home is opened: a bundle that cannot take config.json is a usage error, not a layer left mounted.
+      if (bundle !== undefined && !statSync(resolve(bundle), { throwIfNoEntry: false })?.isDirectory())
+        throw new UsageError(`--bundle ${bundle}: not a directory (make it first)`);
       await withDriver(
         io,
         async (driver) => {
           const image = await getImage(driver, ref!);
           const rootfs = await imageRootfs(driver, ref!, id!);
-          if (bundle !== undefined)
-            writeFileSync(
-              resolve(bundle, 'config.json'),
-              `${JSON.stringify(runtimeSpec(image.config, rootfs, id!), null, 2)}\n`,
-              { mode: 0o644 },
-            );
+          if (bundle !== undefined) {
+            const file = resolve(bundle, 'config.json');
+            try {
+              writeFileSync(file, `${JSON.stringify(runtimeSpec(image.config, rootfs, id!), null, 2)}\n`, {
+                mode: 0o644,
+              });
+            } catch (error) {
+              // No config.json, no container: the layer made for it goes again.
+              await driver.put(id!);
+              await driver.remove(id!);
+              const e = error as NodeJS.ErrnoException;
+              throw typeof e.errno === 'number'
+                ? new DmSystemError({ errno: Math.abs(e.errno), syscall: e.syscall ?? 'open', device: file })
+                : error;
+            }
+          }
           io.out(io.json ? `${toJson({ ref, id, rootfs })}\n` : `${rootfs}\n`);
         },
         { command: 'image rootfs', write: true },

@@ -2,8 +2,9 @@
 // of an OCI image-layout tarball (progress on stderr) and of a `docker save` archive of the same
 // layers (stored once: the chain ids match), a second image sharing the base layer, the
 // imported rootfs compared with `umoci unpack`, a blob whose digest is wrong, `image rm`
-// freeing only unshared layers, and `runc run` of the imported image printing what the image
-// holds. Ends with check clean and nothing left.
+// freeing only unshared layers, `runc run` of the imported image printing what the image
+// holds, and `image rootfs` into a bundle that cannot take config.json leaving nothing. Ends
+// with check clean and nothing left.
 import test from 'ava';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -11,7 +12,8 @@ import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { CLI_BIN } from '../cli-process.js';
 import { assertKernelTestBed } from './reference-tools.js';
-import { assertNothingLeaked } from './driver-helpers.js';
+import { assertNothingLeaked, mountsUnder } from './driver-helpers.js';
+import { errorOf } from './cli-helpers.js';
 import { useImageBed } from './image-bed.js';
 import { ensureCgroup2, execute, RUNC } from './containerd-helpers.js';
 import type { BuiltImage } from './oci-image.js';
@@ -159,6 +161,21 @@ test.serial('runc run of the imported image prints what the image holds', async 
     "devmapper diff carries the container's write",
   );
   t.is((await cli('umount', 'ctr1')).code, 0);
+});
+
+test.serial('image rootfs whose --bundle cannot take config.json leaves no layer and no mount', async (t) => {
+  const layers = await layerIds();
+  const mounts = mountsUnder(join(bed.home(), 'mnt'));
+  const missing = await cli('image', 'rootfs', TEST_IMAGE_NAME, 'ctr-nobundle', '--bundle', join(bed.work(), 'nope'));
+  t.is(missing.code, 2, `a usage error before the home is opened: ${missing.stderr}`);
+  t.regex(missing.stderr, /--bundle .*nope: not a directory/);
+  const blocked = join(bed.work(), 'blocked');
+  mkdirSync(join(blocked, 'config.json'), { recursive: true }); // a directory where the file goes
+  const r = await cli('--json', 'image', 'rootfs', TEST_IMAGE_NAME, 'ctr-blocked', '--bundle', blocked);
+  t.is(r.code, 1, r.stderr);
+  t.is(errorOf(r).code, 'EISDIR', r.stderr);
+  t.deepEqual(await layerIds(), layers, 'no container layer left behind');
+  t.deepEqual(mountsUnder(join(bed.home(), 'mnt')), mounts, 'and nothing left mounted');
 });
 
 test.serial('image rm frees only what nothing else uses; check is clean; nothing is left', async (t) => {
