@@ -9,7 +9,7 @@ import { closeSync, createReadStream, openSync, readSync } from 'node:fs';
 import { posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
-import { DevmapperError } from '../errors.js';
+import { DevmapperError, DmSystemError } from '../errors.js';
 import { compressionOf, firstEvent } from '../driver/diff/tar-format.js';
 
 /** One layer of an image, as the archive holds it. */
@@ -73,17 +73,24 @@ async function scan(file: string): Promise<Map<string, Member>> {
   reading.catch(() => undefined); // awaited below, after the last write
   const input = createReadStream(file);
   let first = true;
-  for await (const chunk of input) {
-    if (first && compressionOf(chunk as Buffer) !== 'none') {
-      extract.destroy();
-      throw invalid(`${file} is compressed: decompress it first (image archives are plain tars)`);
+  try {
+    for await (const chunk of input) {
+      if (first && compressionOf(chunk as Buffer) !== 'none') {
+        extract.destroy();
+        throw invalid(`${file} is compressed: decompress it first (image archives are plain tars)`);
+      }
+      first = false;
+      if (!extract.write(chunk as Buffer))
+        await firstEvent([
+          [extract, 'drain'],
+          [extract, 'close'],
+        ]);
     }
-    first = false;
-    if (!extract.write(chunk as Buffer))
-      await firstEvent([
-        [extract, 'drain'],
-        [extract, 'close'],
-      ]);
+  } catch (error) {
+    extract.destroy();
+    const e = error as NodeJS.ErrnoException;
+    if (error instanceof DevmapperError || typeof e.errno !== 'number') throw error;
+    throw new DmSystemError({ errno: Math.abs(e.errno), syscall: e.syscall ?? 'read', device: file }); // a missing file, a directory
   }
   extract.end(() => undefined);
   try {

@@ -2,14 +2,15 @@
 // docker manifest.json entry of the wrong shape, a descriptor whose mediaType is not an image
 // manifest's, a manifest or config whose bytes do not hash to the digest that names them. Each
 // must be refused with a DevmapperError (ERR_DM_IMAGE_INVALID, or ERR_DM_IMAGE_DIGEST for a
-// blob that is not what its digest says) before any layer is touched, never a TypeError.
+// blob that is not what its digest says) before any layer is touched, never a TypeError; an
+// archive that cannot be read at all (missing, a directory) is a DmSystemError naming it.
 import test from 'ava';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tar from 'tar-stream';
-import { DevmapperError } from '../../src/errors.js';
+import { DevmapperError, DmSystemError } from '../../src/errors.js';
 import { readImageArchive } from '../../src/image/archive.js';
 
 const sha = (data: Buffer | string): string => `sha256:${createHash('sha256').update(data).digest('hex')}`;
@@ -125,5 +126,17 @@ test('a manifest or config whose bytes are not what its digest says is ERR_DM_IM
     const error = await t.throwsAsync(read(members), undefined, what);
     t.true(error instanceof DevmapperError, `${what}: ${error?.constructor.name}: ${error?.message}`);
     t.is((error as DevmapperError).code, 'ERR_DM_IMAGE_DIGEST', `${what}: ${error?.message}`);
+  }
+});
+
+test('an archive that cannot be read is a DmSystemError naming the file', async (t) => {
+  for (const [file, code] of [
+    [join(dir, 'missing.tar'), 'ENOENT'],
+    [dir, 'EISDIR'],
+  ] as const) {
+    const error = await t.throwsAsync(readImageArchive(file), undefined, file);
+    t.true(error instanceof DmSystemError, `${file}: ${error?.constructor.name}: ${error?.message}`);
+    t.is((error as DmSystemError).code, code, file);
+    t.true(error?.message.includes(file), error?.message);
   }
 });
