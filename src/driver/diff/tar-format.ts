@@ -180,26 +180,39 @@ export function xattrsOf(header: tar.Header): Map<string, Buffer> {
 
 export type PackHeader = Partial<tar.Header> & { name: string; xattrs?: Map<string, Buffer> };
 
+/** tar-stream writes uid and gid as 6 octal digits, mtime as 11. */
+const USTAR_ID_MAX = 0o777777;
+const USTAR_TIME_MAX = 0o77777777777;
+
 type PackInternals = { _encode(header: PackHeader): void; push(chunk: Buffer): boolean };
 
 /**
- * tar-stream's pack; a header with `xattrs` is preceded by a PAX header this file writes (path,
- * linkpath and the raw xattr values), and its own ustar name is shortened to fit.
+ * tar-stream's pack; a header with `xattrs`, or with a uid, gid or mtime that ustar cannot hold
+ * (a uid past 262143, a time before 1970), is preceded by a PAX header this file writes (path,
+ * linkpath, those numbers and the raw xattr values), and its own ustar fields are made to fit.
  */
 export function layerPack(): tar.Pack {
   const pack = tar.pack();
   const internals = pack as unknown as PackInternals;
   const encode = internals._encode.bind(pack);
   internals._encode = (header: PackHeader): void => {
-    if (!header.xattrs || header.xattrs.size === 0) {
+    // What ustar's fields cannot hold goes into PAX records (tar-stream would write it clamped or wrapped).
+    const wide: Array<[string, string]> = [];
+    if ((header.uid ?? 0) > USTAR_ID_MAX) wide.push(['uid', String(header.uid)]);
+    if ((header.gid ?? 0) > USTAR_ID_MAX) wide.push(['gid', String(header.gid)]);
+    const mtime = (header.mtime ?? new Date(0)).getTime() / 1000;
+    if (mtime < 0 || mtime > USTAR_TIME_MAX) wide.push(['mtime', String(mtime)]);
+    if ((!header.xattrs || header.xattrs.size === 0) && wide.length === 0) {
       encode(header);
       return;
     }
     const records = [encodePaxRecord('path', Buffer.from(header.name))];
     if (header.linkname) records.push(encodePaxRecord('linkpath', Buffer.from(header.linkname)));
-    for (const [name, value] of header.xattrs) records.push(encodePaxRecord(XATTR_PREFIX + name, value));
+    for (const [key, value] of wide) records.push(encodePaxRecord(key, Buffer.from(value)));
+    for (const [name, value] of header.xattrs ?? []) records.push(encodePaxRecord(XATTR_PREFIX + name, value));
     const body = Buffer.concat(records);
-    internals.push(paxHeaderBlock(body.length, header.mtime ?? new Date(0)));
+    const ustarTime = mtime < 0 || mtime > USTAR_TIME_MAX ? new Date(0) : (header.mtime ?? new Date(0));
+    internals.push(paxHeaderBlock(body.length, ustarTime));
     internals.push(body);
     if (body.length % 512 !== 0) internals.push(Buffer.alloc(512 - (body.length % 512)));
     const { xattrs: _x, pax: _p, ...plain } = header;
@@ -207,6 +220,9 @@ export function layerPack(): tar.Pack {
       ...plain,
       name: ustarSafe(header.name),
       linkname: header.linkname ? ustarSafe(header.linkname) : header.linkname,
+      uid: (header.uid ?? 0) > USTAR_ID_MAX ? 0 : header.uid,
+      gid: (header.gid ?? 0) > USTAR_ID_MAX ? 0 : header.gid,
+      mtime: ustarTime,
     });
   };
   return pack;
