@@ -174,7 +174,13 @@ export async function removeImage(driver: Driver, ref: string): Promise<string[]
     if (used.has(layerId)) break; // what lies below is another image's too
     const children = (await driver.list()).filter((layer) => layer.parent === layerId);
     if (children.length > 0) break; // a container layer (or another chain) still stands on it
-    await driver.remove(layerId);
+    try {
+      await driver.remove(layerId);
+    } catch (error) {
+      // Nothing removed yet (its top layer mounted, say): the image is whole, and stays recorded.
+      if (removed.length === 0) store.write(record);
+      throw error;
+    }
     removed.push(layerId);
   }
   return removed;

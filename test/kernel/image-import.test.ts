@@ -3,8 +3,8 @@
 // layers (stored once: the chain ids match), a second image sharing the base layer, the
 // imported rootfs compared with `umoci unpack`, a blob whose digest is wrong, `image rm`
 // freeing only unshared layers, `runc run` of the imported image printing what the image
-// holds, and `image rootfs` into a bundle that cannot take config.json leaving nothing. Ends
-// with check clean and nothing left.
+// holds, `image rootfs` into a bundle that cannot take config.json leaving nothing, and an
+// `image rm` a mounted layer stops keeping its image. Ends with check clean and nothing left.
 import test from 'ava';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -176,6 +176,20 @@ test.serial('image rootfs whose --bundle cannot take config.json leaves no layer
   t.is(errorOf(r).code, 'EISDIR', r.stderr);
   t.deepEqual(await layerIds(), layers, 'no container layer left behind');
   t.deepEqual(mountsUnder(join(bed.home(), 'mnt')), mounts, 'and nothing left mounted');
+});
+
+test.serial('image rm of an image whose top layer is mounted fails and keeps the image', async (t) => {
+  const bulky = (await cliJson<Array<{ ref: string; layers: Array<{ layerId: string }> }>>('image', 'ls')).find(
+    (i) => i.ref === 'bulky',
+  )!;
+  const top = bulky.layers.at(-1)!.layerId;
+  t.is((await cli('mount', top)).code, 0);
+  const r = await cli('--json', 'image', 'rm', 'bulky');
+  t.is(r.code, 1, r.stderr);
+  t.is(errorOf(r).code, 'EBUSY', r.stderr);
+  const after = (await cliJson<Array<{ ref: string }>>('image', 'ls')).map((i) => i.ref);
+  t.true(after.includes('bulky'), `the image is still recorded: ${after.join(', ')}`);
+  t.is((await cli('umount', top)).code, 0);
 });
 
 test.serial('image rm frees only what nothing else uses; check is clean; nothing is left', async (t) => {
