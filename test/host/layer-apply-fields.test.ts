@@ -1,7 +1,8 @@
 // applyLayerTar onto a plain directory, with tars written byte by byte: header and PAX fields
-// that no tool would write (an owner past 32 bits, a time that is no number, a symlink without
-// a target, a name longer than the filesystem takes) must fail as a LayerTarError naming the
-// entry, not as whatever Node's fs throws; and a time before 1970 is a time, kept as it is.
+// that no tool would write (an owner past 32 bits, a time or mode that is no number, a device
+// number dev_t cannot hold, a symlink without a target, a name longer than the filesystem
+// takes) must fail as a LayerTarError naming the entry, not as whatever Node's fs throws (a
+// RangeError, ENAMETOOLONG); and a time before 1970 is a time, kept as it is.
 import test from 'ava';
 import { lstatSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,7 +15,12 @@ import { Kernel } from '../../src/ioctl/kernel.js';
 const kernel = Kernel.for();
 
 /** A ustar header block; `type` is the typeflag character. */
-function header(name: string, type: string, size: number, options: { linkname?: string; mtime?: number } = {}): Buffer {
+function header(
+  name: string,
+  type: string,
+  size: number,
+  options: { linkname?: string; mtime?: number; raw?: Record<number, string> } = {},
+): Buffer {
   const block = Buffer.alloc(512);
   block.write(name, 0, 'latin1');
   const octal = (value: number, width: number, at: number): void => {
@@ -28,6 +34,7 @@ function header(name: string, type: string, size: number, options: { linkname?: 
   block.write(type, 156, 'latin1');
   block.write(options.linkname ?? '', 157, 'latin1');
   block.write('ustar\x0000', 257, 'latin1');
+  for (const [at, text] of Object.entries(options.raw ?? {})) block.write(text, Number(at), 'latin1');
   block.fill(0x20, 148, 156);
   let sum = 0;
   for (const byte of block) sum += byte;
@@ -83,6 +90,10 @@ test('fields the kernel cannot take are ERR_DM_LAYER_TAR_INVALID naming the entr
     ['symlink target with a NUL', tarOf(pax({ linkpath: 'a\0b' }), member('s', '2')), 's'],
     ['name component of 300 bytes', tarOf(pax({ path: 'n'.repeat(300) }), file), 'n'.repeat(300)],
     ['path past PATH_MAX', tarOf(pax({ path: deep }), file), deep],
+    ['mode that is no octal number', tarOf(header('m', '0', 0, { raw: { 100: 'zzzzzzz\0' } })), 'm'],
+    ['device major that is no octal number', tarOf(header('c', '3', 0, { raw: { 329: 'zzzzzzz\0' } })), 'c'],
+    ['device major past 12 bits', tarOf(header('b', '4', 0, { raw: { 329: '0010010\0' } })), 'b'],
+    ['device minor past 20 bits', tarOf(header('d', '3', 0, { raw: { 337: '7777777\0' } })), 'd'],
   ];
   for (const [what, tar, entry] of cases) {
     const error = await t.throwsAsync(

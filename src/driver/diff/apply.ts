@@ -65,6 +65,11 @@ function numberField(entry: string, field: string, raw: unknown, valid: (n: numb
   return value;
 }
 
+/** A device number's major (12 bits) or minor (20 bits), as the kernel's dev_t holds them. */
+const isDevicePart =
+  (max: number) =>
+  (n: number): boolean =>
+    Number.isInteger(n) && n >= 0 && n <= max;
 const isId = (n: number): boolean => Number.isInteger(n) && n >= 0 && n <= MAX_ID;
 const isTime = (n: number): boolean => Number.isFinite(n) && Math.abs(n) <= MAX_SECONDS;
 
@@ -152,7 +157,14 @@ class LayerApplier {
       case 'fifo':
         await drain(body);
         this.#replace(path, existing);
-        makeSpecialNode(this.#kernel, target, header.type, 0o600, header.devmajor ?? 0, header.devminor ?? 0);
+        makeSpecialNode(
+          this.#kernel,
+          target,
+          header.type,
+          0o600,
+          numberField(name, 'devmajor', header.devmajor ?? 0, isDevicePart(0xfff)),
+          numberField(name, 'devminor', header.devminor ?? 0, isDevicePart(0xfffff)),
+        );
         break;
       default:
         await drain(body);
@@ -284,11 +296,12 @@ class LayerApplier {
     const gid = numberField(entry, 'gid', pax.gid ?? header.gid ?? 0, isId);
     const mtime = numberField(entry, 'mtime', pax.mtime ?? seconds(header.mtime), isTime);
     const atime = numberField(entry, 'atime', pax.atime ?? mtime, isTime);
+    const mode = numberField(entry, 'mode', header.mode ?? 0o644, (n) => Number.isInteger(n) && n >= 0);
     const symlink = header.type === 'symlink';
     // A hard link to a symlink shares the symlink's inode: no chmod through it either.
     const linkToSymlink = header.type === 'link' && lstatSync(target).isSymbolicLink();
     lchownSync(target, uid, gid);
-    if (!symlink && !linkToSymlink) chmodSync(target, (header.mode ?? 0o644) & 0o7777); // after chown, which clears setuid/setgid
+    if (!symlink && !linkToSymlink) chmodSync(target, mode & 0o7777); // after chown, which clears setuid/setgid
     for (const [name, value] of xattrsOf(header)) setXattr(this.#kernel, target, name, value); // after chown, which drops security.capability
     if (header.type === 'directory') this.#dirTimes.set(path, { atime, mtime });
     else if (symlink || linkToSymlink) lutimesSync(target, fsTime(atime), fsTime(mtime));
