@@ -106,3 +106,30 @@ test('snapshot records: what toMeta writes fromLayer reads back; a damaged one i
     );
   }
 });
+
+test('~= patterns are Go regexps, as containerd compiles them: RE2 syntax, RE2 refusals', (t) => {
+  const digits = info({ name: 'sha256:0123', labels: { l: 'x' } });
+  // POSIX classes and named groups are Go syntax; JavaScript reads [[:digit:]] as a set of ':digt['.
+  t.true(matches(['name~=^sha256:[[:digit:]]+$'], digits), '[[:digit:]] is a POSIX class');
+  t.true(matches(['name~=^(?P<algo>sha256):'], digits), '(?P<name>…) is a named group');
+  t.true(matches(['name~=\\Asha256'], digits), '\\A anchors the start');
+  t.true(matches(['name~=^sha256:[0-9a-f]{4}$'], digits), 'counted repetitions');
+  t.true(matches(['name~=1'], digits), 'a match anywhere, as Go’s MatchString');
+  for (const bad of ['name~=(a)\\1', 'name~=(?=a)a', 'name~=(?<=a)b', 'name~=[', 'name~=a{1001}']) {
+    const error = t.throws(() => parseFilters([bad]), { instanceOf: SnapshotError }, bad);
+    t.is(error?.kind, 'INVALID_ARGUMENT', bad);
+    t.regex(error?.message ?? '', /is not a regular expression \(error parsing regexp/, bad);
+  }
+});
+
+test('a ~= pattern that a backtracking engine cannot finish is answered: RE2 matches in linear time', (t) => {
+  // (a+)+$ against n a's and a b takes a backtracking engine ~2^n steps: at 4,096 it never ends,
+  // and the server's one thread with it. No timing here: the old engine fails by not answering.
+  const long = info({ labels: { l: `${'a'.repeat(4096)}b` } });
+  t.false(matches(['labels.l~=(a+)+$'], long));
+  t.false(
+    matches(['labels.l~="(a{1,20}){1,20}$"'], long),
+    'nested counted repetitions (quoted: a comma ends a filter)',
+  );
+  t.true(matches(['labels.l~=^(a+)+b$'], long));
+});
