@@ -88,6 +88,17 @@ function checkDecimal(path: string, name: string, value: unknown, positive = fal
   return value;
 }
 
+/** The largest length a dm table takes: u64 sectors, in bytes. */
+const MAX_SIZE = ((1n << 64n) - 1n) * 512n;
+
+/** A device size in bytes: a positive decimal string, whole 512-byte sectors, at most u64 sectors. */
+function checkSize(path: string, name: string, value: unknown): string {
+  const size = BigInt(checkDecimal(path, name, value, true));
+  if (size % 512n !== 0n) field(path, name, `${JSON.stringify(value)} is not a whole number of 512-byte sectors`);
+  if (size > MAX_SIZE) field(path, name, `${JSON.stringify(value)} is more than 2^64 - 1 sectors`);
+  return value as string;
+}
+
 function checkLayerId(path: string, name: string, value: unknown): string {
   if (typeof value !== 'string' || (value !== BASE_LAYER && (!LAYER_ID.test(value) || value.includes('..')))) {
     field(path, name, `${JSON.stringify(value)} is not a layer id`);
@@ -120,7 +131,7 @@ export function validateLayerRecord(value: unknown, path: string, expectedId?: s
   if (value.parent !== null) checkLayerId(path, 'parent', value.parent);
   if (value.parent === id) field(path, 'parent', 'a layer cannot be its own parent');
   checkThinId(path, 'deviceId', value.deviceId);
-  checkDecimal(path, 'size', value.size, true);
+  checkSize(path, 'size', value.size);
   checkDecimal(path, 'transactionId', value.transactionId);
   checkOptionalBoolean(path, value, 'deferredDelete');
   checkOptionalBoolean(path, value, 'activated');
@@ -143,7 +154,7 @@ export function validateState(value: unknown, path: string): DeviceSetState {
     const base = value.base;
     if (!isPlainObject(base)) field(path, 'base', 'is not an object');
     checkThinId(path, 'base.deviceId', base.deviceId);
-    checkDecimal(path, 'base.size', base.size, true);
+    checkSize(path, 'base.size', base.size);
     if (base.filesystem !== 'ext4' && base.filesystem !== 'xfs')
       field(path, 'base.filesystem', `${JSON.stringify(base.filesystem)} is not ext4 or xfs`);
     if (typeof base.filesystemUuid !== 'string') field(path, 'base.filesystemUuid', 'is not a string');

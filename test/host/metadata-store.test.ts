@@ -336,3 +336,36 @@ test('a pack written before the header loads with nothing to count against', (t)
     ['a'],
   );
 });
+
+test('a size that is no whole number of sectors, or past u64 sectors, is damage naming the file and size, not a record', (t) => {
+  const { dir, store } = home(t);
+  mkdirSync(dir, { recursive: true });
+  const tooBig = String(((1n << 64n) - 1n) * 512n + 512n); // one sector past the kernel's u64 length
+  const sizes = [
+    ['odd', '513'],
+    ['tiny', '1'],
+    ['huge', tooBig],
+    ['ok', String(((1n << 64n) - 1n) * 512n)],
+  ];
+  for (const [i, [id, size]] of sizes.entries())
+    writeFileSync(join(dir, `${id}.layer.json`), JSON.stringify(record(id!, i + 1, { size: size! })));
+  const scan = store.scanLayers();
+  t.deepEqual(
+    scan.records.map((r) => r.id),
+    ['ok'],
+  );
+  t.deepEqual(
+    scan.damaged.map((d) => [d.name, d.error.field]),
+    [
+      ['huge.layer.json', 'size'],
+      ['odd.layer.json', 'size'],
+      ['tiny.layer.json', 'size'],
+    ],
+  );
+  const state = { formatVersion: 1, nextDeviceId: 2, transactionId: '1' };
+  const base = { deviceId: 1, size: '1000', filesystem: 'ext4', filesystemUuid: 'u' };
+  writeFileSync(join(dir, 'deviceset.json'), JSON.stringify({ ...state, base }));
+  const error = t.throws(() => store.readState(), { instanceOf: MetadataError });
+  t.is(error!.field, 'base.size');
+  t.true(error!.message.includes('deviceset.json'), error!.message);
+});
