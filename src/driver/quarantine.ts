@@ -1,13 +1,21 @@
 // <home>/quarantine: what check --repair set aside (never deleted), and the thin ids it may own.
 // A quarantined record keeps its thin id from being deleted as leaked until someone looks.
-import { readdirSync } from 'node:fs';
+import { lstatSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { readRegularFile } from './metadata-files.js';
 import { claimedThinId } from './metadata-schema.js';
+import { fileKind, unsafePathError } from './safe-open.js';
 
-/** The quarantine's files, sorted (none when it does not exist). */
+/**
+ * The quarantine's files, sorted (none when it does not exist). A file or a symlink where the
+ * directory belongs is ERR_DM_UNSAFE_PATH, as for repair's moves (safe-open.ts): never
+ * followed, so no file outside the home is listed or read as a quarantined record.
+ */
 export function quarantinedFiles(dir: string): string[] {
   try {
+    const stat = lstatSync(dir);
+    if (!stat.isDirectory())
+      throw unsafePathError(dir, fileKind(stat.mode), "the home's quarantine directory (remove it, then check again)");
     return readdirSync(dir)
       .sort()
       .map((name) => join(dir, name));

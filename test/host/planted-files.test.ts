@@ -166,6 +166,27 @@ for (const [what, plant] of [
   });
 }
 
+for (const [what, plant] of [
+  ['a file', (path: string) => writeFileSync(path, 'x')],
+  ['a symlink to a directory outside the home', (path: string, outside: string) => symlinkSync(outside, path)],
+] as const) {
+  test(`the quarantine as ${what}: listing it (check, init's recovery) is ERR_DM_UNSAFE_PATH naming it, nothing read outside`, (t) => {
+    const { root, home } = scratch(t);
+    const elsewhere = join(root, 'elsewhere');
+    mkdirSync(elsewhere);
+    // Outside the home, in the shape of a quarantined record: following the link would read it.
+    writeFileSync(join(elsewhere, 'x.layer.json.1'), JSON.stringify({ id: 'x', deviceId: 7 }));
+    const store = new MetadataStore(join(home, 'metadata'));
+    plant(store.quarantineDir, elsewhere);
+    for (const list of [() => store.quarantined(), () => store.quarantinedThinIds()]) {
+      const error = t.throws(list);
+      t.is((error as { code?: string }).code, 'ERR_DM_UNSAFE_PATH', error!.message);
+      t.true(error!.message.includes(store.quarantineDir), error!.message);
+    }
+    store.close();
+  });
+}
+
 test('a home that is a file, or lies under one: InvalidArgumentError naming it, before any lock or device', (t) => {
   const { root } = scratch(t);
   const file = join(root, 'a-file');
