@@ -6,17 +6,19 @@ import {
   chmodSync,
   closeSync,
   fsyncSync,
+  lstatSync,
   mkdirSync,
   openSync,
   readdirSync,
   renameSync,
   rmSync,
-  statSync,
+  type Stats,
 } from 'node:fs';
 import { join } from 'node:path';
 import { MetadataError } from '../errors.js';
 import { readSmallFile, unlinkIfPresent, writeDurably } from './metadata-files.js';
 import { LAYER_SUFFIX } from './layer-scan.js';
+import { fileKind, unsafePathError } from './safe-open.js';
 
 export class MetadataDir {
   readonly path: string;
@@ -33,10 +35,25 @@ export class MetadataDir {
 
   constructor(path: string) {
     this.path = path;
-    mkdirSync(path, { recursive: true, mode: 0o700 });
+    let made: unknown;
+    try {
+      mkdirSync(path, { recursive: true, mode: 0o700 });
+    } catch (error) {
+      made = error; // a file or a (dangling) symlink there: EEXIST, ENOENT
+    }
+    // Never followed: a symlink planted here would put every record (and the chmod below)
+    // on a directory outside the home.
+    let stat: Stats;
+    try {
+      stat = lstatSync(path);
+    } catch {
+      throw made ?? new Error(`${path} vanished`);
+    }
+    if (!stat.isDirectory()) throw unsafePathError(path, fileKind(stat.mode), "the home's metadata directory");
+    if (made) throw made;
     // One made earlier with a looser mode (or umask) is tightened; only then, so that a home on
     // a read-only filesystem still opens for the commands that only read (ls, status, check).
-    if ((statSync(path).mode & 0o777) !== 0o700) chmodSync(path, 0o700);
+    if ((stat.mode & 0o777) !== 0o700) chmodSync(path, 0o700);
   }
 
   /** A file's JSON, undefined when there is no such file; a MetadataError naming it otherwise. */

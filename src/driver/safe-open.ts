@@ -21,6 +21,8 @@ export function fileKind(mode: number): string {
       return 'a socket';
     case constants.S_IFLNK:
       return 'a symlink';
+    case constants.S_IFREG:
+      return 'a file'; // where a directory belongs
     default:
       return 'not a regular file';
   }

@@ -7,6 +7,7 @@
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import {
+  chmodSync,
   existsSync,
   lstatSync,
   mkdirSync,
@@ -14,6 +15,7 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  statSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
@@ -184,6 +186,33 @@ for (const [what, plant] of [
       t.true(error!.message.includes(store.quarantineDir), error!.message);
     }
     store.close();
+  });
+}
+
+for (const [what, kind, plant] of [
+  ['a file', /is a file,/, (path: string) => writeFileSync(path, 'x')],
+  ['a dangling symlink', /is a symlink/, (path: string, outside: string) => symlinkSync(`${outside}.missing`, path)],
+  [
+    'a symlink to a directory outside the home',
+    /is a symlink/,
+    (path: string, outside: string) => symlinkSync(outside, path),
+  ],
+] as const) {
+  test(`<home>/metadata as ${what}: ERR_DM_UNSAFE_PATH naming it, the target's mode untouched`, (t) => {
+    const { root } = scratch(t);
+    const home = join(root, 'home2');
+    mkdirSync(home);
+    const elsewhere = join(root, 'elsewhere');
+    mkdirSync(elsewhere, { mode: 0o755 });
+    chmodSync(elsewhere, 0o755);
+    const dir = join(home, 'metadata');
+    plant(dir, elsewhere);
+    const error = t.throws(() => new MetadataStore(dir));
+    t.is((error as { code?: string }).code, 'ERR_DM_UNSAFE_PATH', error!.message);
+    t.true(error!.message.includes(dir), error!.message);
+    t.regex(error!.message, kind);
+    t.is(statSync(elsewhere).mode & 0o777, 0o755, 'a directory outside the home is not chmod-ed through the link');
+    t.deepEqual(readdirSync(elsewhere), []);
   });
 }
 
