@@ -174,6 +174,10 @@ export function validateTransaction(value: unknown, path: string): OpenTransacti
   if (value.op !== 'create' && value.op !== 'delete')
     field(path, 'op', `${JSON.stringify(value.op)} is not "create" or "delete"`);
   checkLayerId(path, 'layerId', value.layerId);
+  // The base is made under the crash protocol but never removed: recovering such an intent
+  // would delete the thin device every new layer snapshots.
+  if (value.op === 'delete' && value.layerId === BASE_LAYER)
+    field(path, 'layerId', `a delete of the base device (${BASE_LAYER}) is never written: not acted on`);
   checkThinId(path, 'deviceId', value.deviceId);
   if (value.record !== undefined) {
     const record = validateLayerRecord(value.record, `${path} (record)`, value.layerId as string);

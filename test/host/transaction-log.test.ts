@@ -177,6 +177,18 @@ test("an intent whose record names another thin id than the intent's is damage, 
   t.regex(error?.message ?? '', /1 is not the intent's thin id 5/);
 });
 
+test('an intent to delete the base device is damage, never recovered (the driver never writes one)', (t) => {
+  const { dir, store } = home(t);
+  store.writeState(state(1, 2));
+  const entry = { intent: { transactionId: '2', op: 'delete', layerId: '.base', deviceId: 1 } };
+  const json = JSON.stringify(entry);
+  writeFileSync(join(dir, LOG), `${crc32(json).toString(16).padStart(8, '0')} ${json}\n`, { flag: 'a' });
+  const error = t.throws(() => new MetadataStore(dir).readTransaction(), { instanceOf: MetadataError });
+  t.is(error?.file, join(dir, LOG));
+  t.is(error?.field, 'line 2 layerId');
+  t.regex(error?.message ?? '', /base device/);
+});
+
 test('fold waits while an intent is open; the log folds by itself once it is long', (t) => {
   const { dir, store } = home(t);
   store.writeState(state(1, 1));
