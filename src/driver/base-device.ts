@@ -23,6 +23,11 @@ export interface BaseDeviceContext {
   createBase(): Promise<LayerRecord>;
   /** Whether the base's record file is there but damaged (left for check --repair). */
   baseRecordDamaged(): boolean;
+  /**
+   * The base's record is being rebuilt and `layers` (other records) name its thin id too: init
+   * throws (a MetadataError naming deviceset.json); check's inspect mode reports the conflict.
+   */
+  baseThinIdShared(deviceId: number, layers: string[]): void;
 }
 
 export async function ensureBaseDevice(ctx: BaseDeviceContext): Promise<void> {
@@ -39,7 +44,11 @@ export async function ensureBaseDevice(ctx: BaseDeviceContext): Promise<void> {
       size: tx.state.base.size,
       transactionId: '0',
     };
-    if (!ctx.baseRecordDamaged()) ctx.store.writeLayer(base);
+    // A record naming the same thin id would be a second owner: removing that layer would
+    // delete the base. Nothing is rebuilt or written while they conflict.
+    const sharing = [...layers.values()].filter((r) => r.deviceId === tx.state.base!.deviceId).map((r) => r.id);
+    if (sharing.length > 0) ctx.baseThinIdShared(tx.state.base.deviceId, sharing);
+    else if (!ctx.baseRecordDamaged()) ctx.store.writeLayer(base);
     logger.warn(`base device record rebuilt from deviceset.json (thin id ${base.deviceId})`);
     layers.set(BASE_LAYER, base);
   }

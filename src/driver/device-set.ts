@@ -6,7 +6,8 @@
 // protocol of transaction.ts.
 import { DeviceMapper } from '../ioctl/device-mapper.js';
 import { Kernel } from '../ioctl/kernel.js';
-import { DevmapperError } from '../errors.js';
+import { join } from 'node:path';
+import { DevmapperError, MetadataError } from '../errors.js';
 import { logger } from '../log.js';
 import type { LoopbackStorage } from '../thin/loopback.js';
 import { LayerRecords, type LayerMetadata, type ViewContext } from './layer-records.js';
@@ -172,6 +173,19 @@ export class DeviceSet {
             }),
           ),
         baseRecordDamaged: () => set.#reports.scan.damaged.some((d) => d.name === `${BASE_LAYER}.layer.json`),
+        baseThinIdShared: (deviceId, sharing) => {
+          const conflict = { deviceId, layers: [BASE_LAYER, ...sharing].sort() };
+          if (mode.inspect) {
+            const scan = set.#reports.scan;
+            set.#reports.scan = { ...scan, conflicts: [...scan.conflicts, conflict] };
+            return;
+          }
+          throw new MetadataError(
+            join(layout.metadataDir, 'deviceset.json'),
+            'base.deviceId',
+            `thin id ${deviceId} of the base device (its record ${BASE_LAYER}.layer.json is lost) is named by layer ${sharing.join(', ')}'s record too: at most one owns it; fix that record by hand (check reports the conflict)`,
+          );
+        },
       });
       if (!mode.inspect) await set.#lifecycle.retryDeferredDeletions();
       if (options.deferredDeletion && options.deferredDeletionIntervalMs > 0) {

@@ -10,7 +10,7 @@ import type { HomeLayout } from './home-layout.js';
 import type { KeyedMutex } from './keyed-mutex.js';
 import type { LayerDevices } from './layer-devices.js';
 import type { LayerRecords } from './layer-records.js';
-import type { MetadataStore } from './metadata-store.js';
+import { BASE_LAYER, type DeviceSetState, type MetadataStore } from './metadata-store.js';
 import type { Mounts } from './mounts.js';
 import type { ResolvedOptions } from './options.js';
 import type { RecoveryContext } from './recovery.js';
@@ -53,12 +53,21 @@ export function recoveryContextOf(parts: SetParts): RecoveryContext {
     hasDevice: (id) => parts.layers.isLive(id),
     isActivated: (id) => parts.layers.isActivated(id),
     deactivateIfActive: (layerId) => parts.devices.deactivateIfActive(layerId),
-    thinIdMayBeClaimed: (deviceId, except) => thinIdMayBeClaimed(parts.store, deviceId, except),
+    thinIdMayBeClaimed: (deviceId, except) => thinIdMayBeClaimed(parts.store, parts.tx.state, deviceId, except),
   };
 }
 
-/** Whether a record other than `except`'s names the thin id, or a damaged/quarantined one might. */
-function thinIdMayBeClaimed(store: MetadataStore, deviceId: number, except: string): boolean {
+/**
+ * Whether a record other than `except`'s names the thin id, or a damaged/quarantined one might,
+ * or it is the base's in deviceset.json (whose record init rebuilds when it is lost).
+ */
+function thinIdMayBeClaimed(
+  store: MetadataStore,
+  state: Readonly<DeviceSetState>,
+  deviceId: number,
+  except: string,
+): boolean {
+  if (state.base?.deviceId === deviceId && except !== BASE_LAYER) return true;
   const scan = store.scanLayers();
   if (scan.records.some((r) => r.deviceId === deviceId && r.id !== except)) return true;
   const unsure = [...scan.damaged.map((d) => d.claimedDeviceId), ...store.quarantinedThinIds()];
