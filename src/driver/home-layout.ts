@@ -25,6 +25,26 @@ export function quarantineDirPath(home: string): string {
   return join(home, 'quarantine');
 }
 
+/** Linux's PATH_MAX (with its NUL) and NAME_MAX. */
+const PATH_MAX = 4096;
+const NAME_MAX = 255;
+/**
+ * Room the layout needs past the home: `/quarantine/<80-char id>.layer.json.<ms>.<n>` and
+ * `/metadata/<id>.layer.json.<pid>.tmp` are the longest (~125 bytes).
+ */
+const LAYOUT_ROOM = 160;
+
+/** Why `home` is too long to hold the layout (undefined: it is not). */
+function homePathTooLong(home: string): string | undefined {
+  const bytes = Buffer.byteLength(home);
+  if (bytes > PATH_MAX - 1 - LAYOUT_ROOM)
+    return `its path is ${bytes} bytes, and the paths under it must stay below ${PATH_MAX} (at most ${PATH_MAX - 1 - LAYOUT_ROOM})`;
+  const name = home.split('/').find((n) => Buffer.byteLength(n) > NAME_MAX);
+  return name === undefined
+    ? undefined
+    : `a name in its path is ${Buffer.byteLength(name)} bytes (at most ${NAME_MAX})`;
+}
+
 export class HomeLayout {
   readonly home: string;
   /** dm name prefix for this home's devices: devmapper-<major>:<minor>-<inode>. */
@@ -37,13 +57,19 @@ export class HomeLayout {
 
   /** Makes `<home>` and `<home>/mnt` (0700) when missing and derives the dm name prefix. */
   static create(home: string): HomeLayout {
+    // Checked before anything is made: mkdir -p of a path past PATH_MAX makes its first
+    // directories, then fails, and the layout's own paths (mnt/<id>/rootfs, the records' temp
+    // files, the quarantine's names) need room past the home.
+    const long = homePathTooLong(home);
+    if (long) throw new InvalidArgumentError('home', `${home} cannot be a driver home: ${long}`);
     try {
       mkdirSync(home, { recursive: true, mode: 0o700 });
       mkdirSync(join(home, 'mnt'), { recursive: true, mode: 0o700 });
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       // a file where the home (or one of its parents, or <home>/mnt) should be
-      if (code === 'EEXIST' || code === 'ENOTDIR') {
+      // a symlink loop, a name too long for the filesystem
+      if (code === 'EEXIST' || code === 'ENOTDIR' || code === 'ELOOP' || code === 'ENAMETOOLONG') {
         throw new InvalidArgumentError('home', `${home} cannot be a driver home: ${(error as Error).message}`);
       }
       throw error;

@@ -226,3 +226,16 @@ test('a home that is a file, or lies under one: InvalidArgumentError naming it, 
   }
   t.is(readFileSync(file, 'utf8'), 'x');
 });
+
+test('a home whose path is too long, has a too-long name or loops through symlinks: InvalidArgumentError naming it, nothing made', (t) => {
+  const { root } = scratch(t);
+  const loop = join(root, 'loop');
+  symlinkSync(loop, loop);
+  const deep = join(root, 'deep', ...Array.from({ length: 2100 }, () => 'd')); // over PATH_MAX in short names
+  for (const home of [deep, join(root, 'n'.repeat(300)), loop, join(loop, 'home')]) {
+    const error = t.throws(() => HomeLayout.create(home), { instanceOf: InvalidArgumentError });
+    t.is(error!.argument, 'home');
+    t.true(error!.message.includes(home.slice(0, 60)), error!.message);
+  }
+  t.false(existsSync(join(root, 'deep')), 'no directory of the too-long path was made');
+});
