@@ -4,9 +4,10 @@
 // full (README, Failure modes); its sizes are read as every other size flag (cliSize), and a
 // size the home cannot take (smaller than the file, or a home on --data-dev/--metadata-dev) is
 // a usage error naming the flag, found once the home is open, with nothing changed.
-import { existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Driver } from '../driver/driver.js';
+import { writeDurably } from '../driver/metadata-files.js';
 import { resolveOptions } from '../driver/options.js';
 import { InvalidArgumentError, MetadataError } from '../errors.js';
 import { expectPositionals, parseArgs, UsageError } from './args.js';
@@ -34,7 +35,8 @@ export async function initCommand(argv: string[], io: Io): Promise<void> {
       `formatting the ${humanBytes(resolved.baseSize)} base device (${resolved.filesystem})`,
     async () => {
       mkdirSync(io.home, { recursive: true, mode: 0o700 });
-      writeFileSync(pending, `${toJson(rest)}\n`, { mode: 0o600 });
+      // Never through a symlink or into a FIFO planted there (ERR_DM_UNSAFE_PATH), as for every file of the home's.
+      writeDurably(pending, `${toJson(rest)}\n`);
       try {
         return await Driver.init(
           io.lockTimeoutMs === undefined ? options : { ...options, lockTimeoutMs: io.lockTimeoutMs },

@@ -5,7 +5,7 @@
 // after.always hook checks that nothing is leaked.
 import test from 'ava';
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLI_BIN } from '../cli-process.js';
@@ -123,5 +123,25 @@ test.serial(
     t.true(json(t, await cli(...h(), '--json', 'check'), 'check after the finished init').clean);
     t.is((await cli(...h(), 'cleanup')).code, 0);
     t.deepEqual(homeDevices(home), { dm: [], loops: [] });
+  },
+);
+
+test.serial(
+  'init with cli-options.init.json planted as a symlink: ERR_DM_UNSAFE_PATH, nothing written through it, nothing left up',
+  async (t) => {
+    t.timeout(LONG);
+    const outside = mkdtempSync(join(tmpdir(), 'cli-outside-'));
+    const victim = join(outside, 'victim');
+    writeFileSync(victim, "not the driver's\n");
+    for (const target of [victim, join(outside, 'made-by-init')]) {
+      home = newHome('cli-pending-link');
+      symlinkSync(target, join(home, 'cli-options.init.json'));
+      const init = await cli(...h(), ...initArgs);
+      t.is(init.code, 1, init.stderr);
+      t.regex(init.stderr, /cli-options\.init\.json is a symlink.*\[ERR_DM_UNSAFE_PATH\]\n$/s);
+      t.deepEqual(homeDevices(home), { dm: [], loops: [] });
+    }
+    t.is(readFileSync(victim, 'utf8'), "not the driver's\n", 'the file the link names is untouched');
+    t.false(existsSync(join(outside, 'made-by-init')), 'no file made where a dangling link points');
   },
 );
