@@ -8,17 +8,29 @@
 //      their own: thin-provisioning-tools open with O_DIRECT, which tmpfs refuses);
 //   3. thin_check must pass on the new metadata, and clears its needs_check flag (thin_repair
 //      carries the superblock's flags over);
-//   4. the old metadata file moves to `<home>/quarantine/metadata.needs-check.<ms>` (kept, never
-//      deleted) and the new one takes its name; both directories are fsynced;
+//   4. the old metadata file is kept as `<home>/quarantine/metadata.needs-check.<ms>` (a hard
+//      link, never deleted), then the new one is renamed over it; both directories are fsynced
+//      (the metadata file names the old or the new metadata at every instant);
 //   5. the next init reopens the pool on the repaired metadata (no needs_check flag) and check
 //      runs again.
 //
 // A pool on dataDevice/metadataDevice, or an adopted one, is left to its owner (the steps
 // are printed).
 import { execFile } from 'node:child_process';
-import { closeSync, fsyncSync, ftruncateSync, openSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  ftruncateSync,
+  linkSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
+import { crashPoint } from '../crash-points.js';
 import type { Kernel } from '../ioctl/kernel.js';
 import { LoopDevices } from '../ioctl/loop.js';
 import { quarantineDirPath } from './home-layout.js';
@@ -136,10 +148,15 @@ export async function repairNeedsCheck(
     };
   }
   lines.push('thin_check passed on the repaired metadata and cleared its needs_check flag');
-  renameSync(metadata, kept);
+  // The old file is kept under a second name (a hard link) and the new one renamed over it:
+  // `metadata` names the old or the new metadata at every instant. (Renaming the old one away
+  // first left a window with none, which the next init read as a new home: a fresh, empty
+  // metadata file, every thin id gone.) Killed in between, the next repair starts over.
+  linkSync(metadata, kept);
+  fsyncDir(quarantine);
+  crashPoint('repair:swap');
   renameSync(repaired, metadata);
   fsyncDir(dirname(metadata));
-  fsyncDir(quarantine);
   lines.push(`the old metadata moved to ${kept}; the repaired metadata is now ${metadata}`);
   return { done: true, lines };
 }
