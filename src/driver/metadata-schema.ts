@@ -1,6 +1,7 @@
 // The metadata's shapes (layer record, the set's state, the open transaction, a log line) and their
 // validation: every field checked on load, a MetadataError naming the file and the first bad field.
 import { MetadataError } from '../errors.js';
+import { RESERVED_LAYER_IDS } from './options.js';
 
 /** One layer's device. */
 export interface LayerRecord {
@@ -103,6 +104,8 @@ function checkLayerId(path: string, name: string, value: unknown): string {
   if (typeof value !== 'string' || (value !== BASE_LAYER && (!LAYER_ID.test(value) || value.includes('..')))) {
     field(path, name, `${JSON.stringify(value)} is not a layer id`);
   }
+  // No layer can have it (create refuses it): `<prefix>-pool` is the pool's own dm name.
+  if (RESERVED_LAYER_IDS.has(value)) field(path, name, `${JSON.stringify(value)} is reserved, not a layer id`);
   return value;
 }
 

@@ -220,7 +220,7 @@ export function resolveOptions(options: DriverOptions): ResolvedOptions {
 /** Layer ids: a safe character set and length, so no id can name a path outside <home>. */
 const LAYER_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$/;
 /** Ids whose dm name `<prefix>-<id>` is taken by the driver itself (the pool is `<prefix>-pool`). */
-const RESERVED_LAYER_IDS = new Set(['pool']);
+export const RESERVED_LAYER_IDS: ReadonlySet<string> = new Set(['pool']);
 
 export function assertLayerId(id: unknown, argument = 'id'): asserts id is string {
   if (typeof id !== 'string' || !LAYER_ID.test(id) || id === '.' || id === '..' || id.includes('..')) {

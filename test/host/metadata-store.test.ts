@@ -369,3 +369,19 @@ test('a size that is no whole number of sectors, or past u64 sectors, is damage 
   t.is(error!.field, 'base.size');
   t.true(error!.message.includes('deviceset.json'), error!.message);
 });
+
+test("a record of layer 'pool' (the pool's own dm name) is damage naming the file and id, in the journal and the pack", (t) => {
+  const { dir, store } = home(t);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'pool.layer.json'), JSON.stringify(record('pool', 3, { deferredDelete: true })));
+  writeFileSync(join(dir, PACK), `${encodeEntry(record('pool', 4))}\n`);
+  const scan = store.scanLayers();
+  t.deepEqual(scan.records, []);
+  t.deepEqual(
+    scan.damaged.map((d) => [d.name, d.error.field]),
+    [
+      ['layers.pack#1', 'entry 1 (layer pool) id'],
+      ['pool.layer.json', 'id'],
+    ],
+  );
+});
