@@ -16,6 +16,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { MetadataError } from '../errors.js';
+import { logger } from '../log.js';
 import { readSmallFile, unlinkIfPresent, writeDurably } from './metadata-files.js';
 import { LAYER_SUFFIX } from './layer-scan.js';
 import { fileKind, unsafePathError } from './safe-open.js';
@@ -120,8 +121,14 @@ export class MetadataDir {
 
   /** Removes temp files a crash left mid-write (the renamed file is either old or new, never half). */
   removeStaleTempFiles(): void {
-    for (const name of readdirSync(this.path))
-      if (name.endsWith('.tmp')) rmSync(join(this.path, name), { force: true });
+    for (const entry of readdirSync(this.path, { withFileTypes: true })) {
+      if (!entry.name.endsWith('.tmp')) continue;
+      // The driver's temp files are files: a directory of that name is someone else's (and
+      // rmSync would throw EISDIR, stopping every open of the home).
+      if (entry.isDirectory())
+        logger.warn(`metadata ${this.path}: ${entry.name} is a directory, not a temp file: left`);
+      else rmSync(join(this.path, entry.name), { force: true });
+    }
   }
 
   /** One fsync on a directory fd held while the store is open (not open + fsync + close each time). */

@@ -385,3 +385,14 @@ test("a record of layer 'pool' (the pool's own dm name) is damage naming the fil
     ],
   );
 });
+
+test('stale temp files go at init; a directory named *.tmp is left alone, not a raw EISDIR that stops every open', (t) => {
+  const { dir, store } = home(t);
+  mkdirSync(join(dir, 'saved.tmp', 'inside'), { recursive: true });
+  writeFileSync(join(dir, 'saved.tmp', 'inside', 'keep'), "not the driver's");
+  writeFileSync(join(dir, 'deviceset.json.4242.tmp'), '{"half":');
+  writeFileSync(join(dir, 'a.layer.json.17.tmp'), '');
+  t.notThrows(() => store.removeStaleTempFiles());
+  t.deepEqual(readdirSync(dir).sort(), ['saved.tmp']);
+  t.is(readFileSync(join(dir, 'saved.tmp', 'inside', 'keep'), 'utf8'), "not the driver's");
+});
