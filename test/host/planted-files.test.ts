@@ -239,3 +239,16 @@ test('a home whose path is too long, has a too-long name or loops through symlin
   }
   t.false(existsSync(join(root, 'deep')), 'no directory of the too-long path was made');
 });
+
+test('<home>/mnt as a symlink to a directory outside the home: ERR_DM_UNSAFE_PATH naming it, before any lock or mount', (t) => {
+  const { root } = scratch(t);
+  const home = join(root, 'home3');
+  mkdirSync(home);
+  const elsewhere = join(root, 'elsewhere');
+  mkdirSync(elsewhere);
+  symlinkSync(elsewhere, join(home, 'mnt'));
+  const error = t.throws(() => HomeLayout.create(home));
+  t.is((error as { code?: string }).code, 'ERR_DM_UNSAFE_PATH', error!.message);
+  t.true(error!.message.includes(join(home, 'mnt')), error!.message);
+  t.false(existsSync(join(home, 'lock')));
+});
