@@ -132,6 +132,14 @@ export class DeviceSet {
       store = new MetadataStore(layout.metadataDir);
       store.removeStaleTempFiles();
       const savedState = store.readState();
+      // Without deviceset.json the pool would be made anew, its metadata zeroed: every thin
+      // device of the records gone. Only a home that never had a record is new.
+      if (!savedState && store.holdsRecords())
+        throw new MetadataError(
+          join(layout.metadataDir, 'deviceset.json'),
+          undefined,
+          'missing while the home holds layer records: a new pool would wipe their thin devices, so nothing is done (restore the file; to give the layers up, remove the home)',
+        );
       const { pool, storage, ownsPool, activated } = openPool(dm, options, layout, savedState === undefined);
       if (activated) activatedPool = pool;
       const state: DeviceSetState = savedState ?? {

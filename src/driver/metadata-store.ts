@@ -175,6 +175,11 @@ export class MetadataStore {
    * validated is a MetadataError naming it (and the entry) and the field; so are two records
    * naming one thin id.
    */
+  /** Whether any layer record exists (pack, journal or log): the home has had a pool, so it is not new. */
+  holdsRecords(): boolean {
+    return existsSync(join(this.dir, PACK)) || this.#files.listJournal().length > 0 || this.#replay().records.size > 0;
+  }
+
   readAllLayers(): LayerRecord[] {
     const scan = this.scanLayers();
     const error = scanError(scan, this.dir, this.quarantineDir);

@@ -2,6 +2,8 @@
 // process left behind settled before the DeviceSet serves calls: suspended devices resumed, an
 // open transaction completed or rolled back, the transaction ids compared, and leftover mounts
 // and devices adopted or removed. Failure of a start-up undoes what it activated.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { DevmapperError, DmSystemError, MetadataError, PoolModeError } from '../errors.js';
 import type { DeviceMapper } from '../ioctl/device-mapper.js';
 import { logger } from '../log.js';
@@ -66,6 +68,17 @@ export function openPool(
     const pool = activate({ metadataDevice: options.metadataDevice, dataDevice: options.dataDevice }, fresh);
     return { pool, storage: undefined, ownsPool: true, activated: true };
   }
+  // A home with a deviceset.json had its pool on these files: one that is gone is not made
+  // anew (an empty metadata file is a new, empty pool over the old data; a new data file, the
+  // old mappings over zeros). Refused before anything is created.
+  if (!fresh)
+    for (const name of ['metadata', 'data'])
+      if (!existsSync(join(layout.loopDir, name)))
+        throw new MetadataError(
+          join(layout.loopDir, name),
+          undefined,
+          `the pool's ${name} file is missing in a home that has a pool: nothing is made in its place (restore it; to give the layers up, remove the home)`,
+        );
   const storage = LoopbackStorage.open({
     dir: layout.loopDir,
     dataSize: options.loopDataSize,
