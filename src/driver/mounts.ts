@@ -85,6 +85,13 @@ export class Mounts {
     const id = record.id;
     const mountPoint = this.#layout.mountPoint(id);
     const createdDir = makeDirectory(mountPoint, 0o755);
+    // Made here in the common case (put removes it); what was there already must be a directory:
+    // mount(2) follows a symlink, so one planted here would put the layer over what it names.
+    if (!createdDir && lstatSync(mountPoint, { throwIfNoEntry: false })?.isDirectory() !== true)
+      throw new DevmapperError(
+        'ERR_DM_UNSAFE_PATH',
+        `${mountPoint}, the mount point of layer ${id}, is not a directory (a symlink?): not mounting on it`,
+      );
     let device: ThinDevice | undefined;
     let mountedHere = false;
     try {

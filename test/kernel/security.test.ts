@@ -299,6 +299,27 @@ test.serial("symlinks planted in a layer's filesystem are not followed out of <h
   t.false(await driver.exists('evil'));
 });
 
+test.serial("a symlink planted at a layer's mount point is not mounted through", async (t) => {
+  const home = newHome('mntlink');
+  const outside = newHome('mnt-outside');
+  const driver = await Driver.init({ home, ...SMALL });
+  t.teardown(() => driver.cleanup());
+  await driver.create('evil');
+  const mountPoint = join(home, 'mnt', 'evil');
+  t.false(existsSync(mountPoint), 'no mount point while the layer is not mounted');
+  symlinkSync(outside, mountPoint); // mount(2) follows it: the layer would cover `outside`
+  const { poolName } = await driver.status();
+  const error = await t.throwsAsync(driver.get('evil'), { code: 'ERR_DM_UNSAFE_PATH' });
+  t.true(error?.message.includes(mountPoint), error?.message);
+  t.deepEqual(mountsUnder(outside), [], 'nothing was mounted over the directory the link names');
+  t.deepEqual(mountsUnder(home), [], 'nor in the home');
+  t.deepEqual(driverDmNames(), [poolName], 'and no device active');
+  unlinkSync(mountPoint);
+  await driver.get('evil');
+  await driver.put('evil');
+  await driver.remove('evil');
+});
+
 test.serial('nothing leaked: no dm device, loop device or mount of any home', (t) => {
   t.deepEqual(driverDmNames(), []);
   t.deepEqual(loopLines(), []);
