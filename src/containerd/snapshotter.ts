@@ -48,7 +48,12 @@ export interface MountStyle {
   mountOptions: readonly string[];
 }
 
-type State = 'ready' | 'busy';
+/**
+ * busy: being made, or a name a commit reserves, invisible. committing: an active snapshot whose
+ * commit is under way; Stat and List still show it as it is (containerd's store answers readers
+ * from the state before an unfinished transaction), every change waits for the key's lock.
+ */
+type State = 'ready' | 'busy' | 'committing';
 
 interface Entry extends Snapshot {
   state: State;
@@ -233,8 +238,8 @@ export class Snapshotter {
           'INVALID_ARGUMENT',
           `${what}: its parent is ${JSON.stringify(entry.parent)}, not ${JSON.stringify(parent)} (rebasing is not supported)`,
         );
-      entry.state = 'busy';
-      const placeholder: Entry = { ...entry };
+      entry.state = 'committing';
+      const placeholder: Entry = { ...entry, state: 'busy' };
       this.#byName.set(name, placeholder);
       try {
         const mappedBytes = await this.#driver.mappedBytes(entry.layerId);
@@ -289,7 +294,8 @@ export class Snapshotter {
 
   stat(key: string): SnapshotInfo {
     assertKey(key, 'key');
-    return infoOf(this.#ready(key, `stat ${JSON.stringify(key)}`));
+    const entry = this.#byName.get(key);
+    return infoOf(entry?.state === 'committing' ? entry : this.#ready(key, `stat ${JSON.stringify(key)}`));
   }
 
   /**
@@ -337,7 +343,7 @@ export class Snapshotter {
     const filter = parseFilters(filters);
     const out: SnapshotInfo[] = [];
     for (const entry of this.#byName.values()) {
-      if (entry.state !== 'ready') continue;
+      if (entry.state === 'busy') continue;
       const info = infoOf(entry);
       if (filter((path) => snapshotField(info, path))) out.push(info);
     }

@@ -283,6 +283,49 @@ test.serial(
   },
 );
 
+test.serial(
+  'during a Commit, Stat and List show the active snapshot as it was; the name appears when it is done',
+  async (t) => {
+    const s = await serve();
+    const { client, driver } = s;
+    await client.prepare('k', '', { l: 'v' });
+    // Holds the commit inside its window (after the checks, before the record write) on the real driver.
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let entered!: () => void;
+    const inWindow = new Promise<void>((resolve) => {
+      entered = resolve;
+    });
+    const mappedBytes = driver.mappedBytes.bind(driver);
+    driver.mappedBytes = async (id: string) => {
+      entered();
+      await gate;
+      return mappedBytes(id);
+    };
+    const committing = client.commit('c', 'k');
+    try {
+      await inWindow;
+      const during = await client.stat('k').catch((error: grpc.ServiceError) => error.details);
+      t.like(during, { name: 'k', kind: 'ACTIVE', labels: { l: 'v' } }, 'Stat of the key answers the active snapshot');
+      t.deepEqual(
+        (await client.list()).map((i) => `${i.name} ${i.kind}`),
+        ['k ACTIVE'],
+        'List shows the key, not the name being made',
+      );
+      await rejects(t, client.stat('c'), grpc.status.NOT_FOUND, '"c"', 'the name is not there before the commit is');
+    } finally {
+      release(); // a failed check must not leave the commit (and the teardown after it) waiting
+      await committing;
+      driver.mappedBytes = mappedBytes;
+    }
+    t.like(await client.stat('c'), { name: 'c', kind: 'COMMITTED' });
+    await rejects(t, client.stat('k'), grpc.status.NOT_FOUND, '"k"', 'the key is gone once committed');
+    await teardown(s);
+  },
+);
+
 test.serial('check names the containerd snapshot of a layer whose thin id went missing', async (t) => {
   const s = await serve();
   const home = s.home;
