@@ -4,9 +4,11 @@
 // writable layer on top of an image's last layer.
 import { createHash } from 'node:crypto';
 import { Transform, type Readable } from 'node:stream';
+import { constants as osConstants } from 'node:os';
 import type { Driver } from '../driver/driver.js';
+import type { LayerMetadata } from '../driver/layer-records.js';
 import { applyDiffDetailed, type DiffHost } from '../driver/diff/layer-diff.js';
-import { DevmapperError, InvalidArgumentError } from '../errors.js';
+import { DevmapperError, DmSystemError, InvalidArgumentError } from '../errors.js';
 import { readImageArchive, type ArchiveImage } from './archive.js';
 import { ImageStore, type ImageLayerRecord, type ImageRecord } from './image-store.js';
 
@@ -167,21 +169,46 @@ export async function getImage(driver: Driver, ref: string): Promise<ImageRecord
 export async function removeImage(driver: Driver, ref: string): Promise<string[]> {
   const store = new ImageStore(driver.home);
   const record = await getImage(driver, ref);
-  store.remove(ref);
-  const used = new Set(store.list().flatMap((image) => image.layers.map((l) => l.layerId)));
-  const removed: string[] = [];
+  const used = new Set(
+    store
+      .list()
+      .filter((image) => image.ref !== ref)
+      .flatMap((image) => image.layers.map((l) => l.layerId)),
+  );
+  // What goes, top down, decided before anything changes: a layer another image uses, or one
+  // that something other than the layer above stands on (a container layer), ends the chain.
+  const layers = await driver.list();
+  const doomed: LayerMetadata[] = [];
   for (const { layerId } of [...record.layers].reverse()) {
-    if (used.has(layerId)) break; // what lies below is another image's too
-    const children = (await driver.list()).filter((layer) => layer.parent === layerId);
-    if (children.length > 0) break; // a container layer (or another chain) still stands on it
+    if (used.has(layerId)) break;
+    const above = doomed.at(-1)?.id;
+    if (layers.some((layer) => layer.parent === layerId && layer.id !== above)) break;
+    const layer = layers.find((l) => l.id === layerId);
+    if (layer) doomed.push(layer);
+  }
+  // One mounted stops it all here: removing the layers above it first would leave the rest of
+  // the chain with no image to name it. (With deferred deletion, remove defers it instead.)
+  const deferred = doomed.some((layer) => layer.mounted) && (await driver.status()).deferredDeletionEnabled;
+  const busy = deferred ? undefined : doomed.find((layer) => layer.mounted);
+  if (busy)
+    throw new DmSystemError({
+      errno: osConstants.errno.EBUSY,
+      syscall: 'ioctl',
+      operation: 'remove',
+      device: busy.deviceName,
+      detail: `layer ${busy.id} of image ${ref} is mounted: nothing was removed`,
+    });
+  store.remove(ref);
+  const removed: string[] = [];
+  for (const { id } of doomed) {
     try {
-      await driver.remove(layerId);
+      await driver.remove(id);
     } catch (error) {
-      // Nothing removed yet (its top layer mounted, say): the image is whole, and stays recorded.
+      // Nothing removed yet: the image is whole, and stays recorded.
       if (removed.length === 0) store.write(record);
       throw error;
     }
-    removed.push(layerId);
+    removed.push(id);
   }
   return removed;
 }

@@ -190,6 +190,20 @@ test.serial('image rm of an image whose top layer is mounted fails and keeps the
   const after = (await cliJson<Array<{ ref: string }>>('image', 'ls')).map((i) => i.ref);
   t.true(after.includes('bulky'), `the image is still recorded: ${after.join(', ')}`);
   t.is((await cli('umount', top)).code, 0);
+  // A layer below the top mounted: nothing goes, not even the layers above it.
+  const below = bulky.layers.at(-2)!.layerId;
+  const layersBefore = await layerIds();
+  t.is((await cli('mount', below)).code, 0);
+  const lower = await cli('--json', 'image', 'rm', 'bulky');
+  t.is(lower.code, 1, lower.stderr);
+  t.is(errorOf(lower).code, 'EBUSY', lower.stderr);
+  t.regex(lower.stderr, new RegExp(`layer ${below}.*mounted: nothing was removed`));
+  t.true(
+    (await cliJson<Array<{ ref: string }>>('image', 'ls')).some((i) => i.ref === 'bulky'),
+    'still recorded',
+  );
+  t.deepEqual(await layerIds(), layersBefore, 'every layer is still there');
+  t.is((await cli('umount', below)).code, 0);
 });
 
 test.serial('image rm frees only what nothing else uses; check is clean; nothing is left', async (t) => {
