@@ -86,6 +86,24 @@ export class DmSystemError extends DevmapperError {
   }
 }
 
+/**
+ * A failed Node fs call (an ErrnoException: numeric errno, syscall, path) as a DmSystemError
+ * naming `device` (default: the path the call failed on); any other error is returned as it is.
+ */
+export function systemErrorOf(error: unknown, context: { syscall: string; device?: string; detail?: string }): unknown {
+  const e = error as NodeJS.ErrnoException | undefined;
+  if (error instanceof DevmapperError || typeof e?.errno !== 'number') return error;
+  return Object.assign(
+    new DmSystemError({
+      errno: Math.abs(e.errno),
+      syscall: e.syscall ?? context.syscall,
+      device: context.device ?? e.path,
+      detail: context.detail,
+    }),
+    { cause: error },
+  );
+}
+
 /** A failed ioctl(2): `syscall` is 'ioctl' and `operation` names the request ('DM_DEV_REMOVE', 'LOOP_CONFIGURE'). */
 export class IoctlError extends DmSystemError {
   constructor(args: { errno: number; operation: string; device?: string; detail?: string }) {

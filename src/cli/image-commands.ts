@@ -3,7 +3,7 @@ import { statSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { assertLayerId } from '../driver/options.js';
-import { DmSystemError } from '../errors.js';
+import { systemErrorOf } from '../errors.js';
 import { getImage, imageRootfs, importImage, listImages, removeImage } from '../image/images.js';
 import { runtimeSpec } from '../image/runtime-spec.js';
 import { checkArgument, expectPositionals, parseArgs, UsageError } from './args.js';
@@ -111,10 +111,7 @@ export async function imageCommand(argv: string[], io: Io): Promise<void> {
               // No config.json, no container: the layer made for it goes again.
               await driver.put(id!);
               await driver.remove(id!);
-              const e = error as NodeJS.ErrnoException;
-              throw typeof e.errno === 'number'
-                ? new DmSystemError({ errno: Math.abs(e.errno), syscall: e.syscall ?? 'open', device: file })
-                : error;
+              throw systemErrorOf(error, { syscall: 'open', device: file });
             }
           }
           io.out(io.json ? `${toJson({ ref, id, rootfs })}\n` : `${rootfs}\n`);

@@ -6,7 +6,6 @@
 // protocol of transaction.ts.
 import { DeviceMapper } from '../ioctl/device-mapper.js';
 import { Kernel } from '../ioctl/kernel.js';
-import { join } from 'node:path';
 import { DevmapperError, MetadataError } from '../errors.js';
 import { logger } from '../log.js';
 import type { LoopbackStorage } from '../thin/loopback.js';
@@ -136,7 +135,7 @@ export class DeviceSet {
       // device of the records gone. Only a home that never had a record is new.
       if (!savedState && store.holdsRecords())
         throw new MetadataError(
-          join(layout.metadataDir, 'deviceset.json'),
+          store.statePath,
           undefined,
           'missing while the home holds layer records: a new pool would wipe their thin devices, so nothing is done (restore the file; to give the layers up, remove the home)',
         );
@@ -189,7 +188,7 @@ export class DeviceSet {
             return;
           }
           throw new MetadataError(
-            join(layout.metadataDir, 'deviceset.json'),
+            parts.store.statePath,
             'base.deviceId',
             `thin id ${deviceId} of the base device (its record ${BASE_LAYER}.layer.json is lost) is named by layer ${sharing.join(', ')}'s record too: at most one owns it; fix that record by hand (check reports the conflict)`,
           );

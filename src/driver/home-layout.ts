@@ -14,7 +14,7 @@ import { lstatSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { InvalidArgumentError } from '../errors.js';
 import { decodeDev } from '../ioctl/abi.js';
-import { fileKind, unsafePathError } from './safe-open.js';
+import { assertDirectory } from './safe-open.js';
 
 /** `<home>/lock`: usable before the home's layout is known (HomeLock, the CLI's lock checks). */
 export function lockFilePath(home: string): string {
@@ -78,8 +78,7 @@ export class HomeLayout {
     // Every layer is mounted at mnt/<id>: through a symlink planted as mnt, a layer named
     // like a directory there (etc, usr) would be mounted over it, outside the home.
     const mnt = join(home, 'mnt');
-    const mntStat = lstatSync(mnt);
-    if (!mntStat.isDirectory()) throw unsafePathError(mnt, fileKind(mntStat.mode), "the home's mount directory");
+    assertDirectory(mnt, lstatSync(mnt), "the home's mount directory");
     const st = statSync(home, { bigint: true });
     // decodeDev keeps minors above 255 (0:300 must not read as 0:44).
     const dev = decodeDev(st.dev);

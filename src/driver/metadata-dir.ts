@@ -19,7 +19,7 @@ import { MetadataError } from '../errors.js';
 import { logger } from '../log.js';
 import { readSmallFile, unlinkIfPresent, writeDurably } from './metadata-files.js';
 import { LAYER_SUFFIX } from './layer-scan.js';
-import { fileKind, unsafePathError } from './safe-open.js';
+import { assertDirectory } from './safe-open.js';
 
 export class MetadataDir {
   readonly path: string;
@@ -50,7 +50,7 @@ export class MetadataDir {
     } catch {
       throw made ?? new Error(`${path} vanished`);
     }
-    if (!stat.isDirectory()) throw unsafePathError(path, fileKind(stat.mode), "the home's metadata directory");
+    assertDirectory(path, stat, "the home's metadata directory");
     if (made) throw made;
     // One made earlier with a looser mode (or umask) is tightened; only then, so that a home on
     // a read-only filesystem still opens for the commands that only read (ls, status, check).

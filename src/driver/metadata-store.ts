@@ -68,11 +68,16 @@ export class MetadataStore {
     this.#logWriter = new LogWriter(join(dir, LOG));
   }
 
+  /** deviceset.json's path (the state as of the last fold; the log holds what changed since). */
+  get statePath(): string {
+    return join(this.dir, STATE);
+  }
+
   readState(): DeviceSetState | undefined {
     const logged = this.#replay().state;
     if (logged) return logged;
     const value = this.#files.read<unknown>(STATE);
-    return value === undefined ? undefined : validateState(value, join(this.dir, STATE));
+    return value === undefined ? undefined : validateState(value, this.statePath);
   }
 
   /** deviceset.json changed outside a transaction (one synced log line). */
@@ -170,16 +175,16 @@ export class MetadataStore {
     return true;
   }
 
-  /**
-   * Every layer record, each validated. A file or pack entry that cannot be read, parsed or
-   * validated is a MetadataError naming it (and the entry) and the field; so are two records
-   * naming one thin id.
-   */
   /** Whether any layer record exists (pack, journal or log): the home has had a pool, so it is not new. */
   holdsRecords(): boolean {
     return existsSync(join(this.dir, PACK)) || this.#files.listJournal().length > 0 || this.#replay().records.size > 0;
   }
 
+  /**
+   * Every layer record, each validated. A file or pack entry that cannot be read, parsed or
+   * validated is a MetadataError naming it (and the entry) and the field; so are two records
+   * naming one thin id.
+   */
   readAllLayers(): LayerRecord[] {
     const scan = this.scanLayers();
     const error = scanError(scan, this.dir, this.quarantineDir);

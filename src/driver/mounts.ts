@@ -11,6 +11,7 @@ import type { ThinDevice } from '../thin/thin-device.js';
 import type { HomeLayout } from './home-layout.js';
 import type { LayerRecord } from './metadata-store.js';
 import type { Filesystem } from './options.js';
+import { assertDirectory } from './safe-open.js';
 
 /** How the DeviceSet turns a layer record into an active device and back. */
 export interface DeviceActivator {
@@ -87,11 +88,7 @@ export class Mounts {
     const createdDir = makeDirectory(mountPoint, 0o755);
     // Made here in the common case (put removes it); what was there already must be a directory:
     // mount(2) follows a symlink, so one planted here would put the layer over what it names.
-    if (!createdDir && lstatSync(mountPoint, { throwIfNoEntry: false })?.isDirectory() !== true)
-      throw new DevmapperError(
-        'ERR_DM_UNSAFE_PATH',
-        `${mountPoint}, the mount point of layer ${id}, is not a directory (a symlink?): not mounting on it`,
-      );
+    if (!createdDir) assertDirectory(mountPoint, lstatSync(mountPoint), `the mount point of layer ${id}`);
     let device: ThinDevice | undefined;
     let mountedHere = false;
     try {

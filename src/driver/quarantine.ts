@@ -4,7 +4,7 @@ import { lstatSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { readRegularFile } from './metadata-files.js';
 import { claimedThinId } from './metadata-schema.js';
-import { fileKind, unsafePathError } from './safe-open.js';
+import { assertDirectory } from './safe-open.js';
 
 /**
  * The quarantine's files, sorted (none when it does not exist). A file or a symlink where the
@@ -13,9 +13,7 @@ import { fileKind, unsafePathError } from './safe-open.js';
  */
 export function quarantinedFiles(dir: string): string[] {
   try {
-    const stat = lstatSync(dir);
-    if (!stat.isDirectory())
-      throw unsafePathError(dir, fileKind(stat.mode), "the home's quarantine directory (remove it, then check again)");
+    assertDirectory(dir, lstatSync(dir), "the home's quarantine directory (remove it, then check again)");
     return readdirSync(dir)
       .sort()
       .map((name) => join(dir, name));

@@ -2,7 +2,7 @@
 // followed (O_NOFOLLOW), a FIFO never blocks the open (O_NONBLOCK), and only a regular file is
 // used. A hand edit, a restored backup or someone with write access to the home could plant
 // any of these; following one would truncate or read a file outside the home.
-import { constants, existsSync, fstatSync, lstatSync, mkdirSync, openSync } from 'node:fs';
+import { constants, existsSync, fstatSync, lstatSync, mkdirSync, openSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { DevmapperError } from '../errors.js';
 
@@ -33,6 +33,11 @@ export function unsafePathError(path: string, kind: string, wanted: string): Dev
   return Object.assign(new DevmapperError('ERR_DM_UNSAFE_PATH', `${path} is ${kind}, not ${wanted}: not using it`), {
     path,
   });
+}
+
+/** ERR_DM_UNSAFE_PATH unless `stat`, an lstat of `path`, is a directory (never a symlink to one). */
+export function assertDirectory(path: string, stat: Stats, wanted: string): void {
+  if (!stat.isDirectory()) throw unsafePathError(path, fileKind(stat.mode), wanted);
 }
 
 /**

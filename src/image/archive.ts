@@ -9,7 +9,7 @@ import { closeSync, createReadStream, openSync, readSync } from 'node:fs';
 import { posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
-import { DevmapperError, DmSystemError } from '../errors.js';
+import { DevmapperError, systemErrorOf } from '../errors.js';
 import { compressionOf, firstEvent } from '../driver/diff/tar-format.js';
 
 /** One layer of an image, as the archive holds it. */
@@ -88,9 +88,7 @@ async function scan(file: string): Promise<Map<string, Member>> {
     }
   } catch (error) {
     extract.destroy();
-    const e = error as NodeJS.ErrnoException;
-    if (error instanceof DevmapperError || typeof e.errno !== 'number') throw error;
-    throw new DmSystemError({ errno: Math.abs(e.errno), syscall: e.syscall ?? 'read', device: file }); // a missing file, a directory
+    throw systemErrorOf(error, { syscall: 'read', device: file }); // a missing file, a directory
   }
   extract.end(() => undefined);
   try {

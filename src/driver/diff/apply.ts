@@ -24,7 +24,7 @@ import type { TimeLike } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type * as tar from 'tar-stream';
-import { DevmapperError, DmSystemError, LayerTarError } from '../../errors.js';
+import { DevmapperError, LayerTarError, systemErrorOf } from '../../errors.js';
 import { makeSpecialNode, setXattr, syncFilesystem } from '../../ioctl/file-attributes.js';
 import type { Kernel } from '../../ioctl/kernel.js';
 import { ancestorsOf, entryRole, joinPath, layerPath, parentOf } from './entry-paths.js';
@@ -375,17 +375,8 @@ function entryError(error: unknown, entry: string): unknown {
     return new LayerTarError('ERR_DM_LAYER_TAR_INVALID', entry, 'a name longer than the filesystem takes', {
       cause: error,
     });
-  if (typeof e?.errno === 'number' && typeof e.syscall === 'string')
-    return Object.assign(
-      new DmSystemError({
-        errno: Math.abs(e.errno),
-        syscall: e.syscall,
-        device: e.path,
-        detail: `layer tar entry ${JSON.stringify(entry)}`,
-      }),
-      { cause: error },
-    );
-  return error;
+  if (typeof e?.syscall !== 'string') return error;
+  return systemErrorOf(error, { syscall: e.syscall, detail: `layer tar entry ${JSON.stringify(entry)}` });
 }
 
 /** tar-stream's own errors (bad header, truncated data) become ERR_DM_LAYER_TAR_INVALID. */
